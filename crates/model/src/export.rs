@@ -1,0 +1,116 @@
+//! Export to an HF model directory that `transformers.AutoModelForCausalLM` and
+//! `AutoTokenizer` load: `model.safetensors`, `config.json`, `generation_config.json`,
+//! `tokenizer.json`, `tokenizer_config.json`, and `rosetta.json` for Rosetta's own additions.
+//! The directory appears complete or not at all ([`crate::atomic::StagedDir`]).
+
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use safetensors::{Dtype, tensor::TensorView};
+use serde_json::{Value, json};
+
+use crate::atomic::StagedDir;
+use crate::checkpoint::ROSETTA_EXTRAS_FILE;
+use crate::error::{ModelError, Result};
+use crate::model::CausalLm;
+use crate::tokenizer::TextTokenizer;
+use crate::weights::names;
+
+/// The dtype weights are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportDtype {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl ExportDtype {
+    fn torch_name(self) -> &'static str {
+        match self {
+            ExportDtype::F32 => "float32",
+            ExportDtype::F16 => "float16",
+            ExportDtype::Bf16 => "bfloat16",
+        }
+    }
+
+    fn encode(self, values: &[f32]) -> (Dtype, Vec<u8>) {
+        match self {
+            ExportDtype::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ExportDtype::F16 => (Dtype::F16, values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect()),
+            ExportDtype::Bf16 => (Dtype::BF16, values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect()),
+        }
+    }
+}
+
+impl std::str::FromStr for ExportDtype {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "float32" => Ok(ExportDtype::F32),
+            "f16" | "float16" => Ok(ExportDtype::F16),
+            "bf16" | "bfloat16" => Ok(ExportDtype::Bf16),
+            other => Err(ModelError::invalid(format!("unknown dtype `{other}` (use f32, f16 or bf16)"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    pub dtype: ExportDtype,
+    pub overwrite: bool,
+    /// Written as `rosetta.json` when present.
+    pub extras: Option<Value>,
+}
+
+/// Writes `model` and `tokenizer` to `dir` as an HF checkpoint.
+pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, options: &ExportOptions) -> Result<PathBuf> {
+    let config = model.config();
+    let staged = StagedDir::new(dir, options.overwrite)?;
+
+    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = model
+        .to_hf_tensors()
+        .into_iter()
+        .filter(|(name, _)| !(config.tie_word_embeddings && name == names::LM_HEAD))
+        .map(|(name, t)| {
+            let (dtype, bytes) = options.dtype.encode(&t.data);
+            (name, dtype, t.shape, bytes)
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ModelError::invalid(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))?;
+    staged.write("model.safetensors", &bytes)?;
+
+    let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
+    staged.write("config.json", &pretty(&config.to_hf_json(options.dtype.torch_name())?))?;
+    let mut generation = json!({"do_sample": false});
+    if let Some(bos) = config.bos_token_id {
+        generation["bos_token_id"] = json!(bos);
+    }
+    if !config.eos_token_ids.is_empty() {
+        generation["eos_token_id"] = json!(config.eos_token_ids);
+    }
+    if let Some(pad) = config.pad_token_id {
+        generation["pad_token_id"] = json!(pad);
+    }
+    staged.write("generation_config.json", &pretty(&generation))?;
+    staged.write("tokenizer.json", tokenizer.to_json()?.as_bytes())?;
+    staged.write(
+        "tokenizer_config.json",
+        &pretty(&tokenizer.tokenizer_config(config.max_position_embeddings)),
+    )?;
+    if let Some(extras) = &options.extras {
+        staged.write(ROSETTA_EXTRAS_FILE, &pretty(extras))?;
+    }
+    staged.commit()
+}

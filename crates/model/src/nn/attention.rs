@@ -1,0 +1,98 @@
+//! Grouped-query self-attention with rotary positions and a KV cache (HF `LlamaAttention`,
+//! `MistralAttention`, `Qwen2Attention`).
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::rotary::apply_rotary;
+use crate::intervention::{LinearId, LinearKind};
+use crate::pass::PassState;
+
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Keys and values of earlier positions for one layer.
+///
+/// # Shapes
+/// `[batch, num_kv_heads, cached_len, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    pub key: Tensor<4>,
+    pub value: Tensor<4>,
+}
+
+impl SelfAttention {
+    /// # Shapes
+    /// `x: [batch, seq, d_model] -> [batch, seq, d_model]`.
+    pub(crate) fn forward(
+        &self,
+        layer: usize,
+        x: Tensor<3>,
+        state: &mut PassState<'_>,
+        cache: Option<&mut Option<LayerCache>>,
+    ) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        state.record_linear_input(
+            &[
+                LinearId::new(layer, LinearKind::QProj),
+                LinearId::new(layer, LinearKind::KProj),
+                LinearId::new(layer, LinearKind::VProj),
+            ],
+            &x,
+        );
+        let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
+        let q = apply_rotary(heads(self.q_proj.forward(x.clone()), h), &state.cos, &state.sin);
+        let k = apply_rotary(heads(self.k_proj.forward(x.clone()), kv), &state.cos, &state.sin);
+        let v = heads(self.v_proj.forward(x), kv);
+
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some(prev) => (Tensor::cat(vec![prev.key, k], 2), Tensor::cat(vec![prev.value, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some(LayerCache { key: k.clone(), value: v.clone() });
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let kv_len = k.dims()[2];
+        let (k, v) = (self.repeat_kv(k, batch, kv_len), self.repeat_kv(v, batch, kv_len));
+
+        let mask = state
+            .attention_mask
+            .as_ref()
+            .map(|m| m.clone().expand([batch, h, seq, kv_len]));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: mask.is_none(),
+        };
+        let context = attention(q, k, v, mask, None, options);
+        let context = context.swap_dims(1, 2).reshape([batch, seq, h * hd]);
+        state.record_linear_input(&[LinearId::new(layer, LinearKind::OProj)], &context);
+        self.o_proj.forward(context)
+    }
+
+    /// Repeats each KV head for the query heads of its group (GQA).
+    fn repeat_kv(&self, t: Tensor<4>, batch: usize, len: usize) -> Tensor<4> {
+        let groups = self.num_heads / self.num_kv_heads;
+        if groups == 1 {
+            return t;
+        }
+        t.unsqueeze_dim::<5>(2)
+            .expand([batch, self.num_kv_heads, groups, len, self.head_dim])
+            .reshape([batch, self.num_heads, len, self.head_dim])
+    }
+}

@@ -1,0 +1,8 @@
+//! The decoder's layers, one per file. Linear, RMSNorm and embedding layers are burn's own
+//! (`burn::nn`), whose math matches HF's; what is specific to the LLaMA family lives here.
+
+pub mod attention;
+pub mod decoder_layer;
+pub mod mlp;
+pub mod rotary;
+pub(crate) mod init;

@@ -1,0 +1,150 @@
+//! Information cost of text under the model: bits per character, per byte, per sentence.
+//!
+//! Per-token perplexity cannot compare languages or tokenizers (token counts differ), so
+//! Rosetta's gap metric is **bits per character** of held-out text:
+//! `bits = −Σ log₂ p(token_t | tokens_<t)` over the text's tokens, divided by the number of
+//! Unicode characters. Each text is scored as its own document, preceded by the tokenizer's
+//! document-start token ([`TextTokenizer::document_start_id`]) so its first token is predicted too.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::batch::{Padding, TokenBatch};
+use crate::error::{ModelError, Result};
+use crate::intervention::Interventions;
+use crate::model::CausalLm;
+use crate::readback::to_vec_f32;
+use crate::tokenizer::TextTokenizer;
+
+/// The cost of one text.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TextCost {
+    pub bits: f64,
+    pub tokens: usize,
+    pub chars: usize,
+    pub bytes: usize,
+}
+
+impl TextCost {
+    pub fn add(self, other: TextCost) -> TextCost {
+        TextCost {
+            bits: self.bits + other.bits,
+            tokens: self.tokens + other.tokens,
+            chars: self.chars + other.chars,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+
+    pub fn bits_per_char(&self) -> f64 {
+        self.bits / self.chars.max(1) as f64
+    }
+
+    pub fn bits_per_byte(&self) -> f64 {
+        self.bits / self.bytes.max(1) as f64
+    }
+
+    pub fn tokens_per_char(&self) -> f64 {
+        self.tokens as f64 / self.chars.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub batch_size: usize,
+    /// Texts longer than this many tokens are an error (split them first).
+    pub max_tokens: usize,
+    pub interventions: Interventions,
+}
+
+impl ScoreOptions {
+    pub fn for_model(model: &CausalLm) -> Self {
+        ScoreOptions {
+            batch_size: 8,
+            max_tokens: model.config().max_position_embeddings.min(2048),
+            interventions: Interventions::none(),
+        }
+    }
+}
+
+/// Token ids of a text as scored: the document-start token, then the text.
+pub fn scoring_ids(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
+    let start = tokenizer.document_start_id().ok_or_else(|| {
+        ModelError::tokenizer(
+            tokenizer.origin().clone(),
+            "has no BOS, EOS or end-of-text token to start a document with",
+        )
+    })?;
+    let mut ids = vec![start];
+    ids.extend(tokenizer.encode(text, false)?);
+    Ok(ids)
+}
+
+/// Log-probabilities (natural log) of each next token, `[batch, seq-1]`, for a right-padded batch.
+pub fn next_token_logprobs(model: &CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Result<Tensor<2>> {
+    let device = model.device();
+    let (logits, _) = model.forward_with(batch, interventions)?;
+    let [b, s, v] = logits.dims();
+    let predicted = logits.slice([0..b, 0..s - 1, 0..v]);
+    let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).unsqueeze_dim::<3>(2);
+    Ok(log_softmax(predicted, 2).gather(2, targets).squeeze_dim(2))
+}
+
+/// Scores each text separately; the result is in the order of `texts`.
+pub async fn score_texts(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    options: &ScoreOptions,
+) -> Result<Vec<TextCost>> {
+    if options.batch_size == 0 {
+        return Err(ModelError::invalid("batch size must be at least 1"));
+    }
+    let encoded = texts
+        .iter()
+        .map(|t| scoring_ids(tokenizer, t))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some((i, ids)) = encoded.iter().enumerate().find(|(_, ids)| ids.len() > options.max_tokens) {
+        return Err(ModelError::invalid(format!(
+            "text {} has {} tokens, more than the {} this scorer takes; split long documents",
+            i + 1,
+            ids.len(),
+            options.max_tokens
+        )));
+    }
+    // Similar lengths together waste less padding.
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| encoded[i].len());
+    let mut costs = vec![TextCost::default(); texts.len()];
+    for chunk in order.chunks(options.batch_size) {
+        let sequences: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+        let batch = TokenBatch::pad(&sequences, Padding::Right, 0)?;
+        if batch.seq < 2 {
+            // Only the start token: nothing to predict (all texts in the chunk are empty).
+            continue;
+        }
+        let logprobs = to_vec_f32(next_token_logprobs(model, &batch, &options.interventions)?).await?;
+        let width = batch.seq - 1;
+        for (row, &i) in chunk.iter().enumerate() {
+            let predicted = encoded[i].len() - 1;
+            let nats: f64 = logprobs[row * width..row * width + predicted].iter().map(|&l| l as f64).sum();
+            costs[i] = TextCost {
+                bits: -nats / std::f64::consts::LN_2,
+                tokens: predicted,
+                chars: texts[i].chars().count(),
+                bytes: texts[i].len(),
+            };
+        }
+    }
+    Ok(costs)
+}
+
+/// [`score_texts`] for native callers.
+#[cfg(not(target_family = "wasm"))]
+pub fn score_texts_blocking(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    options: &ScoreOptions,
+) -> Result<Vec<TextCost>> {
+    crate::readback::block_on(score_texts(model, tokenizer, texts, options))
+}

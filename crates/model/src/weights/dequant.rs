@@ -1,0 +1,401 @@
+//! Dequantisation of GGML block formats to f32.
+//!
+//! Layouts follow ggml's `ggml-quants.c` (`dequantize_row_*`); the Python `gguf` package's
+//! `gguf.quants.dequantize` is the reference the parity tests compare against.
+//! Every function takes exactly `n_blocks * type_size` bytes and returns `n_blocks * block_size`
+//! values; the caller has checked the sizes.
+
+use half::{bf16, f16};
+
+/// The GGML tensor types Rosetta knows by id. Ids are ggml's `enum ggml_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
+    BF16,
+}
+
+/// Elements per super-block of the k-quants.
+const QK_K: usize = 256;
+
+impl GgmlType {
+    pub fn from_id(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
+            8 => GgmlType::Q8_0,
+            10 => GgmlType::Q2K,
+            11 => GgmlType::Q3K,
+            12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
+            14 => GgmlType::Q6K,
+            30 => GgmlType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// ggml's name for a type id, also for ids Rosetta cannot dequantise (for error messages).
+    pub fn name_of_id(id: u32) -> String {
+        const NAMES: [&str; 40] = [
+            "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+            "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
+            "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
+            "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4",
+            "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+        ];
+        NAMES
+            .get(id as usize)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| format!("type id {id}"))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q5_0 => "Q5_0",
+            GgmlType::Q5_1 => "Q5_1",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q2K => "Q2_K",
+            GgmlType::Q3K => "Q3_K",
+            GgmlType::Q4K => "Q4_K",
+            GgmlType::Q5K => "Q5_K",
+            GgmlType::Q6K => "Q6_K",
+            GgmlType::BF16 => "BF16",
+        }
+    }
+
+    pub const SUPPORTED: &'static str =
+        "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+
+    /// Elements per block.
+    pub fn block_size(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 32,
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        match self {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::Q4_0 => 2 + 16,
+            GgmlType::Q4_1 => 2 + 2 + 16,
+            GgmlType::Q5_0 => 2 + 4 + 16,
+            GgmlType::Q5_1 => 2 + 2 + 4 + 16,
+            GgmlType::Q8_0 => 2 + 32,
+            GgmlType::Q2K => QK_K / 16 + QK_K / 4 + 2 + 2,
+            GgmlType::Q3K => QK_K / 8 + QK_K / 4 + 12 + 2,
+            GgmlType::Q4K => 2 + 2 + 12 + QK_K / 2,
+            GgmlType::Q5K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
+            GgmlType::Q6K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
+        }
+    }
+
+    /// Dequantises `bytes` (a whole number of blocks) to f32.
+    pub fn dequantize(self, bytes: &[u8]) -> Vec<f32> {
+        debug_assert_eq!(bytes.len() % self.type_size(), 0);
+        let n_blocks = bytes.len() / self.type_size();
+        let mut out = vec![0f32; n_blocks * self.block_size()];
+        let blocks = bytes.chunks_exact(self.type_size());
+        let outs = out.chunks_exact_mut(self.block_size());
+        match self {
+            GgmlType::F32 => blocks.zip(outs).for_each(|(b, y)| {
+                y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }),
+            GgmlType::F16 => blocks.zip(outs).for_each(|(b, y)| y[0] = read_f16(b)),
+            GgmlType::BF16 => blocks.zip(outs).for_each(|(b, y)| {
+                y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }),
+            GgmlType::Q4_0 => blocks.zip(outs).for_each(|(b, y)| q4_0(b, y)),
+            GgmlType::Q4_1 => blocks.zip(outs).for_each(|(b, y)| q4_1(b, y)),
+            GgmlType::Q5_0 => blocks.zip(outs).for_each(|(b, y)| q5_0(b, y)),
+            GgmlType::Q5_1 => blocks.zip(outs).for_each(|(b, y)| q5_1(b, y)),
+            GgmlType::Q8_0 => blocks.zip(outs).for_each(|(b, y)| q8_0(b, y)),
+            GgmlType::Q2K => blocks.zip(outs).for_each(|(b, y)| q2_k(b, y)),
+            GgmlType::Q3K => blocks.zip(outs).for_each(|(b, y)| q3_k(b, y)),
+            GgmlType::Q4K => blocks.zip(outs).for_each(|(b, y)| q4_k(b, y)),
+            GgmlType::Q5K => blocks.zip(outs).for_each(|(b, y)| q5_k(b, y)),
+            GgmlType::Q6K => blocks.zip(outs).for_each(|(b, y)| q6_k(b, y)),
+        }
+        out
+    }
+}
+
+fn read_f16(b: &[u8]) -> f32 {
+    f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+fn q4_0(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let qs = &b[2..18];
+    for j in 0..16 {
+        y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
+        y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+fn q4_1(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let m = read_f16(&b[2..]);
+    let qs = &b[4..20];
+    for j in 0..16 {
+        y[j] = (qs[j] & 0x0F) as f32 * d + m;
+        y[j + 16] = (qs[j] >> 4) as f32 * d + m;
+    }
+}
+
+/// The fifth bits of Q5_0/Q5_1: bit j of `qh` belongs to element j.
+fn q5_high_bits(qh: u32, j: usize) -> (u8, u8) {
+    let low = (((qh >> j) << 4) & 0x10) as u8;
+    let high = ((qh >> (j + 12)) & 0x10) as u8;
+    (low, high)
+}
+
+fn q5_0(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let qs = &b[6..22];
+    for j in 0..16 {
+        let (h0, h1) = q5_high_bits(qh, j);
+        y[j] = (((qs[j] & 0x0F) | h0) as i32 - 16) as f32 * d;
+        y[j + 16] = (((qs[j] >> 4) | h1) as i32 - 16) as f32 * d;
+    }
+}
+
+fn q5_1(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let m = read_f16(&b[2..]);
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let qs = &b[8..24];
+    for j in 0..16 {
+        let (h0, h1) = q5_high_bits(qh, j);
+        y[j] = ((qs[j] & 0x0F) | h0) as f32 * d + m;
+        y[j + 16] = ((qs[j] >> 4) | h1) as f32 * d + m;
+    }
+}
+
+fn q8_0(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    for j in 0..32 {
+        y[j] = (b[2 + j] as i8) as f32 * d;
+    }
+}
+
+fn q2_k(b: &[u8], y: &mut [f32]) {
+    let scales = &b[0..16];
+    let qs = &b[16..80];
+    let d = read_f16(&b[80..]);
+    let dmin = read_f16(&b[82..]);
+    let mut is = 0;
+    let mut out = 0;
+    for half in 0..2 {
+        let q = &qs[half * 32..half * 32 + 32];
+        for shift in [0u32, 2, 4, 6] {
+            for part in 0..2 {
+                let sc = scales[is];
+                is += 1;
+                let dl = d * (sc & 0x0F) as f32;
+                let ml = dmin * (sc >> 4) as f32;
+                for l in 0..16 {
+                    y[out] = dl * ((q[part * 16 + l] >> shift) & 3) as f32 - ml;
+                    out += 1;
+                }
+            }
+        }
+    }
+}
+
+fn q3_k(b: &[u8], y: &mut [f32]) {
+    let hmask = &b[0..32];
+    let qs = &b[32..96];
+    let raw_scales = &b[96..108];
+    let d_all = read_f16(&b[108..]);
+
+    // Twelve bytes hold sixteen 6-bit scales: low 4 bits in the first 8 bytes, high 2 bits in
+    // the last 4 (ggml's kmask1/kmask2 unpacking).
+    let mut aux = [0u32; 4];
+    for (i, word) in aux.iter_mut().take(3).enumerate() {
+        *word = u32::from_le_bytes([
+            raw_scales[4 * i],
+            raw_scales[4 * i + 1],
+            raw_scales[4 * i + 2],
+            raw_scales[4 * i + 3],
+        ]);
+    }
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4);
+    aux[3] = ((aux[1] >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4);
+    aux[0] = (aux[0] & KMASK2) | ((tmp & KMASK1) << 4);
+    aux[1] = (aux[1] & KMASK2) | (((tmp >> 2) & KMASK1) << 4);
+    let mut scales = [0i8; 16];
+    for (i, word) in aux.iter().enumerate() {
+        for (k, byte) in word.to_le_bytes().iter().enumerate() {
+            scales[4 * i + k] = *byte as i8;
+        }
+    }
+
+    let mut m: u8 = 1;
+    let mut is = 0;
+    let mut out = 0;
+    for half in 0..2 {
+        let q = &qs[half * 32..half * 32 + 32];
+        for shift in [0u32, 2, 4, 6] {
+            for part in 0..2 {
+                let dl = d_all * (scales[is] as i32 - 32) as f32;
+                is += 1;
+                for l in 0..16 {
+                    let idx = part * 16 + l;
+                    let low = ((q[idx] >> shift) & 3) as i32;
+                    let high = if hmask[idx] & m != 0 { 0 } else { 4 };
+                    y[out] = dl * (low - high) as f32;
+                    out += 1;
+                }
+            }
+            m <<= 1;
+        }
+    }
+}
+
+/// Scale and min number `j` (of 8) of a Q4_K/Q5_K super-block, 6 bits each.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+fn q4_k(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let dmin = read_f16(&b[2..]);
+    let scales = &b[4..16];
+    let qs = &b[16..144];
+    for chunk in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+        let q = &qs[chunk * 32..chunk * 32 + 32];
+        let y = &mut y[chunk * 64..chunk * 64 + 64];
+        for l in 0..32 {
+            y[l] = d1 * (q[l] & 0x0F) as f32 - min1;
+            y[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+        }
+    }
+}
+
+fn q5_k(b: &[u8], y: &mut [f32]) {
+    let d = read_f16(b);
+    let dmin = read_f16(&b[2..]);
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for chunk in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+        let u1 = 1u8 << (2 * chunk);
+        let u2 = 2u8 << (2 * chunk);
+        let q = &qs[chunk * 32..chunk * 32 + 32];
+        let y = &mut y[chunk * 64..chunk * 64 + 64];
+        for l in 0..32 {
+            let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+            let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            y[l] = d1 * ((q[l] & 0x0F) + h1) as f32 - min1;
+            y[l + 32] = d2 * ((q[l] >> 4) + h2) as f32 - min2;
+        }
+    }
+}
+
+fn q6_k(b: &[u8], y: &mut [f32]) {
+    let ql = &b[0..128];
+    let qh = &b[128..192];
+    let sc = &b[192..208];
+    let d = read_f16(&b[208..]);
+    for half in 0..2 {
+        let ql = &ql[half * 64..half * 64 + 64];
+        let qh = &qh[half * 32..half * 32 + 32];
+        let sc = &sc[half * 8..half * 8 + 8];
+        let y = &mut y[half * 128..half * 128 + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f16_bytes(x: f32) -> [u8; 2] {
+        f16::from_f32(x).to_le_bytes()
+    }
+
+    #[test]
+    fn q8_0_is_scale_times_int8() {
+        let mut block = f16_bytes(0.5).to_vec();
+        block.extend((0..32).map(|i| (i as i8 - 16) as u8));
+        let y = GgmlType::Q8_0.dequantize(&block);
+        assert_eq!(y[0], -8.0);
+        assert_eq!(y[31], 7.5);
+    }
+
+    #[test]
+    fn q4_1_uses_low_nibbles_first() {
+        let mut block = f16_bytes(2.0).to_vec();
+        block.extend(f16_bytes(-1.0));
+        block.extend([0x31u8; 16]);
+        let y = GgmlType::Q4_1.dequantize(&block);
+        assert_eq!(y[0], 1.0 * 2.0 - 1.0);
+        assert_eq!(y[16], 3.0 * 2.0 - 1.0);
+    }
+
+    #[test]
+    fn sizes_match_ggml() {
+        let expected = [
+            (GgmlType::Q2K, 84),
+            (GgmlType::Q3K, 110),
+            (GgmlType::Q4K, 144),
+            (GgmlType::Q5K, 176),
+            (GgmlType::Q6K, 210),
+            (GgmlType::Q5_1, 24),
+        ];
+        for (ty, size) in expected {
+            assert_eq!(ty.type_size(), size, "{}", ty.name());
+        }
+    }
+}

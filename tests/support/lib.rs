@@ -1,0 +1,140 @@
+//! Support for Rosetta's cross-crate tests: where the Python reference lives, how to run its
+//! scripts, and how a test that cannot run says so.
+//!
+//! A test that needs the reference stack (torch + transformers) or the default model and finds
+//! it missing prints `SKIPPED: <why>` and returns — unless `ROSETTA_REQUIRE_REFERENCE=1`
+//! (set by `.ci/run`), where a missing prerequisite fails the test instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("ROSETTA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta"))
+}
+
+/// Reports a test that cannot run. Returns normally (the caller then returns) unless the
+/// environment demands every reference test to run.
+pub fn skip(why: &str) {
+    if std::env::var("ROSETTA_REQUIRE_REFERENCE").is_ok_and(|v| v == "1") {
+        panic!("required reference test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The reference Python interpreter (`ROSETTA_PYTHON`, or the venv `scripts/setup-python.sh` makes).
+pub fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ROSETTA_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = std::env::var_os("ROSETTA_VENV").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("venv"));
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
+}
+
+/// The default model (`scripts/fetch-model.sh` puts it there).
+pub fn default_model() -> Option<PathBuf> {
+    let models = std::env::var_os("ROSETTA_MODELS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("models"));
+    let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.exists().then_some(path)
+}
+
+/// Runs `tests/python/<script>` with `args`; panics with its stderr if it fails.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) {
+    let script_path = repo_root().join("tests/python").join(script);
+    let output = Command::new(python)
+        .arg(&script_path)
+        .args(args)
+        .env("PYTHONWARNINGS", "ignore")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    if !output.status.success() {
+        panic!(
+            "{script} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A fresh directory under the system temp dir, unique to this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rosetta-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// The tiny random HF checkpoints of `tests/python/make_tiny_models.py`, made once per process.
+pub fn tiny_models(python: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = temp_dir("tiny-models");
+        run_python(python, "make_tiny_models.py", &[dir.to_str().expect("utf-8 temp path")]);
+        dir
+    })
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+pub fn write_json(path: &Path, value: &Value) {
+    std::fs::write(path, value.to_string()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Flattens a nested JSON array of numbers.
+pub fn flatten_f32(value: &Value) -> Vec<f32> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<f32>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN) as f32),
+            _ => out.push(f32::NAN),
+        }
+    }
+    walk(value, &mut out);
+    out
+}
+
+pub fn ids(value: &Value) -> Vec<u32> {
+    value.as_array().expect("id list").iter().map(|v| v.as_u64().expect("id") as u32).collect()
+}
+
+/// Raw little-endian f32 values (what `hf_logits.py` writes as `logits_<i>.f32`).
+pub fn read_f32_file(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Raw little-endian f64 values.
+pub fn read_f64_file(path: &Path) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+}
+
+/// max |a - b| between f32 values and an f64 reference.
+pub fn max_abs_diff_f64(a: &[f32], reference: &[f64]) -> f64 {
+    assert_eq!(a.len(), reference.len(), "compared tensors differ in size");
+    a.iter().zip(reference).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max)
+}
+
+/// max |a - b|, NaN-aware (a NaN anywhere gives infinity).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared tensors differ in size");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
+        .fold(0.0, f32::max)
+}
