@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod fixtures;
+
 use serde_json::Value;
 
 pub fn repo_root() -> PathBuf {

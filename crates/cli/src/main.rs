@@ -1,1 +1,51 @@
-fn main() {}
+//! `rosetta`: the command-line front end of Rosetta.
+//!
+//! Every subcommand takes a model (an HF directory, a GGUF file, or nothing for the default
+//! SmolLM2-135M-Instruct) and `--device cpu|wgpu|cuda`. Errors are reported once, here, with
+//! their causes; the exit code is 1 for failures and 2 for usage errors (clap).
+
+mod commands;
+mod model_args;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rosetta", version, about = "Cross-lingual transfer lab for LLaMA-family models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture, sizes, tokenizer and storage types of a model.
+    Info(commands::info::Args),
+    /// Generate text from a prompt (tokens/s reported).
+    Generate(commands::generate::Args),
+    /// Per-language bits per character on parallel text: the cross-lingual gap.
+    Score(commands::score::Args),
+    /// Write a model as an HF directory (safetensors + config.json + tokenizer.json).
+    Export(commands::export::Args),
+    /// Benchmarks (not tests): forward throughput next to the PyTorch reference.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(args),
+        Command::Generate(args) => commands::generate::run(args),
+        Command::Score(args) => commands::score::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Bench(cmd) => commands::bench::run(cmd),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}

@@ -23,12 +23,9 @@ impl<T: AsRef<str>> From<T> for Origin {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{origin}: cannot read: {source}")]
-    Io {
-        origin: Origin,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a separate cause, so it is reported once.
+    #[error("{origin}: cannot read: {error}")]
+    Io { origin: Origin, error: std::io::Error },
 
     #[error(
         "{origin}: not a valid safetensors file ({reason}). It may be truncated or corrupt: \
@@ -36,9 +33,7 @@ pub enum ModelError {
     )]
     Safetensors { origin: Origin, reason: String },
 
-    #[error(
-        "{origin}: not a valid GGUF file ({reason}). It may be truncated or corrupt: download it again"
-    )]
+    #[error("{origin}: not a valid GGUF file: {reason}; download or convert it again")]
     Gguf { origin: Origin, reason: String },
 
     #[error(
@@ -102,11 +97,8 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    pub(crate) fn io(origin: impl Into<Origin>, source: std::io::Error) -> Self {
-        ModelError::Io {
-            origin: origin.into(),
-            source,
-        }
+    pub(crate) fn io(origin: impl Into<Origin>, error: std::io::Error) -> Self {
+        ModelError::Io { origin: origin.into(), error }
     }
 
     pub(crate) fn config(origin: impl Into<Origin>, reason: impl Into<String>) -> Self {

@@ -351,74 +351,96 @@ impl GgufFile {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// Writes a minimal GGUF v3 file (test fixture builder shared with the loader tests).
-    pub(crate) fn write_gguf(kv: &[(&str, GgufValue)], tensors: &[(&str, Vec<usize>, u32, Vec<u8>)]) -> Vec<u8> {
-        fn put_str(out: &mut Vec<u8>, s: &str) {
-            out.extend((s.len() as u64).to_le_bytes());
-            out.extend(s.as_bytes());
+impl GgufValue {
+    /// The GGUF type id of this value.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            GgufValue::U8(_) => 0,
+            GgufValue::I8(_) => 1,
+            GgufValue::U16(_) => 2,
+            GgufValue::I16(_) => 3,
+            GgufValue::U32(_) => 4,
+            GgufValue::I32(_) => 5,
+            GgufValue::F32(_) => 6,
+            GgufValue::Bool(_) => 7,
+            GgufValue::String(_) => 8,
+            GgufValue::Array(_) => 9,
+            GgufValue::U64(_) => 10,
+            GgufValue::I64(_) => 11,
+            GgufValue::F64(_) => 12,
         }
-        fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
-            match v {
-                GgufValue::U32(x) => out.extend(x.to_le_bytes()),
-                GgufValue::F32(x) => out.extend(x.to_le_bytes()),
-                GgufValue::Bool(x) => out.push(*x as u8),
-                GgufValue::String(s) => put_str(out, s),
-                GgufValue::I32(x) => out.extend(x.to_le_bytes()),
-                GgufValue::Array(items) => {
-                    out.extend(type_id(&items[0]).to_le_bytes());
-                    out.extend((items.len() as u64).to_le_bytes());
-                    items.iter().for_each(|i| put_value(out, i));
-                }
-                other => panic!("fixture writer does not support {other:?}"),
-            }
-        }
-        fn type_id(v: &GgufValue) -> u32 {
-            match v {
-                GgufValue::U32(_) => 4,
-                GgufValue::I32(_) => 5,
-                GgufValue::F32(_) => 6,
-                GgufValue::Bool(_) => 7,
-                GgufValue::String(_) => 8,
-                GgufValue::Array(_) => 9,
-                other => panic!("fixture writer does not support {other:?}"),
-            }
-        }
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend((tensors.len() as u64).to_le_bytes());
-        out.extend((kv.len() as u64).to_le_bytes());
-        for (key, value) in kv {
-            put_str(&mut out, key);
-            out.extend(type_id(value).to_le_bytes());
-            put_value(&mut out, value);
-        }
-        let mut offset = 0usize;
-        let mut offsets = Vec::new();
-        for (name, shape, ty, data) in tensors {
-            put_str(&mut out, name);
-            out.extend((shape.len() as u32).to_le_bytes());
-            for d in shape.iter().rev() {
-                out.extend((*d as u64).to_le_bytes());
-            }
-            out.extend(ty.to_le_bytes());
-            out.extend((offset as u64).to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + data.len()).div_ceil(32) * 32;
-        }
-        while out.len() % 32 != 0 {
-            out.push(0);
-        }
-        let base = out.len();
-        for ((_, _, _, data), off) in tensors.iter().zip(offsets) {
-            out.resize(base + off, 0);
-            out.extend(data);
-        }
-        out
     }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            GgufValue::U8(x) => out.push(*x),
+            GgufValue::I8(x) => out.push(*x as u8),
+            GgufValue::U16(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I16(x) => out.extend(x.to_le_bytes()),
+            GgufValue::U32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::F32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::Bool(x) => out.push(*x as u8),
+            GgufValue::String(s) => write_str(out, s),
+            GgufValue::U64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::F64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::Array(items) => {
+                // An empty array needs some item type; u8 is as good as any.
+                let item_type = items.first().map_or(0, GgufValue::type_id);
+                out.extend(item_type.to_le_bytes());
+                out.extend((items.len() as u64).to_le_bytes());
+                items.iter().for_each(|i| i.write(out));
+            }
+        }
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+/// Writes a GGUF v3 file from metadata and raw tensors `(name, shape in row-major order, ggml
+/// type id, bytes)`, 32-byte aligned. It does not quantise: bytes are written as given. Used for
+/// test fixtures and small in-memory models.
+pub fn write_gguf(kv: &[(&str, GgufValue)], tensors: &[(&str, Vec<usize>, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((kv.len() as u64).to_le_bytes());
+    for (key, value) in kv {
+        write_str(&mut out, key);
+        out.extend(value.type_id().to_le_bytes());
+        value.write(&mut out);
+    }
+    let mut offset = 0usize;
+    let mut offsets = Vec::new();
+    for (name, shape, ty, data) in tensors {
+        write_str(&mut out, name);
+        out.extend((shape.len() as u32).to_le_bytes());
+        for d in shape.iter().rev() {
+            out.extend((*d as u64).to_le_bytes());
+        }
+        out.extend(ty.to_le_bytes());
+        out.extend((offset as u64).to_le_bytes());
+        offsets.push(offset);
+        offset = (offset + data.len()).div_ceil(32) * 32;
+    }
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    let base = out.len();
+    for ((_, _, _, data), off) in tensors.iter().zip(offsets) {
+        out.resize(base + off, 0);
+        out.extend(data);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn f32_bytes(values: &[f32]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()

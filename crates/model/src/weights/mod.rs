@@ -8,6 +8,7 @@
 pub mod dequant;
 pub mod gguf;
 pub mod gguf_source;
+pub mod random;
 pub mod safetensors_source;
 
 use std::ops::Deref;

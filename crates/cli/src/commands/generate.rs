@@ -1,0 +1,101 @@
+//! `rosetta generate`: text from a prompt, streamed, with tokens/s.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};
+use rosetta_model::tokenizer::chat::{CHATML, ChatMessage, render};
+use rosetta_model::Interventions;
+
+use crate::model_args::ModelArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt.
+    #[arg(long, short)]
+    prompt: String,
+    /// Wrap the prompt as a user turn in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// A system message (with --chat).
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (checkpoint, model) = args.model.load()?;
+    let tokenizer = &checkpoint.tokenizer;
+    let text = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::system(system.clone()));
+        }
+        messages.push(ChatMessage::user(args.prompt.clone()));
+        let template = tokenizer.chat_template.as_deref().unwrap_or(CHATML);
+        render(template, &messages, true, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())?
+    } else {
+        args.prompt.clone()
+    };
+    // A chat template writes its own special tokens; a plain prompt gets the tokenizer's.
+    let ids = tokenizer.encode(&text, !args.chat)?;
+    let sampling = if args.temperature > 0.0 {
+        Sampling::Random { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p }
+    } else {
+        Sampling::Greedy
+    };
+    let mut stop_tokens = checkpoint.config.eos_token_ids.clone();
+    stop_tokens.extend(tokenizer.eos_id());
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        repetition_penalty: args.repetition_penalty,
+        stop_tokens,
+        seed: args.seed,
+    };
+    let mut generated = Vec::new();
+    let mut printed = 0usize;
+    let mut stdout = std::io::stdout();
+    if !args.chat {
+        print!("{}", args.prompt);
+    }
+    let output = generate_blocking(&model, &[ids], &config, &Interventions::none(), |_, token| {
+        generated.push(token);
+        // Decode the whole continuation each step so multi-byte characters split across tokens
+        // print whole.
+        if let Ok(text) = tokenizer.decode(&generated, true)
+            && text.len() > printed
+            && text.is_char_boundary(printed)
+        {
+            print!("{}", &text[printed..]);
+            let _ = stdout.flush();
+            printed = text.len();
+        }
+    })
+    .context("generating")?;
+    println!();
+    eprintln!(
+        "{} prompt tokens in {:.2} s; {} new tokens in {:.2} s ({:.1} tokens/s, {:?})",
+        output.prompt_tokens,
+        output.prefill_seconds,
+        output.new_tokens(),
+        output.decode_seconds,
+        output.decode_tokens_per_second(),
+        output.stop_reasons[0]
+    );
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The `rosetta` binary end to end: commands a person runs, and what they see when the input is
+//! bad (exit code 1, a message naming the file, never a panic).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rosetta_tests::fixtures::{tiny_gguf, write_tiny_hf};
+use rosetta_tests::{default_model, skip, temp_dir};
+
+fn rosetta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("run rosetta")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_fails_cleanly(output: &Output, mentions: &[&str]) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "expected exit code 1, stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    for m in mentions {
+        assert!(stderr.contains(m), "stderr {stderr:?} does not mention {m:?}");
+    }
+}
+
+fn parallel_fixture(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("parallel.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"id\": \"1\", \"en\": \"the cat sat\", \"hu\": \"a macska ült\", \"sw\": \"paka aliketi\"}\n",
+            "{\"id\": \"2\", \"en\": \"the dog ran\", \"hu\": \"a kutya futott\"}\n",
+            "{\"id\": \"3\", \"en\": \"then the sun rose\", \"hu\": \"aztán felkelt a nap\", \"sw\": \"kisha jua likachomoza\"}\n",
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn info_generate_score_export_on_a_tiny_model() {
+    let dir = temp_dir("cli-tiny");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 3);
+    let model_arg = model.to_str().unwrap();
+
+    let info = rosetta(&["info", model_arg]);
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    assert!(text(&info.stdout).contains("2 layers, hidden 32"), "{}", text(&info.stdout));
+
+    let generated = rosetta(&["generate", model_arg, "--prompt", "the", "--max-new-tokens", "5"]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    assert!(text(&generated.stderr).contains("5 new tokens"), "{}", text(&generated.stderr));
+
+    let parallel = parallel_fixture(&dir);
+    let (json, svg) = (dir.join("score.json"), dir.join("score.svg"));
+    let scored = rosetta(&[
+        "score", model_arg, "--parallel", parallel.to_str().unwrap(),
+        "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap(),
+    ]);
+    assert!(scored.status.success(), "{}", text(&scored.stderr));
+    let table = text(&scored.stdout);
+    assert!(table.contains("bits/char") && table.contains("\nhu ") && table.contains("\nsw "), "{table}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let langs = report["languages"].as_array().unwrap();
+    assert_eq!(langs.len(), 3);
+    let en = langs.iter().find(|l| l["lang"] == "en").unwrap();
+    assert!((en["gap"].as_f64().unwrap() - 1.0).abs() < 1e-9, "English compared with itself: {en}");
+    let sw = langs.iter().find(|l| l["lang"] == "sw").unwrap();
+    assert_eq!(sw["sentences"], 2);
+    assert!(sw["bits_per_char"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let exported = dir.join("exported");
+    let out = rosetta(&["export", model_arg, "--out", exported.to_str().unwrap(), "--dtype", "bf16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = rosetta(&["info", exported.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(info["config"]["torch_dtype"], "bfloat16");
+    // Exporting onto an existing directory needs --overwrite; nothing is replaced without it.
+    let refused = rosetta(&["export", model_arg, "--out", exported.to_str().unwrap()]);
+    assert_fails_cleanly(&refused, &["exported", "already exists", "--overwrite"]);
+}
+
+#[test]
+fn bad_models_fail_cleanly() {
+    let dir = temp_dir("cli-bad");
+    let truncated = dir.join("cut.gguf");
+    let bytes = tiny_gguf(None);
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails_cleanly(&rosetta(&["info", truncated.to_str().unwrap()]), &["cut.gguf", "truncated"]);
+
+    let quant = dir.join("quant.gguf");
+    std::fs::write(&quant, tiny_gguf(Some(("blk.1.attn_k.weight", 39)))).unwrap();
+    assert_fails_cleanly(
+        &rosetta(&["generate", quant.to_str().unwrap(), "--prompt", "x"]),
+        &["quant.gguf", "blk.1.attn_k.weight", "MXFP4"],
+    );
+
+    let model = dir.join("model");
+    write_tiny_hf(&model, 0);
+    std::fs::write(model.join("tokenizer.json"), "not json").unwrap();
+    assert_fails_cleanly(&rosetta(&["info", model.to_str().unwrap()]), &["tokenizer.json"]);
+}
+
+#[test]
+fn bad_arguments_fail_cleanly() {
+    let dir = temp_dir("cli-args");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 0);
+    let m = model.to_str().unwrap();
+    let parallel = parallel_fixture(&dir);
+    let p = parallel.to_str().unwrap();
+
+    let bad_device = rosetta(&["info", m, "--device", "tpu"]);
+    assert_eq!(bad_device.status.code(), Some(2), "{}", text(&bad_device.stderr));
+    assert!(text(&bad_device.stderr).contains("unknown device `tpu`"));
+
+    assert_fails_cleanly(&rosetta(&["score", m, "--parallel", p, "--langs", "en,th"]), &["`th`", "does not occur"]);
+    assert_fails_cleanly(&rosetta(&["score", m, "--parallel", p, "--reference", "de"]), &["reference language `de`"]);
+
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(&broken, "{\"en\": \"a\", \"hu\": \"b\"}\n{\"en\": 3}\n").unwrap();
+    assert_fails_cleanly(&rosetta(&["score", m, "--parallel", broken.to_str().unwrap()]), &["broken.jsonl:2", "--skip-bad-lines"]);
+    let skipped = rosetta(&["score", m, "--parallel", broken.to_str().unwrap(), "--skip-bad-lines"]);
+    assert!(skipped.status.success(), "{}", text(&skipped.stderr));
+    assert!(text(&skipped.stderr).contains("skipped 1 bad lines"));
+
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    assert_fails_cleanly(&rosetta(&["score", m, "--parallel", empty.to_str().unwrap()]), &["empty.jsonl", "no parallel records"]);
+
+    assert_fails_cleanly(
+        &rosetta(&["generate", m, "--prompt", "x", "--temperature", "1", "--top-p", "2"]),
+        &["top-p must be in (0, 1]"],
+    );
+    assert_fails_cleanly(&rosetta(&["generate", m, "--prompt", "x", "--max-new-tokens", "100000"]), &["exceeds the model's context"]);
+}
+
+#[test]
+fn default_model_runs() {
+    let Some(model) = default_model() else {
+        return skip("default model missing (run scripts/fetch-model.sh)");
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["generate", "--chat", "--prompt", "What is the capital of Hungary?", "--max-new-tokens", "20"])
+        .env("ROSETTA_MODEL", &model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Budapest"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("tokens/s"));
+}

@@ -1,0 +1,148 @@
+//! Tiny checkpoints built in Rust, for tests that need a model on disk but no reference stack.
+
+use std::path::Path;
+
+use rosetta_model::burn::prelude::Device;
+use rosetta_model::export::{ExportOptions, export_hf};
+use rosetta_model::weights::WeightSource;
+use rosetta_model::weights::gguf::{GgufValue, write_gguf};
+use rosetta_model::weights::random::RandomWeights;
+use rosetta_model::{Architecture, CausalLm, ModelConfig, TextTokenizer};
+use serde_json::json;
+
+/// A 2-layer llama with GQA, a separate head, and a 261-token byte-level vocabulary.
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: 261,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 512,
+        tie_word_embeddings: false,
+        qkv_bias: false,
+        o_bias: false,
+        mlp_bias: false,
+        sliding_window: None,
+        bos_token_id: Some(256),
+        eos_token_ids: vec![257],
+        pad_token_id: None,
+        torch_dtype: None,
+    }
+}
+
+/// A byte-level BPE tokenizer: the 256 byte symbols, `<s>`, `</s>`, `<|endoftext|>`, and merges
+/// for "th" and " t".
+pub fn tiny_tokenizer_json() -> String {
+    let table = rosetta_model::tokenizer::gguf::byte_to_unicode();
+    let mut vocab = serde_json::Map::new();
+    for (i, c) in table.iter().enumerate() {
+        vocab.insert(c.to_string(), json!(i));
+    }
+    vocab.insert("<s>".into(), json!(256));
+    vocab.insert("</s>".into(), json!(257));
+    vocab.insert("<|endoftext|>".into(), json!(258));
+    vocab.insert("th".into(), json!(259));
+    vocab.insert("Ġt".into(), json!(260));
+    let special = |id: u32, content: &str| json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(256, "<s>"), special(257, "</s>"), special(258, "<|endoftext|>")],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": [["t", "h"], ["Ġ", "t"]]}
+    })
+    .to_string()
+}
+
+pub fn tiny_tokenizer() -> TextTokenizer {
+    let config = json!({"bos_token": "<s>", "eos_token": "</s>"}).to_string();
+    TextTokenizer::from_hf_json(&tiny_tokenizer_json(), Some(&config), None, "tiny tokenizer.json").expect("tiny tokenizer")
+}
+
+pub fn tiny_model(seed: u64) -> CausalLm {
+    let config = tiny_config();
+    CausalLm::from_source(&config, &RandomWeights::new(&config, seed, 0.2), &Device::flex()).expect("tiny model")
+}
+
+/// Writes a tiny random model as an HF directory.
+pub fn write_tiny_hf(dir: &Path, seed: u64) {
+    let options = ExportOptions { overwrite: true, ..Default::default() };
+    export_hf(&tiny_model(seed), &tiny_tokenizer(), dir, &options).expect("export tiny model");
+}
+
+/// The bytes of a tiny llama GGUF with F32 tensors and a gpt2 tokenizer. `tensor_type` may
+/// override the ggml type id of one tensor (to test unsupported quantisations).
+pub fn tiny_gguf(tensor_type: Option<(&str, u32)>) -> Vec<u8> {
+    let config = tiny_config();
+    let weights = RandomWeights::new(&config, 1, 0.2);
+    let gguf_name = |hf: &str| -> String {
+        hf.replace("model.embed_tokens.weight", "token_embd.weight")
+            .replace("model.norm.weight", "output_norm.weight")
+            .replace("lm_head.weight", "output.weight")
+            .replace("model.layers.", "blk.")
+            .replace("input_layernorm", "attn_norm")
+            .replace("post_attention_layernorm", "ffn_norm")
+            .replace("self_attn.q_proj", "attn_q")
+            .replace("self_attn.k_proj", "attn_k")
+            .replace("self_attn.v_proj", "attn_v")
+            .replace("self_attn.o_proj", "attn_output")
+            .replace("mlp.gate_proj", "ffn_gate")
+            .replace("mlp.up_proj", "ffn_up")
+            .replace("mlp.down_proj", "ffn_down")
+    };
+    let tensors: Vec<(String, Vec<usize>, u32, Vec<u8>)> = weights
+        .names()
+        .into_iter()
+        .map(|name| {
+            let t = weights.read(&name).expect("random tensor");
+            let gguf = gguf_name(&name);
+            let ty = match tensor_type {
+                Some((target, id)) if target == gguf => id,
+                _ => 0,
+            };
+            (gguf, t.shape, ty, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        })
+        .collect();
+    let table = rosetta_model::tokenizer::gguf::byte_to_unicode();
+    let mut tokens: Vec<GgufValue> = table.iter().map(|c| GgufValue::String(c.to_string())).collect();
+    for t in ["<s>", "</s>", "<|endoftext|>", "th", "Ġt"] {
+        tokens.push(GgufValue::String(t.into()));
+    }
+    let mut types = vec![GgufValue::I32(1); 256];
+    types.extend([3, 3, 3, 1, 1].map(GgufValue::I32));
+    let s = |v: &str| GgufValue::String(v.into());
+    let u = GgufValue::U32;
+    let kv = vec![
+        ("general.architecture", s("llama")),
+        ("general.name", s("tiny")),
+        ("llama.block_count", u(config.num_hidden_layers as u32)),
+        ("llama.context_length", u(config.max_position_embeddings as u32)),
+        ("llama.embedding_length", u(config.hidden_size as u32)),
+        ("llama.feed_forward_length", u(config.intermediate_size as u32)),
+        ("llama.attention.head_count", u(config.num_attention_heads as u32)),
+        ("llama.attention.head_count_kv", u(config.num_key_value_heads as u32)),
+        ("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-5)),
+        ("llama.rope.freq_base", GgufValue::F32(10_000.0)),
+        ("tokenizer.ggml.model", s("gpt2")),
+        ("tokenizer.ggml.pre", s("default")),
+        ("tokenizer.ggml.tokens", GgufValue::Array(tokens)),
+        ("tokenizer.ggml.token_type", GgufValue::Array(types)),
+        ("tokenizer.ggml.merges", GgufValue::Array(vec![s("t h"), s("Ġ t")])),
+        ("tokenizer.ggml.bos_token_id", u(256)),
+        ("tokenizer.ggml.eos_token_id", u(257)),
+    ];
+    let tensors_ref: Vec<(&str, Vec<usize>, u32, Vec<u8>)> =
+        tensors.iter().map(|(n, s, t, d)| (n.as_str(), s.clone(), *t, d.clone())).collect();
+    write_gguf(&kv, &tensors_ref)
+}
