@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = "en")]
     reference: String,
     /// At most this many sentences per language, spread evenly over the file.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     max_sentences: usize,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,

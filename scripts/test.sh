@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of Rosetta on a fresh machine: installs what the tests need (pinned, cached
+# outside the clone), then the Rust tests (unit, parity with HF transformers, CLI end to end),
+# then the wasm32 build check. `.ci/run` calls exactly this.
+#
+# Reference tests must run here: ROSETTA_REQUIRE_REFERENCE=1 turns a missing prerequisite into
+# a failure instead of a "SKIPPED" line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
+export ROSETTA_REQUIRE_REFERENCE=1
+jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
+step() { printf '\n==> %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+
+step "prerequisites: Python reference venv (background), default model, wasm32 target"
+python_log="$ROSETTA_CACHE/setup-python.log"
+scripts/setup-python.sh >"$python_log" 2>&1 &
+python_pid=$!
+scripts/fetch-model.sh
+rustup target add wasm32-unknown-unknown >/dev/null
+
+step "build tests (while the venv installs)"
+cargo build --workspace --tests --locked -j "$jobs"
+
+step "wait for the Python reference venv"
+if ! wait "$python_pid"; then
+  cat "$python_log"
+  echo "setup-python.sh failed" >&2
+  exit 1
+fi
+export ROSETTA_PYTHON="$ROSETTA_VENV/bin/python"
+
+step "cargo test --workspace"
+cargo test --workspace --locked -j "$jobs"
+
+step "wasm32 build of the model crate (browser: flex + wgpu)"
+cargo build -p rosetta-model --target wasm32-unknown-unknown --no-default-features --features flex,wgpu --locked -j "$jobs"
+
+step "all tests passed"
