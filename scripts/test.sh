@@ -31,8 +31,13 @@ if ! wait "$python_pid"; then
 fi
 export ROSETTA_PYTHON="$ROSETTA_VENV/bin/python"
 
-step "cargo test --workspace"
-cargo test --workspace --locked -j "$jobs"
+step "run the tests (cargo-nextest: a hung test times out instead of stalling CI)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked -j "$jobs" --profile ci
+  cargo test --workspace --locked --doc -j "$jobs"
+else
+  cargo test --workspace --locked -j "$jobs"
+fi
 
 step "wasm32 build of the model crate (browser: flex + wgpu)"
 cargo build -p rosetta-model --target wasm32-unknown-unknown --no-default-features --features flex,wgpu --locked -j "$jobs"

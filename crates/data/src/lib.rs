@@ -1,12 +1,23 @@
 //! # rosetta-data
 //!
 //! Text for Rosetta's methods: the record formats (parallel, monolingual, instruction JSONL),
-//! readers that name the bad line, and the embedded default corpus.
+//! readers that name the bad line, the embedded default corpus, data mixtures with a resumable
+//! sampler, and packing into training rows that respects document boundaries.
 
+pub mod corpus;
 pub mod error;
+pub mod instruction;
 pub mod jsonl;
+pub mod mixture;
+pub mod monolingual;
+pub mod packing;
 pub mod parallel;
+pub mod rng;
 
 pub use error::{DataError, Result};
+pub use instruction::InstructionRecord;
 pub use jsonl::{BadLines, SkipReport};
+pub use mixture::{Mixable, MixtureSampler, MixtureSpec, SamplerState};
+pub use monolingual::Document;
+pub use packing::{Example, PackedRow, Packer, PackerState};
 pub use parallel::{ParallelCorpus, ParallelRecord};

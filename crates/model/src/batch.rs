@@ -13,12 +13,17 @@ pub enum Padding {
 }
 
 /// Row-major `[batch, seq]` token ids with a validity mask.
+///
+/// `segments` marks packed documents: tokens of different segments in one row never attend to
+/// each other and each segment's positions start at 0 (document boundaries respected, as with
+/// HF's packing by `position_ids`). `None` means every row is one document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBatch {
     pub ids: Vec<u32>,
     pub valid: Vec<bool>,
     pub batch: usize,
     pub seq: usize,
+    pub segments: Option<Vec<u32>>,
 }
 
 impl TokenBatch {
@@ -46,7 +51,20 @@ impl TokenBatch {
                 valid.extend(std::iter::repeat_n(false, pad));
             }
         }
-        Ok(TokenBatch { ids, valid, batch: sequences.len(), seq })
+        Ok(TokenBatch { ids, valid, batch: sequences.len(), seq, segments: None })
+    }
+
+    /// Packed rows of equal length with a segment id per token (see the type's docs).
+    pub fn packed(ids: Vec<u32>, segments: Vec<u32>, batch: usize, seq: usize) -> Result<Self> {
+        if ids.len() != batch * seq || segments.len() != ids.len() || batch == 0 || seq == 0 {
+            return Err(ModelError::invalid(format!(
+                "packed batch of {} ids and {} segment ids does not fill [{batch}, {seq}]",
+                ids.len(),
+                segments.len()
+            )));
+        }
+        let valid = vec![true; ids.len()];
+        Ok(TokenBatch { ids, valid, batch, seq, segments: Some(segments) })
     }
 
     /// One unpadded sequence.
@@ -77,6 +95,11 @@ impl TokenBatch {
     pub fn row(&self, row: usize) -> (&[u32], &[bool]) {
         let range = row * self.seq..(row + 1) * self.seq;
         (&self.ids[range.clone()], &self.valid[range])
+    }
+
+    /// Segment ids of row `row`, if the batch is packed.
+    pub fn row_segments(&self, row: usize) -> Option<&[u32]> {
+        self.segments.as_ref().map(|s| &s[row * self.seq..(row + 1) * self.seq])
     }
 }
 

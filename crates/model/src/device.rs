@@ -61,3 +61,26 @@ impl DeviceKind {
         }
     }
 }
+
+/// Parses `cpu`, `wgpu`, `wgpu:N` (N-th discrete GPU), `cuda` or `cuda:N` into a device.
+pub fn device_from_spec(spec: &str) -> Result<Device> {
+    let (kind, index) = match spec.split_once(':') {
+        Some((k, i)) => {
+            let i: usize = i
+                .parse()
+                .map_err(|_| ModelError::invalid(format!("device `{spec}`: `{i}` is not a device index")))?;
+            (k.parse::<DeviceKind>()?, Some(i))
+        }
+        None => (spec.parse::<DeviceKind>()?, None),
+    };
+    match (kind, index) {
+        (_, None) => kind.device(),
+        (DeviceKind::Cpu, Some(_)) => Err(ModelError::invalid(format!("device `{spec}`: the CPU has no index"))),
+        #[cfg(feature = "wgpu")]
+        (DeviceKind::Wgpu, Some(i)) => Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))),
+        #[cfg(feature = "cuda")]
+        (DeviceKind::Cuda, Some(i)) => Ok(Device::cuda(i)),
+        #[allow(unreachable_patterns)]
+        (other, Some(_)) => other.device(),
+    }
+}

@@ -219,7 +219,7 @@ pub async fn generate(
         }
         // Finished rows keep decoding a pad token: rows never attend to each other, so their
         // outputs are simply ignored.
-        let step_batch = TokenBatch { ids: next, valid: vec![true; rows], batch: rows, seq: 1 };
+        let step_batch = TokenBatch { ids: next, valid: vec![true; rows], batch: rows, seq: 1, segments: None };
         let (logits, _) = model.forward_cached(&step_batch, &mut cache, interventions)?;
         last = to_vec_f32(logits.reshape([rows, vocab])).await?;
     }

@@ -193,6 +193,9 @@ impl CausalLm {
         interventions: &Interventions,
     ) -> Result<(Tensor<3>, Trace)> {
         self.check_interventions(interventions)?;
+        if batch.segments.is_some() {
+            return Err(ModelError::invalid("packed batches (segment ids) cannot be decoded with a KV cache"));
+        }
         if cache.batch() != batch.batch {
             return Err(ModelError::invalid(format!(
                 "KV cache holds {} rows but the batch has {}",
@@ -259,8 +262,16 @@ impl CausalLm {
         let mut positions = Vec::with_capacity(b * s);
         for row in 0..b {
             let (_, valid) = batch.row(row);
+            let segments = batch.row_segments(row);
             let mut next = cache.as_ref().map_or(0, |c| c.next_position[row]);
-            for &v in valid {
+            for (j, &v) in valid.iter().enumerate() {
+                // A packed document starts again at position 0.
+                if let Some(seg) = segments
+                    && j > 0
+                    && seg[j] != seg[j - 1]
+                {
+                    next = 0;
+                }
                 positions.push(next);
                 if v {
                     next += 1;
@@ -277,7 +288,11 @@ impl CausalLm {
             Some(c) => c.key_valid.iter().map(Vec::as_slice).collect(),
             None => (0..b).map(|r| batch.row(r).1).collect(),
         };
-        let attention_mask = self.attention_mask(&key_valid, past, s, &device);
+        let segments: Option<Vec<&[u32]>> = batch
+            .segments
+            .as_ref()
+            .map(|_| (0..b).filter_map(|r| batch.row_segments(r)).collect());
+        let attention_mask = self.attention_mask(&key_valid, segments.as_deref(), past, s, &device);
         let need_valid = !batch.all_valid()
             && (interventions.feature_stats || interventions.capture.values().any(|p| *p == Pooling::Mean));
         let valid = need_valid.then(|| batch.valid_tensor(&device));
@@ -323,25 +338,36 @@ impl CausalLm {
     }
 
     /// The attention mask for `s` new queries over `past + s` keys, or `None` when plain causal
-    /// attention is exact (no padding among the keys, no sliding window in reach).
-    fn attention_mask(&self, key_valid: &[&[bool]], past: usize, s: usize, device: &Device) -> Option<Tensor<4, Bool>> {
+    /// attention is exact (no padding among the keys, no packed documents, no sliding window in
+    /// reach). `segments` (packed batches, no cache) blocks attention across documents.
+    fn attention_mask(
+        &self,
+        key_valid: &[&[bool]],
+        segments: Option<&[&[u32]]>,
+        past: usize,
+        s: usize,
+        device: &Device,
+    ) -> Option<Tensor<4, Bool>> {
         let kv_len = past + s;
         let window = self.config.sliding_window.filter(|&w| kv_len > w);
         let any_padding = key_valid.iter().any(|row| row.iter().any(|v| !v));
-        if !any_padding && window.is_none() {
+        let any_boundary = segments.is_some_and(|rows| rows.iter().any(|r| r.windows(2).any(|w| w[0] != w[1])));
+        if !any_padding && !any_boundary && window.is_none() {
             return None;
         }
         let b = key_valid.len();
         let mut masked = Vec::with_capacity(b * s * kv_len);
-        for row in key_valid {
+        for (r, row) in key_valid.iter().enumerate() {
+            let row_segments = segments.map(|rows| rows[r]);
             for q in 0..s {
                 let q_abs = past + q;
                 for (k, &valid) in row.iter().enumerate() {
                     let future = k > q_abs;
                     let outside_window = window.is_some_and(|w| q_abs - k.min(q_abs) >= w);
+                    let other_document = row_segments.is_some_and(|seg| seg[k] != seg[q_abs]);
                     // A padding query keeps its own position so its row never becomes all -inf
                     // (which would put NaN into values that later layers multiply by 0).
-                    let blocked = future || outside_window || (!valid && k != q_abs);
+                    let blocked = future || outside_window || other_document || (!valid && k != q_abs);
                     masked.push(blocked);
                 }
             }

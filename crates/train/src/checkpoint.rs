@@ -1,0 +1,109 @@
+//! Checkpoints: `<out>/checkpoints/step-000050/` with `model.bpk` (burn module record: every
+//! parameter with its id, LoRA factors included), `optimizer.bpk` (AdamW moments, keyed by
+//! parameter id) and `state.json` (step, data-stream position, config identity).
+//!
+//! A checkpoint directory is staged under a hidden name and renamed into place when complete, so
+//! killing the process at any moment leaves every existing checkpoint intact; older ones are
+//! pruned only after a newer one is committed.
+
+use std::path::{Path, PathBuf};
+
+use rosetta_model::atomic::StagedDir;
+use rosetta_model::burn::module::Module;
+use rosetta_model::burn::optim::ModuleOptimizer;
+use rosetta_model::burn::store::ModuleRecord;
+use rosetta_model::burn::tensor::Bytes;
+use rosetta_model::CausalLm;
+
+use crate::error::{Result, TrainError};
+use crate::stream::StreamState;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    pub step: usize,
+    pub tokens_seen: u64,
+    pub stream: StreamState,
+    /// [`crate::config::TrainConfig::identity`] of the run that wrote it.
+    pub config: serde_json::Value,
+    pub rosetta_version: String,
+}
+
+pub struct CheckpointStore {
+    pub dir: PathBuf,
+    pub keep_last: usize,
+}
+
+fn write_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Write { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+impl CheckpointStore {
+    pub fn new(out: &Path, keep_last: usize) -> Self {
+        CheckpointStore { dir: out.join("checkpoints"), keep_last }
+    }
+
+    fn path_of(&self, step: usize) -> PathBuf {
+        self.dir.join(format!("step-{step:06}"))
+    }
+
+    /// Committed checkpoints, oldest first.
+    pub fn list(&self) -> Vec<(usize, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut found: Vec<(usize, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    pub fn latest(&self) -> Option<(usize, PathBuf)> {
+        self.list().pop()
+    }
+
+    pub fn save(&self, model: &CausalLm, optimizer: &ModuleOptimizer, state: &RunState) -> Result<PathBuf> {
+        let target = self.path_of(state.step);
+        let staged = StagedDir::new(&target, true)?;
+        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| write_error(&target, e))?;
+        staged.write("model.bpk", &model_bytes)?;
+        let optimizer_bytes = optimizer.into_bytes().map_err(|e| write_error(&target, e))?;
+        staged.write("optimizer.bpk", &optimizer_bytes)?;
+        staged.write("state.json", &serde_json::to_vec_pretty(state).map_err(|e| write_error(&target, e))?)?;
+        let path = staged.commit()?;
+        let all = self.list();
+        if all.len() > self.keep_last {
+            for (_, old) in &all[..all.len() - self.keep_last] {
+                std::fs::remove_dir_all(old).map_err(|e| write_error(old, e))?;
+            }
+        }
+        Ok(path)
+    }
+
+    /// Loads a checkpoint into `model` (same structure: base, LoRA and all) and `optimizer`.
+    pub fn load(&self, path: &Path, model: CausalLm, optimizer: ModuleOptimizer) -> Result<(CausalLm, ModuleOptimizer, RunState)> {
+        let fallback = self
+            .list()
+            .into_iter()
+            .rev()
+            .find(|(_, p)| p != path)
+            .map(|(_, p)| p.display().to_string())
+            .unwrap_or_else(|| "the start (no older checkpoint)".into());
+        let corrupt = |file: &str, reason: String| TrainError::CorruptCheckpoint {
+            path: path.join(file),
+            reason,
+            fallback: fallback.clone(),
+        };
+        let read = |file: &str| std::fs::read(path.join(file)).map_err(|e| corrupt(file, e.to_string()));
+        let state: RunState = serde_json::from_slice(&read("state.json")?).map_err(|e| corrupt("state.json", e.to_string()))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(read("model.bpk")?)).map_err(|e| corrupt("model.bpk", e.to_string()))?;
+        let model = model.try_load_record(record).map_err(|e| corrupt("model.bpk", e.to_string()))?;
+        let optimizer = optimizer
+            .from_bytes(Bytes::from_bytes_vec(read("optimizer.bpk")?))
+            .map_err(|e| corrupt("optimizer.bpk", e.to_string()))?;
+        Ok((model, optimizer, state))
+    }
+}

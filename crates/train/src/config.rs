@@ -1,0 +1,344 @@
+//! A training run, fully described: written as TOML by a person, saved next to the checkpoints,
+//! and compared on `--resume` so a resumed run is the same run.
+//!
+//! ```toml
+//! [model]
+//! path = "SmolLM2-135M-Instruct.Q4_1.gguf"   # omit for the default model
+//!
+//! [data]
+//! objective = "causal-lm"                     # or "sft" (instruction JSONL, loss on responses)
+//! train = ["data/corpus/monolingual.train.jsonl"]
+//! mix = "hu:0.75,en:0.25"
+//! eval = "data/corpus/monolingual.test.jsonl"
+//! seq_len = 256
+//! batch_size = 4
+//!
+//! [optim]
+//! lr = 1e-4
+//! warmup_steps = 10
+//!
+//! [run]
+//! steps = 200
+//! out = "runs/hu-cpt"
+//!
+//! [lora]                                      # omit for full fine-tuning
+//! rank = 8
+//! alpha = 16.0
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub optim: OptimSection,
+    pub run: RunSection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
+    #[serde(default)]
+    pub freeze: FreezeSection,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// HF directory, GGUF or safetensors file; `None` = the default model.
+    pub path: Option<PathBuf>,
+    pub tokenizer: Option<PathBuf>,
+    /// `cpu`, `wgpu` or `cuda`; several entries train data-parallel on several devices.
+    #[serde(default = "default_devices")]
+    pub devices: Vec<String>,
+}
+
+fn default_devices() -> Vec<String> {
+    vec!["cpu".into()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Next-token prediction on every token of documents (continued pretraining).
+    CausalLm,
+    /// Instruction tuning: the chat template around instruction and response, loss on the response.
+    Sft,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    #[serde(default = "default_objective")]
+    pub objective: Objective,
+    /// Training files: monolingual JSONL/text (causal-lm) or instruction JSONL (sft).
+    pub train: Vec<PathBuf>,
+    /// Language mixture, e.g. `hu:0.75,en:0.25`; `None` = every language as it comes.
+    pub mix: Option<String>,
+    /// Language of plain-text training files.
+    pub lang: Option<String>,
+    /// Held-out documents (monolingual JSONL) for bits/char at eval steps.
+    pub eval: Option<PathBuf>,
+    /// Languages to evaluate; default: those of the mixture.
+    #[serde(default)]
+    pub eval_langs: Vec<String>,
+    #[serde(default = "default_eval_docs")]
+    pub eval_docs_per_lang: usize,
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    /// Rows per optimizer step (across devices), before accumulation.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    #[serde(default)]
+    pub skip_bad_lines: bool,
+}
+
+fn default_objective() -> Objective {
+    Objective::CausalLm
+}
+fn default_eval_docs() -> usize {
+    50
+}
+fn default_seq_len() -> usize {
+    256
+}
+fn default_batch_size() -> usize {
+    4
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSection {
+    /// Peak learning rate (after warmup).
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// Clip the global gradient norm to this; `None` disables clipping.
+    pub grad_clip: Option<f64>,
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        OptimSection {
+            lr: 1e-4,
+            min_lr: 1e-5,
+            warmup_steps: 10,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            grad_clip: Some(1.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub steps: usize,
+    pub out: PathBuf,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    #[serde(default = "default_keep_last")]
+    pub keep_last: usize,
+    /// Export the final model as an HF directory to `<out>/final`.
+    #[serde(default = "yes")]
+    pub export: bool,
+}
+
+fn default_eval_every() -> usize {
+    50
+}
+fn default_checkpoint_every() -> usize {
+    50
+}
+fn default_keep_last() -> usize {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Projections to adapt (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`,
+    /// `down_proj`).
+    #[serde(default = "default_lora_targets")]
+    pub targets: Vec<String>,
+}
+
+fn default_lora_targets() -> Vec<String> {
+    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec()
+}
+
+/// Which parameters train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trainable {
+    /// Every parameter (or the LoRA factors, with `[lora]`).
+    #[default]
+    All,
+    /// Only the input embedding and the output head.
+    Embeddings,
+    /// Only the rows of the embedding and head from `new_rows_from` on — stage 1 of vocabulary
+    /// extension (Csaki et al.): new tokens learn their vectors while the model stays as it was.
+    NewEmbeddingRows,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeSection {
+    #[serde(default)]
+    pub trainable: Trainable,
+    pub new_rows_from: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Reads and checks a TOML config; unknown keys (typos) are errors that name the key.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        config.validate().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks ranges and combinations; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let d = &self.data;
+        let o = &self.optim;
+        let r = &self.run;
+        if d.train.is_empty() {
+            return Err("data.train names no files".into());
+        }
+        if d.seq_len < 2 || d.batch_size == 0 || d.grad_accum == 0 {
+            return Err("data.seq_len must be ≥ 2, data.batch_size and data.grad_accum ≥ 1".into());
+        }
+        if self.model.devices.is_empty() {
+            return Err("model.devices is empty".into());
+        }
+        if d.batch_size % self.model.devices.len() != 0 {
+            return Err(format!(
+                "data.batch_size ({}) must be a multiple of the number of devices ({})",
+                d.batch_size,
+                self.model.devices.len()
+            ));
+        }
+        if !(o.lr > 0.0 && o.lr.is_finite()) || !(o.min_lr >= 0.0 && o.min_lr <= o.lr) {
+            return Err(format!("optim.lr must be positive and optim.min_lr in [0, lr] (got {} and {})", o.lr, o.min_lr));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) || !(o.epsilon > 0.0) {
+            return Err("optim.beta1 and beta2 must be in [0, 1), epsilon positive".into());
+        }
+        if o.weight_decay < 0.0 || o.grad_clip.is_some_and(|c| !(c > 0.0)) {
+            return Err("optim.weight_decay must be ≥ 0 and optim.grad_clip positive".into());
+        }
+        if r.steps == 0 || r.checkpoint_every == 0 || r.eval_every == 0 || r.keep_last == 0 {
+            return Err("run.steps, checkpoint_every, eval_every and keep_last must be ≥ 1".into());
+        }
+        if let Some(l) = &self.lora {
+            if l.rank == 0 || !(l.alpha > 0.0) {
+                return Err("lora.rank must be ≥ 1 and lora.alpha positive".into());
+            }
+            for t in &l.targets {
+                if rosetta_model::LinearKind::from_short_name(t).is_none() {
+                    return Err(format!(
+                        "lora.targets: `{t}` is not a projection (use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+                    ));
+                }
+            }
+            if self.freeze.trainable != Trainable::All {
+                return Err("[lora] trains adapters; combine it only with freeze.trainable = \"all\"".into());
+            }
+        }
+        if self.freeze.trainable == Trainable::NewEmbeddingRows && self.freeze.new_rows_from.is_none() {
+            return Err("freeze.trainable = \"new-embedding-rows\" needs freeze.new_rows_from".into());
+        }
+        if d.objective == Objective::Sft && d.mix.is_some() {
+            return Err("data.mix applies to causal-lm documents; SFT uses every instruction record".into());
+        }
+        Ok(())
+    }
+
+    /// The parts of the config that change the computation: a resumed run must agree on them.
+    pub fn identity(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model": self.model,
+            "data": self.data,
+            "optim": self.optim,
+            "seed": self.run.seed,
+            "lora": self.lora,
+            "freeze": self.freeze,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[data]
+train = ["docs.jsonl"]
+mix = "hu:0.75,en:0.25"
+
+[run]
+steps = 10
+out = "runs/x"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.data.seq_len, 256);
+        assert_eq!(config.optim.warmup_steps, 10);
+        assert_eq!(config.model.devices, vec!["cpu"]);
+        let again: TrainConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let typo = MINIMAL.replace("steps = 10", "stepz = 10");
+        let err = toml::from_str::<TrainConfig>(&typo).unwrap_err().to_string();
+        assert!(err.contains("stepz"), "{err}");
+        let mut config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        config.optim.min_lr = 1.0;
+        assert!(config.validate().unwrap_err().contains("min_lr"));
+        let mut config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()] });
+        assert!(config.validate().unwrap_err().contains("`qproj`"));
+    }
+}

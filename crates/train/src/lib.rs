@@ -1,0 +1,20 @@
+//! # rosetta-train
+//!
+//! Training of the shared model: causal-LM continued pretraining on language mixtures and SFT on
+//! instruction data, full or LoRA, on any device (several for data parallelism), with checkpoints
+//! that resume bit-for-bit on the CPU. See [`trainer::train`] and [`config::TrainConfig`].
+
+pub mod adapt;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod schedule;
+pub mod sft;
+pub mod stream;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use error::{Result, TrainError};
+pub use trainer::{Observer, Quiet, RunOptions, RunSummary, StepMetrics, train};

@@ -1,0 +1,395 @@
+//! The training loop: causal-LM continued pretraining or SFT of the shared model on any device,
+//! full or LoRA, with AdamW (decoupled weight decay, Loshchilov & Hutter 2019), warmup + cosine,
+//! global-norm gradient clipping, gradient accumulation, data parallelism over several devices,
+//! NaN/Inf detection, held-out bits/char evaluation, resumable checkpoints and an HF export.
+//!
+//! Determinism: the data order is a pure function of the seed and the stream state, the learning
+//! rate a pure function of the step, and the optimizer state is checkpointed, so `--resume` on the
+//! CPU continues with exactly the losses of an uninterrupted run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rosetta_model::burn::module::{Module, ModuleVisitor, Param};
+use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use rosetta_model::burn::prelude::*;
+use rosetta_model::export::{ExportOptions, export_hf};
+use rosetta_model::scoring::{ScoreOptions, TextCost, score_texts_blocking};
+use rosetta_model::{CausalLm, Checkpoint, Interventions, device_from_spec};
+use serde_json::json;
+
+use crate::adapt::{RowFreeze, prepare};
+use crate::checkpoint::{CheckpointStore, RunState};
+use crate::config::{Objective, TrainConfig};
+use crate::error::{Result, TrainError};
+use crate::loss::packed_loss;
+use crate::metrics::MetricsLog;
+use crate::schedule::learning_rate;
+use crate::stream::TrainingStream;
+
+/// What a step did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens: u64,
+    pub tokens_per_second: f64,
+    pub elapsed_seconds: f64,
+}
+
+/// Held-out cost per language.
+pub type EvalResult = BTreeMap<String, TextCost>;
+
+/// Progress reporting (the CLI draws a bar; tests stay quiet).
+pub trait Observer {
+    fn started(&mut self, _start_step: usize, _total_steps: usize) {}
+    fn step(&mut self, _metrics: &StepMetrics) {}
+    fn evaluated(&mut self, _step: usize, _result: &EvalResult) {}
+    fn message(&mut self, _text: &str) {}
+}
+
+pub struct Quiet;
+impl Observer for Quiet {}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub resume: bool,
+    /// Stop after this step without finishing the run (simulates an interruption in tests).
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub last_step: usize,
+    pub metrics: PathBuf,
+    pub final_model: Option<PathBuf>,
+    pub first_eval: Option<EvalResult>,
+    pub last_eval: Option<EvalResult>,
+}
+
+/// Held-out documents per language.
+struct EvalSet {
+    texts: BTreeMap<String, Vec<String>>,
+}
+
+impl EvalSet {
+    fn load(config: &TrainConfig, mixture_langs: Vec<String>) -> Result<Option<Self>> {
+        let Some(path) = &config.data.eval else { return Ok(None) };
+        let (docs, _) = rosetta_data::monolingual::read_documents(path, config.data.lang.as_deref(), rosetta_data::BadLines::Fail)?;
+        let langs = if config.data.eval_langs.is_empty() { mixture_langs } else { config.data.eval_langs.clone() };
+        let mut texts = BTreeMap::new();
+        for lang in langs {
+            let chosen: Vec<String> = docs.iter().filter(|d| d.lang == lang).take(config.data.eval_docs_per_lang).map(|d| d.text.clone()).collect();
+            if chosen.is_empty() {
+                return Err(TrainError::Invalid(format!("{}: no held-out documents in `{lang}`", path.display())));
+            }
+            texts.insert(lang, chosen);
+        }
+        Ok(Some(EvalSet { texts }))
+    }
+
+    fn run(&self, model: &CausalLm, tokenizer: &rosetta_model::TextTokenizer) -> Result<EvalResult> {
+        let inference = model.valid();
+        let options = ScoreOptions::for_model(&inference);
+        let mut out = BTreeMap::new();
+        for (lang, texts) in &self.texts {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?
+                .into_iter()
+                .fold(TextCost::default(), TextCost::add);
+            out.insert(lang.clone(), cost);
+        }
+        Ok(out)
+    }
+}
+
+fn eval_json(step: usize, result: &EvalResult) -> serde_json::Value {
+    let langs: serde_json::Map<String, serde_json::Value> = result
+        .iter()
+        .map(|(l, c)| (l.clone(), json!({"bits_per_char": c.bits_per_char(), "bits_per_byte": c.bits_per_byte(), "tokens": c.tokens, "chars": c.chars})))
+        .collect();
+    json!({"step": step, "eval": langs})
+}
+
+/// Σ of squared gradients → global L2 norm; then, if above `max`, every gradient scaled by
+/// `max / norm` (PyTorch's `clip_grad_norm_`).
+fn clip_global_norm(model: &CausalLm, grads: &mut GradientsParams, max: Option<f64>) -> Result<f64> {
+    struct SquaredNorms<'a> {
+        grads: &'a GradientsParams,
+        parts: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredNorms<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.parts.push(g.square().sum());
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut norms = SquaredNorms { grads, parts: Vec::new() };
+    model.visit(&mut norms);
+    if norms.parts.is_empty() {
+        return Err(TrainError::Invalid("no parameter received a gradient: nothing is trainable".into()));
+    }
+    let total: f64 = Tensor::cat(norms.parts, 0).sum().into_scalar::<f32>() as f64;
+    let norm = total.sqrt();
+    if let Some(max) = max
+        && norm.is_finite()
+        && norm > max
+    {
+        let mut scale = Scale { grads, factor: max / (norm + 1e-6) };
+        model.visit(&mut scale);
+    }
+    Ok(norm)
+}
+
+/// Sums the gradients of every parameter from several devices onto the main one.
+fn reduce_onto(model: &CausalLm, parts: Vec<GradientsParams>, main: &Device) -> GradientsParams {
+    struct Reduce<'a> {
+        parts: &'a mut [GradientsParams],
+        out: GradientsParams,
+        device: &'a Device,
+    }
+    impl ModuleVisitor for Reduce<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let mut sum: Option<Tensor<D>> = None;
+            for part in self.parts.iter_mut() {
+                if let Some(g) = part.remove::<D>(param.id) {
+                    let g = g.to_device(self.device);
+                    sum = Some(match sum {
+                        Some(s) => s + g,
+                        None => g,
+                    });
+                }
+            }
+            if let Some(s) = sum {
+                self.out.register(param.id, s);
+            }
+        }
+    }
+    let mut parts = parts;
+    let mut reduce = Reduce { parts: &mut parts, out: GradientsParams::new(), device: main };
+    model.visit(&mut reduce);
+    reduce.out
+}
+
+/// Runs (or resumes) the training run `config` describes.
+pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer) -> Result<RunSummary> {
+    config.validate().map_err(|reason| TrainError::Config { path: config.run.out.join("config.toml"), reason })?;
+    let out = &config.run.out;
+    let store = CheckpointStore::new(out, config.run.keep_last);
+    let latest = store.latest();
+    match (options.resume, &latest) {
+        (false, Some((step, path))) => {
+            return Err(TrainError::Resume(format!(
+                "{} already holds checkpoints (latest: step {step} at {}); pass --resume to continue it, \
+                 or choose another run.out — nothing was overwritten",
+                out.display(),
+                path.display()
+            )));
+        }
+        (true, None) => {
+            return Err(TrainError::Resume(format!(
+                "nothing to resume: {} has no checkpoints; start without --resume",
+                store.dir.display()
+            )));
+        }
+        _ => {}
+    }
+
+    let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
+    let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
+    let devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
+    let main = devices[0].clone().autodiff();
+    let model = checkpoint.load(&main)?;
+    let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config)?;
+    let tokenizer = checkpoint.tokenizer.clone();
+
+    let mut stream = TrainingStream::new(&config.data, tokenizer.clone(), config.run.seed)?;
+    let mixture_langs: Vec<String> = {
+        let mut langs: Vec<String> = stream.mixture().components.iter().map(|c| c.lang.clone()).collect();
+        langs.dedup();
+        langs
+    };
+    let eval_set = EvalSet::load(config, mixture_langs)?;
+
+    let o = &config.optim;
+    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+        .with_beta_1(o.beta1 as f32)
+        .with_beta_2(o.beta2 as f32)
+        .with_epsilon(o.epsilon as f32)
+        .with_weight_decay(o.weight_decay as f32)
+        .init();
+
+    let mut start_step = 0;
+    let mut tokens_seen = 0u64;
+    if options.resume {
+        let (_, path) = latest.clone().expect("checked above");
+        let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer)?;
+        if state.config != config.identity() {
+            let differs: Vec<&str> = ["model", "data", "optim", "seed", "lora", "freeze"]
+                .into_iter()
+                .filter(|k| state.config.get(*k) != config.identity().get(*k))
+                .collect();
+            return Err(TrainError::Resume(format!(
+                "{} was written by a run with different settings ({}); resume with the same config or start a new run.out",
+                path.display(),
+                differs.join(", ")
+            )));
+        }
+        model = loaded_model;
+        optimizer = loaded_optimizer;
+        stream.restore(state.stream)?;
+        start_step = state.step;
+        tokens_seen = state.tokens_seen;
+        observer.message(&format!("resumed from {} (step {start_step})", path.display()));
+    }
+    rosetta_model::atomic::write_file(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = MetricsLog::open(&metrics_path, options.resume.then_some(start_step))?;
+    let last_checkpoint = |store: &CheckpointStore| {
+        store.latest().map(|(_, p)| p.display().to_string()).unwrap_or_else(|| "none (the base model)".into())
+    };
+
+    let mut first_eval = None;
+    let mut last_eval = None;
+    if !options.resume
+        && let Some(set) = &eval_set
+    {
+        let result = set.run(&model, &tokenizer)?;
+        metrics.write(&eval_json(0, &result))?;
+        observer.evaluated(0, &result);
+        first_eval = Some(result);
+    }
+
+    let total = config.run.steps;
+    let rows_per_device = config.data.batch_size / devices.len();
+    observer.started(start_step, total);
+    let run_start = Instant::now();
+    let mut step = start_step;
+    while step < total {
+        step += 1;
+        let step_start = Instant::now();
+        let lr = learning_rate(o, step, total);
+        let micro_batches: Vec<Vec<rosetta_data::PackedRow>> = (0..config.data.grad_accum)
+            .map(|_| stream.next_rows(config.data.batch_size))
+            .collect::<Result<_>>()?;
+        let predictions: usize = micro_batches.iter().flatten().map(|r| r.num_predictions()).sum();
+        if predictions == 0 {
+            return Err(TrainError::Invalid(format!(
+                "step {step}: the batch has no target tokens (every SFT response empty?)"
+            )));
+        }
+        let normalizer = predictions as f32;
+        let mut loss_sum = 0f64;
+        let mut device_grads: Vec<GradientsParams> = Vec::new();
+        for rows in &micro_batches {
+            if devices.len() == 1 {
+                let loss = packed_loss(&model, rows, normalizer, &Interventions::none())?;
+                loss_sum += loss.clone().into_scalar::<f32>() as f64;
+                device_grads.push(GradientsParams::from_grads(loss.backward(), &model));
+            } else {
+                let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
+                let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = shards
+                        .iter()
+                        .zip(&devices)
+                        .map(|(shard, device)| {
+                            let replica = model.clone().fork(&device.clone().autodiff());
+                            scope.spawn(move || -> Result<(f64, GradientsParams)> {
+                                let loss = packed_loss(&replica, shard, normalizer, &Interventions::none())?;
+                                let value = loss.clone().into_scalar::<f32>() as f64;
+                                Ok((value, GradientsParams::from_grads(loss.backward(), &replica)))
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Invalid("a device thread panicked".into())))).collect()
+                });
+                for result in results {
+                    let (value, grads) = result?;
+                    loss_sum += value;
+                    device_grads.push(grads);
+                }
+            }
+        }
+        let mut grads = reduce_onto(&model, device_grads, &main);
+        let rows_description = || format!("{} rows of {} tokens", micro_batches.len() * config.data.batch_size, config.data.seq_len);
+        if !loss_sum.is_finite() {
+            return Err(TrainError::NonFinite { what: "loss", step, rows: rows_description(), checkpoint: last_checkpoint(&store) });
+        }
+        let grad_norm = clip_global_norm(&model, &mut grads, o.grad_clip)?;
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite { what: "gradient norm", step, rows: rows_description(), checkpoint: last_checkpoint(&store) });
+        }
+        model = optimizer.step(lr, model, grads);
+        if let Some(freeze) = &row_freeze {
+            model = freeze.restore(model);
+        }
+        let step_tokens = (config.data.grad_accum * config.data.batch_size * config.data.seq_len) as u64;
+        tokens_seen += step_tokens;
+        let step_metrics = StepMetrics {
+            step,
+            loss: loss_sum,
+            lr,
+            grad_norm,
+            tokens: tokens_seen,
+            tokens_per_second: step_tokens as f64 / step_start.elapsed().as_secs_f64(),
+            elapsed_seconds: run_start.elapsed().as_secs_f64(),
+        };
+        metrics.write(&serde_json::to_value(&step_metrics).unwrap_or_default())?;
+        observer.step(&step_metrics);
+
+        if step % config.run.eval_every == 0 || step == total {
+            if let Some(set) = &eval_set {
+                let result = set.run(&model, &tokenizer)?;
+                metrics.write(&eval_json(step, &result))?;
+                observer.evaluated(step, &result);
+                last_eval = Some(result);
+            }
+        }
+        if step % config.run.checkpoint_every == 0 || step == total {
+            let state = RunState {
+                step,
+                tokens_seen,
+                stream: stream.state(),
+                config: config.identity(),
+                rosetta_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let path = store.save(&model, &optimizer, &state)?;
+            observer.message(&format!("checkpoint {}", path.display()));
+        }
+        if options.stop_after == Some(step) {
+            return Ok(RunSummary { last_step: step, metrics: metrics_path, final_model: None, first_eval, last_eval });
+        }
+    }
+
+    let final_model = if config.run.export && step == total {
+        let merged = model.valid().materialize();
+        let dir = out.join("final");
+        let extras = json!({"trained_by": "rosetta train", "steps": total, "objective": match config.data.objective {
+            Objective::CausalLm => "causal-lm", Objective::Sft => "sft" }, "mix": stream.mixture().to_string()});
+        let options = ExportOptions { overwrite: true, extras: Some(extras), ..Default::default() };
+        Some(export_hf(&merged, &tokenizer, &dir, &options)?)
+    } else {
+        None
+    };
+    Ok(RunSummary { last_step: step, metrics: metrics_path, final_model, first_eval, last_eval })
+}
+
+/// The checkpoint and metrics locations of a run directory (for `rosetta plot` and tests).
+pub fn metrics_path(out: &Path) -> PathBuf {
+    out.join("metrics.jsonl")
+}

@@ -1,0 +1,216 @@
+//! The trainer end to end on a tiny model and real corpus text: it learns, it resumes exactly,
+//! LoRA and freezing train what they say, data parallelism adds up, bad input is refused.
+
+use std::path::{Path, PathBuf};
+
+use rosetta_model::burn::prelude::*;
+use rosetta_model::Checkpoint;
+use rosetta_tests::fixtures::write_tiny_hf;
+use rosetta_tests::temp_dir;
+use rosetta_train::config::{FreezeSection, LoraSection, Trainable};
+use rosetta_train::metrics::read_metrics;
+use rosetta_train::{Quiet, RunOptions, TrainConfig, train};
+
+fn corpus() -> PathBuf {
+    rosetta_tests::repo_root().join("data/corpus")
+}
+
+/// A tiny model, and a run config over the embedded corpus.
+fn setup(name: &str) -> (PathBuf, TrainConfig) {
+    let dir = temp_dir(name);
+    let model = dir.join("model");
+    write_tiny_hf(&model, 11);
+    let text = format!(
+        r#"
+[model]
+path = "{model}"
+
+[data]
+train = ["{train}"]
+mix = "hu:0.75,en:0.25"
+eval = "{eval}"
+eval_docs_per_lang = 4
+seq_len = 32
+batch_size = 2
+
+[optim]
+lr = 3e-3
+min_lr = 3e-4
+warmup_steps = 2
+
+[run]
+steps = 12
+out = "{out}"
+eval_every = 6
+checkpoint_every = 4
+keep_last = 2
+"#,
+        model = model.display(),
+        train = corpus().join("monolingual.train.jsonl").display(),
+        eval = corpus().join("monolingual.test.jsonl").display(),
+        out = dir.join("run").display(),
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, TrainConfig::from_toml_file(&path).unwrap())
+}
+
+fn losses(out: &Path) -> Vec<(u64, f64)> {
+    read_metrics(&out.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| Some((m.get("step")?.as_u64()?, m.get("loss")?.as_f64()?)))
+        .collect()
+}
+
+#[test]
+fn learns_and_resumes_bit_for_bit() {
+    let (_, config) = setup("resume-a");
+    let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
+    let uninterrupted = losses(&config.run.out);
+    assert_eq!(uninterrupted.len(), 12);
+    let first: f64 = uninterrupted[..3].iter().map(|l| l.1).sum::<f64>() / 3.0;
+    let last: f64 = uninterrupted[9..].iter().map(|l| l.1).sum::<f64>() / 3.0;
+    assert!(last < first, "loss did not fall: {first} → {last}");
+    let (before, after) = (summary.first_eval.unwrap(), summary.last_eval.unwrap());
+    assert!(after["hu"].bits_per_char() < before["hu"].bits_per_char(), "held-out hu did not improve");
+    // keep_last = 2 of the checkpoints at 4, 8, 12.
+    let kept: Vec<String> = std::fs::read_dir(config.run.out.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!({ let mut k = kept.clone(); k.sort(); k }, vec!["step-000008", "step-000012"]);
+    // The exported model loads and differs from the base.
+    let exported = Checkpoint::open(&summary.final_model.unwrap(), None).unwrap();
+    assert!(exported.extras.unwrap()["mix"].as_str().unwrap().contains("hu:0.75"));
+
+    // Interrupted after step 6 (checkpoint at 4; steps 5 and 6 logged but not checkpointed),
+    // then resumed: the same losses, bit for bit.
+    let (_, mut interrupted) = setup("resume-b");
+    train(&interrupted, &RunOptions { stop_after: Some(6), ..Default::default() }, &mut Quiet).unwrap();
+    assert_eq!(losses(&interrupted.run.out).len(), 6);
+    let err = train(&interrupted, &RunOptions::default(), &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("--resume") && err.contains("nothing was overwritten"), "{err}");
+    train(&interrupted, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap();
+    let resumed = losses(&interrupted.run.out);
+    assert_eq!(resumed, uninterrupted, "resumed run differs from the uninterrupted one");
+
+    // A resumed run must be the same run.
+    interrupted.optim.lr = 1e-3;
+    let err = train(&interrupted, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("different settings") && err.contains("optim"), "{err}");
+}
+
+#[test]
+fn corrupt_checkpoint_names_the_file_and_the_fallback() {
+    let (_, config) = setup("corrupt");
+    train(&config, &RunOptions { stop_after: Some(8), ..Default::default() }, &mut Quiet).unwrap();
+    let bad = config.run.out.join("checkpoints/step-000008/model.bpk");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    let err = train(&config, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("step-000008/model.bpk") && err.contains("step-000004"), "{err}");
+    // Removing it, as the message says, resumes from the older checkpoint.
+    std::fs::remove_dir_all(config.run.out.join("checkpoints/step-000008")).unwrap();
+    let summary = train(&config, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap();
+    assert_eq!(summary.last_step, 12);
+}
+
+#[test]
+fn lora_trains_only_adapters_and_merges_on_export() {
+    let (dir, mut config) = setup("lora");
+    config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] });
+    config.optim.lr = 1e-2;
+    let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
+    let device = Device::flex();
+    let base = Checkpoint::open(&dir.join("model"), None).unwrap().load(&device).unwrap();
+    let tuned = Checkpoint::open(&summary.final_model.unwrap(), None).unwrap().load(&device).unwrap();
+    let changed = |id: rosetta_model::LinearId| {
+        let (a, b) = (base.weight(id).unwrap(), tuned.weight(id).unwrap());
+        (a - b).abs().max().into_scalar::<f32>() > 0.0
+    };
+    use rosetta_model::{LinearId, LinearKind::*};
+    assert!(changed(LinearId::new(0, QProj)) && changed(LinearId::new(1, DownProj)), "adapted weights unchanged");
+    assert!(!changed(LinearId::new(0, KProj)) && !changed(LinearId::new(1, GateProj)), "non-target weights changed");
+    let embed_delta = (base.embed_tokens.weight.val() - tuned.embed_tokens.weight.val()).abs().max().into_scalar::<f32>();
+    assert_eq!(embed_delta, 0.0, "LoRA changed the embedding");
+}
+
+#[test]
+fn new_embedding_rows_train_alone() {
+    let (dir, mut config) = setup("rows");
+    config.freeze = FreezeSection { trainable: Trainable::NewEmbeddingRows, new_rows_from: Some(200) };
+    config.optim.lr = 1e-2;
+    let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
+    let device = Device::flex();
+    let base = Checkpoint::open(&dir.join("model"), None).unwrap().load(&device).unwrap();
+    let tuned = Checkpoint::open(&summary.final_model.unwrap(), None).unwrap().load(&device).unwrap();
+    let rows = |m: &rosetta_model::CausalLm, r: std::ops::Range<usize>| m.embed_tokens.weight.val().slice([r, 0..32]);
+    let old_delta = (rows(&base, 0..200) - rows(&tuned, 0..200)).abs().max().into_scalar::<f32>();
+    let new_delta = (rows(&base, 200..261) - rows(&tuned, 200..261)).abs().max().into_scalar::<f32>();
+    assert_eq!(old_delta, 0.0, "frozen rows moved");
+    assert!(new_delta > 0.0, "new rows did not train");
+    let id = rosetta_model::LinearId::new(0, rosetta_model::LinearKind::UpProj);
+    assert_eq!((base.weight(id).unwrap() - tuned.weight(id).unwrap()).abs().max().into_scalar::<f32>(), 0.0);
+    // The head is separate in this model: its old columns stay too.
+    let head = |m: &rosetta_model::CausalLm| m.lm_head.as_ref().unwrap().weight.val().slice([0..32, 0..200]);
+    assert_eq!((head(&base) - head(&tuned)).abs().max().into_scalar::<f32>(), 0.0);
+}
+
+#[test]
+fn two_devices_add_up_to_one() {
+    let (_, mut one) = setup("dp-one");
+    one.run.steps = 4;
+    one.run.export = false;
+    one.data.eval = None;
+    one.data.batch_size = 4;
+    let (_, mut two) = setup("dp-two");
+    two.run.steps = 4;
+    two.run.export = false;
+    two.data.eval = None;
+    two.data.batch_size = 4;
+    two.model.devices = vec!["cpu".into(), "cpu".into()];
+    train(&one, &RunOptions::default(), &mut Quiet).unwrap();
+    train(&two, &RunOptions::default(), &mut Quiet).unwrap();
+    for ((s1, l1), (s2, l2)) in losses(&one.run.out).into_iter().zip(losses(&two.run.out)) {
+        assert_eq!(s1, s2);
+        assert!((l1 - l2).abs() < 1e-4 * l1.abs(), "step {s1}: {l1} vs {l2}");
+    }
+}
+
+#[test]
+fn bad_configs_and_data_are_refused() {
+    let (dir, config) = setup("bad");
+    let check = |text: String, says: &[&str]| {
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = match TrainConfig::from_toml_file(&path) {
+            Ok(c) => train(&c, &RunOptions::default(), &mut Quiet).unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        for s in says {
+            assert!(err.contains(s), "{err:?} does not mention {s:?}");
+        }
+    };
+    let good = config.to_toml();
+    check(good.replace("steps = 12", "stepz = 12"), &["bad.toml", "stepz"]);
+    check(good.replace("hu:0.75,en:0.25", "hu:0.75,xx:0.25"), &["`xx`", "matches no document", "hu ("]);
+    check(good.replace("hu:0.75,en:0.25", "hu:0.7,en:0.2"), &["sum to"]);
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    check(good.replace(&corpus().join("monolingual.train.jsonl").display().to_string(), &empty.display().to_string()), &["empty.jsonl", "no documents"]);
+    check(good.replace("lr = 0.003", "lr = -1.0"), &["optim.lr"]);
+    assert!(!config.run.out.exists(), "a refused run wrote its output directory");
+}
+
+#[test]
+fn a_diverging_run_stops_at_the_step_with_the_last_good_checkpoint() {
+    let (_, mut config) = setup("nan");
+    // Adam's steps have size ≈ lr whatever the gradient; at 1e12 the logits overflow at step 2.
+    config.optim.lr = 1e12;
+    config.optim.min_lr = 1e12;
+    config.optim.warmup_steps = 0;
+    config.optim.grad_clip = None;
+    config.optim.weight_decay = 0.0;
+    config.run.steps = 40;
+    config.run.checkpoint_every = 1;
+    let err = train(&config, &RunOptions::default(), &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("non-finite loss at step 2") && err.contains("checkpoints/step-000001"), "{err}");
+}
