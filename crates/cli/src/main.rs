@@ -27,7 +27,14 @@ enum Command {
     Score(commands::score::Args),
     /// Write a model as an HF directory (safetensors + config.json + tokenizer.json).
     Export(commands::export::Args),
-    /// Benchmarks (not tests): forward throughput next to the PyTorch reference.
+    /// Continued pretraining or SFT from a TOML config (full or LoRA), resumable.
+    Train(commands::train::Args),
+    /// The corpus: rebuild it from packages, count it, sample a mixture.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Training curves (SVG) from a run's metrics.
+    Plot(commands::plot::Args),
+    /// Benchmarks (not tests): throughput next to the PyTorch reference.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
 }
@@ -39,6 +46,9 @@ fn main() {
         Command::Generate(args) => commands::generate::run(args),
         Command::Score(args) => commands::score::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Data(cmd) => commands::data::run(cmd),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     if let Err(error) = result {

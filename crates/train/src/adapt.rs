@@ -86,11 +86,15 @@ impl RowFreeze {
     }
 }
 
+/// Attaches LoRA factors to the target projections and freezes everything else.
+pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
+    Ok(model.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(lora_group(lora)?)))
+}
+
 /// Applies `[lora]` and `[freeze]` to a freshly loaded model.
 pub fn prepare(model: CausalLm, config: &TrainConfig) -> Result<(CausalLm, Option<RowFreeze>)> {
     if let Some(lora) = &config.lora {
-        let adapted = model.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(lora_group(lora)?));
-        return Ok((adapted, None));
+        return Ok((apply_lora(model, lora)?, None));
     }
     match config.freeze.trainable {
         Trainable::All => Ok((model, None)),

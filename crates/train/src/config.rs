@@ -47,7 +47,7 @@ pub struct TrainConfig {
     pub freeze: FreezeSection,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// HF directory, GGUF or safetensors file; `None` = the default model.
@@ -60,6 +60,12 @@ pub struct ModelSection {
 
 fn default_devices() -> Vec<String> {
     vec!["cpu".into()]
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection { path: None, tokenizer: None, devices: default_devices() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +196,14 @@ pub struct LoraSection {
 }
 
 fn default_lora_targets() -> Vec<String> {
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec()
+    LoraSection::all_targets()
+}
+
+impl LoraSection {
+    /// All seven projections of a decoder layer.
+    pub fn all_targets() -> Vec<String> {
+        rosetta_model::LinearKind::ALL.iter().map(|k| k.short_name().to_string()).collect()
+    }
 }
 
 /// Which parameters train.
@@ -217,17 +230,33 @@ pub struct FreezeSection {
 
 impl TrainConfig {
     /// Reads and checks a TOML config; unknown keys (typos) are errors that name the key.
+    /// Relative paths in it are relative to the config file's directory.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config {
             path: path.to_path_buf(),
             reason: format!("cannot read: {e}"),
         })?;
-        let config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+        let mut config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         config.validate().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
         Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.model.path.iter_mut().for_each(resolve);
+        self.model.tokenizer.iter_mut().for_each(resolve);
+        self.data.train.iter_mut().for_each(resolve);
+        self.data.eval.iter_mut().for_each(resolve);
+        resolve(&mut self.run.out);
     }
 
     pub fn to_toml(&self) -> String {

@@ -14,4 +14,4 @@ pub use bar::{BarChart, BarGroup};
 pub use heatmap::Heatmap;
 pub use line::{LineChart, Series};
 pub use scatter::{ScatterChart, ScatterGroup};
-pub use svg::PALETTE;
+pub use svg::{PALETTE, stack_vertically};

@@ -29,6 +29,28 @@ pub fn close(mut s: String) -> String {
     s
 }
 
+/// Several standalone SVG documents stacked into one, top to bottom.
+pub fn stack_vertically(svgs: &[String]) -> String {
+    let size = |svg: &str, attr: &str| -> f64 {
+        let key = format!(" {attr}=\"");
+        svg.find(&key)
+            .and_then(|i| svg[i + key.len()..].split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let width = svgs.iter().map(|s| size(s, "width")).fold(0.0, f64::max);
+    let height: f64 = svgs.iter().map(|s| size(s, "height")).sum();
+    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">"#);
+    let mut y = 0.0;
+    for svg in svgs {
+        // A nested <svg> keeps each chart's own coordinate system.
+        out.push_str(&svg.replacen("<svg ", &format!("<svg y=\"{y}\" "), 1));
+        y += size(svg, "height");
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// "Nice" tick values covering [lo, hi] (1-2-5 steps).
 pub fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
@@ -136,6 +158,15 @@ mod tests {
         assert_eq!(t.last(), Some(&40.0));
         assert_eq!(format_tick(0.25), "0.25");
         assert_eq!(format_tick(12000.0), "1.2e4");
+    }
+
+    #[test]
+    fn stacks_charts() {
+        let a = format!("{}</svg>", open(100.0, 50.0, "a"));
+        let b = format!("{}</svg>", open(80.0, 30.0, "b"));
+        let both = stack_vertically(&[a, b]);
+        assert!(both.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 80""#), "{both}");
+        assert!(both.contains(r#"<svg y="50" xmlns"#));
     }
 
     #[test]

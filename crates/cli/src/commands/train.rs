@@ -1,0 +1,102 @@
+//! `rosetta train`: continued pretraining or SFT from a TOML config, with a progress bar, held-out
+//! bits/char at eval steps and resumable checkpoints.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use rosetta_train::trainer::{EvalResult, Observer, RunOptions, StepMetrics, train};
+use rosetta_train::TrainConfig;
+
+use crate::model_args::default_model_path;
+use crate::output::progress;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The run's TOML config (see `rosetta_train::config` or examples/train-hu-cpt.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Continue the run in `run.out` from its latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Override `run.steps`.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override `run.out`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override `model.path`.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Progress {
+    fn started(&mut self, start: usize, total: usize) {
+        let bar = progress(total as u64, "training");
+        bar.set_position(start as u64);
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, m: &StepMetrics) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(m.step as u64);
+            bar.set_message(format!("loss {:.3}, lr {:.1e}, {:.0} tok/s", m.loss, m.lr, m.tokens_per_second));
+        }
+    }
+
+    fn evaluated(&mut self, step: usize, result: &EvalResult) {
+        let text = result
+            .iter()
+            .map(|(l, c)| format!("{l} {:.3}", c.bits_per_char()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.message(&format!("step {step}: held-out bits/char: {text}"));
+    }
+
+    fn message(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut config = TrainConfig::from_toml_file(&args.config)?;
+    if let Some(steps) = args.steps {
+        config.run.steps = steps;
+    }
+    if let Some(out) = args.out {
+        config.run.out = out;
+    }
+    if let Some(model) = args.model {
+        config.model.path = Some(model);
+    }
+    if config.model.path.is_none() {
+        let path = default_model_path();
+        anyhow::ensure!(path.exists(), "model.path is not set and the default model is not at {} (run scripts/fetch-model.sh)", path.display());
+        config.model.path = Some(path);
+    }
+    let mut observer = Progress { bar: None };
+    let summary = train(&config, &RunOptions { resume: args.resume, stop_after: None }, &mut observer)
+        .with_context(|| format!("training run {}", config.run.out.display()))?;
+    if let Some(bar) = observer.bar.take() {
+        bar.finish_and_clear();
+    }
+    println!("finished at step {}; metrics in {}", summary.last_step, summary.metrics.display());
+    if let (Some(before), Some(after)) = (&summary.first_eval, &summary.last_eval) {
+        for (lang, cost) in after {
+            if let Some(start) = before.get(lang) {
+                println!("  {lang}: {:.3} → {:.3} bits/char", start.bits_per_char(), cost.bits_per_char());
+            }
+        }
+    }
+    if let Some(dir) = summary.final_model {
+        println!("model exported to {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `rosetta train`, `data` and `plot` as a person runs them — including killing a training run
+//! with SIGKILL at an arbitrary moment and resuming it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rosetta_tests::fixtures::write_tiny_hf;
+use rosetta_tests::{repo_root, temp_dir};
+
+fn rosetta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("run rosetta")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn config(dir: &Path, steps: usize) -> PathBuf {
+    let model = dir.join("model");
+    if !model.exists() {
+        write_tiny_hf(&model, 21);
+    }
+    let corpus = repo_root().join("data/corpus");
+    let path = dir.join(format!("run-{steps}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[model]
+path = "model"
+
+[data]
+train = ["{}"]
+mix = "hu:0.75,en:0.25"
+eval = "{}"
+eval_docs_per_lang = 2
+seq_len = 32
+batch_size = 2
+
+[optim]
+lr = 2e-3
+warmup_steps = 5
+
+[run]
+steps = {steps}
+out = "run"
+checkpoint_every = 5
+eval_every = 100
+"#,
+            corpus.join("monolingual.train.jsonl").display(),
+            corpus.join("monolingual.test.jsonl").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn losses(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some(format!("{}:{}", v.get("step")?, v.get("loss")?)))
+        .collect()
+}
+
+#[test]
+fn killed_at_any_moment_and_resumed_gives_the_same_run() {
+    let steps = 120;
+    let clean = temp_dir("cli-train-clean");
+    let out = rosetta(&["train", "--config", config(&clean, steps).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("finished at step 120") && text(&out.stdout).contains("hu:"), "{}", text(&out.stdout));
+    let expected = losses(&clean.join("run"));
+    assert_eq!(expected.len(), steps);
+
+    let killed = temp_dir("cli-train-killed");
+    let cfg = config(&killed, steps);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while losses(&killed.join("run")).len() < 23 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let logged = losses(&killed.join("run")).len();
+    assert!(logged >= 23 && logged < steps, "the run was not interrupted mid-way ({logged} steps logged)");
+    // Every checkpoint on disk is complete.
+    for entry in std::fs::read_dir(killed.join("run/checkpoints")).unwrap() {
+        let dir = entry.unwrap().path();
+        for file in ["model.bpk", "optimizer.bpk", "state.json"] {
+            assert!(dir.join(file).exists(), "{} lacks {file}", dir.display());
+        }
+    }
+    let again = rosetta(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("--resume"), "{}", text(&again.stderr));
+    let resumed = rosetta(&["train", "--config", cfg.to_str().unwrap(), "--resume"]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(losses(&killed.join("run")), expected, "killed + resumed run differs from the clean run");
+
+    let plotted = rosetta(&["plot", killed.join("run").to_str().unwrap()]);
+    assert!(plotted.status.success(), "{}", text(&plotted.stderr));
+    let svg = std::fs::read_to_string(killed.join("run/curves.svg")).unwrap();
+    assert!(svg.contains("Training loss") && svg.contains("Held-out bits per character") && svg.contains(">hu<"));
+}
+
+#[test]
+fn data_stats_and_mix() {
+    let stats = rosetta(&["data", "stats"]);
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    let out = text(&stats.stdout);
+    for lang in ["\nhu ", "\nth ", "\nsw ", "\nzh ", "\nde ", "\nny ", "\nyo ", "\nzu ", "\nen "] {
+        assert!(out.contains(lang), "stats lack {lang:?}:\n{out}");
+    }
+    assert!(out.contains("libreoffice-help") && out.contains("lingua"));
+
+    let dir = temp_dir("cli-mix");
+    let sample = dir.join("mix.jsonl");
+    let mix = rosetta(&["data", "mix", "--mix", "hu:0.75,en:0.25", "--docs", "400", "--out", sample.to_str().unwrap()]);
+    assert!(mix.status.success(), "{}", text(&mix.stderr));
+    let hu = std::fs::read_to_string(&sample).unwrap().lines().filter(|l| l.contains("\"lang\":\"hu\"")).count();
+    assert!((270..=330).contains(&hu), "{hu} of 400 documents are Hungarian");
+    let bad = rosetta(&["data", "mix", "--mix", "hu:0.75,en:0.2"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("sum to"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn a_config_typo_is_named() {
+    let dir = temp_dir("cli-typo");
+    let cfg = config(&dir, 3);
+    let typo = std::fs::read_to_string(&cfg).unwrap().replace("lr = 2e-3", "lrate = 2e-3");
+    std::fs::write(&cfg, typo).unwrap();
+    let out = rosetta(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("run-3.toml") && err.contains("lrate") && !err.contains("panicked"), "{err}");
+    assert!(!dir.join("run").exists(), "a refused run created its output directory");
+}

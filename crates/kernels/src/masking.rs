@@ -1,0 +1,223 @@
+//! Magnitude masking for pruning (Kim et al., EMNLP Findings 2024, on Wanda — Sun et al. 2024):
+//! - Wanda score `S_ij = |W_ij| · ‖X_j‖₂` (per input feature norms broadcast over output rows);
+//! - per output row, prune exactly `⌊sparsity · width⌋` entries of smallest score (ties broken by
+//!   the lower column index), or N:M — keep the N largest of every M consecutive columns;
+//! - apply the mask (out of place, or in place where the weight buffer is not shared);
+//! - accumulate per-feature Σx² over tokens, skipping masked (padding) tokens.
+//!
+//! Every function runs WGSL kernels (`shaders/*.wgsl`) on wgpu devices and the plain-tensor
+//! reference (`*_reference`) elsewhere. Masks are `[out, in]` booleans, `true` = keep.
+
+use burn::prelude::*;
+
+use crate::error::{KernelError, Result, shape_error};
+
+/// How many weights a row loses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sparsity {
+    /// Prune this fraction (in `[0, 1)`) of every row.
+    Unstructured(f64),
+    /// Keep `n` of every `m` consecutive weights of a row.
+    NM { n: usize, m: usize },
+}
+
+impl Sparsity {
+    pub fn validate(&self, width: usize) -> Result<()> {
+        match *self {
+            Sparsity::Unstructured(s) if !(0.0..1.0).contains(&s) => Err(KernelError::Sparsity(s)),
+            Sparsity::NM { n, m } if n == 0 || n >= m || width % m != 0 => Err(KernelError::NM { n, m, width }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pruned entries per row (unstructured).
+    pub fn pruned_per_row(&self, width: usize) -> usize {
+        match *self {
+            Sparsity::Unstructured(s) => (s * width as f64).floor() as usize,
+            Sparsity::NM { n, m } => width / m * (m - n),
+        }
+    }
+}
+
+fn check_scores(weight: &Tensor<2>, norms: &Tensor<1>) -> Result<()> {
+    let [_, width] = weight.dims();
+    let [n] = norms.dims();
+    if n != width {
+        return Err(shape_error("wanda score", format!("weight is {:?} but the feature norms have {n} entries", weight.dims())));
+    }
+    Ok(())
+}
+
+/// `|W| ⊙ norms` broadcast over rows.
+///
+/// # Shapes
+/// `weight: [out, in]`, `norms: [in]` → `[out, in]`.
+pub fn wanda_scores_reference(weight: Tensor<2>, norms: Tensor<1>) -> Result<Tensor<2>> {
+    check_scores(&weight, &norms)?;
+    Ok(weight.abs() * norms.unsqueeze_dim::<2>(0))
+}
+
+pub fn wanda_scores(weight: Tensor<2>, norms: Tensor<1>) -> Result<Tensor<2>> {
+    check_scores(&weight, &norms)?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&weight.device()) {
+        return Ok(crate::wgpu::masking::wanda_scores(weight.inner(), norms.inner()));
+    }
+    wanda_scores_reference(weight, norms)
+}
+
+/// Keep-mask from scores: exact-k pruning per row (or per group of M) with index tie-breaking,
+/// from sort + cumulative sum.
+///
+/// # Shapes
+/// `scores: [out, in]` → `[out, in]` (true = keep).
+pub fn prune_mask_reference(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Bool>> {
+    let [rows, width] = scores.dims();
+    sparsity.validate(width)?;
+    match sparsity {
+        Sparsity::Unstructured(_) => {
+            let k = sparsity.pruned_per_row(width);
+            if k == 0 {
+                return Ok(scores.greater_equal_elem(f32::NEG_INFINITY));
+            }
+            Ok(exact_k_keep(scores, k).reshape([rows, width]))
+        }
+        Sparsity::NM { n, m } => {
+            let groups = scores.reshape([rows * width / m, m]);
+            Ok(exact_k_keep(groups, m - n).reshape([rows, width]))
+        }
+    }
+}
+
+/// Per row of `values` (`[r, w]`), marks the `k` smallest (ties: lower index first) false.
+fn exact_k_keep(values: Tensor<2>, k: usize) -> Tensor<2, Bool> {
+    let [r, w] = values.dims();
+    let sorted = values.clone().sort(1);
+    let kth = sorted.slice([0..r, k - 1..k]);
+    let less = values.clone().lower(kth.clone().expand([r, w]));
+    let equal = values.equal(kth.expand([r, w]));
+    let pruned_less = less.clone().int().sum_dim(1);
+    let still_to_prune = pruned_less.neg().add_scalar(k as i64);
+    let rank_among_equal = equal.clone().int().cumsum(1);
+    let prune_equal = equal.bool_and(rank_among_equal.lower_equal(still_to_prune.expand([r, w])));
+    less.bool_or(prune_equal).bool_not()
+}
+
+pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Bool>> {
+    let [_, width] = scores.dims();
+    sparsity.validate(width)?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&scores.device()) {
+        return Ok(crate::wgpu::masking::prune_mask(scores.inner(), sparsity));
+    }
+    prune_mask_reference(scores, sparsity)
+}
+
+fn check_mask(weight: &Tensor<2>, keep: &Tensor<2, Bool>) -> Result<()> {
+    if weight.dims() != keep.dims() {
+        return Err(shape_error("apply mask", format!("weight is {:?} but the mask {:?}", weight.dims(), keep.dims())));
+    }
+    Ok(())
+}
+
+/// `W` with pruned entries zeroed.
+pub fn apply_mask_reference(weight: Tensor<2>, keep: Tensor<2, Bool>) -> Result<Tensor<2>> {
+    check_mask(&weight, &keep)?;
+    Ok(weight.mask_fill(keep.bool_not(), 0.0))
+}
+
+/// `W` with pruned entries zeroed. On wgpu the kernel writes into `weight`'s own buffer when no
+/// other tensor shares it (in place), else into a new one.
+pub fn apply_mask(weight: Tensor<2>, keep: Tensor<2, Bool>) -> Result<Tensor<2>> {
+    check_mask(&weight, &keep)?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&weight.device()) {
+        return Ok(crate::wgpu::masking::apply_mask(weight.inner(), keep.inner()));
+    }
+    apply_mask_reference(weight, keep)
+}
+
+fn check_stats(x: &Tensor<2>, token_mask: Option<&Tensor<1>>) -> Result<()> {
+    if let Some(mask) = token_mask
+        && mask.dims()[0] != x.dims()[0]
+    {
+        return Err(shape_error("feature statistics", format!("{} tokens but a mask of {}", x.dims()[0], mask.dims()[0])));
+    }
+    Ok(())
+}
+
+/// Per-feature Σx² and max|x| over the tokens whose mask is 1.
+///
+/// # Shapes
+/// `x: [tokens, d]`, `token_mask: [tokens]` (1.0 keep, 0.0 skip) → (`[d]`, `[d]`).
+pub fn feature_stats_reference(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> Result<(Tensor<1>, Tensor<1>)> {
+    check_stats(&x, token_mask.as_ref())?;
+    let x = match token_mask {
+        Some(m) => x * m.unsqueeze_dim::<2>(1),
+        None => x,
+    };
+    let sum_sq = x.clone().square().sum_dim(0).squeeze_dim(0);
+    let max_abs = x.abs().max_dim(0).squeeze_dim(0);
+    Ok((sum_sq, max_abs))
+}
+
+pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> Result<(Tensor<1>, Tensor<1>)> {
+    check_stats(&x, token_mask.as_ref())?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&x.device()) {
+        return Ok(crate::wgpu::masking::feature_stats(x.inner(), token_mask.map(|m| m.inner())));
+    }
+    feature_stats_reference(x, token_mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t2(values: &[f32], shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape), &Device::flex())
+    }
+
+    fn keep(mask: Tensor<2, Bool>) -> Vec<bool> {
+        mask.into_data().convert::<bool>().to_vec::<bool>().unwrap()
+    }
+
+    #[test]
+    fn exact_k_with_ties_by_index() {
+        let scores = t2(&[3.0, 1.0, 1.0, 1.0, 5.0, 0.5, 2.0, 2.0], [2, 4]);
+        let mask = prune_mask_reference(scores, Sparsity::Unstructured(0.5)).unwrap();
+        // Row 0: prune 2 of the three 1.0s — the first two by index. Row 1: prune 0.5 and the first 2.0.
+        assert_eq!(keep(mask), vec![true, false, false, true, true, false, false, true]);
+    }
+
+    #[test]
+    fn n_m_keeps_n_per_group() {
+        let scores = t2(&[4.0, 1.0, 3.0, 2.0, 0.0, 0.0, 0.0, 9.0], [1, 8]);
+        let mask = prune_mask_reference(scores, Sparsity::NM { n: 2, m: 4 }).unwrap();
+        assert_eq!(keep(mask), vec![true, false, true, false, false, false, true, true]);
+    }
+
+    #[test]
+    fn zero_sparsity_keeps_all_and_bad_sparsity_is_refused() {
+        let scores = t2(&[1.0, 2.0], [1, 2]);
+        assert!(keep(prune_mask_reference(scores.clone(), Sparsity::Unstructured(0.0)).unwrap()).iter().all(|&k| k));
+        for bad in [Sparsity::Unstructured(1.0), Sparsity::Unstructured(-0.1), Sparsity::NM { n: 2, m: 2 }, Sparsity::NM { n: 1, m: 3 }] {
+            assert!(prune_mask(scores.clone(), bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scores_and_stats() {
+        let w = t2(&[-1.0, 2.0, 3.0, -4.0], [2, 2]);
+        let norms = Tensor::<1>::from_data(TensorData::new(vec![10.0f32, 0.5], [2]), &Device::flex());
+        let s = wanda_scores_reference(w, norms.clone()).unwrap().into_data().to_vec::<f32>().unwrap();
+        assert_eq!(s, vec![10.0, 1.0, 30.0, 2.0]);
+        let bad = wanda_scores(t2(&[1.0; 6], [2, 3]), norms).unwrap_err().to_string();
+        assert!(bad.contains("3") && bad.contains("2 entries"), "{bad}");
+        let x = t2(&[1.0, -2.0, 3.0, 4.0, 100.0, 100.0], [3, 2]);
+        let mask = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0], [3]), &Device::flex());
+        let (sq, max) = feature_stats_reference(x, Some(mask)).unwrap();
+        assert_eq!(sq.into_data().to_vec::<f32>().unwrap(), vec![10.0, 20.0]);
+        assert_eq!(max.into_data().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+    }
+}

@@ -1,0 +1,184 @@
+//! The WGSL kernels against their plain-tensor references: forward values and gradients of the
+//! contrastive loss, Wanda scores, exact-k and N:M masks (identical, ties included), mask
+//! application in and out of place, feature statistics — on shapes that are not multiples of the
+//! workgroup, n = 1, d = 1. The WGSL side runs on whatever wgpu adapter the machine has (Mesa's
+//! lavapipe in CI); the references on the CPU backend. Tolerances are stated per check.
+
+use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
+use rosetta_kernels::masking::{
+    Sparsity, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_mask, prune_mask_reference,
+    wanda_scores, wanda_scores_reference,
+};
+use rosetta_model::burn::prelude::*;
+use rosetta_model::burn::tensor::Distribution;
+use rosetta_tests::{max_abs_diff, skip};
+
+/// The wgpu device, if the machine has an adapter (see `scripts/test.sh` for CI's lavapipe).
+fn gpu() -> Option<Device> {
+    use rosetta_model::burn::backend::wgpu::wgpu;
+    let instance = wgpu::Instance::default();
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    if adapters.is_empty() {
+        skip("no wgpu adapter on this machine (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)");
+        return None;
+    }
+    Some(Device::wgpu(Default::default()))
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn bools(t: Tensor<2, Bool>) -> Vec<bool> {
+    t.into_data().convert::<bool>().try_to_vec::<bool>().unwrap()
+}
+
+/// The same random `[rows, cols]` data on both devices (generated on the CPU).
+fn pair(rows: usize, cols: usize, seed: u64, gpu: &Device) -> (Tensor<2>, Tensor<2>) {
+    let cpu = Device::flex();
+    cpu.seed(seed);
+    let t = Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), &cpu);
+    let data = t.clone().into_data();
+    (t, Tensor::from_data(data, gpu))
+}
+
+fn normalised(t: Tensor<2>) -> Tensor<2> {
+    let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    t / norm
+}
+
+#[test]
+fn contrastive_forward_and_gradients_match_the_reference() {
+    let Some(gpu) = gpu() else { return };
+    let shapes = [(1, 1), (1, 7), (5, 3), (17, 33), (40, 576), (130, 64)];
+    for (i, &(n, d)) in shapes.iter().enumerate() {
+        for options in [ContrastiveOptions { scale: 1.0, shift: true }, ContrastiveOptions { scale: 20.0, shift: false }] {
+            let (a_cpu, a_gpu) = pair(n, d, 100 + i as u64, &gpu);
+            let (p_cpu, p_gpu) = pair(n, d, 200 + i as u64, &gpu);
+            let cpu = Device::flex().autodiff();
+            let a_ref = Tensor::<2>::from_data(a_cpu.into_data(), &cpu).require_grad();
+            let p_ref = Tensor::<2>::from_data(p_cpu.into_data(), &cpu).require_grad();
+            let loss_ref = contrastive_loss_reference(normalised(a_ref.clone()), normalised(p_ref.clone()), options).unwrap();
+            let grads_ref = loss_ref.backward();
+            let ad = gpu.clone().autodiff();
+            let a_k = Tensor::<2>::from_data(a_gpu.into_data(), &ad).require_grad();
+            let p_k = Tensor::<2>::from_data(p_gpu.into_data(), &ad).require_grad();
+            let loss_k = contrastive_loss(normalised(a_k.clone()), normalised(p_k.clone()), options).unwrap();
+            let grads_k = loss_k.backward();
+
+            let (l_ref, l_k) = (values(loss_ref)[0], values(loss_k)[0]);
+            // Loss: 1e-5 relative (f32 sums over n·d products in a different order).
+            assert!((l_ref - l_k).abs() <= 1e-5 * l_ref.abs().max(1.0), "n={n} d={d} {options:?}: loss {l_ref} vs {l_k}");
+            // Gradients: 1e-5 absolute per element (their scale is ~1/n).
+            for (name, r, k) in [("dA", a_ref.grad(&grads_ref).unwrap(), a_k.grad(&grads_k).unwrap()), ("dP", p_ref.grad(&grads_ref).unwrap(), p_k.grad(&grads_k).unwrap())] {
+                let delta = max_abs_diff(&values(r), &values(k));
+                assert!(delta <= 1e-5 * options.scale.max(1.0), "n={n} d={d} {options:?}: {name} max |Δ| = {delta:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_gradient_matches_finite_differences() {
+    let cpu = Device::flex();
+    cpu.seed(7);
+    let options = ContrastiveOptions { scale: 2.0, shift: true };
+    let a = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &cpu);
+    let p = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &cpu);
+    let loss_of = |a: Tensor<2>, p: Tensor<2>| values(contrastive_loss_reference(a, p, options).unwrap())[0] as f64;
+    let ad = cpu.clone().autodiff();
+    let a_t = Tensor::<2>::from_data(a.clone().into_data(), &ad).require_grad();
+    let p_t = Tensor::<2>::from_data(p.clone().into_data(), &ad).require_grad();
+    let grads = contrastive_loss_reference(a_t.clone(), p_t.clone(), options).unwrap().backward();
+    let (da, dp) = (values(a_t.grad(&grads).unwrap()), values(p_t.grad(&grads).unwrap()));
+    let eps = 1e-2f32;
+    let (a_v, p_v) = (values(a.clone()), values(p.clone()));
+    for idx in 0..12 {
+        for (which, base, analytic) in [("A", &a_v, &da), ("P", &p_v, &dp)] {
+            let bump = |delta: f32| {
+                let mut v = base.clone();
+                v[idx] += delta;
+                let t = Tensor::<2>::from_data(TensorData::new(v, [4, 3]), &cpu);
+                if which == "A" { loss_of(t, p.clone()) } else { loss_of(a.clone(), t) }
+            };
+            let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
+            // Central differences in f32: agreement to 1e-3 absolute.
+            assert!((numeric - analytic[idx] as f64).abs() < 1e-3, "{which}[{idx}]: numeric {numeric} vs autodiff {}", analytic[idx]);
+        }
+    }
+}
+
+#[test]
+fn masking_kernels_match_the_references() {
+    let Some(gpu) = gpu() else { return };
+    for (i, &(rows, width)) in [(1, 1), (3, 7), (9, 64), (17, 576), (5, 1000)].iter().enumerate() {
+        let (w_cpu, w_gpu) = pair(rows, width, 300 + i as u64, &gpu);
+        let (x_cpu, x_gpu) = pair(13, width, 400 + i as u64, &gpu);
+        // Feature statistics with a padding mask.
+        let mask: Vec<f32> = (0..13).map(|t| if t % 4 == 3 { 0.0 } else { 1.0 }).collect();
+        let m_cpu = Tensor::<1>::from_data(TensorData::new(mask.clone(), [13]), &Device::flex());
+        let m_gpu = Tensor::<1>::from_data(TensorData::new(mask, [13]), &gpu);
+        for masked in [false, true] {
+            let (sq_r, mx_r) = feature_stats_reference(x_cpu.clone(), masked.then(|| m_cpu.clone())).unwrap();
+            let (sq_k, mx_k) = feature_stats(x_gpu.clone(), masked.then(|| m_gpu.clone())).unwrap();
+            assert!(max_abs_diff(&values(sq_r.clone()), &values(sq_k)) <= 1e-5 * values(sq_r.clone()).iter().fold(1.0f32, |a, b| a.max(*b)));
+            assert_eq!(values(mx_r), values(mx_k), "{rows}×{width}: max |x|");
+            if i == 0 && masked {
+                continue;
+            }
+        }
+        let (norms_r, _) = feature_stats_reference(x_cpu, None).unwrap();
+        let norms_r = norms_r.sqrt();
+        let norms_k = Tensor::<1>::from_data(norms_r.clone().into_data(), &gpu);
+        let scores_r = wanda_scores_reference(w_cpu.clone(), norms_r).unwrap();
+        let scores_k = wanda_scores(w_gpu.clone(), norms_k).unwrap();
+        assert_eq!(values(scores_r.clone()), values(scores_k.clone()), "{rows}×{width}: Wanda scores");
+
+        // Ties: scores rounded to one decimal, and a few exact zeros.
+        let tied: Vec<f32> = values(scores_r.clone()).iter().enumerate().map(|(j, v)| if j % 5 == 0 { 0.0 } else { (v * 10.0).round() / 10.0 }).collect();
+        let tied_r = Tensor::<2>::from_data(TensorData::new(tied.clone(), [rows, width]), &Device::flex());
+        let tied_k = Tensor::<2>::from_data(TensorData::new(tied, [rows, width]), &gpu);
+        for sparsity in [0.0, 0.1, 0.5, 0.9] {
+            for (label, r, k) in [("random", &scores_r, &scores_k), ("tied", &tied_r, &tied_k)] {
+                let mask_r = bools(prune_mask_reference(r.clone(), Sparsity::Unstructured(sparsity)).unwrap());
+                let mask_k = bools(prune_mask(k.clone(), Sparsity::Unstructured(sparsity)).unwrap());
+                assert_eq!(mask_r, mask_k, "{rows}×{width} {label} sparsity {sparsity}");
+                let pruned_per_row = (sparsity * width as f64).floor() as usize;
+                assert_eq!(mask_k.iter().filter(|k| !**k).count(), rows * pruned_per_row);
+            }
+        }
+        for (n, m) in [(2, 4), (4, 8), (1, 2)] {
+            if width % m != 0 {
+                assert!(prune_mask(scores_k.clone(), Sparsity::NM { n, m }).is_err());
+                continue;
+            }
+            for (r, k) in [(&scores_r, &scores_k), (&tied_r, &tied_k)] {
+                let mask_r = bools(prune_mask_reference(r.clone(), Sparsity::NM { n, m }).unwrap());
+                let mask_k = bools(prune_mask(k.clone(), Sparsity::NM { n, m }).unwrap());
+                assert_eq!(mask_r, mask_k, "{rows}×{width} {n}:{m}");
+            }
+        }
+        let keep_r = prune_mask_reference(scores_r, Sparsity::Unstructured(0.5)).unwrap();
+        let keep_k = Tensor::<2, Bool>::from_data(keep_r.clone().into_data(), &gpu);
+        let expected = values(apply_mask_reference(w_cpu, keep_r).unwrap());
+        // Out of place (the weight is shared by `w_gpu`), then in place (the last handle).
+        assert_eq!(values(apply_mask(w_gpu.clone(), keep_k.clone()).unwrap()), expected);
+        assert_eq!(values(apply_mask(w_gpu, keep_k).unwrap()), expected);
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_gpu_fault() {
+    let device = gpu().unwrap_or_else(Device::flex);
+    let a = Tensor::<2>::ones([4, 8], &device);
+    let err = contrastive_loss(a.clone(), Tensor::ones([4, 7], &device), ContrastiveOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("[4, 7]"), "{err}");
+    assert!(contrastive_loss(a.clone(), a.clone(), ContrastiveOptions { scale: 0.0, shift: true }).is_err());
+    assert!(contrastive_loss(Tensor::ones([0, 8], &device), Tensor::ones([0, 8], &device), ContrastiveOptions::default()).is_err());
+    for bad in [Sparsity::Unstructured(1.0), Sparsity::Unstructured(-0.5), Sparsity::Unstructured(f64::NAN), Sparsity::NM { n: 4, m: 4 }, Sparsity::NM { n: 5, m: 4 }, Sparsity::NM { n: 0, m: 4 }, Sparsity::NM { n: 2, m: 3 }] {
+        assert!(prune_mask(a.clone(), bad).is_err(), "{bad:?} was accepted");
+    }
+    assert!(wanda_scores(a.clone(), Tensor::ones([7], &device)).is_err());
+    assert!(apply_mask(a.clone(), Tensor::<2>::ones([4, 7], &device).greater_elem(0.5)).is_err());
+    assert!(feature_stats(a, Some(Tensor::ones([5], &device))).is_err());
+}
