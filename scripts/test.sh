@@ -13,12 +13,16 @@ export ROSETTA_REQUIRE_REFERENCE=1
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
 step() { printf '\n==> %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
-step "prerequisites: Python reference venv (background), default model, wasm32 target"
+step "prerequisites: Python reference venv (background), default model, browser tools and lavapipe"
 python_log="$ROSETTA_CACHE/setup-python.log"
 scripts/setup-python.sh >"$python_log" 2>&1 &
 python_pid=$!
 scripts/fetch-model.sh
-rustup target add wasm32-unknown-unknown >/dev/null
+# wasm32 target, wasm-bindgen-cli, Debian chromium + chromedriver, Mesa lavapipe (the software
+# Vulkan adapter the native WGSL parity tests run on).
+scripts/setup-web.sh >/dev/null
+# The Vulkan loader wants a runtime dir; without one it prints warnings on every adapter query.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 step "build tests (while the venv installs)"
 cargo build --workspace --tests --locked -j "$jobs"
@@ -41,5 +45,8 @@ fi
 
 step "wasm32 build of the model crate (browser: flex + wgpu)"
 cargo build -p rosetta-model --target wasm32-unknown-unknown --no-default-features --features flex,wgpu --locked -j "$jobs"
+
+step "browser: the WGSL kernels on Chromium's WebGPU (SwiftShader)"
+scripts/test-browser.sh
 
 step "all tests passed"

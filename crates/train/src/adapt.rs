@@ -48,42 +48,75 @@ pub fn lora_group(lora: &LoraSection) -> Result<ParamGroup> {
 }
 
 /// Restores the frozen rows of the embedding (and untied head) after each optimizer step, so
-/// only rows `from..` ever change — weight decay and Adam moments included.
+/// only the trainable rows ever change — weight decay and Adam moments included. The trainable
+/// rows are the new tokens of a vocabulary extension: a tail `from..` (add mode) or scattered ids
+/// (replace mode, read from the checkpoint's `rosetta.json`).
 pub struct RowFreeze {
-    from: usize,
-    embedding_rows: Tensor<2>,
-    head_columns: Option<Tensor<2>>,
+    /// `[vocab, 1]`: 1.0 on trainable rows, 0.0 on frozen ones.
+    trainable: Tensor<2>,
+    embedding: Tensor<2>,
+    head: Option<Tensor<2>>,
 }
 
 impl RowFreeze {
-    pub fn new(model: &CausalLm, from: usize) -> Result<Self> {
+    pub fn new(model: &CausalLm, trainable_rows: &[usize]) -> Result<Self> {
+        let vocab = model.config().vocab_size;
+        if trainable_rows.is_empty() {
+            return Err(TrainError::Invalid(
+                "trainable = \"new-embedding-rows\" but there are no new rows: set freeze.new_rows_from or train a model made by `rosetta vocab extend`".into(),
+            ));
+        }
+        if let Some(&bad) = trainable_rows.iter().find(|&&r| r >= vocab) {
+            return Err(TrainError::Invalid(format!(
+                "new embedding row {bad} is outside the vocabulary of {vocab} rows (freeze.new_rows_from or rosetta.json's new_token_ids do not belong to this model)"
+            )));
+        }
+        let device = model.embed_tokens.weight.val().device();
+        let mut mask = vec![0.0f32; vocab];
+        for &r in trainable_rows {
+            mask[r] = 1.0;
+        }
+        let trainable = Tensor::<1>::from_floats(mask.as_slice(), &device).reshape([vocab, 1]).detach();
+        let embedding = model.embed_tokens.weight.val().detach();
+        let head = model.lm_head.as_ref().map(|h| h.weight.val().detach());
+        Ok(RowFreeze { trainable, embedding, head })
+    }
+
+    /// The row ids of a tail `from..vocab`.
+    pub fn tail(model: &CausalLm, from: usize) -> Result<Self> {
         let vocab = model.config().vocab_size;
         if from == 0 || from >= vocab {
             return Err(TrainError::Invalid(format!(
                 "freeze.new_rows_from = {from}, but the vocabulary has {vocab} rows: new rows must lie in 1..{vocab}"
             )));
         }
-        let d = model.config().hidden_size;
-        let embedding_rows = model.embed_tokens.weight.val().slice([0..from, 0..d]).detach();
-        let head_columns = model.lm_head.as_ref().map(|h| h.weight.val().slice([0..d, 0..from]).detach());
-        Ok(RowFreeze { from, embedding_rows, head_columns })
+        Self::new(model, &(from..vocab).collect::<Vec<_>>())
     }
 
     pub fn restore(&self, mut model: CausalLm) -> CausalLm {
-        let d = model.config().hidden_size;
-        let from = self.from;
-        let rows = self.embedding_rows.clone();
+        let trainable = self.trainable.clone();
         // Edit the plain values (outside the autodiff graph) and put them back as fresh leaves.
-        let restore = |w: Tensor<2>, ranges: [std::ops::Range<usize>; 2], frozen: Tensor<2>| {
-            Tensor::from_inner(w.inner().slice_assign(ranges, frozen.inner())).require_grad()
+        let blend = |w: Tensor<2>, frozen: Tensor<2>, mask: Tensor<2>| {
+            let w = w.inner();
+            let (frozen, mask) = (frozen.inner(), mask.inner());
+            let keep = mask.clone().neg().add_scalar(1.0);
+            Tensor::from_inner(w * mask + frozen * keep).require_grad()
         };
-        model.embed_tokens.weight = model.embed_tokens.weight.clone().map(|w| restore(w, [0..from, 0..d], rows));
-        if let (Some(head), Some(columns)) = (&mut model.lm_head, &self.head_columns) {
-            let columns = columns.clone();
-            head.weight = head.weight.clone().map(|w| restore(w, [0..d, 0..from], columns));
+        let embedding = self.embedding.clone();
+        model.embed_tokens.weight = model.embed_tokens.weight.clone().map(|w| blend(w, embedding, trainable.clone()));
+        if let (Some(head), Some(frozen)) = (&mut model.lm_head, &self.head) {
+            // The head is [d, vocab] (burn's [in, out]): the vocabulary runs along columns.
+            let (frozen, columns) = (frozen.clone(), trainable.clone().transpose());
+            head.weight = head.weight.clone().map(|w| blend(w, frozen, columns));
         }
         model
     }
+}
+
+/// The rows a vocabulary extension added, as `rosetta vocab extend` records them in `rosetta.json`.
+pub fn new_token_rows(extras: Option<&serde_json::Value>) -> Option<Vec<usize>> {
+    let ids = extras?.get("vocab_extension")?.get("new_token_ids")?.as_array()?;
+    ids.iter().map(|v| v.as_u64().map(|i| i as usize)).collect()
 }
 
 /// Attaches LoRA factors to the target projections and freezes everything else.
@@ -92,7 +125,8 @@ pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
 }
 
 /// Applies `[lora]` and `[freeze]` to a freshly loaded model.
-pub fn prepare(model: CausalLm, config: &TrainConfig) -> Result<(CausalLm, Option<RowFreeze>)> {
+/// `extras` is the checkpoint's `rosetta.json`, where a vocabulary extension lists its new rows.
+pub fn prepare(model: CausalLm, config: &TrainConfig, extras: Option<&serde_json::Value>) -> Result<(CausalLm, Option<RowFreeze>)> {
     if let Some(lora) = &config.lora {
         return Ok((apply_lora(model, lora)?, None));
     }
@@ -100,8 +134,10 @@ pub fn prepare(model: CausalLm, config: &TrainConfig) -> Result<(CausalLm, Optio
         Trainable::All => Ok((model, None)),
         Trainable::Embeddings | Trainable::NewEmbeddingRows => {
             let rows = match (config.freeze.trainable, config.freeze.new_rows_from) {
-                (Trainable::NewEmbeddingRows, Some(from)) => Some(RowFreeze::new(&model, from)?),
-                _ => None,
+                (Trainable::NewEmbeddingRows, Some(from)) => Some(RowFreeze::tail(&model, from)?),
+                (Trainable::NewEmbeddingRows, None) => Some(RowFreeze::new(&model, &new_token_rows(extras).unwrap_or_default())?),
+                (Trainable::Embeddings, _) => None,
+                (Trainable::All, _) => unreachable!("handled above"),
             };
             let model = model.freeze().unfreeze_group(group(r"^(embed_tokens|lm_head)\.weight$")?);
             Ok((model, rows))

@@ -215,8 +215,10 @@ pub enum Trainable {
     All,
     /// Only the input embedding and the output head.
     Embeddings,
-    /// Only the rows of the embedding and head from `new_rows_from` on — stage 1 of vocabulary
-    /// extension (Csaki et al.): new tokens learn their vectors while the model stays as it was.
+    /// Only the new rows of the embedding and head — stage 1 of vocabulary extension: rows
+    /// `new_rows_from..`, or, without it, the `new_token_ids` that `rosetta vocab extend` wrote to
+    /// the checkpoint's `rosetta.json` (Csaki et al.: new tokens learn their vectors while the
+    /// model stays as it was).
     NewEmbeddingRows,
 }
 

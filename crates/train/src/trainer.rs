@@ -215,7 +215,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
     let devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
     let main = devices[0].clone().autodiff();
     let model = checkpoint.load(&main)?;
-    let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config)?;
+    let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config, checkpoint.extras.as_ref())?;
     let tokenizer = checkpoint.tokenizer.clone();
 
     let mut stream = TrainingStream::new(&config.data, tokenizer.clone(), config.run.seed)?;

@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Forward(ForwardArgs),
     /// Training-step tokens/s (forward, loss, backward, AdamW), full and LoRA.
     Train(TrainArgs),
+    /// The WGSL kernels against composed tensor ops (time, memory, bytes moved).
+    Kernels(crate::commands::bench_kernels::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +82,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Forward(args) => forward(args),
         BenchCommand::Train(args) => train_step(args),
+        BenchCommand::Kernels(args) => crate::commands::bench_kernels::run(args),
     }
 }
 

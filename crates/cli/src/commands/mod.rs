@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_kernels;
 pub mod data;
 pub mod export;
 pub mod generate;

@@ -1,0 +1,156 @@
+//! The WGSL kernels on the browser's WebGPU against their plain-tensor references (CPU, flex) in
+//! the same page: the parity the native tests check on lavapipe, here through Chromium's WebGPU
+//! (SwiftShader when headless). Run by `scripts/test-browser.sh` with `wasm-bindgen-test-runner`;
+//! natively this file compiles to nothing.
+//!
+//! Tolerances are those of `tests/kernels/parity.rs`: 1e-4 relative on losses and gradients
+//! (f32 sums in a different order), exact on masks.
+#![cfg(all(target_family = "wasm", feature = "wgpu"))]
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
+use rosetta_kernels::masking::{
+    Sparsity, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_mask, prune_mask_reference,
+    wanda_scores, wanda_scores_reference,
+};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+thread_local! {
+    static GPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
+/// The page's WebGPU device; the runtime may be initialised once per page, so later tests reuse it.
+async fn gpu() -> Device {
+    if let Some(device) = GPU.with(|g| g.borrow().clone()) {
+        return device;
+    }
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .expect("no WebGPU adapter: start Chromium with --enable-unsafe-webgpu --enable-unsafe-swiftshader");
+    assert!(rosetta_kernels::is_wgpu(&device), "the initialised device is not burn's wgpu backend");
+    GPU.with(|g| *g.borrow_mut() = Some(device.clone()));
+    device
+}
+
+async fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data_async().await.expect("read back").convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+async fn bools(t: Tensor<2, Bool>) -> Vec<bool> {
+    t.into_data_async().await.expect("read back").convert::<bool>().try_to_vec::<bool>().unwrap()
+}
+
+fn cpu_random(shape: [usize; 2], seed: u64) -> Tensor<2> {
+    let cpu = Device::flex();
+    cpu.seed(seed);
+    Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &cpu)
+}
+
+fn normalised(t: Tensor<2>) -> Tensor<2> {
+    let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    t / norm
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= rel * scale, "{what}: max |Δ| {worst:e} > {rel:e} × {scale:e}");
+}
+
+#[wasm_bindgen_test]
+async fn contrastive_forward_and_gradients_match_the_reference_on_webgpu() {
+    let gpu = gpu().await;
+    let gpu_ad = gpu.clone().autodiff();
+    let cpu_ad = Device::flex().autodiff();
+    for (i, &(n, d)) in [(1, 1), (5, 3), (17, 33), (70, 576)].iter().enumerate() {
+        for options in [ContrastiveOptions { scale: 1.0, shift: true }, ContrastiveOptions { scale: 20.0, shift: false }] {
+            let a = normalised(cpu_random([n, d], 10 + i as u64)).into_data();
+            let p = normalised(cpu_random([n, d], 20 + i as u64)).into_data();
+
+            let a_ref = Tensor::<2>::from_data(a.clone(), &cpu_ad).require_grad();
+            let p_ref = Tensor::<2>::from_data(p.clone(), &cpu_ad).require_grad();
+            let loss_ref = contrastive_loss_reference(a_ref.clone(), p_ref.clone(), options).unwrap();
+            let grads_ref = loss_ref.backward();
+
+            let a_gpu = Tensor::<2>::from_data(a, &gpu_ad).require_grad();
+            let p_gpu = Tensor::<2>::from_data(p, &gpu_ad).require_grad();
+            let loss_gpu = contrastive_loss(a_gpu.clone(), p_gpu.clone(), options).unwrap();
+            let grads_gpu = loss_gpu.backward();
+
+            let what = format!("n={n} d={d} {options:?}");
+            assert_close(&format!("loss {what}"), &floats(loss_gpu).await, &floats(loss_ref).await, 1e-4);
+            let (da_ref, dp_ref) = (a_ref.grad(&grads_ref).unwrap(), p_ref.grad(&grads_ref).unwrap());
+            let (da_gpu, dp_gpu) = (a_gpu.grad(&grads_gpu).unwrap(), p_gpu.grad(&grads_gpu).unwrap());
+            assert_close(&format!("dA {what}"), &floats(da_gpu).await, &floats(da_ref).await, 1e-4);
+            assert_close(&format!("dP {what}"), &floats(dp_gpu).await, &floats(dp_ref).await, 1e-4);
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn masking_kernels_match_the_reference_on_webgpu() {
+    let gpu = gpu().await;
+    for (i, &(rows, cols)) in [(1, 1), (3, 8), (33, 100), (64, 576)].iter().enumerate() {
+        let w_cpu = cpu_random([rows, cols], 40 + i as u64);
+        let norms_cpu = cpu_random([1, cols], 50 + i as u64).abs().reshape([cols]);
+        let w_gpu = Tensor::<2>::from_data(w_cpu.to_data(), &gpu);
+        let norms_gpu = Tensor::<1>::from_data(norms_cpu.to_data(), &gpu);
+
+        let s_ref = wanda_scores_reference(w_cpu.clone(), norms_cpu).unwrap();
+        let s_gpu = wanda_scores(w_gpu.clone(), norms_gpu).unwrap();
+        let what = format!("{rows}x{cols}");
+        assert_close(&format!("wanda {what}"), &floats(s_gpu.clone()).await, &floats(s_ref.clone()).await, 1e-6);
+
+        let mut settings = vec![Sparsity::Unstructured(0.0), Sparsity::Unstructured(0.5), Sparsity::Unstructured(0.9)];
+        if cols % 4 == 0 {
+            settings.push(Sparsity::NM { n: 2, m: 4 });
+        }
+        for sparsity in settings {
+            // The same scores on both sides, so masks must agree exactly (ties broken by index).
+            let scores_gpu = Tensor::<2>::from_data(s_ref.to_data(), &gpu);
+            let keep_ref = prune_mask_reference(s_ref.clone(), sparsity).unwrap();
+            let keep_gpu = prune_mask(scores_gpu, sparsity).unwrap();
+            assert_eq!(bools(keep_gpu.clone()).await, bools(keep_ref.clone()).await, "mask {what} {sparsity:?}");
+
+            let masked_ref = apply_mask_reference(w_cpu.clone(), keep_ref).unwrap();
+            let masked_gpu = apply_mask(w_gpu.clone(), keep_gpu).unwrap();
+            assert_eq!(floats(masked_gpu).await, floats(masked_ref).await, "apply {what} {sparsity:?}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn feature_statistics_match_the_reference_on_webgpu() {
+    let gpu = gpu().await;
+    for (i, &(tokens, features)) in [(1, 1), (7, 33), (300, 576)].iter().enumerate() {
+        let x_cpu = cpu_random([tokens, features], 60 + i as u64);
+        let mask: Vec<f32> = (0..tokens).map(|t| if t % 3 == 2 { 0.0 } else { 1.0 }).collect();
+        let mask_cpu = Tensor::<1>::from_floats(mask.as_slice(), &Device::flex());
+        let (sq_ref, max_ref) = feature_stats_reference(x_cpu.clone(), Some(mask_cpu)).unwrap();
+        let x_gpu = Tensor::<2>::from_data(x_cpu.to_data(), &gpu);
+        let mask_gpu = Tensor::<1>::from_floats(mask.as_slice(), &gpu);
+        let (sq_gpu, max_gpu) = feature_stats(x_gpu, Some(mask_gpu)).unwrap();
+        let what = format!("{tokens}x{features}");
+        assert_close(&format!("sum of squares {what}"), &floats(sq_gpu).await, &floats(sq_ref).await, 1e-5);
+        assert_close(&format!("max {what}"), &floats(max_gpu).await, &floats(max_ref).await, 0.0);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_is_an_error_on_webgpu_too() {
+    let gpu = gpu().await;
+    let w = Tensor::<2>::ones([4, 8], &gpu);
+    assert!(prune_mask(w.clone(), Sparsity::Unstructured(1.0)).is_err());
+    assert!(prune_mask(w.clone(), Sparsity::NM { n: 4, m: 4 }).is_err());
+    assert!(wanda_scores(w.clone(), Tensor::<1>::ones([7], &gpu)).is_err());
+    let a = Tensor::<2>::ones([3, 8], &gpu);
+    let err = contrastive_loss(a, w, ContrastiveOptions { scale: 1.0, shift: false }).unwrap_err();
+    assert!(err.to_string().contains("[4, 8]"), "the error should name the mismatched shape: {err}");
+}
