@@ -146,3 +146,42 @@ pub fn tiny_gguf(tensor_type: Option<(&str, u32)>) -> Vec<u8> {
         tensors.iter().map(|(n, s, t, d)| (n.as_str(), s.clone(), *t, d.clone())).collect();
     write_gguf(&kv, &tensors_ref)
 }
+
+/// A 12-step causal-LM run of `model` on the embedded corpus (hu:0.75, en:0.25), written to `out`.
+pub fn tiny_train_config(model: &Path, out: &Path) -> rosetta_train::TrainConfig {
+    let corpus = crate::repo_root().join("data/corpus");
+    let text = format!(
+        r#"
+[model]
+path = "{model}"
+
+[data]
+train = ["{train}"]
+mix = "hu:0.75,en:0.25"
+eval = "{eval}"
+eval_docs_per_lang = 4
+seq_len = 32
+batch_size = 2
+
+[optim]
+lr = 3e-3
+min_lr = 3e-4
+warmup_steps = 2
+
+[run]
+steps = 12
+out = "{out}"
+eval_every = 6
+checkpoint_every = 4
+keep_last = 2
+"#,
+        model = model.display(),
+        train = corpus.join("monolingual.train.jsonl").display(),
+        eval = corpus.join("monolingual.test.jsonl").display(),
+        out = out.display(),
+    );
+    let path = out.with_extension("toml");
+    std::fs::create_dir_all(path.parent().expect("a run directory has a parent")).expect("create the run's parent");
+    std::fs::write(&path, text).expect("write the run config");
+    rosetta_train::TrainConfig::from_toml_file(&path).expect("the tiny run config parses")
+}

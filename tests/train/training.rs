@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rosetta_model::burn::prelude::*;
 use rosetta_model::Checkpoint;
-use rosetta_tests::fixtures::write_tiny_hf;
+use rosetta_tests::fixtures::{tiny_train_config, write_tiny_hf};
 use rosetta_tests::temp_dir;
 use rosetta_train::config::{FreezeSection, LoraSection, Trainable};
 use rosetta_train::metrics::read_metrics;
@@ -20,39 +20,8 @@ fn setup(name: &str) -> (PathBuf, TrainConfig) {
     let dir = temp_dir(name);
     let model = dir.join("model");
     write_tiny_hf(&model, 11);
-    let text = format!(
-        r#"
-[model]
-path = "{model}"
-
-[data]
-train = ["{train}"]
-mix = "hu:0.75,en:0.25"
-eval = "{eval}"
-eval_docs_per_lang = 4
-seq_len = 32
-batch_size = 2
-
-[optim]
-lr = 3e-3
-min_lr = 3e-4
-warmup_steps = 2
-
-[run]
-steps = 12
-out = "{out}"
-eval_every = 6
-checkpoint_every = 4
-keep_last = 2
-"#,
-        model = model.display(),
-        train = corpus().join("monolingual.train.jsonl").display(),
-        eval = corpus().join("monolingual.test.jsonl").display(),
-        out = dir.join("run").display(),
-    );
-    let path = dir.join("run.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, TrainConfig::from_toml_file(&path).unwrap())
+    let config = tiny_train_config(&model, &dir.join("run"));
+    (dir, config)
 }
 
 fn losses(out: &Path) -> Vec<(u64, f64)> {

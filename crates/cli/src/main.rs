@@ -34,6 +34,9 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Training curves (SVG) from a run's metrics.
     Plot(commands::plot::Args),
+    /// Vocabulary extension for a target language (Csaki et al. 2023).
+    #[command(subcommand)]
+    Vocab(commands::vocab::VocabCommand),
     /// Benchmarks (not tests): throughput next to the PyTorch reference.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -49,6 +52,7 @@ fn main() {
         Command::Train(args) => commands::train::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Plot(args) => commands::plot::run(args),
+        Command::Vocab(cmd) => commands::vocab::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     if let Err(error) = result {

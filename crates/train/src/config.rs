@@ -313,9 +313,6 @@ impl TrainConfig {
                 return Err("[lora] trains adapters; combine it only with freeze.trainable = \"all\"".into());
             }
         }
-        if self.freeze.trainable == Trainable::NewEmbeddingRows && self.freeze.new_rows_from.is_none() {
-            return Err("freeze.trainable = \"new-embedding-rows\" needs freeze.new_rows_from".into());
-        }
         if d.objective == Objective::Sft && d.mix.is_some() {
             return Err("data.mix applies to causal-lm documents; SFT uses every instruction record".into());
         }

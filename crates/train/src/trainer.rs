@@ -217,6 +217,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
     let model = checkpoint.load(&main)?;
     let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config, checkpoint.extras.as_ref())?;
     let tokenizer = checkpoint.tokenizer.clone();
+    let base_extras = checkpoint.extras.clone();
 
     let mut stream = TrainingStream::new(&config.data, tokenizer.clone(), config.run.seed)?;
     let mixture_langs: Vec<String> = {
@@ -379,8 +380,15 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
     let final_model = if config.run.export && step == total {
         let merged = model.valid().materialize();
         let dir = out.join("final");
-        let extras = json!({"trained_by": "rosetta train", "steps": total, "objective": match config.data.objective {
-            Objective::CausalLm => "causal-lm", Objective::Sft => "sft" }, "mix": stream.mixture().to_string()});
+        // Keep what the input checkpoint recorded (a vocabulary extension's new token ids).
+        let mut extras = base_extras.clone().filter(serde_json::Value::is_object).unwrap_or_else(|| json!({}));
+        extras["trained_by"] = json!("rosetta train");
+        extras["steps"] = json!(total);
+        extras["objective"] = json!(match config.data.objective {
+            Objective::CausalLm => "causal-lm",
+            Objective::Sft => "sft",
+        });
+        extras["mix"] = json!(stream.mixture().to_string());
         let options = ExportOptions { overwrite: true, extras: Some(extras), ..Default::default() };
         Some(export_hf(&merged, &tokenizer, &dir, &options)?)
     } else {

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
             let p = normalised(Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &device));
             let ad = device.clone().autodiff();
             let (a_ad, p_ad) = (Tensor::<2>::from_data(a.to_data(), &ad), Tensor::<2>::from_data(p.to_data(), &ad));
-            let mut cell = |fused: bool, backward: bool| {
+            let cell = |fused: bool, backward: bool| {
                 measure(&device, args.iters, || {
                     if backward {
                         let (a, p) = (a_ad.clone().require_grad(), p_ad.clone().require_grad());

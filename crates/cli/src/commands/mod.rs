@@ -7,3 +7,4 @@ pub mod info;
 pub mod plot;
 pub mod score;
 pub mod train;
+pub mod vocab;

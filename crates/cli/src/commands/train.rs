@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use rosetta_train::trainer::{EvalResult, Observer, RunOptions, StepMetrics, train};
+use rosetta_train::trainer::{EvalResult, Observer, RunOptions, RunSummary, StepMetrics, train};
 use rosetta_train::TrainConfig;
 
 use crate::model_args::default_model_path;
@@ -81,8 +81,15 @@ pub fn run(args: Args) -> Result<()> {
         anyhow::ensure!(path.exists(), "model.path is not set and the default model is not at {} (run scripts/fetch-model.sh)", path.display());
         config.model.path = Some(path);
     }
+    run_config(&config, args.resume)?;
+    Ok(())
+}
+
+/// Runs one training config with a progress bar and prints its outcome (also the stages of
+/// `rosetta vocab recipe`).
+pub fn run_config(config: &TrainConfig, resume: bool) -> Result<RunSummary> {
     let mut observer = Progress { bar: None };
-    let summary = train(&config, &RunOptions { resume: args.resume, stop_after: None }, &mut observer)
+    let summary = train(config, &RunOptions { resume, stop_after: None }, &mut observer)
         .with_context(|| format!("training run {}", config.run.out.display()))?;
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
@@ -95,8 +102,8 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    if let Some(dir) = summary.final_model {
+    if let Some(dir) = &summary.final_model {
         println!("model exported to {}", dir.display());
     }
-    Ok(())
+    Ok(summary)
 }
