@@ -178,6 +178,42 @@ impl CausalLm {
         Ok((hidden, trace))
     }
 
+    /// Runs only the decoder layers `layers` on `hidden`, the residual stream at site
+    /// `layers.start` of the same `batch` (`None` when the range starts at 0: the embeddings).
+    /// Returns the residual at site `layers.end` — or, when the range ends at the last layer, the
+    /// final-norm output — and what the interventions recorded inside the range.
+    ///
+    /// Layer-wise algorithms use it to feed each layer the outputs of already-edited layers
+    /// without recomputing them (Wanda prunes layer `l` on the outputs of pruned layers `< l`).
+    ///
+    /// # Shapes
+    /// `hidden: [b, s, d_model] -> [b, s, d_model]`.
+    pub fn forward_layers(
+        &self,
+        batch: &TokenBatch,
+        hidden: Option<Tensor<3>>,
+        layers: std::ops::Range<usize>,
+        interventions: &Interventions,
+    ) -> Result<(Tensor<3>, Trace)> {
+        self.check_interventions(interventions)?;
+        let n = self.num_layers();
+        if layers.start > layers.end || layers.end > n {
+            return Err(ModelError::invalid(format!("layers {layers:?} are outside the model's 0..{n}")));
+        }
+        if hidden.is_none() && layers.start != 0 {
+            return Err(ModelError::invalid(format!("layers {layers:?} start after 0 and need the residual at site {}", layers.start)));
+        }
+        if let Some(h) = &hidden {
+            let expected = [batch.batch, batch.seq, self.config.hidden_size];
+            if h.dims() != expected {
+                return Err(ModelError::invalid(format!("residual has shape {:?}, expected {expected:?}", h.dims())));
+            }
+        }
+        let mut trace = Trace::default();
+        let out = self.run_layers(batch, interventions, &mut trace, None, hidden, layers);
+        Ok((out, trace))
+    }
+
     /// Logits with interventions.
     pub fn forward_with(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
         let (hidden, trace) = self.forward_hidden(batch, interventions)?;
@@ -246,12 +282,21 @@ impl CausalLm {
     }
 
     /// The decoder proper. Positions and masks are derived from the batch (and cache) on the host.
-    fn run(
+    fn run(&self, batch: &TokenBatch, interventions: &Interventions, trace: &mut Trace, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.run_layers(batch, interventions, trace, cache, None, 0..self.layers.len())
+    }
+
+    /// Layers `layers` on `input` (the residual at site `layers.start`; `None` embeds the batch's
+    /// tokens). Returns the residual at site `layers.end`, or the final-norm output when the
+    /// range reaches the last layer.
+    fn run_layers(
         &self,
         batch: &TokenBatch,
         interventions: &Interventions,
         trace: &mut Trace,
         mut cache: Option<&mut KvCache>,
+        input: Option<Tensor<3>>,
+        layers: std::ops::Range<usize>,
     ) -> Tensor<3> {
         let device = self.device();
         let (b, s) = (batch.batch, batch.seq);
@@ -307,13 +352,20 @@ impl CausalLm {
             attention_mask,
         };
 
-        let mut h = self.embed_tokens.forward(batch.tokens_tensor(&device));
-        for (i, layer) in self.layers.iter().enumerate() {
+        let n = self.layers.len();
+        let mut h = match input {
+            Some(h) => h,
+            None => self.embed_tokens.forward(batch.tokens_tensor(&device)),
+        };
+        for i in layers.clone() {
             h = self.intervene_at_site(i, h, batch, &mut state);
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
-            h = layer.forward(i, h, &mut state, slot);
+            h = self.layers[i].forward(i, h, &mut state, slot);
         }
-        h = self.intervene_at_site(self.layers.len(), h, batch, &mut state);
+        if layers.end < n {
+            return h;
+        }
+        h = self.intervene_at_site(n, h, batch, &mut state);
         self.norm.forward(h)
     }
 
