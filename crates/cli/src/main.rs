@@ -34,6 +34,12 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Training curves (SVG) from a run's metrics.
     Plot(commands::plot::Args),
+    /// Magnitude features per layer under translation/monolingual/code prompts (Kim et al. 2024).
+    Features(commands::features::Args),
+    /// Prune every decoder linear layer (Wanda with translation calibration, magnitude, random).
+    Prune(commands::prune::PruneArgs),
+    /// Bits/char per language over sparsities and pruning variants: the comparison report.
+    PruneSweep(commands::prune::SweepArgs),
     /// Vocabulary extension for a target language (Csaki et al. 2023).
     #[command(subcommand)]
     Vocab(commands::vocab::VocabCommand),
@@ -53,6 +59,9 @@ fn main() {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Plot(args) => commands::plot::run(args),
         Command::Vocab(cmd) => commands::vocab::run(cmd),
+        Command::Features(args) => commands::features::run(args),
+        Command::Prune(args) => commands::prune::run(args),
+        Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     if let Err(error) = result {

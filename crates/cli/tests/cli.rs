@@ -1,29 +1,18 @@
 //! The `rosetta` binary end to end: commands a person runs, and what they see when the input is
 //! bad (exit code 1, a message naming the file, never a panic).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{assert_fails_cleanly, rosetta, text};
 
 use rosetta_tests::fixtures::{tiny_gguf, write_tiny_hf};
 use rosetta_tests::{default_model, skip, temp_dir};
 
-fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("run rosetta")
-}
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
-fn assert_fails_cleanly(output: &Output, mentions: &[&str]) {
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "expected exit code 1, stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
-    for m in mentions {
-        assert!(stderr.contains(m), "stderr {stderr:?} does not mention {m:?}");
-    }
-}
 
 fn parallel_fixture(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("parallel.jsonl");

@@ -1,20 +1,18 @@
 //! `rosetta train`, `data` and `plot` as a person runs them — including killing a training run
 //! with SIGKILL at an arbitrary moment and resuming it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{rosetta, text};
 use std::time::{Duration, Instant};
 
 use rosetta_tests::fixtures::write_tiny_hf;
 use rosetta_tests::{repo_root, temp_dir};
 
-fn rosetta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosetta")).args(args).output().expect("run rosetta")
-}
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn config(dir: &Path, steps: usize) -> PathBuf {
     let model = dir.join("model");

@@ -1,10 +1,13 @@
 pub mod bench;
 pub mod bench_kernels;
+pub mod calib_args;
 pub mod data;
 pub mod export;
+pub mod features;
 pub mod generate;
 pub mod info;
 pub mod plot;
+pub mod prune;
 pub mod score;
 pub mod train;
 pub mod vocab;

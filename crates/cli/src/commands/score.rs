@@ -83,61 +83,10 @@ pub fn run(args: Args) -> Result<()> {
     if skipped.skipped > 0 {
         eprintln!("skipped {} bad lines of {}: {}", skipped.skipped, path.display(), skipped.examples.join("; "));
     }
-    let available = corpus.language_counts();
-    if !available.contains_key(&args.reference) {
-        bail!("the reference language `{}` does not occur in {}", args.reference, path.display());
-    }
-    let langs: Vec<String> = if args.langs.is_empty() { available.keys().cloned().collect() } else { args.langs.clone() };
-    // Errors if a requested language is missing.
-    corpus.aligned(&langs)?;
-
-    // Which records each language is scored on: those that also have the reference language.
-    let mut plan: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for lang in &langs {
-        let having: Vec<usize> = corpus
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.texts.contains_key(lang) && r.texts.contains_key(&args.reference))
-            .map(|(i, _)| i)
-            .collect();
-        if having.is_empty() {
-            bail!("no record of {} has both `{lang}` and `{}`", path.display(), args.reference);
-        }
-        plan.insert(lang.clone(), spread(having.len(), args.max_sentences).into_iter().map(|i| having[i]).collect());
-    }
-    let mut jobs: Vec<(usize, String)> = Vec::new();
-    for (lang, records) in &plan {
-        for &r in records {
-            jobs.push((r, lang.clone()));
-            jobs.push((r, args.reference.clone()));
-        }
-    }
-    jobs.sort();
-    jobs.dedup();
-
+    let langs: Vec<String> = if args.langs.is_empty() { corpus.language_counts().keys().cloned().collect() } else { args.langs.clone() };
     let (checkpoint, model) = args.model.load()?;
-    let mut options = ScoreOptions::for_model(&model);
-    options.batch_size = args.batch_size;
-    let bar = progress(jobs.len() as u64, "scoring");
-    let mut costs: BTreeMap<(usize, String), TextCost> = BTreeMap::new();
-    for chunk in jobs.chunks(args.batch_size * 4) {
-        let texts: Vec<&str> = chunk.iter().map(|(r, l)| corpus.records[*r].texts[l].as_str()).collect();
-        let scored = score_texts_blocking(&model, &checkpoint.tokenizer, &texts, &options).context("scoring")?;
-        for (job, cost) in chunk.iter().zip(scored) {
-            costs.insert(job.clone(), cost);
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-
-    let results: Vec<LanguageScore> = plan
-        .iter()
-        .map(|(lang, records)| {
-            let sum = |l: &str| records.iter().fold(TextCost::default(), |acc, &r| acc.add(costs[&(r, l.to_string())]));
-            LanguageScore { lang: lang.clone(), sentences: records.len(), cost: sum(lang), reference_cost: sum(&args.reference) }
-        })
-        .collect();
+    let results = score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size)
+        .with_context(|| format!("scoring {}", path.display()))?;
 
     println!("{} on {} ({} records)", checkpoint.origin, path.display(), corpus.records.len());
     let rows: Vec<Vec<String>> = results
@@ -191,6 +140,72 @@ pub fn run(args: Args) -> Result<()> {
         write_result(out, chart.to_svg().as_bytes())?;
     }
     Ok(())
+}
+
+/// Bits per character of each language in `langs` on at most `max_sentences` records of
+/// `corpus` (spread evenly), with the `reference` language's cost on the same records.
+pub fn score_parallel(
+    model: &rosetta_model::CausalLm,
+    tokenizer: &rosetta_model::TextTokenizer,
+    corpus: &ParallelCorpus,
+    langs: &[String],
+    reference: &str,
+    max_sentences: usize,
+    batch_size: usize,
+) -> Result<Vec<LanguageScore>> {
+    let available = corpus.language_counts();
+    if !available.contains_key(reference) {
+        bail!("the reference language `{reference}` does not occur in the parallel corpus");
+    }
+    // Errors if a requested language is missing.
+    corpus.aligned(langs)?;
+
+    // Which records each language is scored on: those that also have the reference language.
+    let mut plan: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for lang in langs {
+        let having: Vec<usize> = corpus
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.texts.contains_key(lang) && r.texts.contains_key(reference))
+            .map(|(i, _)| i)
+            .collect();
+        if having.is_empty() {
+            bail!("no record has both `{lang}` and `{reference}`");
+        }
+        plan.insert(lang.clone(), spread(having.len(), max_sentences).into_iter().map(|i| having[i]).collect());
+    }
+    let mut jobs: Vec<(usize, String)> = Vec::new();
+    for (lang, records) in &plan {
+        for &r in records {
+            jobs.push((r, lang.clone()));
+            jobs.push((r, reference.to_string()));
+        }
+    }
+    jobs.sort();
+    jobs.dedup();
+
+    let mut options = ScoreOptions::for_model(model);
+    options.batch_size = batch_size;
+    let bar = progress(jobs.len() as u64, "scoring");
+    let mut costs: BTreeMap<(usize, String), TextCost> = BTreeMap::new();
+    for chunk in jobs.chunks(batch_size * 4) {
+        let texts: Vec<&str> = chunk.iter().map(|(r, l)| corpus.records[*r].texts[l].as_str()).collect();
+        let scored = score_texts_blocking(model, tokenizer, &texts, &options).context("scoring")?;
+        for (job, cost) in chunk.iter().zip(scored) {
+            costs.insert(job.clone(), cost);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    Ok(plan
+        .iter()
+        .map(|(lang, records)| {
+            let sum = |l: &str| records.iter().fold(TextCost::default(), |acc, &r| acc.add(costs[&(r, l.to_string())]));
+            LanguageScore { lang: lang.clone(), sentences: records.len(), cost: sum(lang), reference_cost: sum(reference) }
+        })
+        .collect())
 }
 
 #[cfg(test)]

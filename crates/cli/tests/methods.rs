@@ -1,0 +1,99 @@
+//! `rosetta vocab`, `features` and `prune` as a person runs them on a tiny model: the files they
+//! write load back, and bad settings fail with a message that says what to change.
+
+mod common;
+
+use common::{assert_fails_cleanly, rosetta, text};
+use rosetta_model::Checkpoint;
+use rosetta_prune::masks::read_masks;
+use rosetta_tests::fixtures::write_tiny_hf;
+use rosetta_tests::{read_json, temp_dir};
+
+#[test]
+fn vocab_extend_and_report_on_a_tiny_model() {
+    let dir = temp_dir("cli-vocab");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 5);
+    let extended = dir.join("extended");
+    let out = rosetta(&[
+        "vocab", "extend", model.to_str().unwrap(), "--lang", "hu", "--new-tokens", "60", "--init", "focus",
+        "--out", extended.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("60 new hu tokens"), "{}", text(&out.stdout));
+    let checkpoint = Checkpoint::open(&extended, None).unwrap();
+    assert_eq!(checkpoint.config.vocab_size, 261 + 60);
+    let record = &checkpoint.extras.as_ref().unwrap()["vocab_extension"];
+    assert_eq!(record["new_token_ids"].as_array().unwrap().len(), 60);
+    assert_eq!(record["init"], "focus");
+
+    let report = dir.join("report");
+    let out = rosetta(&[
+        "vocab", "report", model.to_str().unwrap(), "--extended", extended.to_str().unwrap(), "--out", report.to_str().unwrap(),
+        "--score", &format!("base={}", model.display()), "--score", &format!("extended={}", extended.display()), "--docs-per-lang", "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = read_json(&report.join("report.json"));
+    let hu = &json["fertility"]["hu"];
+    assert!(hu["after"]["tokens_per_char"].as_f64() < hu["before"]["tokens_per_char"].as_f64());
+    assert!(json["bits_per_char"]["extended"]["hu"]["bits_per_char"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(report.join("fertility.svg")).unwrap().starts_with("<svg"));
+
+    // Too many tokens for a tiny corpus, and an unknown mode.
+    let small = dir.join("small.txt");
+    std::fs::write(&small, "alma körte szilva alma körte\n").unwrap();
+    let out = rosetta(&[
+        "vocab", "extend", model.to_str().unwrap(), "--lang", "xx", "--text", small.to_str().unwrap(), "--new-tokens", "500",
+        "--out", dir.join("never").to_str().unwrap(),
+    ]);
+    assert_fails_cleanly(&out, &["--new-tokens"]);
+    assert!(!dir.join("never").exists(), "a failed extension left an output directory");
+    let out = rosetta(&["vocab", "extend", model.to_str().unwrap(), "--lang", "hu", "--mode", "grow", "--out", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn features_and_prune_on_a_tiny_model() {
+    let dir = temp_dir("cli-prune");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 6);
+    let m = model.to_str().unwrap();
+    // Short prompts: the tiny byte-level model has a 512-token context.
+    let calib = ["--langs", "sw", "--shots", "0", "--prompts", "6", "--batch-size", "4", "--prompt-chars", "200"];
+
+    let features = dir.join("features");
+    let mut args = vec!["features", m, "--calib", "translation,monolingual", "--out", features.to_str().unwrap(), "--max-tokens", "512"];
+    args.extend(calib);
+    let out = rosetta(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = read_json(&features.join("features.json"));
+    assert_eq!(json["settings"][0]["norms"].as_array().unwrap().len(), 2, "one row of norms per layer");
+    assert_eq!(json["settings"][0]["norms"][0].as_array().unwrap().len(), 32);
+    assert!(json["overlap"]["translation-vs-monolingual@0.05"].as_array().is_some());
+
+    let pruned = dir.join("pruned");
+    let mut args = vec!["prune", m, "--method", "wanda", "--calib", "translation", "--sparsity", "0.5", "--out", pruned.to_str().unwrap()];
+    args.extend(calib);
+    let out = rosetta(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let masks = read_masks(&pruned.join("masks.safetensors")).unwrap();
+    assert_eq!(masks.len(), 2 * 7);
+    let (rows, cols, keep) = &masks["model.layers.0.mlp.down_proj.weight.keep"];
+    assert_eq!((*rows, *cols), (32, 48));
+    assert_eq!(keep.iter().filter(|k| **k).count(), 32 * 24);
+    let checkpoint = Checkpoint::open(&pruned, None).unwrap();
+    assert_eq!(checkpoint.extras.as_ref().unwrap()["pruning"]["method"], "wanda");
+
+    let out = rosetta(&["prune", m, "--sparsity", "1.0", "--out", dir.join("x").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["[0, 1)"]);
+    let out = rosetta(&["prune", m, "--nm", "4:4", "--out", dir.join("x").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["0 < N < M"]);
+    let out = rosetta(&["prune", m, "--prompts", "0", "--out", dir.join("x").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["--prompts"]);
+    // Monolingual documents of ~1200 characters are longer than a 64-token limit.
+    let out = rosetta(&["prune", m, "--calib", "monolingual", "--langs", "hu", "--max-tokens", "64", "--out", dir.join("x").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["longer than the 64-token context"]);
+    let out = rosetta(&["prune", m, "--max-tokens", "100000", "--out", dir.join("x").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["exceeds the model's context"]);
+    assert!(!dir.join("x").exists());
+}
