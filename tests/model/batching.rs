@@ -1,7 +1,6 @@
 //! Batching is invisible to the numbers: a packed row of documents, a padded row and an
 //! incrementally decoded row give the logits each sequence gets on its own.
 
-use rosetta_model::burn::prelude::*;
 use rosetta_model::{Interventions, KvCache, Padding, TokenBatch};
 use rosetta_tests::fixtures::tiny_model;
 use rosetta_tests::max_abs_diff;
@@ -51,4 +50,32 @@ fn kv_cache_decoding_matches_the_full_forward() {
         incremental.extend(out.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
     }
     assert!(max_abs_diff(&full, &incremental) < 1e-5);
+}
+
+#[test]
+fn choice_scores_are_each_continuations_mean_logprob_despite_padding() {
+    use rosetta_model::choice::choice_logprobs_blocking;
+    use rosetta_model::scoring::scoring_ids;
+    let model = rosetta_tests::fixtures::tiny_model(4);
+    let tokenizer = rosetta_tests::fixtures::tiny_tokenizer();
+    let choices = [" sat", " ran far away", " t"];
+    let scores = choice_logprobs_blocking(&model, &tokenizer, "the cat", &choices).unwrap();
+    for (choice, score) in choices.iter().zip(&scores) {
+        let mut ids = scoring_ids(&tokenizer, "the cat").unwrap();
+        let context = ids.len();
+        ids.extend(tokenizer.encode(choice, false).unwrap());
+        let logits = model.forward(&rosetta_model::TokenBatch::single(&ids).unwrap());
+        let [_, s, v] = logits.dims();
+        let values: Vec<f32> = logits.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let mut total = 0.0f64;
+        for p in context - 1..s - 1 {
+            let row = &values[p * v..(p + 1) * v];
+            let max = row.iter().fold(f32::MIN, |m, x| m.max(*x)) as f64;
+            let lse = row.iter().map(|x| (*x as f64 - max).exp()).sum::<f64>().ln() + max;
+            total += row[ids[p + 1] as usize] as f64 - lse;
+        }
+        let expected = total / (s - context) as f64;
+        assert!((score - expected).abs() < 1e-4, "{choice:?}: {score} vs {expected}");
+    }
+    assert!(choice_logprobs_blocking(&model, &tokenizer, "x", &[]).is_err());
 }

@@ -34,6 +34,8 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Training curves (SVG) from a run's metrics.
     Plot(commands::plot::Args),
+    /// Zero-shot multiple-choice accuracy per language (translation choice, language id).
+    Classify(commands::classify::Args),
     /// Magnitude features per layer under translation/monolingual/code prompts (Kim et al. 2024).
     Features(commands::features::Args),
     /// Prune every decoder linear layer (Wanda with translation calibration, magnitude, random).
@@ -60,6 +62,7 @@ fn main() {
         Command::Plot(args) => commands::plot::run(args),
         Command::Vocab(cmd) => commands::vocab::run(cmd),
         Command::Features(args) => commands::features::run(args),
+        Command::Classify(args) => commands::classify::run(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Bench(cmd) => commands::bench::run(cmd),

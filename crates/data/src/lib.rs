@@ -8,15 +8,18 @@ pub mod corpus;
 pub mod error;
 pub mod instruction;
 pub mod jsonl;
+pub mod languages;
 pub mod mixture;
 pub mod monolingual;
 pub mod packing;
 pub mod parallel;
 pub mod rng;
+pub mod tasks;
 
 pub use error::{DataError, Result};
 pub use instruction::InstructionRecord;
 pub use jsonl::{BadLines, SkipReport};
+pub use languages::language_name;
 pub use mixture::{Mixable, MixtureSampler, MixtureSpec, SamplerState};
 pub use monolingual::Document;
 pub use packing::{Example, PackedRow, Packer, PackerState};

@@ -19,6 +19,7 @@
 pub mod atomic;
 pub mod batch;
 pub mod checkpoint;
+pub mod choice;
 pub mod config;
 pub mod device;
 pub mod error;

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rosetta_data::monolingual::Document;
+use rosetta_data::language_name;
 use rosetta_data::parallel::ParallelCorpus;
 
 use crate::error::{PruneError, Result};
@@ -36,22 +37,6 @@ impl std::fmt::Display for CalibKind {
             CalibKind::Monolingual => "monolingual",
             CalibKind::Code => "code",
         })
-    }
-}
-
-/// The English name of a language code, for prompts ("Hungarian: …").
-pub fn language_name(code: &str) -> &str {
-    match code {
-        "en" => "English",
-        "hu" => "Hungarian",
-        "de" => "German",
-        "zh" => "Chinese",
-        "th" => "Thai",
-        "sw" => "Swahili",
-        "ny" => "Chichewa",
-        "yo" => "Yoruba",
-        "zu" => "Zulu",
-        other => other,
     }
 }
 

@@ -62,6 +62,19 @@ impl Calibration {
         Ok(Calibration { batches, hidden, next_layer: 0, prompts, tokens })
     }
 
+    /// The prompts' token ids (padding removed), e.g. to give a reference implementation the
+    /// same calibration tokens.
+    pub fn sequences(&self) -> Vec<Vec<u32>> {
+        let mut out = Vec::with_capacity(self.prompts);
+        for batch in &self.batches {
+            for row in 0..batch.batch {
+                let (ids, valid) = batch.row(row);
+                out.push(ids.iter().zip(valid).filter(|(_, v)| **v).map(|(i, _)| *i).collect());
+            }
+        }
+        out
+    }
+
     /// The layer whose inputs the stored residual stream feeds.
     pub fn next_layer(&self) -> usize {
         self.next_layer

@@ -33,6 +33,10 @@ pub struct Args {
     out: PathBuf,
 }
 
+/// Ratios to the median above this are drawn alike (a few features reach 100× and would wash
+/// out the rest).
+const HEATMAP_CLAMP: f64 = 8.0;
+
 pub fn run(args: Args) -> Result<()> {
     anyhow::ensure!(!args.calib.is_empty(), "--calib needs at least one setting");
     anyhow::ensure!(args.top.iter().all(|t| *t > 0.0 && *t <= 1.0), "--top fractions must be in (0, 1]");
@@ -81,21 +85,31 @@ pub fn run(args: Args) -> Result<()> {
     println!("{}", table(&header, &rows));
 
     for s in &settings {
+        // Each layer relative to its median dimension, so the large-magnitude features stand out
+        // whatever the layer's overall scale.
+        let relative = |row: &Vec<f32>| {
+            let mut sorted = row.clone();
+            sorted.sort_by(f32::total_cmp);
+            let median = sorted[sorted.len() / 2].max(1e-12) as f64;
+            row.iter().map(|v| (*v as f64 / median).min(HEATMAP_CLAMP)).collect::<Vec<f64>>()
+        };
         let heatmap = Heatmap {
-            title: format!("log10 feature norm (attention input) — {} prompts", s.setting),
+            title: format!("Feature norm ÷ layer median (clamped at {HEATMAP_CLAMP}) — attention input, {} prompts", s.setting),
             x_label: "hidden dimension".into(),
             y_label: "layer".into(),
-            values: s.norms.iter().map(|row| row.iter().map(|v| (*v as f64).max(1e-6).log10()).collect()).collect(),
+            values: s.norms.iter().map(relative).collect(),
             row_labels: (0..layers).map(|l| l.to_string()).collect(),
         };
         write_result(&args.out.join(format!("features-{}.svg", s.setting)), heatmap.to_svg().as_bytes())?;
     }
-    if !series.is_empty() {
+    let widest = args.top.iter().copied().fold(0.0, f64::max);
+    let charted: Vec<Series> = series.iter().filter(|s| s.name.ends_with(&format!("(top {}%)", widest * 100.0))).cloned().collect();
+    if !charted.is_empty() {
         let chart = LineChart {
-            title: format!("Overlap of the top dimensions: {} vs others", first.setting),
+            title: format!("Overlap of the top {}% dimensions: {} vs others", widest * 100.0, first.setting),
             x_label: "layer".into(),
             y_label: "overlap".into(),
-            series,
+            series: charted,
             band: None,
         };
         write_result(&args.out.join("overlap.svg"), chart.to_svg().as_bytes())?;

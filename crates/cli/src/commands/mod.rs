@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod bench_kernels;
 pub mod calib_args;
+pub mod classify;
 pub mod data;
 pub mod export;
 pub mod features;

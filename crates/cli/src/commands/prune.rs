@@ -47,6 +47,10 @@ pub struct PruneArgs {
     out: PathBuf,
     #[arg(long)]
     overwrite: bool,
+    /// Also write the calibration token ids as JSON (`{"samples": [[ids]]}`), for the reference
+    /// benchmark `scripts/reference/bench_wanda.py`.
+    #[arg(long)]
+    save_calibration: Option<PathBuf>,
 }
 
 fn parse_rule(s: &str) -> Result<ScoreRule, String> {
@@ -83,6 +87,9 @@ fn prune_loaded(args: &PruneArgs, checkpoint: &Checkpoint, mut model: CausalLm, 
         (Method::Wanda, ScoreRule::MtCode) => Some(args.calibration.calibration(CalibKind::Code, &model, &checkpoint.tokenizer)?),
         _ => None,
     };
+    if let (Some(path), Some(c)) = (&args.save_calibration, &calibration) {
+        write_json(path, &json!({"samples": c.sequences()}))?;
+    }
     let options = PruneOptions { method: args.method, sparsity, rule: args.score, seed: args.calibration.seed };
     let bar = progress(model.num_layers() as u64, "pruning layers");
     let (masks, summary) = prune_model(&mut model, calibration.as_mut(), code.as_mut(), &options, |done, _| bar.set_position(done as u64))?;
@@ -131,6 +138,9 @@ pub struct SweepArgs {
     score_langs: Vec<String>,
     #[arg(long, default_value_t = 50)]
     max_sentences: usize,
+    /// Translation-choice items per non-English language (zero-shot accuracy); 0 skips it.
+    #[arg(long, default_value_t = 25)]
+    choice_items: usize,
     /// Report directory (report.md, report.json, pruning.svg).
     #[arg(long, default_value = "reports/pruning")]
     out: PathBuf,
@@ -153,9 +163,26 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     let (corpus, _) = ParallelCorpus::read(&default_parallel_path(), BadLines::Fail)?;
     let checkpoint = args.model.open()?;
     let device = args.model.device()?;
+    let choice_items = if args.choice_items > 0 {
+        crate::commands::classify::items(crate::commands::classify::Task::TranslationChoice, &args.score_langs, args.choice_items, 3)?
+    } else {
+        Vec::new()
+    };
+    // bits/char per language, and translation-choice accuracy under "acc:<lang>".
     let score = |model: &CausalLm| -> Result<BTreeMap<String, f64>> {
         let results = score_parallel(model, &checkpoint.tokenizer, &corpus, &args.score_langs, "en", args.max_sentences, 8)?;
-        Ok(results.into_iter().map(|r| (r.lang, r.cost.bits_per_char())).collect())
+        let mut out: BTreeMap<String, f64> = results.into_iter().map(|r| (r.lang, r.cost.bits_per_char())).collect();
+        for (lang, (correct, total)) in crate::commands::classify::accuracy(model, &checkpoint.tokenizer, &choice_items)? {
+            out.insert(format!("acc:{lang}"), correct as f64 / total as f64);
+        }
+        Ok(out)
+    };
+    let columns: Vec<String> = {
+        let mut c = args.score_langs.clone();
+        if args.choice_items > 0 {
+            c.extend(args.score_langs.iter().filter(|l| l.as_str() != "en").map(|l| format!("acc:{l}")));
+        }
+        c
     };
     let base = score(&checkpoint.load(&device)?)?;
     eprintln!("unpruned: {base:?}");
@@ -173,6 +200,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 calibration: args.calibration.clone(),
                 out: PathBuf::new(),
                 overwrite: false,
+                save_calibration: None,
             };
             let (model, summary, _, seconds) = prune_loaded(&prune_args, &checkpoint, checkpoint.load(&device)?, *sparsity)?;
             let bits = score(&model)?;
@@ -184,11 +212,11 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     }
 
     let mut header = vec!["variant".to_string(), "sparsity".to_string()];
-    header.extend(args.score_langs.iter().cloned());
+    header.extend(columns.iter().cloned());
     header.push("prune s".into());
     let mut rows = vec![{
         let mut r = vec!["unpruned".to_string(), "0".to_string()];
-        r.extend(args.score_langs.iter().map(|l| format!("{:.3}", base[l])));
+        r.extend(columns.iter().map(|l| format!("{:.3}", base[l])));
         r.push("-".into());
         r
     }];
@@ -196,14 +224,17 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         for (name, _) in &variants {
             let (bits, seconds) = &results[&(name.clone(), si)];
             let mut r = vec![name.clone(), format!("{s}")];
-            r.extend(args.score_langs.iter().map(|l| format!("{:.3}", bits[l])));
+            r.extend(columns.iter().map(|l| format!("{:.3}", bits[l])));
             r.push(format!("{seconds:.1}"));
             rows.push(r);
         }
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let text = table(&header, &rows);
-    println!("held-out bits/char (parallel test, {} sentences per language):\n{text}", args.max_sentences);
+    println!(
+        "held-out bits/char (parallel test, {} sentences per language); acc:X = zero-shot translation-choice accuracy (4 choices, {} items):\n{text}",
+        args.max_sentences, args.choice_items
+    );
 
     let charts: Vec<String> = args
         .score_langs
@@ -226,7 +257,8 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     write_result(&args.out.join("pruning.svg"), stack_vertically(&charts).as_bytes())?;
     let md = format!(
-        "# Pruning {} (Kim et al. 2024)\n\nHeld-out bits/char on the embedded parallel test split ({} sentences per language); \
+        "# Pruning {} (Kim et al. 2024)\n\nHeld-out bits/char on the embedded parallel test split ({} sentences per language); `acc:X` is zero-shot \
+         translation-choice accuracy (X sentence → its English translation among 4, mean log-prob per token; chance 25%); \
          Wanda calibrated on {} prompts ({}-shot translation or monolingual documents, langs {}); `prune s` = calibration + masks.\n\n```\n{text}\n```\n\n![bits/char vs sparsity](pruning.svg)\n",
         checkpoint.origin.0,
         args.max_sentences,
