@@ -10,7 +10,7 @@ import os
 import time
 
 import torch
-from transformers import AutoModelForCausalLM
+from loading import load_float32
 
 
 def main():
@@ -22,12 +22,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.model.endswith(".gguf"):
-        directory, name = os.path.split(os.path.abspath(args.model))
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = load_float32(args.model, args.threads)
     model.eval()
     vocab = model.config.vocab_size
     results = []

@@ -12,7 +12,7 @@ import os
 import time
 
 import torch
-from transformers import AutoModelForCausalLM
+from loading import load_float32
 
 
 class LoraLinear(torch.nn.Module):
@@ -48,13 +48,8 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--lora-rank", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.model.endswith(".gguf"):
-        directory, name = os.path.split(os.path.abspath(args.model))
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = load_float32(args.model, args.threads)
     if args.lora_rank:
         add_lora(model, args.lora_rank)
     model.train()

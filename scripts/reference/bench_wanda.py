@@ -13,7 +13,7 @@ import os
 import time
 
 import torch
-from transformers import AutoModelForCausalLM
+from loading import load_float32
 
 LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
@@ -26,12 +26,7 @@ def main():
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.model.endswith(".gguf"):
-        directory, name = os.path.split(os.path.abspath(args.model))
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = load_float32(args.model, args.threads)
     model.eval()
     with open(args.ids) as f:
         samples = json.load(f)["samples"]
