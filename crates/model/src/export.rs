@@ -14,7 +14,7 @@ use crate::checkpoint::ROSETTA_EXTRAS_FILE;
 use crate::error::{ModelError, Result};
 use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
-use crate::weights::names;
+use crate::weights::{names, sparse};
 
 /// The dtype weights are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -62,6 +62,9 @@ pub struct ExportOptions {
     pub overwrite: bool,
     /// Written as `rosetta.json` when present.
     pub extras: Option<Value>,
+    /// Store 2-D weights with at least this fraction of zeros in Rosetta's compressed form
+    /// (`weights::sparse`): much smaller, read back exactly by Rosetta, not by transformers.
+    pub sparse_from: Option<f64>,
 }
 
 /// Writes `model` and `tokenizer` to `dir` as an HF checkpoint.
@@ -69,15 +72,27 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
     let config = model.config();
     let staged = StagedDir::new(dir, options.overwrite)?;
 
-    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = model
-        .to_hf_tensors()
-        .into_iter()
-        .filter(|(name, _)| !(config.tie_word_embeddings && name == names::LM_HEAD))
-        .map(|(name, t)| {
-            let (dtype, bytes) = options.dtype.encode(&t.data);
-            (name, dtype, t.shape, bytes)
-        })
-        .collect();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut compressed: std::collections::BTreeMap<String, [usize; 2]> = Default::default();
+    for (name, t) in model.to_hf_tensors() {
+        if config.tie_word_embeddings && name == names::LM_HEAD {
+            continue;
+        }
+        let zero_fraction = t.data.iter().filter(|v| **v == 0.0).count() as f64 / t.data.len().max(1) as f64;
+        match (options.sparse_from, t.shape.as_slice()) {
+            (Some(threshold), &[rows, cols]) if zero_fraction >= threshold && zero_fraction > 0.0 => {
+                let (nonzero, keep) = sparse::compress(&t.data, rows, cols);
+                let (dtype, bytes) = options.dtype.encode(&nonzero);
+                tensors.push((format!("{name}{}", sparse::VALUES_SUFFIX), dtype, vec![nonzero.len()], bytes));
+                tensors.push((format!("{name}{}", sparse::KEEP_SUFFIX), Dtype::U8, vec![rows, cols.div_ceil(8)], keep));
+                compressed.insert(name, [rows, cols]);
+            }
+            _ => {
+                let (dtype, bytes) = options.dtype.encode(&t.data);
+                tensors.push((name, dtype, t.shape, bytes));
+            }
+        }
+    }
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, bytes)| {
@@ -86,7 +101,10 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
                 .map_err(|e| ModelError::invalid(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let mut metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    if !compressed.is_empty() {
+        metadata.insert(sparse::SPARSE_METADATA_KEY.to_string(), serde_json::to_string(&compressed).unwrap_or_default());
+    }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))?;
     staged.write("model.safetensors", &bytes)?;

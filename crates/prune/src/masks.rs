@@ -6,29 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rosetta_model::LinearId;
+use rosetta_model::weights::sparse::{pack_bits as pack, unpack_bits as unpack};
 use rosetta_model::burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{PruneError, Result};
-
-/// Packs `[rows, cols]` booleans row by row.
-pub fn pack(keep: &[bool], rows: usize, cols: usize) -> Vec<u8> {
-    let stride = cols.div_ceil(8);
-    let mut out = vec![0u8; rows * stride];
-    for r in 0..rows {
-        for c in 0..cols {
-            if keep[r * cols + c] {
-                out[r * stride + c / 8] |= 1 << (c % 8);
-            }
-        }
-    }
-    out
-}
-
-pub fn unpack(bytes: &[u8], rows: usize, cols: usize) -> Vec<bool> {
-    let stride = cols.div_ceil(8);
-    (0..rows * cols).map(|i| bytes[(i / cols) * stride + (i % cols) / 8] >> (i % cols % 8) & 1 == 1).collect()
-}
 
 /// The safetensors bytes of `masks`.
 pub fn masks_to_safetensors(masks: &BTreeMap<LinearId, Tensor<2, Bool>>) -> Result<Vec<u8>> {
@@ -77,17 +59,4 @@ pub fn read_masks(path: &Path) -> Result<BTreeMap<String, (usize, usize, Vec<boo
         out.insert(name, (rows, cols, unpack(view.data(), rows, cols)));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pack_round_trips_odd_widths() {
-        let keep: Vec<bool> = (0..3 * 11).map(|i| i % 3 != 0).collect();
-        let packed = pack(&keep, 3, 11);
-        assert_eq!(packed.len(), 3 * 2);
-        assert_eq!(unpack(&packed, 3, 11), keep);
-    }
 }

@@ -47,6 +47,12 @@ pub struct PruneArgs {
     out: PathBuf,
     #[arg(long)]
     overwrite: bool,
+    /// Store the pruned weights compressed (values + 1-bit map; Rosetta-only, much smaller).
+    #[arg(long)]
+    sparse: bool,
+    /// Weight dtype of the export: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Also write the calibration token ids as JSON (`{"samples": [[ids]]}`), for the reference
     /// benchmark `scripts/reference/bench_wanda.py`.
     #[arg(long)]
@@ -108,8 +114,14 @@ pub fn run(args: PruneArgs) -> Result<()> {
         "achieved_sparsity": summary.sparsity(), "prompts": args.calibration.prompts, "langs": args.calibration.langs,
         "base_model": checkpoint.origin.0, "paper": "Kim et al. 2024, Pruning Multilingual LLMs for Multilingual Inference",
     }});
-    let options = ExportOptions { overwrite: args.overwrite, extras: Some(extras), ..Default::default() };
+    let options = ExportOptions {
+        overwrite: args.overwrite,
+        extras: Some(extras),
+        dtype: args.dtype.parse()?,
+        sparse_from: args.sparse.then_some(crate::commands::export::SPARSE_FROM),
+    };
     let dir = export_hf(&model, &checkpoint.tokenizer, &args.out, &options).with_context(|| format!("writing {}", args.out.display()))?;
+    let weights = std::fs::metadata(dir.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
     write_result(&dir.join("masks.safetensors"), &masks)?;
     println!(
         "{:?} pruning ({:?} calibration, {:?}): {:.1}% of decoder linear weights zeroed in {seconds:.1} s (calibration + masks)",
@@ -118,7 +130,13 @@ pub fn run(args: PruneArgs) -> Result<()> {
         sparsity,
         summary.sparsity() * 100.0
     );
-    println!("wrote {} (masks: {:.1} MB, 1 bit per weight)", dir.display(), masks.len() as f64 / 1e6);
+    println!(
+        "wrote {} (weights {:.1} MB{}; masks {:.1} MB, 1 bit per weight)",
+        dir.display(),
+        weights as f64 / 1e6,
+        if args.sparse { ", compressed" } else { "" },
+        masks.len() as f64 / 1e6
+    );
     Ok(())
 }
 
@@ -200,6 +218,8 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 calibration: args.calibration.clone(),
                 out: PathBuf::new(),
                 overwrite: false,
+                sparse: false,
+                dtype: "f32".into(),
                 save_calibration: None,
             };
             let (model, summary, _, seconds) = prune_loaded(&prune_args, &checkpoint, checkpoint.load(&device)?, *sparsity)?;

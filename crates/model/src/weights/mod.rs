@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod gguf_source;
 pub mod random;
 pub mod safetensors_source;
+pub mod sparse;
 
 use std::ops::Deref;
 #[cfg(not(target_family = "wasm"))]

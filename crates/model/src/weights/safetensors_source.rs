@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 
-use super::{Blob, HostTensor, WeightSource};
+use super::{Blob, HostTensor, WeightSource, sparse};
 use crate::error::{ModelError, Origin, Result};
 
 /// One parsed `.safetensors` file; data stays in the blob until read.
@@ -14,6 +14,8 @@ pub struct SafetensorsFile {
     blob: Blob,
     header_len: usize,
     metadata: Metadata,
+    /// Weights in Rosetta's compressed form (`super::sparse`): name → `[out, in]`.
+    sparse: BTreeMap<String, [usize; 2]>,
 }
 
 impl SafetensorsFile {
@@ -25,22 +27,71 @@ impl SafetensorsFile {
             origin: origin.clone(),
             reason: describe(&e),
         })?;
-        Ok(SafetensorsFile { origin, blob, header_len, metadata })
+        let sparse = match metadata.metadata().as_ref().and_then(|m| m.get(sparse::SPARSE_METADATA_KEY)) {
+            None => BTreeMap::new(),
+            Some(text) => sparse::parse_sparse_metadata(text).ok_or_else(|| ModelError::Safetensors {
+                origin: origin.clone(),
+                reason: format!("metadata `{}` is not a map of name → [out, in]", sparse::SPARSE_METADATA_KEY),
+            })?,
+        };
+        for name in sparse.keys() {
+            for suffix in [sparse::VALUES_SUFFIX, sparse::KEEP_SUFFIX] {
+                if metadata.info(&format!("{name}{suffix}")).is_none() {
+                    return Err(ModelError::Safetensors {
+                        origin: origin.clone(),
+                        reason: format!("compressed weight `{name}` lacks its `{name}{suffix}` tensor"),
+                    });
+                }
+            }
+        }
+        Ok(SafetensorsFile { origin, blob, header_len, metadata, sparse })
     }
 
+    /// Logical tensor names: a compressed weight appears once, under its own name.
     pub fn names(&self) -> Vec<String> {
-        self.metadata.tensors().keys().cloned().collect()
+        let physical = self.metadata.tensors().into_keys().filter(|n| {
+            let base = n.strip_suffix(sparse::VALUES_SUFFIX).or_else(|| n.strip_suffix(sparse::KEEP_SUFFIX));
+            !base.is_some_and(|b| self.sparse.contains_key(b))
+        });
+        physical.chain(self.sparse.keys().cloned()).collect()
     }
 
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some([out, inp]) = self.sparse.get(name) {
+            return Some(vec![*out, *inp]);
+        }
         self.metadata.info(name).map(|i| i.shape.clone())
     }
 
     pub fn dtype_name(&self, name: &str) -> Option<String> {
+        if self.sparse.contains_key(name) {
+            let values = self.metadata.info(&format!("{name}{}", sparse::VALUES_SUFFIX))?;
+            return Some(format!("sparse {:?}", values.dtype));
+        }
         self.metadata.info(name).map(|i| format!("{:?}", i.dtype))
     }
 
     pub fn read(&self, name: &str) -> Option<Result<HostTensor>> {
+        if let Some(&[rows, cols]) = self.sparse.get(name) {
+            return Some(self.read_sparse(name, rows, cols));
+        }
+        self.read_dense(name)
+    }
+
+    fn read_sparse(&self, name: &str, rows: usize, cols: usize) -> Result<HostTensor> {
+        let corrupt = |reason: String| ModelError::Safetensors { origin: self.origin.clone(), reason: format!("compressed weight `{name}`: {reason}") };
+        let values = self.read_dense(&format!("{name}{}", sparse::VALUES_SUFFIX)).ok_or_else(|| corrupt("no values".into()))??;
+        let info = self.metadata.info(&format!("{name}{}", sparse::KEEP_SUFFIX)).ok_or_else(|| corrupt("no keep-bitmap".into()))?;
+        if info.dtype != Dtype::U8 {
+            return Err(corrupt(format!("keep-bitmap is {:?}, not U8", info.dtype)));
+        }
+        let keep = &self.blob[8 + self.header_len + info.data_offsets.0..8 + self.header_len + info.data_offsets.1];
+        let dense = sparse::decompress(&values.data, keep, rows, cols)
+            .ok_or_else(|| corrupt(format!("{} values do not fit the keep-bitmap of [{rows}, {cols}]", values.data.len())))?;
+        Ok(HostTensor::new(vec![rows, cols], dense))
+    }
+
+    fn read_dense(&self, name: &str) -> Option<Result<HostTensor>> {
         let info = self.metadata.info(name)?;
         let start = 8 + self.header_len + info.data_offsets.0;
         let end = 8 + self.header_len + info.data_offsets.1;
