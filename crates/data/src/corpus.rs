@@ -18,7 +18,9 @@ pub struct CorpusDir {
 impl CorpusDir {
     /// The corpus that ships with the repository.
     pub fn embedded() -> Self {
-        CorpusDir { root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus") }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus");
+        // A clean path for messages and reports; the joined one still works if it cannot be resolved.
+        CorpusDir { root: root.canonicalize().unwrap_or(root) }
     }
 
     pub fn new(root: impl Into<PathBuf>) -> Self {

@@ -25,8 +25,9 @@ pub struct CalibArgs {
     /// Longest prompt allowed, in tokens (default: the model's context, at most 2048).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Longest monolingual or code prompt, in characters (≈ a 4-shot translation prompt).
-    #[arg(long, default_value_t = 1200)]
+    /// Longest monolingual or code prompt, in characters (600 ≈ the tokens of a 4-shot
+    /// translation prompt in most languages; Thai takes ~1.7 tokens per character).
+    #[arg(long, default_value_t = 600)]
     pub prompt_chars: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,

@@ -114,12 +114,17 @@ pub fn run(args: Args) -> Result<()> {
         };
         write_result(&args.out.join("overlap.svg"), chart.to_svg().as_bytes())?;
     }
+    // Three decimals are plenty for norms in the tens and keep the file a third the size.
+    let rounded: Vec<LayerFeatures> = settings
+        .iter()
+        .map(|s| LayerFeatures { norms: s.norms.iter().map(|r| r.iter().map(|v| (v * 1000.0).round() / 1000.0).collect()).collect(), ..s.clone() })
+        .collect();
     let report = json!({
         "schema": "rosetta-features-v1: norms[setting][layer][dim] = mean over prompts of the L2 norm over the prompt's tokens of the attention input",
         "model": checkpoint.origin.0,
         "layers": layers,
         "hidden_size": model.config().hidden_size,
-        "settings": settings,
+        "settings": rounded,
         "overlap": overlaps,
         "outliers": settings.iter().map(|s| (s.setting.clone(), s.norms.iter().map(|n| outliers(n, 6.0)).collect::<Vec<_>>())).collect::<std::collections::BTreeMap<_, _>>(),
     });
