@@ -182,3 +182,22 @@ fn bad_input_is_an_error_not_a_gpu_fault() {
     assert!(apply_mask(a.clone(), Tensor::<2>::ones([4, 7], &device).greater_elem(0.5)).is_err());
     assert!(feature_stats(a, Some(Tensor::ones([5], &device))).is_err());
 }
+
+/// More workgroups than one grid dimension holds (4096 × 4100 / 256 > 65 535): the 2-D dispatch
+/// must cover every element.
+#[test]
+fn large_matrices_cover_every_element() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, width) = (4096, 4100);
+    let (w_cpu, w_gpu) = pair(rows, width, 77, &gpu);
+    let norms: Vec<f32> = (0..width).map(|j| 0.5 + (j % 7) as f32).collect();
+    let norms_r = Tensor::<1>::from_floats(norms.as_slice(), &Device::flex());
+    let norms_k = Tensor::<1>::from_floats(norms.as_slice(), &gpu);
+    let scores_r = wanda_scores_reference(w_cpu.clone(), norms_r).unwrap();
+    let scores_k = wanda_scores(w_gpu.clone(), norms_k).unwrap();
+    assert_eq!(values(scores_r.clone()), values(scores_k.clone()), "Wanda scores of a {rows}×{width} weight");
+    let keep_r = prune_mask_reference(scores_r, Sparsity::Unstructured(0.5)).unwrap();
+    let keep_k = prune_mask(scores_k, Sparsity::Unstructured(0.5)).unwrap();
+    assert_eq!(bools(keep_r.clone()), bools(keep_k.clone()), "masks of a {rows}×{width} weight");
+    assert_eq!(values(apply_mask_reference(w_cpu, keep_r).unwrap()), values(apply_mask(w_gpu, keep_k).unwrap()));
+}

@@ -54,6 +54,10 @@ impl Calibration {
         }
         let tokens = sequences.iter().map(Vec::len).sum();
         let prompts = sequences.len();
+        // Similar lengths share a batch, so little compute goes to padding; statistics are sums
+        // over prompts and do not depend on the order.
+        let mut sequences = sequences;
+        sequences.sort_by_key(Vec::len);
         let batches = sequences
             .chunks(batch_size)
             .map(|chunk| TokenBatch::pad(chunk, Padding::Right, pad))
