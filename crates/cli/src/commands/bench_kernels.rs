@@ -137,11 +137,11 @@ pub fn run(args: Args) -> Result<()> {
         let elements = (out * inp) as f64;
         let steps: [(&str, f64, Box<dyn Fn() -> Tensor<1>>); 3] = [
             // bytes: read W and norms, write S
-            ("wanda score", elements * 8.0, Box::new(|| wanda_scores(w.clone(), norms.clone()).expect("shapes").sum())),
+            ("wanda score", elements * 8.0, Box::new(|| wanda_scores(w.clone(), norms.clone()).expect("shapes").reshape([-1]))),
             // bytes: read S (≈32 passes of the binary search), write keep
-            ("exact-k mask (50%)", elements * 4.0 * 33.0 + elements * 4.0, Box::new(|| prune_mask(w.clone().abs(), Sparsity::Unstructured(0.5)).expect("valid").float().sum())),
+            ("exact-k mask (50%)", elements * 4.0 * 33.0 + elements * 4.0, Box::new(|| prune_mask(w.clone().abs(), Sparsity::Unstructured(0.5)).expect("valid").float().reshape([-1]))),
             // bytes: read W and keep, write W
-            ("apply mask", elements * 12.0, Box::new(|| apply_mask(w.clone(), w.clone().greater_elem(0.0)).expect("shapes").sum())),
+            ("apply mask", elements * 12.0, Box::new(|| apply_mask(w.clone(), w.clone().greater_elem(0.0)).expect("shapes").reshape([-1]))),
         ];
         for (name, bytes, f) in steps {
             match measure(&device, args.iters, f) {
@@ -156,7 +156,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    println!("\nmasking kernels on {} (time includes a sum readback)", args.device);
+    println!("\nmasking kernels on {} (time includes reading the whole result back to the host)", args.device);
     println!("{}", table(&["weight", "kernel", "ms", "GB/s moved"], &mask_rows));
 
     let report = json!({"benchmark": "kernels", "device": args.device, "fused_path": fused_available, "contrastive": records, "masking": mask_records});
