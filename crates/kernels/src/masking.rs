@@ -179,7 +179,7 @@ mod tests {
     }
 
     fn keep(mask: Tensor<2, Bool>) -> Vec<bool> {
-        mask.into_data().convert::<bool>().to_vec::<bool>().unwrap()
+        mask.into_data().convert::<bool>().try_to_vec::<bool>().unwrap()
     }
 
     #[test]
@@ -210,14 +210,14 @@ mod tests {
     fn scores_and_stats() {
         let w = t2(&[-1.0, 2.0, 3.0, -4.0], [2, 2]);
         let norms = Tensor::<1>::from_data(TensorData::new(vec![10.0f32, 0.5], [2]), &Device::flex());
-        let s = wanda_scores_reference(w, norms.clone()).unwrap().into_data().to_vec::<f32>().unwrap();
+        let s = wanda_scores_reference(w, norms.clone()).unwrap().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(s, vec![10.0, 1.0, 30.0, 2.0]);
         let bad = wanda_scores(t2(&[1.0; 6], [2, 3]), norms).unwrap_err().to_string();
         assert!(bad.contains("3") && bad.contains("2 entries"), "{bad}");
         let x = t2(&[1.0, -2.0, 3.0, 4.0, 100.0, 100.0], [3, 2]);
         let mask = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0], [3]), &Device::flex());
         let (sq, max) = feature_stats_reference(x, Some(mask)).unwrap();
-        assert_eq!(sq.into_data().to_vec::<f32>().unwrap(), vec![10.0, 20.0]);
-        assert_eq!(max.into_data().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+        assert_eq!(sq.into_data().try_to_vec::<f32>().unwrap(), vec![10.0, 20.0]);
+        assert_eq!(max.into_data().try_to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
     }
 }
