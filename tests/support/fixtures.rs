@@ -75,10 +75,22 @@ pub fn tiny_model(seed: u64) -> CausalLm {
     CausalLm::from_source(&config, &RandomWeights::new(&config, seed, 0.2), &Device::flex()).expect("tiny model")
 }
 
+/// [`tiny_model`] with `layers` decoder layers (layer-band methods need more than two).
+pub fn tiny_deep_model(seed: u64, layers: usize) -> CausalLm {
+    let config = ModelConfig { num_hidden_layers: layers, ..tiny_config() };
+    CausalLm::from_source(&config, &RandomWeights::new(&config, seed, 0.2), &Device::flex()).expect("tiny deep model")
+}
+
 /// Writes a tiny random model as an HF directory.
 pub fn write_tiny_hf(dir: &Path, seed: u64) {
     let options = ExportOptions { overwrite: true, ..Default::default() };
     export_hf(&tiny_model(seed), &tiny_tokenizer(), dir, &options).expect("export tiny model");
+}
+
+/// Writes [`tiny_deep_model`] as an HF directory.
+pub fn write_tiny_deep_hf(dir: &Path, seed: u64, layers: usize) {
+    let options = ExportOptions { overwrite: true, ..Default::default() };
+    export_hf(&tiny_deep_model(seed, layers), &tiny_tokenizer(), dir, &options).expect("export tiny deep model");
 }
 
 /// The bytes of a tiny llama GGUF with F32 tensors and a gpt2 tokenizer. `tensor_type` may

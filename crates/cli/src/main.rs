@@ -38,6 +38,8 @@ enum Command {
     Classify(commands::classify::Args),
     /// Magnitude features per layer under translation/monolingual/code prompts (Kim et al. 2024).
     Features(commands::features::Args),
+    /// Language geometry per layer and ShifCon's layer band (subspace distance, cosines, PCA).
+    Geometry(commands::geometry::Args),
     /// Prune every decoder linear layer (Wanda with translation calibration, magnitude, random).
     Prune(commands::prune::PruneArgs),
     /// Bits/char per language over sparsities and pruning variants: the comparison report.
@@ -63,6 +65,7 @@ fn main() {
         Command::Vocab(cmd) => commands::vocab::run(cmd),
         Command::Features(args) => commands::features::run(args),
         Command::Classify(args) => commands::classify::run(args),
+        Command::Geometry(args) => commands::geometry::run(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Bench(cmd) => commands::bench::run(cmd),

@@ -6,7 +6,7 @@ mod common;
 use common::{assert_fails_cleanly, rosetta, text};
 use rosetta_model::Checkpoint;
 use rosetta_prune::masks::read_masks;
-use rosetta_tests::fixtures::write_tiny_hf;
+use rosetta_tests::fixtures::{write_tiny_deep_hf, write_tiny_hf};
 use rosetta_tests::{read_json, temp_dir};
 
 #[test]
@@ -96,4 +96,52 @@ fn features_and_prune_on_a_tiny_model() {
     let out = rosetta(&["prune", m, "--max-tokens", "100000", "--out", dir.join("x").to_str().unwrap()]);
     assert_fails_cleanly(&out, &["exceeds the model's context"]);
     assert!(!dir.join("x").exists());
+}
+
+#[test]
+fn geometry_and_shift_steering_on_a_tiny_model() {
+    let dir = temp_dir("cli-geometry");
+    let model = dir.join("model");
+    write_tiny_deep_hf(&model, 6, 6);
+    let out_dir = dir.join("geometry");
+    let out = rosetta(&[
+        "geometry", model.to_str().unwrap(), "--langs", "en,hu,de", "--sentences", "40", "--out", out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("band (β = 0.3)"), "{}", text(&out.stdout));
+    let geometry = read_json(&out_dir.join("geometry.json"));
+    let (to, back) = (geometry["band"]["to"].as_u64().unwrap(), geometry["band"]["back"].as_u64().unwrap());
+    assert!(to >= 1 && back <= 6 && to < back);
+    assert_eq!(geometry["sites"].as_array().unwrap().len(), 7);
+    assert_eq!(geometry["vectors"]["hu"].as_array().unwrap().len(), 7);
+    for svg in ["distance.svg", "alignment.svg", "pca.svg"] {
+        assert!(std::fs::read_to_string(out_dir.join(svg)).unwrap().starts_with("<svg"), "{svg}");
+    }
+
+    // Shift steering with the vectors just measured, and with vectors estimated on the fly.
+    let spec = format!("hu→en@{to}..{back}");
+    let scores = dir.join("scores.json");
+    let out = rosetta(&[
+        "score", model.to_str().unwrap(), "--langs", "hu", "--max-sentences", "6", "--shift", &spec,
+        "--shift-vectors", out_dir.join("geometry.json").to_str().unwrap(), "--json", scores.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = read_json(&scores);
+    assert_eq!(json["shift"]["to"].as_u64(), Some(to));
+    let shifted = json["languages"][0]["bits_per_char"].as_f64().unwrap();
+    let out = rosetta(&["score", model.to_str().unwrap(), "--langs", "hu", "--max-sentences", "6", "--json", scores.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plain = read_json(&scores)["languages"][0]["bits_per_char"].as_f64().unwrap();
+    assert!((shifted - plain).abs() > 1e-6, "the shift changed nothing ({shifted} vs {plain})");
+    let out = rosetta(&["generate", model.to_str().unwrap(), "-p", "Szia", "--max-new-tokens", "4", "--shift", "hu->en@1..3", "--shift-sentences", "16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("shifting `hu` toward `en` at site 1, back at 3"), "{}", text(&out.stderr));
+
+    // Bad input: a band past the last layer, a language the corpus lacks, a malformed spec.
+    let out = rosetta(&["score", model.to_str().unwrap(), "--langs", "hu", "--shift", "hu→en@2..9", "--max-sentences", "4"]);
+    assert_fails_cleanly(&out, &["0..=6"]);
+    let out = rosetta(&["geometry", model.to_str().unwrap(), "--langs", "en,xx", "--out", dir.join("never").to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["`xx`"]);
+    let out = rosetta(&["score", model.to_str().unwrap(), "--shift", "hu@2..4"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

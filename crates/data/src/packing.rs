@@ -13,13 +13,22 @@ use crate::error::{DataError, Result};
 pub struct Example {
     pub ids: Vec<u32>,
     pub targets: Vec<bool>,
+    /// Language code of the text (empty when unknown). Methods that treat languages differently
+    /// inside one row (ShifCon's per-token shift) read it back from [`PackedRow::segment_langs`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lang: String,
 }
 
 impl Example {
     /// A pretraining document: every token is a target.
     pub fn document(ids: Vec<u32>) -> Self {
         let targets = vec![true; ids.len()];
-        Example { ids, targets }
+        Example { ids, targets, lang: String::new() }
+    }
+
+    pub fn with_lang(mut self, lang: &str) -> Self {
+        self.lang = lang.to_string();
+        self
     }
 }
 
@@ -29,9 +38,22 @@ pub struct PackedRow {
     pub ids: Vec<u32>,
     pub segments: Vec<u32>,
     pub targets: Vec<bool>,
+    /// The language of each segment (`segment_langs[segments[t]]` is token `t`'s).
+    pub segment_langs: Vec<String>,
 }
 
 impl PackedRow {
+    /// A row holding one document (benchmarks, tests).
+    pub fn single(ids: Vec<u32>, lang: &str) -> Self {
+        let n = ids.len();
+        PackedRow { ids, segments: vec![0; n], targets: vec![true; n], segment_langs: vec![lang.to_string()] }
+    }
+
+    /// The language of token `t`.
+    pub fn lang_at(&self, t: usize) -> &str {
+        &self.segment_langs[self.segments[t] as usize]
+    }
+
     /// Whether position `t` predicts position `t + 1`: both in one segment and `t + 1` a target.
     pub fn predicts_next(&self, t: usize) -> bool {
         t + 1 < self.ids.len() && self.segments[t + 1] == self.segments[t] && self.targets[t + 1]
@@ -69,6 +91,7 @@ impl Packer {
         let mut segments = Vec::with_capacity(self.seq_len);
         let mut targets = Vec::with_capacity(self.seq_len);
         let mut segment = 0u32;
+        let mut segment_langs = Vec::new();
         let mut empty_in_a_row = 0;
         while ids.len() < self.seq_len {
             if self.state.pending.ids.is_empty() {
@@ -89,9 +112,10 @@ impl Packer {
             ids.extend(self.state.pending.ids.drain(..take));
             targets.extend(self.state.pending.targets.drain(..take));
             segments.extend(std::iter::repeat_n(segment, take));
+            segment_langs.push(self.state.pending.lang.clone());
             segment += 1;
         }
-        Ok(PackedRow { ids, segments, targets })
+        Ok(PackedRow { ids, segments, targets, segment_langs })
     }
 }
 
@@ -124,9 +148,22 @@ mod tests {
 
     #[test]
     fn only_targets_are_predicted() {
-        let example = Example { ids: vec![1, 2, 3, 4], targets: vec![false, false, true, true] };
+        let example = Example { ids: vec![1, 2, 3, 4], targets: vec![false, false, true, true], lang: String::new() };
         let mut once = Some(example);
         let row = Packer::new(4).next_row(|| once.take()).unwrap();
         assert_eq!((0..4).filter(|&t| row.predicts_next(t)).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn segments_keep_their_language() {
+        let mut docs = vec![Example::document(vec![1, 2]).with_lang("hu"), Example::document(vec![3, 4, 5]).with_lang("en")].into_iter();
+        let mut packer = Packer::new(4);
+        let row = packer.next_row(|| docs.next()).unwrap();
+        assert_eq!(row.segment_langs, vec!["hu", "en"]);
+        assert_eq!((0..4).map(|t| row.lang_at(t)).collect::<Vec<_>>(), vec!["hu", "hu", "en", "en"]);
+        // The rest of the English document opens the next row, still English.
+        let mut more = vec![Example::document(vec![6, 7, 8]).with_lang("sw")].into_iter();
+        let next = packer.next_row(|| more.next()).unwrap();
+        assert_eq!(next.segment_langs, vec!["en", "sw"]);
     }
 }

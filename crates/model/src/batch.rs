@@ -91,6 +91,20 @@ impl TokenBatch {
         Tensor::from_data(TensorData::new(mask, [self.batch, self.seq]), device)
     }
 
+    /// [`Self::valid_tensor`] without each row's first valid token (rows of one token keep it,
+    /// so no row is empty).
+    pub fn valid_after_first_tensor(&self, device: &Device) -> Tensor<2> {
+        let mut mask: Vec<f32> = self.valid.iter().map(|&v| v as u8 as f32).collect();
+        for row in mask.chunks_mut(self.seq.max(1)) {
+            if row.iter().filter(|&&v| v > 0.0).count() > 1
+                && let Some(first) = row.iter().position(|&v| v > 0.0)
+            {
+                row[first] = 0.0;
+            }
+        }
+        Tensor::from_data(TensorData::new(mask, [self.batch, self.seq]), device)
+    }
+
     /// The slice of row `row`.
     pub fn row(&self, row: usize) -> (&[u32], &[bool]) {
         let range = row * self.seq..(row + 1) * self.seq;

@@ -100,15 +100,20 @@ pub enum Pooling {
     PerToken,
     /// Mean over the valid (non-padding) tokens of each row: `[batch, d_model]`.
     Mean,
+    /// Mean over the valid tokens after each row's first one: `[batch, d_model]`. The first
+    /// token (the document start) is an attention sink whose huge, language-independent state
+    /// would dominate a sentence mean; sentence representations for geometry leave it out.
+    MeanAfterFirst,
 }
 
 /// A vector added to the residual stream at a site.
 #[derive(Debug, Clone)]
 pub struct ResidualShift {
     pub site: usize,
-    /// `[batch, d_model]` (one vector per row; a zero row leaves that sequence alone) or
-    /// `[1, d_model]` for all rows.
-    pub vector: Tensor<2>,
+    /// `[rows, positions, d_model]`, broadcast over the pass: `rows` is the batch size (one
+    /// vector per row; a zero row leaves that sequence alone) or 1 for all rows; `positions` is the
+    /// sequence length (one vector per token: packed rows mixing languages) or 1 for all positions.
+    pub vector: Tensor<3>,
 }
 
 /// What to do during one forward pass.
@@ -133,7 +138,14 @@ impl Interventions {
         self
     }
 
+    /// Adds `vector` (`[batch, d_model]` or `[1, d_model]`) to every position at `site`.
     pub fn shift(mut self, site: usize, vector: Tensor<2>) -> Self {
+        self.shifts.push(ResidualShift { site, vector: vector.unsqueeze_dim(1) });
+        self
+    }
+
+    /// Adds a vector per token (`[batch, seq, d_model]`) at `site`.
+    pub fn shift_per_token(mut self, site: usize, vector: Tensor<3>) -> Self {
         self.shifts.push(ResidualShift { site, vector });
         self
     }

@@ -172,7 +172,7 @@ impl CausalLm {
     /// Runs the decoder with interventions, returning the final-norm hidden states
     /// `[b, s, d_model]` and what the interventions recorded.
     pub fn forward_hidden(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
-        self.check_interventions(interventions)?;
+        self.check_interventions(batch, interventions)?;
         let mut trace = Trace::default();
         let hidden = self.run(batch, interventions, &mut trace, None);
         Ok((hidden, trace))
@@ -195,7 +195,7 @@ impl CausalLm {
         layers: std::ops::Range<usize>,
         interventions: &Interventions,
     ) -> Result<(Tensor<3>, Trace)> {
-        self.check_interventions(interventions)?;
+        self.check_interventions(batch, interventions)?;
         let n = self.num_layers();
         if layers.start > layers.end || layers.end > n {
             return Err(ModelError::invalid(format!("layers {layers:?} are outside the model's 0..{n}")));
@@ -228,7 +228,7 @@ impl CausalLm {
         cache: &mut KvCache,
         interventions: &Interventions,
     ) -> Result<(Tensor<3>, Trace)> {
-        self.check_interventions(interventions)?;
+        self.check_interventions(batch, interventions)?;
         if batch.segments.is_some() {
             return Err(ModelError::invalid("packed batches (segment ids) cannot be decoded with a KV cache"));
         }
@@ -259,7 +259,7 @@ impl CausalLm {
         }
     }
 
-    fn check_interventions(&self, interventions: &Interventions) -> Result<()> {
+    fn check_interventions(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<()> {
         let n = self.num_layers();
         if let Some(site) = interventions.max_site()
             && site > n
@@ -269,14 +269,25 @@ impl CausalLm {
             )));
         }
         for shift in &interventions.shifts {
-            let [rows, d] = shift.vector.dims();
+            let [_, _, d] = shift.vector.dims();
             if d != self.config.hidden_size {
                 return Err(ModelError::invalid(format!(
                     "shift vector at site {} has {d} dimensions, the model has {}",
                     shift.site, self.config.hidden_size
                 )));
             }
-            let _ = rows;
+            let [rows, positions, _] = shift.vector.dims();
+            if (rows != 1 && rows != batch.batch) || (positions != 1 && positions != batch.seq) {
+                return Err(ModelError::invalid(format!(
+                    "shift at site {} has shape {:?}; a batch of {}×{} takes [1 or {}, 1 or {}, d_model]",
+                    shift.site,
+                    shift.vector.dims(),
+                    batch.batch,
+                    batch.seq,
+                    batch.batch,
+                    batch.seq
+                )));
+            }
         }
         Ok(())
     }
@@ -374,7 +385,7 @@ impl CausalLm {
             return h;
         }
         for shift in state.interventions.shifts.iter().filter(|s| s.site == site) {
-            h = h + shift.vector.clone().unsqueeze_dim::<3>(1);
+            h = h + shift.vector.clone();
         }
         if let Some(pooling) = state.interventions.capture.get(&site) {
             let captured = match pooling {
@@ -383,6 +394,7 @@ impl CausalLm {
                     let valid = state.valid.clone().unwrap_or_else(|| batch.valid_tensor(&h.device()));
                     CapturedState::Pooled(masked_mean(h.clone(), valid))
                 }
+                Pooling::MeanAfterFirst => CapturedState::Pooled(masked_mean(h.clone(), batch.valid_after_first_tensor(&h.device()))),
             };
             state.trace.residual.insert(site, captured);
         }

@@ -26,6 +26,9 @@ pub struct RunState {
     /// [`crate::config::TrainConfig::identity`] of the run that wrote it.
     pub config: serde_json::Value,
     pub rosetta_version: String,
+    /// The training method's own state ([`crate::Method::state`]); null for plain runs.
+    #[serde(default)]
+    pub method: serde_json::Value,
 }
 
 pub struct CheckpointStore {

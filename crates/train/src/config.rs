@@ -45,6 +45,76 @@ pub struct TrainConfig {
     pub lora: Option<LoraSection>,
     #[serde(default)]
     pub freeze: FreezeSection,
+    /// ShifCon training (`rosetta-shifcon`); omit for plain CPT/SFT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shifcon: Option<ShifconSection>,
+}
+
+/// ShifCon (Zhang et al., ACL 2025): the generation loss on the shifted forward pass plus a
+/// symmetric InfoNCE between English and target sentence states over the layer band.
+///
+/// ```toml
+/// [shifcon]
+/// parallel = "data/corpus/parallel.train.jsonl"  # pairs for the language vectors and the contrastive loss
+/// langs = ["hu"]                # target languages; English inputs are never shifted
+/// band = [10, 19]               # [L_to, L_bk) residual sites; omit to choose by subspace distance
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShifconSection {
+    pub parallel: PathBuf,
+    #[serde(default = "english")]
+    pub english: String,
+    pub langs: Vec<String>,
+    /// `[L_to, L_bk)`; `None` = the band the geometry analysis chooses with `beta`.
+    pub band: Option<[usize; 2]>,
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// Sentences per language for the language vectors (and the band choice).
+    #[serde(default = "default_vector_sentences")]
+    pub vector_sentences: usize,
+    /// Re-estimate the language vectors with the current model every N steps (0: never).
+    #[serde(default)]
+    pub update_vectors_every: usize,
+    #[serde(default = "default_generation_weight")]
+    pub generation_weight: f64,
+    #[serde(default = "default_contrastive_weight")]
+    pub contrastive_weight: f64,
+    /// InfoNCE logit scale (1 / temperature); the released script uses 1.0.
+    #[serde(default = "one_f64")]
+    pub scale: f64,
+    /// Parallel pairs per micro-batch for the contrastive loss.
+    #[serde(default = "default_pairs")]
+    pub pairs_per_batch: usize,
+    /// Generation loss on the shifted forward (the method) or the plain one (ablation).
+    #[serde(default = "yes")]
+    pub shift_generation: bool,
+    /// Contrastive loss on shifted target states (the method) or unshifted ones (the paper's
+    /// ablation, which hurts).
+    #[serde(default = "yes")]
+    pub shift_contrastive: bool,
+}
+
+fn english() -> String {
+    "en".into()
+}
+fn default_beta() -> f64 {
+    0.3
+}
+fn default_vector_sentences() -> usize {
+    200
+}
+fn default_generation_weight() -> f64 {
+    0.5
+}
+fn default_contrastive_weight() -> f64 {
+    2.0
+}
+fn one_f64() -> f64 {
+    1.0
+}
+fn default_pairs() -> usize {
+    8
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,6 +328,7 @@ impl TrainConfig {
         self.model.tokenizer.iter_mut().for_each(resolve);
         self.data.train.iter_mut().for_each(resolve);
         self.data.eval.iter_mut().for_each(resolve);
+        self.shifcon.iter_mut().for_each(|sc| resolve(&mut sc.parallel));
         resolve(&mut self.run.out);
     }
 
@@ -313,6 +384,28 @@ impl TrainConfig {
                 return Err("[lora] trains adapters; combine it only with freeze.trainable = \"all\"".into());
             }
         }
+        if let Some(sc) = &self.shifcon {
+            if sc.langs.is_empty() || sc.langs.contains(&sc.english) {
+                return Err(format!("shifcon.langs must name target languages other than shifcon.english (`{}`)", sc.english));
+            }
+            if !(sc.beta > 0.0 && sc.beta < 1.0) {
+                return Err(format!("shifcon.beta must be in (0, 1) (got {})", sc.beta));
+            }
+            if sc.pairs_per_batch < 2 {
+                return Err("shifcon.pairs_per_batch must be ≥ 2 (in-batch negatives)".into());
+            }
+            if sc.generation_weight < 0.0 || sc.contrastive_weight < 0.0 || !(sc.scale > 0.0) {
+                return Err("shifcon weights must be ≥ 0 and shifcon.scale positive".into());
+            }
+            if let Some([to, back]) = sc.band
+                && to >= back
+            {
+                return Err(format!("shifcon.band = [{to}, {back}] must have L_to < L_bk"));
+            }
+            if self.model.devices.len() > 1 {
+                return Err("[shifcon] trains on one device; list one entry in model.devices".into());
+            }
+        }
         if d.objective == Objective::Sft && d.mix.is_some() {
             return Err("data.mix applies to causal-lm documents; SFT uses every instruction record".into());
         }
@@ -328,6 +421,7 @@ impl TrainConfig {
             "seed": self.run.seed,
             "lora": self.lora,
             "freeze": self.freeze,
+            "shifcon": self.shifcon,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod loss;
+pub mod method;
 pub mod metrics;
 pub mod schedule;
 pub mod sft;
@@ -17,4 +18,5 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
-pub use trainer::{Observer, Quiet, RunOptions, RunSummary, StepMetrics, train};
+pub use method::{Method, MethodLoss, MicroBatch};
+pub use trainer::{Observer, Quiet, RunOptions, RunSummary, StepMetrics, train, train_with};

@@ -25,5 +25,5 @@ pub fn chat_example(tokenizer: &TextTokenizer, instruction: &str, response: &str
     targets.extend(std::iter::repeat_n(true, completion_ids.len()));
     let mut ids = prompt_ids;
     ids.extend(completion_ids);
-    Ok(Example { ids, targets })
+    Ok(Example { ids, targets, lang: String::new() })
 }

@@ -103,11 +103,11 @@ impl TrainingStream {
                 let mut ids = Vec::with_capacity(64);
                 ids.extend(self.document_start);
                 ids.extend(self.tokenizer.encode(&docs[index].text, false)?);
-                Ok(Example::document(ids))
+                Ok(Example::document(ids).with_lang(&docs[index].lang))
             }
             Items::Instructions(records) => {
                 let r = &records[index];
-                Ok(chat_example(&self.tokenizer, &r.instruction, &r.response)?)
+                Ok(chat_example(&self.tokenizer, &r.instruction, &r.response)?.with_lang(&r.lang))
             }
         }
     }

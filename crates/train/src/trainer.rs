@@ -24,6 +24,7 @@ use crate::checkpoint::{CheckpointStore, RunState};
 use crate::config::{Objective, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::loss::packed_loss;
+use crate::method::{Method, MethodLoss, MicroBatch};
 use crate::metrics::MetricsLog;
 use crate::schedule::learning_rate;
 use crate::stream::TrainingStream;
@@ -38,6 +39,9 @@ pub struct StepMetrics {
     pub tokens: u64,
     pub tokens_per_second: f64,
     pub elapsed_seconds: f64,
+    /// A method's loss terms (e.g. ShifCon's generation and contrastive losses).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, f64>,
 }
 
 /// Held-out cost per language.
@@ -91,11 +95,14 @@ impl EvalSet {
         Ok(Some(EvalSet { texts }))
     }
 
-    fn run(&self, model: &CausalLm, tokenizer: &rosetta_model::TextTokenizer) -> Result<EvalResult> {
+    fn run(&self, model: &CausalLm, tokenizer: &rosetta_model::TextTokenizer, method: Option<&dyn Method>) -> Result<EvalResult> {
         let inference = model.valid();
-        let options = ScoreOptions::for_model(&inference);
+        let mut options = ScoreOptions::for_model(&inference);
         let mut out = BTreeMap::new();
         for (lang, texts) in &self.texts {
+            if let Some(method) = method {
+                options.interventions = method.eval_interventions(lang, &inference.device())?;
+            }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?
                 .into_iter()
@@ -188,7 +195,25 @@ fn reduce_onto(model: &CausalLm, parts: Vec<GradientsParams>, main: &Device) -> 
 
 /// Runs (or resumes) the training run `config` describes.
 pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer) -> Result<RunSummary> {
+    train_with(config, options, observer, None)
+}
+
+/// [`train`] with a training method's loss, evaluation and state (see [`Method`]).
+pub fn train_with(
+    config: &TrainConfig,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+    mut method: Option<&mut dyn Method>,
+) -> Result<RunSummary> {
     config.validate().map_err(|reason| TrainError::Config { path: config.run.out.join("config.toml"), reason })?;
+    if let Some(m) = &method
+        && config.model.devices.len() > 1
+    {
+        return Err(TrainError::Config {
+            path: config.run.out.join("config.toml"),
+            reason: format!("{} trains on one device; list one entry in model.devices", m.name()),
+        });
+    }
     let out = &config.run.out;
     let store = CheckpointStore::new(out, config.run.keep_last);
     let latest = store.latest();
@@ -254,9 +279,17 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
         model = loaded_model;
         optimizer = loaded_optimizer;
         stream.restore(state.stream)?;
+        if let Some(m) = method.as_deref_mut() {
+            m.restore(state.method)?;
+        }
         start_step = state.step;
         tokens_seen = state.tokens_seen;
         observer.message(&format!("resumed from {} (step {start_step})", path.display()));
+    }
+    if !options.resume
+        && let Some(m) = method.as_deref_mut()
+    {
+        m.start(&model, &tokenizer)?;
     }
     rosetta_model::atomic::write_file(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
@@ -270,7 +303,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
     if !options.resume
         && let Some(set) = &eval_set
     {
-        let result = set.run(&model, &tokenizer)?;
+        let result = set.run(&model, &tokenizer, method.as_deref())?;
         metrics.write(&eval_json(0, &result))?;
         observer.evaluated(0, &result);
         first_eval = Some(result);
@@ -296,9 +329,16 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
         }
         let normalizer = predictions as f32;
         let mut loss_sum = 0f64;
+        let mut parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut device_grads: Vec<GradientsParams> = Vec::new();
-        for rows in &micro_batches {
-            if devices.len() == 1 {
+        for (index, rows) in micro_batches.iter().enumerate() {
+            if let Some(m) = method.as_deref_mut() {
+                let micro = MicroBatch { step, index, count: micro_batches.len(), normalizer };
+                let MethodLoss { total, parts: these } = m.loss(&model, &tokenizer, rows, micro)?;
+                loss_sum += total.clone().into_scalar::<f32>() as f64;
+                these.into_iter().for_each(|(k, v)| *parts.entry(k).or_default() += v);
+                device_grads.push(GradientsParams::from_grads(total.backward(), &model));
+            } else if devices.len() == 1 {
                 let loss = packed_loss(&model, rows, normalizer, &Interventions::none())?;
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
                 device_grads.push(GradientsParams::from_grads(loss.backward(), &model));
@@ -339,6 +379,9 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
         if let Some(freeze) = &row_freeze {
             model = freeze.restore(model);
         }
+        if let Some(m) = method.as_deref_mut() {
+            m.after_step(&model, &tokenizer, step)?;
+        }
         let step_tokens = (config.data.grad_accum * config.data.batch_size * config.data.seq_len) as u64;
         tokens_seen += step_tokens;
         let step_metrics = StepMetrics {
@@ -349,13 +392,14 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
             tokens: tokens_seen,
             tokens_per_second: step_tokens as f64 / step_start.elapsed().as_secs_f64(),
             elapsed_seconds: run_start.elapsed().as_secs_f64(),
+            parts,
         };
         metrics.write(&serde_json::to_value(&step_metrics).unwrap_or_default())?;
         observer.step(&step_metrics);
 
         if step % config.run.eval_every == 0 || step == total {
             if let Some(set) = &eval_set {
-                let result = set.run(&model, &tokenizer)?;
+                let result = set.run(&model, &tokenizer, method.as_deref())?;
                 metrics.write(&eval_json(step, &result))?;
                 observer.evaluated(step, &result);
                 last_eval = Some(result);
@@ -368,6 +412,7 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
                 stream: stream.state(),
                 config: config.identity(),
                 rosetta_version: env!("CARGO_PKG_VERSION").to_string(),
+                method: method.as_deref().map(|m| m.state()).unwrap_or_default(),
             };
             let path = store.save(&model, &optimizer, &state)?;
             observer.message(&format!("checkpoint {}", path.display()));
@@ -389,6 +434,10 @@ pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Obse
             Objective::Sft => "sft",
         });
         extras["mix"] = json!(stream.mixture().to_string());
+        if let Some(m) = method.as_deref() {
+            extras["method"] = json!(m.name());
+            extras[m.name()] = m.export_record();
+        }
         let options = ExportOptions { overwrite: true, extras: Some(extras), ..Default::default() };
         Some(export_hf(&merged, &tokenizer, &dir, &options)?)
     } else {

@@ -137,7 +137,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rows: Vec<rosetta_data::PackedRow> = synthetic_ids(args.batch, args.seq, checkpoint.config.vocab_size as u64)
         .into_iter()
-        .map(|ids| rosetta_data::PackedRow { segments: vec![0; ids.len()], targets: vec![true; ids.len()], ids })
+        .map(|ids| rosetta_data::PackedRow::single(ids, ""))
         .collect();
     let normalizer = rows.iter().map(|r| r.num_predictions()).sum::<usize>() as f32;
     let mut results = Vec::new();

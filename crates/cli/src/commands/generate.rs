@@ -7,6 +7,7 @@ use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};
 use rosetta_model::tokenizer::chat::{CHATML, ChatMessage, render};
 use rosetta_model::Interventions;
 
+use crate::commands::shift_args::ShiftArgs;
 use crate::model_args::ModelArgs;
 
 #[derive(clap::Args, Debug)]
@@ -35,11 +36,33 @@ pub struct Args {
     repetition_penalty: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Language of the prompt, for a shift (with --shift it is the shift's language).
+    #[arg(long)]
+    lang: Option<String>,
+    #[command(flatten)]
+    shift: ShiftArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let (checkpoint, model) = args.model.load()?;
     let tokenizer = &checkpoint.tokenizer;
+    let interventions = match args.shift.plan(&checkpoint, &model)? {
+        Some(plan) => {
+            let lang = args.shift.shift.as_ref().map(|s| s.lang.clone()).or(args.lang.clone());
+            match lang {
+                Some(lang) if lang == plan.english => Interventions::none(),
+                Some(lang) => {
+                    eprintln!("shifting `{lang}` toward `{}` at site {}, back at {}", plan.english, plan.to, plan.back);
+                    plan.interventions(&lang, &model.device())?
+                }
+                None => {
+                    eprintln!("note: the model carries a shift for {}; say the prompt's --lang to apply it", plan.langs().join(", "));
+                    Interventions::none()
+                }
+            }
+        }
+        None => Interventions::none(),
+    };
     let text = if args.chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -73,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
     if !args.chat {
         print!("{}", args.prompt);
     }
-    let output = generate_blocking(&model, &[ids], &config, &Interventions::none(), |_, token| {
+    let output = generate_blocking(&model, &[ids], &config, &interventions, |_, token| {
         generated.push(token);
         // Decode the whole continuation each step so multi-byte characters split across tokens
         // print whole.

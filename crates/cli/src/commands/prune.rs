@@ -188,7 +188,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     };
     // bits/char per language, and translation-choice accuracy under "acc:<lang>".
     let score = |model: &CausalLm| -> Result<BTreeMap<String, f64>> {
-        let results = score_parallel(model, &checkpoint.tokenizer, &corpus, &args.score_langs, "en", args.max_sentences, 8)?;
+        let results = score_parallel(model, &checkpoint.tokenizer, &corpus, &args.score_langs, "en", args.max_sentences, 8, None)?;
         let mut out: BTreeMap<String, f64> = results.into_iter().map(|r| (r.lang, r.cost.bits_per_char())).collect();
         for (lang, (correct, total)) in crate::commands::classify::accuracy(model, &checkpoint.tokenizer, &choice_items)? {
             out.insert(format!("acc:{lang}"), correct as f64 / total as f64);

@@ -13,6 +13,7 @@ use rosetta_model::scoring::{ScoreOptions, TextCost, score_texts_blocking};
 use rosetta_viz::{BarChart, BarGroup};
 use serde_json::json;
 
+use crate::commands::shift_args::ShiftArgs;
 use crate::model_args::ModelArgs;
 use crate::output::{progress, table, write_json, write_result};
 
@@ -43,6 +44,8 @@ pub struct Args {
     /// Write a bar chart of bits/char per language (SVG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    shift: ShiftArgs,
 }
 
 /// Per-language result.
@@ -85,8 +88,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let langs: Vec<String> = if args.langs.is_empty() { corpus.language_counts().keys().cloned().collect() } else { args.langs.clone() };
     let (checkpoint, model) = args.model.load()?;
-    let results = score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size)
+    let plan = args.shift.plan(&checkpoint, &model)?;
+    let results = score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size, plan.as_ref())
         .with_context(|| format!("scoring {}", path.display()))?;
+    if let Some(p) = &plan {
+        println!("shifted toward `{}` at site {}, back at site {}: {}", p.english, p.to, p.back, p.langs().join(", "));
+    }
 
     println!("{} on {} ({} records)", checkpoint.origin, path.display(), corpus.records.len());
     let rows: Vec<Vec<String>> = results
@@ -120,6 +127,7 @@ pub fn run(args: Args) -> Result<()> {
             "model": checkpoint.origin.0,
             "parallel": path,
             "reference": args.reference,
+            "shift": plan.as_ref().map(|p| json!({"english": p.english, "to": p.to, "back": p.back, "langs": p.langs()})),
             "languages": results.iter().map(|s| json!({
                 "lang": s.lang, "sentences": s.sentences, "chars": s.cost.chars, "bytes": s.cost.bytes,
                 "tokens": s.cost.tokens, "bits": s.cost.bits,
@@ -143,7 +151,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Bits per character of each language in `langs` on at most `max_sentences` records of
-/// `corpus` (spread evenly), with the `reference` language's cost on the same records.
+/// `corpus` (spread evenly), with the `reference` language's cost on the same records. With a
+/// shift plan, each language's text is scored with that language's shift (English unshifted).
+#[allow(clippy::too_many_arguments)]
 pub fn score_parallel(
     model: &rosetta_model::CausalLm,
     tokenizer: &rosetta_model::TextTokenizer,
@@ -152,6 +162,7 @@ pub fn score_parallel(
     reference: &str,
     max_sentences: usize,
     batch_size: usize,
+    shift: Option<&rosetta_shifcon::ShiftPlan>,
 ) -> Result<Vec<LanguageScore>> {
     let available = corpus.language_counts();
     if !available.contains_key(reference) {
@@ -175,11 +186,12 @@ pub fn score_parallel(
         }
         plan.insert(lang.clone(), spread(having.len(), max_sentences).into_iter().map(|i| having[i]).collect());
     }
-    let mut jobs: Vec<(usize, String)> = Vec::new();
+    // Grouped by language, so a batch shares one shift.
+    let mut jobs: Vec<(String, usize)> = Vec::new();
     for (lang, records) in &plan {
         for &r in records {
-            jobs.push((r, lang.clone()));
-            jobs.push((r, reference.to_string()));
+            jobs.push((lang.clone(), r));
+            jobs.push((reference.to_string(), r));
         }
     }
     jobs.sort();
@@ -189,13 +201,20 @@ pub fn score_parallel(
     options.batch_size = batch_size;
     let bar = progress(jobs.len() as u64, "scoring");
     let mut costs: BTreeMap<(usize, String), TextCost> = BTreeMap::new();
-    for chunk in jobs.chunks(batch_size * 4) {
-        let texts: Vec<&str> = chunk.iter().map(|(r, l)| corpus.records[*r].texts[l].as_str()).collect();
-        let scored = score_texts_blocking(model, tokenizer, &texts, &options).context("scoring")?;
-        for (job, cost) in chunk.iter().zip(scored) {
-            costs.insert(job.clone(), cost);
+    for lang_jobs in jobs.chunk_by(|a, b| a.0 == b.0) {
+        let lang = &lang_jobs[0].0;
+        options.interventions = match shift {
+            Some(p) if p.deltas(lang).is_some() => p.interventions(lang, &model.device())?,
+            _ => rosetta_model::Interventions::none(),
+        };
+        for chunk in lang_jobs.chunks(batch_size * 4) {
+            let texts: Vec<&str> = chunk.iter().map(|(l, r)| corpus.records[*r].texts[l].as_str()).collect();
+            let scored = score_texts_blocking(model, tokenizer, &texts, &options).context("scoring")?;
+            for ((l, r), cost) in chunk.iter().zip(scored) {
+                costs.insert((*r, l.clone()), cost);
+            }
+            bar.inc(chunk.len() as u64);
         }
-        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
 

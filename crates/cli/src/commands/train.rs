@@ -1,11 +1,11 @@
 //! `rosetta train`: continued pretraining or SFT from a TOML config, with a progress bar, held-out
-//! bits/char at eval steps and resumable checkpoints.
+//! bits/char at eval steps and resumable checkpoints; a `[shifcon]` section trains with ShifCon.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use rosetta_train::trainer::{EvalResult, Observer, RunOptions, RunSummary, StepMetrics, train};
+use rosetta_train::trainer::{EvalResult, Observer, RunOptions, RunSummary, StepMetrics, train_with};
 use rosetta_train::TrainConfig;
 
 use crate::model_args::default_model_path;
@@ -44,7 +44,8 @@ impl Observer for Progress {
     fn step(&mut self, m: &StepMetrics) {
         if let Some(bar) = &self.bar {
             bar.set_position(m.step as u64);
-            bar.set_message(format!("loss {:.3}, lr {:.1e}, {:.0} tok/s", m.loss, m.lr, m.tokens_per_second));
+            let parts: String = m.parts.iter().map(|(k, v)| format!(", {k} {v:.3}")).collect();
+            bar.set_message(format!("loss {:.3}{parts}, lr {:.1e}, {:.0} tok/s", m.loss, m.lr, m.tokens_per_second));
         }
     }
 
@@ -89,7 +90,13 @@ pub fn run(args: Args) -> Result<()> {
 /// `rosetta vocab recipe`).
 pub fn run_config(config: &TrainConfig, resume: bool) -> Result<RunSummary> {
     let mut observer = Progress { bar: None };
-    let summary = train(config, &RunOptions { resume, stop_after: None }, &mut observer)
+    // A method section picks the method; otherwise plain CPT/SFT.
+    let mut shifcon = match &config.shifcon {
+        Some(section) => Some(rosetta_shifcon::method::ShifconMethod::new(section, config.run.seed).context("setting up ShifCon")?),
+        None => None,
+    };
+    let method = shifcon.as_mut().map(|m| m as &mut dyn rosetta_train::Method);
+    let summary = train_with(config, &RunOptions { resume, stop_after: None }, &mut observer, method)
         .with_context(|| format!("training run {}", config.run.out.display()))?;
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();

@@ -1,0 +1,159 @@
+//! The subspace distance ShifCon uses to choose its layer band (§3.3 of the paper): between the
+//! sentence states of two languages at one layer,
+//!
+//! ```text
+//! Dist(a, b) = sqrt(Σᵢ log² λᵢ) + ‖μ_a − μ_b‖₂
+//! ```
+//!
+//! where λᵢ are the generalised eigenvalues of the two covariance matrices (Σ_a v = λ Σ_b v: the
+//! affine-invariant Riemannian distance between covariances) and μ the means.
+//!
+//! **Regularisation when n < d.** With a few hundred sentences and d_model = 576…4096 the
+//! covariances are singular, so both are estimated in a shared k-dimensional principal subspace
+//! (the paper's "subspaces estimated by PCA"): the top-k principal axes of the two languages'
+//! states stacked, each centred on its own mean (so the mean difference does not claim an axis,
+//! and the basis is symmetric in a and b). Inside it each covariance is shrunk toward a scaled
+//! identity, Σ ← (1−α)Σ + α·(tr Σ / k)·I (α = 0.1 by default), and k ≤ n_min / 2 keeps the estimate
+//! away from rank deficiency. Identical inputs give exactly 0; swapping a and b inverts every λ,
+//! so the distance is symmetric.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ShifconError};
+use crate::linalg::{Matrix, cholesky, norm, principal_axes, symmetric_eigen, whiten};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DistanceOptions {
+    /// Dimensions of the shared principal subspace.
+    pub dims: usize,
+    /// Shrinkage α toward the scaled identity.
+    pub shrinkage: f64,
+}
+
+impl Default for DistanceOptions {
+    fn default() -> Self {
+        DistanceOptions { dims: 16, shrinkage: 0.1 }
+    }
+}
+
+/// The fewest sentences per language [`subspace_distance`] accepts.
+pub const MIN_SENTENCES: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceDistance {
+    /// sqrt(Σ log² λ).
+    pub covariance: f64,
+    /// ‖μ_a − μ_b‖₂.
+    pub mean: f64,
+    /// Dimensions actually used (≤ the requested ones).
+    pub dims: usize,
+}
+
+impl SubspaceDistance {
+    pub fn total(&self) -> f64 {
+        self.covariance + self.mean
+    }
+}
+
+/// The dimensions a pair of sets of `n_a` and `n_b` rows supports.
+pub fn usable_dims(options: &DistanceOptions, n_a: usize, n_b: usize, d: usize) -> usize {
+    options.dims.min(n_a.min(n_b) / 2).min(d).max(1)
+}
+
+/// The distance between the rows of `a` and those of `b` (`n × d` each; n may differ).
+pub fn subspace_distance(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> Result<SubspaceDistance> {
+    if a.cols != b.cols {
+        return Err(ShifconError::Invalid(format!("states of width {} and {} cannot be compared", a.cols, b.cols)));
+    }
+    if !(0.0..1.0).contains(&options.shrinkage) || options.dims == 0 {
+        return Err(ShifconError::Invalid(format!(
+            "shrinkage must be in [0, 1) and dims ≥ 1 (got {} and {})",
+            options.shrinkage, options.dims
+        )));
+    }
+    let n_min = a.rows.min(b.rows);
+    if n_min < MIN_SENTENCES {
+        return Err(ShifconError::TooFewSentences {
+            what: "subspace distance".into(),
+            lang: if a.rows < b.rows { "the first set".into() } else { "the second set".into() },
+            count: n_min,
+            dims: options.dims,
+            needed: MIN_SENTENCES,
+        });
+    }
+    let (mu_a, mu_b) = (a.column_means(), b.column_means());
+    let mean = norm(&mu_a.iter().zip(&mu_b).map(|(x, y)| x - y).collect::<Vec<_>>());
+    let (ca, cb) = (a.minus_row(&mu_a), b.minus_row(&mu_b));
+    let k = usable_dims(options, a.rows, b.rows, a.cols);
+    let (basis, _) = principal_axes(&ca.stack(&cb), k);
+    let covariance_in = |centred: &Matrix| {
+        let projected = centred.matmul(&basis);
+        let mut cov = projected.transpose().matmul(&projected);
+        let n = (centred.rows - 1) as f64;
+        cov.data.iter_mut().for_each(|v| *v /= n);
+        let floor = options.shrinkage * cov.trace() / k as f64;
+        cov.data.iter_mut().for_each(|v| *v *= 1.0 - options.shrinkage);
+        (0..k).for_each(|i| cov.set(i, i, cov.get(i, i) + floor));
+        cov
+    };
+    let (sa, sb) = (covariance_in(&ca), covariance_in(&cb));
+    let eigenvalues = generalized_eigenvalues(&sa, &sb)?;
+    let covariance = eigenvalues.iter().map(|l| l.max(f64::MIN_POSITIVE).ln().powi(2)).sum::<f64>().sqrt();
+    Ok(SubspaceDistance { covariance, mean, dims: k })
+}
+
+/// λ with `a v = λ b v`, for symmetric `a` and symmetric positive definite `b`.
+pub fn generalized_eigenvalues(a: &Matrix, b: &Matrix) -> Result<Vec<f64>> {
+    let l = cholesky(b)?;
+    let mut m = whiten(a, &l);
+    // Rounding leaves m a hair asymmetric; the eigenproblem is of its symmetric part.
+    for i in 0..m.rows {
+        for j in 0..i {
+            let s = 0.5 * (m.get(i, j) + m.get(j, i));
+            m.set(i, j, s);
+            m.set(j, i, s);
+        }
+    }
+    Ok(symmetric_eigen(&m).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(rows: usize, cols: usize, seed: u64, scale: f64) -> Matrix {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        Matrix { rows, cols, data: (0..rows * cols).map(|i| next() * scale * (1.0 + (i % cols) as f64 / cols as f64)).collect() }
+    }
+
+    #[test]
+    fn identical_sets_are_at_distance_zero() {
+        let a = random(40, 24, 1, 1.0);
+        let d = subspace_distance(&a, &a, &DistanceOptions::default()).unwrap();
+        assert!(d.total().abs() < 1e-9, "{d:?}");
+    }
+
+    #[test]
+    fn the_distance_is_symmetric_and_grows_with_the_difference() {
+        let a = random(60, 32, 2, 1.0);
+        let b = random(50, 32, 3, 1.0);
+        let options = DistanceOptions::default();
+        let ab = subspace_distance(&a, &b, &options).unwrap();
+        let ba = subspace_distance(&b, &a, &options).unwrap();
+        assert!((ab.total() - ba.total()).abs() < 1e-9 * ab.total(), "{ab:?} vs {ba:?}");
+        let far = random(50, 32, 3, 3.0);
+        assert!(subspace_distance(&a, &far, &options).unwrap().covariance > ab.covariance);
+    }
+
+    #[test]
+    fn too_few_sentences_are_refused() {
+        let err = subspace_distance(&random(5, 8, 1, 1.0), &random(30, 8, 2, 1.0), &DistanceOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("5 sentences"), "{err}");
+    }
+}

@@ -1,0 +1,252 @@
+//! ShifCon end to end on tiny random models: the subspace distance against NumPy/SciPy, the
+//! geometry and band on a real forward pass, the shift's algebra inside the model (toward then
+//! back is the identity, per-token equals per-row), ShifCon training that exports its plan and
+//! resumes exactly, and the bad inputs the issue names.
+
+use std::collections::BTreeMap;
+
+use rosetta_data::PackedRow;
+use rosetta_data::corpus::CorpusDir;
+use rosetta_model::burn::prelude::*;
+use rosetta_model::{Checkpoint, Interventions, TokenBatch};
+use rosetta_shifcon::geometry::{GeometryOptions, analyse};
+use rosetta_shifcon::states::{StateOptions, sentence_states_blocking};
+use rosetta_shifcon::subspace::{DistanceOptions, subspace_distance};
+use rosetta_shifcon::{Matrix, ShiftPlan, ShifconError, plan_from_extras};
+use rosetta_tests::fixtures::{tiny_deep_model, tiny_tokenizer, tiny_train_config, write_tiny_deep_hf};
+use rosetta_tests::{python, read_json, run_python, skip, temp_dir, write_json};
+use rosetta_train::trainer::{Quiet, RunOptions, train_with};
+use serde_json::json;
+
+/// Rows with a decaying spectrum and a per-set offset, like sentence states.
+fn structured(rows: usize, cols: usize, seed: u64, offset: f64) -> Matrix {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let data = (0..rows * cols).map(|i| offset + next() * 4.0 / (1.0 + (i % cols) as f64).sqrt()).collect();
+    Matrix { rows, cols, data }
+}
+
+fn as_json(m: &Matrix) -> serde_json::Value {
+    json!((0..m.rows).map(|i| m.row(i).to_vec()).collect::<Vec<_>>())
+}
+
+#[test]
+fn subspace_distance_matches_numpy_and_scipy() {
+    let Some(python) = python() else {
+        return skip("no Python reference venv (run scripts/setup-python.sh)");
+    };
+    let cases = [
+        (structured(40, 24, 1, 0.0), structured(50, 24, 2, 0.3), 8, 0.1),
+        (structured(60, 48, 3, 0.0), structured(45, 48, 4, -1.0), 16, 0.0),
+        (structured(30, 64, 5, 2.0), structured(30, 64, 6, 2.0), 16, 0.3),
+        (structured(20, 10, 7, 0.0), structured(26, 10, 8, 0.5), 4, 0.05),
+    ];
+    let dir = temp_dir("subspace-distance");
+    let input: Vec<_> = cases.iter().map(|(a, b, dims, shrinkage)| json!({"a": as_json(a), "b": as_json(b), "dims": dims, "shrinkage": shrinkage})).collect();
+    write_json(&dir.join("cases.json"), &json!(input));
+    run_python(&python, "subspace_distance.py", &[dir.join("cases.json").to_str().unwrap(), dir.join("out.json").to_str().unwrap()]);
+    let expected = read_json(&dir.join("out.json"));
+    for (i, (a, b, dims, shrinkage)) in cases.iter().enumerate() {
+        let ours = subspace_distance(a, b, &DistanceOptions { dims: *dims, shrinkage: *shrinkage }).unwrap();
+        let theirs = &expected[i];
+        assert_eq!(ours.dims as u64, theirs["dims"].as_u64().unwrap());
+        for (mine, reference) in [(ours.covariance, &theirs["covariance"]), (ours.mean, &theirs["mean"])] {
+            let reference = reference.as_f64().unwrap();
+            assert!((mine - reference).abs() <= 1e-8 * reference.abs().max(1.0), "case {i}: {mine} vs SciPy {reference}");
+        }
+    }
+}
+
+/// `n` aligned sentences per language from the embedded corpus.
+fn parallel_texts(langs: &[&str], n: usize) -> BTreeMap<String, Vec<String>> {
+    let (corpus, _) = rosetta_data::ParallelCorpus::read(&CorpusDir::embedded().parallel_train(), rosetta_data::BadLines::Fail).unwrap();
+    let langs: Vec<String> = langs.iter().map(|l| l.to_string()).collect();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, texts) in corpus.aligned(&langs).unwrap().into_iter().take(n) {
+        for (lang, text) in langs.iter().zip(texts) {
+            out.entry(lang.clone()).or_default().push(text.chars().take(120).collect());
+        }
+    }
+    out
+}
+
+#[test]
+fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
+    let model = tiny_deep_model(3, 8);
+    let tokenizer = tiny_tokenizer();
+    let texts = parallel_texts(&["en", "hu", "de"], 40);
+    let sites: Vec<usize> = (0..=8).collect();
+    let options = StateOptions { batch_size: 16, max_tokens: 48 };
+    let mut states = BTreeMap::new();
+    for (lang, sentences) in &texts {
+        let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+        states.insert(lang.clone(), sentence_states_blocking(&model, &tokenizer, &refs, &sites, &options, &Interventions::none(), |_| {}).unwrap());
+    }
+    // Batching and sorting by length do not change a sentence's state.
+    let one: Vec<&str> = vec![texts["hu"][7].as_str()];
+    let alone = sentence_states_blocking(&model, &tokenizer, &one, &[5], &options, &Interventions::none(), |_| {}).unwrap();
+    let batched = &states["hu"][5];
+    let max_diff = alone[0].row(0).iter().zip(batched.row(7)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(max_diff < 1e-4, "a sentence's state depends on its batch: {max_diff}");
+
+    let geometry = analyse(&states, &GeometryOptions::default()).unwrap();
+    assert_eq!(geometry.sites.len(), 9);
+    let band = &geometry.band;
+    assert!(band.to >= 1 && band.back <= 8 && band.back - band.to == 3, "{band:?}");
+    for site in &geometry.sites {
+        for (lang, l) in &site.langs {
+            assert!(l.shifted.total().is_finite() && l.shifted.covariance >= 0.0, "{lang} at {}: {l:?}", site.site);
+            assert!((0.0..=1.0).contains(&l.retrieval_top1));
+            // The shift's length is the distance between the saved language vectors.
+            let (v_en, v_l) = (&geometry.vectors["en"][site.site], &geometry.vectors[lang][site.site]);
+            let length = v_en.iter().zip(v_l).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+            assert!((length - l.shift_norm).abs() < 1e-4 * l.shift_norm.max(1.0), "{lang} at {}", site.site);
+        }
+        assert_eq!(site.pca["en"].len(), 40);
+    }
+    // The saved vectors are the language means.
+    let mean_hu_5 = states["hu"][5].column_means();
+    assert!(geometry.vectors["hu"][5].iter().zip(&mean_hu_5).all(|(a, b)| (*a as f64 - b).abs() < 1e-5));
+    let plan = ShiftPlan::from_site_vectors("en", band.to, band.back, &geometry.vectors).unwrap();
+    plan.check(&model).unwrap();
+}
+
+fn logits(model: &rosetta_model::CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Vec<f32> {
+    model.forward_with(batch, interventions).unwrap().0.into_data().to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn shift_then_back_is_the_identity_and_per_token_equals_per_row() {
+    let model = tiny_deep_model(4, 6);
+    let device = model.device();
+    let ids: Vec<u32> = "Kezdetben teremtette Isten".bytes().map(u32::from).collect();
+    let batch = TokenBatch::single(&ids).unwrap();
+    let plain = logits(&model, &batch, &Interventions::none());
+    let delta: Vec<f32> = (0..32).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect();
+    let row = |sign: f32| Tensor::<2>::from_data(TensorData::new(delta.iter().map(|v| v * sign).collect::<Vec<_>>(), [1, 32]), &device);
+    let there_and_back = logits(&model, &batch, &Interventions::none().shift(3, row(1.0)).shift(3, row(-1.0)));
+    let max = plain.iter().zip(&there_and_back).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(max < 1e-5, "shift then shift back at one site changed the logits by {max}");
+    let shifted = logits(&model, &batch, &Interventions::none().shift(3, row(1.0)));
+    assert!(plain.iter().zip(&shifted).any(|(a, b)| (a - b).abs() > 1e-3), "a shift must change the output");
+
+    // A plan applied per row (one language) and per token (packed rows of that language) agree.
+    let vectors: BTreeMap<String, Vec<Vec<f32>>> = [("en", 0.0f32), ("hu", 1.0)]
+        .into_iter()
+        .map(|(l, s)| (l.to_string(), (0..=6).map(|site| (0..32).map(|i| s * ((i + site) % 5) as f32 * 0.2).collect()).collect()))
+        .collect();
+    let plan = ShiftPlan::from_site_vectors("en", 2, 5, &vectors).unwrap();
+    let rows = vec![PackedRow::single(ids.clone(), "hu"), PackedRow::single(ids.iter().rev().copied().collect(), "hu")];
+    let packed = TokenBatch::packed(rows.iter().flat_map(|r| r.ids.clone()).collect(), vec![0; 2 * ids.len()], 2, ids.len()).unwrap();
+    let per_token = logits(&model, &packed, &plan.per_token_interventions(&rows, &device));
+    let per_row = logits(&model, &packed, &plan.interventions("hu", &device).unwrap());
+    let max = per_token.iter().zip(&per_row).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(max < 1e-5, "per-token and per-row shifts differ by {max}");
+    // English rows are never shifted.
+    let english = vec![PackedRow::single(ids.clone(), "en")];
+    assert!(plan.per_token_interventions(&english, &device).shifts.is_empty());
+    assert!(plan.interventions("en", &device).unwrap().shifts.is_empty());
+}
+
+fn shifcon_config(model: &std::path::Path, out: &std::path::Path, band: Option<[usize; 2]>) -> rosetta_train::TrainConfig {
+    let mut config = tiny_train_config(model, out);
+    config.run.steps = 6;
+    config.run.checkpoint_every = 2;
+    config.run.eval_every = 6;
+    config.shifcon = Some(rosetta_train::config::ShifconSection {
+        parallel: CorpusDir::embedded().parallel_train(),
+        english: "en".into(),
+        langs: vec!["hu".into()],
+        band,
+        beta: 0.3,
+        vector_sentences: 24,
+        update_vectors_every: 3,
+        generation_weight: 0.5,
+        contrastive_weight: 2.0,
+        scale: 1.0,
+        pairs_per_batch: 4,
+        shift_generation: true,
+        shift_contrastive: true,
+    });
+    config
+}
+
+fn losses(metrics: &std::path::Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| (v["loss"].as_f64().unwrap(), v["parts"]["contrastive"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
+    let dir = temp_dir("shifcon-train");
+    let model_dir = dir.join("model");
+    write_tiny_deep_hf(&model_dir, 9, 6);
+
+    // Band chosen by the geometry.
+    let config = shifcon_config(&model_dir, &dir.join("auto"), None);
+    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
+    let summary = train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method)).unwrap();
+    let uninterrupted = losses(&summary.metrics);
+    assert_eq!(uninterrupted.len(), 6);
+    assert!(uninterrupted.iter().all(|(l, c)| l.is_finite() && *c > 0.0), "{uninterrupted:?}");
+    let exported = Checkpoint::open(summary.final_model.as_ref().unwrap(), None).unwrap();
+    let record = &exported.extras.as_ref().unwrap()["shifcon"];
+    assert_eq!(record["band_chosen_by"], "subspace distance");
+    assert_eq!(record["distances"].as_array().unwrap().len(), 7);
+    let plan = plan_from_extras(exported.extras.as_ref()).unwrap().expect("the export carries the plan");
+    assert_eq!(plan.langs(), vec!["hu"]);
+    assert!(plan.to >= 1 && plan.back <= 6);
+
+    // Interrupted after step 3 (vectors re-estimated at 3) and resumed: the same losses.
+    let config = shifcon_config(&model_dir, &dir.join("resumed"), Some([plan.to, plan.back]));
+    let fixed = shifcon_config(&model_dir, &dir.join("fixed"), Some([plan.to, plan.back]));
+    let mut method = rosetta_shifcon::method::ShifconMethod::new(fixed.shifcon.as_ref().unwrap(), fixed.run.seed).unwrap();
+    let reference = losses(&train_with(&fixed, &RunOptions::default(), &mut Quiet, Some(&mut method)).unwrap().metrics);
+    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
+    train_with(&config, &RunOptions { resume: false, stop_after: Some(4) }, &mut Quiet, Some(&mut method)).unwrap();
+    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
+    let resumed = losses(&train_with(&config, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method)).unwrap().metrics);
+    assert_eq!(resumed, reference, "a resumed ShifCon run must repeat the uninterrupted losses");
+}
+
+#[test]
+fn bad_shifcon_input_is_refused_with_the_fix() {
+    let model = tiny_deep_model(5, 4);
+    let tokenizer = tiny_tokenizer();
+    // A band outside the model.
+    let vectors: BTreeMap<String, Vec<Vec<f32>>> = ["en", "hu"].iter().map(|l| (l.to_string(), vec![vec![0.0; 32]; 5])).collect();
+    let err = ShiftPlan::from_site_vectors("en", 2, 9, &vectors).unwrap_err();
+    assert!(matches!(err, ShifconError::BandOutOfRange { .. }), "{err}");
+    assert!(err.to_string().contains("0..=4"), "{err}");
+    let texts: BTreeMap<String, Vec<&str>> = [("en".to_string(), vec!["a"; 10]), ("hu".to_string(), vec!["b"; 10])].into();
+    let err = ShiftPlan::estimate_blocking(&model, &tokenizer, &texts, "en", 3, 7).unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    // Too few sentences for a covariance estimate.
+    let few: BTreeMap<String, Vec<Matrix>> = ["en", "hu"].iter().map(|l| (l.to_string(), vec![structured(10, 32, 1, 0.0); 5])).collect();
+    let err = analyse(&few, &GeometryOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("10 sentences") && err.to_string().contains("more parallel sentences"), "{err}");
+    // Languages missing from the parallel file.
+    let dir = temp_dir("shifcon-bad");
+    let parallel = dir.join("parallel.jsonl");
+    std::fs::write(&parallel, "{\"en\": \"Hello\", \"de\": \"Hallo\"}\n".repeat(40)).unwrap();
+    let mut config = shifcon_config(&dir.join("model"), &dir.join("run"), Some([1, 3]));
+    config.shifcon.as_mut().unwrap().parallel = parallel.clone();
+    let err = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), 0).err().expect("hu is missing");
+    assert!(err.to_string().contains("`hu`") && err.to_string().contains("de, en"), "{err}");
+    // A band the config orders wrongly is a config error naming the field.
+    let mut config = shifcon_config(&dir.join("model"), &dir.join("run"), Some([4, 2]));
+    assert!(config.validate().unwrap_err().contains("shifcon.band"));
+    config.shifcon.as_mut().unwrap().band = None;
+    config.shifcon.as_mut().unwrap().langs = vec!["en".into()];
+    assert!(config.validate().unwrap_err().contains("shifcon.langs"));
+}
