@@ -398,6 +398,7 @@ def extract_chatterbot(pypi):
     import yaml
     root = os.path.join(pypi["chatterbot-corpus"], "chatterbot_corpus", "data", "english")
     rows = {"train": [], "test": []}
+    seen = set()  # the corpus lists several answers to one question: keep the first
     for path in sorted(glob.glob(os.path.join(root, "*.yml"))):
         category = os.path.basename(path)[:-4]
         if category in SKIP_CHATTERBOT:
@@ -409,8 +410,9 @@ def extract_chatterbot(pypi):
             if not isinstance(turns, list) or len(turns) < 2:
                 continue
             instruction, response = clean(str(turns[0])), clean(str(turns[1]))
-            if not instruction or not response:
+            if not instruction or not response or instruction.lower() in seen:
                 continue
+            seen.add(instruction.lower())
             rows[split].append({"id": f"chatterbot/{category}/{i}", "source": "chatterbot-corpus", "lang": "en",
                                 "instruction": instruction, "response": response})
     return rows

@@ -40,6 +40,9 @@ enum Command {
     Features(commands::features::Args),
     /// Language geometry per layer and ShifCon's layer band (subspace distance, cosines, PCA).
     Geometry(commands::geometry::Args),
+    /// SDRRL: transfer sets from the model's own English answers, SFT on them, evaluation.
+    #[command(subcommand)]
+    Sdrrl(commands::sdrrl::SdrrlCommand),
     /// Prune every decoder linear layer (Wanda with translation calibration, magnitude, random).
     Prune(commands::prune::PruneArgs),
     /// Bits/char per language over sparsities and pruning variants: the comparison report.
@@ -66,6 +69,7 @@ fn main() {
         Command::Features(args) => commands::features::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Geometry(args) => commands::geometry::run(args),
+        Command::Sdrrl(cmd) => commands::sdrrl::run(cmd),
         Command::Prune(args) => commands::prune::run(args),
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Bench(cmd) => commands::bench::run(cmd),

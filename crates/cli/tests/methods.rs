@@ -145,3 +145,56 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     let out = rosetta(&["score", model.to_str().unwrap(), "--shift", "hu@2..4"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn sdrrl_build_train_and_eval_on_a_tiny_model() {
+    let dir = temp_dir("cli-sdrrl");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 8);
+    // A random model's text passes no language check: relax the filters, keep prompts short.
+    let config = dir.join("sdrrl.toml");
+    std::fs::write(
+        &config,
+        "targets = [\"hu\"]\nmax_new_tokens = 6\ntranslate_max_tokens = 6\nshots = 1\nbatch_size = 4\n\
+         [filters]\ncheck_language = false\ndrop_unfinished = false\nmax_repeated_trigrams = 1.0\n",
+    )
+    .unwrap();
+    let parallel = dir.join("parallel.jsonl");
+    let pairs: String = (0..20).map(|i| format!("{{\"id\": \"p{i}\", \"en\": \"the red house {i} is here\", \"hu\": \"a piros ház {i} itt van\"}}\n")).collect();
+    std::fs::write(&parallel, pairs).unwrap();
+    let build = dir.join("build");
+    let out = rosetta(&[
+        "sdrrl", "build", model.to_str().unwrap(), "--config", config.to_str().unwrap(), "--max-instructions", "6",
+        "--parallel", parallel.to_str().unwrap(), "--out", build.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("6 instructions") && stdout.contains("code_switch"), "{stdout}");
+    assert!(stdout.contains("answers: 6 prompts"), "{stdout}");
+    let stats = read_json(&build.join("stats.json"));
+    assert!(stats["stats"]["written"]["source"].as_u64().unwrap() > 0);
+
+    let run = dir.join("run");
+    let out = rosetta(&[
+        "sdrrl", "train", "--transfer", build.to_str().unwrap(), "--model", model.to_str().unwrap(), "--out", run.to_str().unwrap(),
+        "--steps", "2", "--seq-len", "64", "--batch-size", "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(run.join("final/config.json").exists());
+
+    let report = dir.join("eval");
+    let models = format!("base={},sdrrl={}", model.display(), run.join("final").display());
+    let out = rosetta(&["sdrrl", "eval", "--models", &models, "--max-items", "3", "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let eval = read_json(&report.join("eval.json"));
+    for name in ["base", "sdrrl"] {
+        let m = &eval["models"][name];
+        assert!(m["en_answers"].as_f64().unwrap() < 0.0 && m["hu_translation"].as_f64().unwrap() < 0.0, "{m}");
+    }
+
+    // A target the parallel data lacks fails cleanly, naming it.
+    let out = rosetta(&[
+        "sdrrl", "build", model.to_str().unwrap(), "--targets", "sw", "--parallel", parallel.to_str().unwrap(), "--out", dir.join("never").to_str().unwrap(),
+    ]);
+    assert_fails_cleanly(&out, &["`sw`"]);
+}

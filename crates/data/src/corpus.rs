@@ -43,6 +43,15 @@ impl CorpusDir {
         self.root.join("monolingual.test.jsonl")
     }
 
+    /// English instructions with reference answers (chatterbot-corpus): SDRRL's source.
+    pub fn instructions_train(&self) -> PathBuf {
+        self.root.join("instructions.train.jsonl")
+    }
+
+    pub fn instructions_test(&self) -> PathBuf {
+        self.root.join("instructions.test.jsonl")
+    }
+
     pub fn read_monolingual_train(&self) -> Result<Vec<Document>> {
         Ok(read_documents(&self.monolingual_train(), None, BadLines::Fail)?.0)
     }

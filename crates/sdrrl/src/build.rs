@@ -49,6 +49,8 @@ pub struct BuildStats {
     pub instructions: usize,
     pub available: BTreeMap<String, usize>,
     pub written: BTreeMap<String, usize>,
+    /// Kinds with a share but no candidate left after the filters.
+    pub missing: Vec<String>,
     pub skipped: SkipLog,
     pub generation: BTreeMap<String, GenerationStats>,
     pub transfer: PathBuf,
@@ -125,6 +127,13 @@ fn prefix_of(text: &str, fraction: f64) -> Option<String> {
     Some(words[..n].join(" "))
 }
 
+/// A short content hash for job ids, so a log never answers for a text it did not see (a changed
+/// answer or instruction is generated anew on resume).
+fn fingerprint(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("{:08x}", hash >> 32)
+}
+
 struct Item {
     id: String,
     x: String,
@@ -186,18 +195,19 @@ pub fn build(
             let jobs = instructions
                 .iter()
                 .zip(&ids)
-                .map(|(r, id)| Ok(Job { id: id.clone(), prompt: tokenizer.encode(&chat_prompt(tokenizer, &r.instruction)?, false)? }))
+                .map(|(r, id)| Ok(Job { id: format!("{id}/{}", fingerprint(&r.instruction)), prompt: tokenizer.encode(&chat_prompt(tokenizer, &r.instruction)?, false)? }))
                 .collect::<Result<Vec<_>>>()?;
             let mut log = GenerationLog::open(&out.join("answers.jsonl"))?;
             let stats = log.run(model, tokenizer, &jobs, &greedy(config.max_new_tokens, eos.clone()), config.batch_size, interrupt.after_batches, |d, t| progress("answers", d, t))?;
             generation.insert("answers".to_string(), stats);
             if log.len() < jobs.len() {
-                return Err(SdrrlError::Invalid("interrupted".into()));
+                return Err(SdrrlError::Interrupted { stage: "answers" });
             }
             for (r, id) in instructions.iter().zip(&ids) {
-                let g = log.get(id).expect("every job ran");
-                match config.filters.check(&g.text, source, g.finished, Some(inputs.langid)) {
-                    None => items.push(Item { id: id.clone(), x: r.instruction.clone(), y: g.text.clone(), answer: "self" }),
+                let g = log.get(&format!("{id}/{}", fingerprint(&r.instruction))).expect("every job ran");
+                let (text, finished) = config.filters.settle(&g.text, g.finished);
+                match config.filters.check(text, source, finished, Some(inputs.langid)) {
+                    None => items.push(Item { id: id.clone(), x: r.instruction.clone(), y: text.to_string(), answer: "self" }),
                     Some(skip) => skipped.add("answer", skip),
                 }
             }
@@ -227,7 +237,7 @@ pub fn build(
                 for (field, text) in [("instruction", &item.x), ("answer", &item.y)] {
                     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                         let prompt = translation_prompt(&examples, source, t, line.trim());
-                        jobs.push(Job { id: format!("{t}/{}/{field}/{n}", item.id), prompt: tokenizer.encode(&prompt, true)? });
+                        jobs.push(Job { id: format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim())), prompt: tokenizer.encode(&prompt, true)? });
                     }
                 }
             }
@@ -236,7 +246,7 @@ pub fn build(
         let stats = log.run(model, tokenizer, &jobs, &greedy(config.translate_max_tokens, stop), config.batch_size, interrupt.after_batches, |d, n| progress("translations", d, n))?;
         generation.insert("translations".to_string(), stats);
         if log.len() < jobs.len() {
-            return Err(SdrrlError::Invalid("interrupted".into()));
+            return Err(SdrrlError::Interrupted { stage: "translations" });
         }
         for t in &config.targets {
             'item: for item in &items {
@@ -248,7 +258,7 @@ pub fn build(
                             lines.push(String::new());
                             continue;
                         }
-                        let g = log.get(&format!("{t}/{}/{field}/{n}", item.id)).expect("every job ran");
+                        let g = log.get(&format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim()))).expect("every job ran");
                         // A translation that runs to the limit never found its line end.
                         if let Some(skip) = config.filters.check(&g.text, t, g.finished, Some(inputs.langid)) {
                             skipped.add(&format!("translation/{field}"), skip);
@@ -318,7 +328,7 @@ pub fn build(
                 let Some((xt, yt)) = translated.get(&(t.clone(), item.id.clone())) else { continue };
                 let Some(prefix) = prefix_of(yt, config.completion_prefix) else { continue };
                 let prompt = format!("{}{prefix}", chat_prompt(tokenizer, xt)?);
-                let id = format!("{t}/{}", item.id);
+                let id = format!("{t}/{}/{}", item.id, fingerprint(&prompt));
                 jobs.push(Job { id: id.clone(), prompt: tokenizer.encode(&prompt, false)? });
                 prefixes.insert(id, (t.clone(), item, xt.clone(), prefix));
             }
@@ -327,13 +337,14 @@ pub fn build(
         let stats = log.run(model, tokenizer, &jobs, &greedy(config.max_new_tokens, eos.clone()), config.batch_size, interrupt.after_batches, |d, n| progress("completions", d, n))?;
         generation.insert("completions".to_string(), stats);
         if log.len() < jobs.len() {
-            return Err(SdrrlError::Invalid("interrupted".into()));
+            return Err(SdrrlError::Interrupted { stage: "completions" });
         }
         for job in &jobs {
             let (t, item, xt, prefix) = &prefixes[&job.id];
             let g = log.get(&job.id).expect("every job ran");
-            let response = format!("{prefix} {}", g.text).trim().to_string();
-            if let Some(skip) = config.filters.check(&g.text, t, g.finished, Some(inputs.langid)).or_else(|| config.filters.check(&response, t, true, Some(inputs.langid))) {
+            let (text, finished) = config.filters.settle(&g.text, g.finished);
+            let response = format!("{prefix} {text}").trim().to_string();
+            if let Some(skip) = config.filters.check(text, t, finished, Some(inputs.langid)).or_else(|| config.filters.check(&response, t, true, Some(inputs.langid))) {
                 skipped.add("completion", skip);
                 continue;
             }
@@ -357,7 +368,10 @@ pub fn build(
 
     // Sample to the shares.
     let available: BTreeMap<String, usize> = Kind::ALL.iter().map(|k| (k.name().to_string(), candidates.get(k).map_or(0, Vec::len))).collect();
-    let active: Vec<Kind> = Kind::ALL.into_iter().filter(|k| config.shares.get(*k) > 0.0).collect();
+    // A kind left without candidates (every generation filtered) is reported and left out; the
+    // others keep their shares among themselves.
+    let missing: Vec<String> = Kind::ALL.iter().filter(|k| config.shares.get(**k) > 0.0 && available[k.name()] == 0).map(|k| k.name().to_string()).collect();
+    let active: Vec<Kind> = Kind::ALL.into_iter().filter(|k| config.shares.get(*k) > 0.0 && available[k.name()] > 0).collect();
     let share_sum: f64 = active.iter().map(|k| config.shares.get(*k)).sum();
     let total = active
         .iter()
@@ -374,8 +388,7 @@ pub fn build(
         chosen.extend(pool);
     }
     if chosen.is_empty() {
-        let empty_kinds: Vec<&str> = active.iter().filter(|k| available[k.name()] == 0).map(|k| k.name()).collect();
-        return Err(SdrrlError::Empty { skips: format!("{skipped}; kinds with no candidates: {}", empty_kinds.join(", ")) });
+        return Err(SdrrlError::Empty { skips: format!("{skipped}; kinds with no candidates: {}", missing.join(", ")) });
     }
     SplitMix64::new(config.seed ^ 0xF1A1).shuffle(&mut chosen);
     let transfer = out.join("transfer.jsonl");
@@ -385,7 +398,7 @@ pub fn build(
         text.push('\n');
     }
     write_atomically(&transfer, text.as_bytes())?;
-    let stats = BuildStats { instructions: instructions.len(), available, written, skipped, generation, transfer };
+    let stats = BuildStats { instructions: instructions.len(), available, written, missing, skipped, generation, transfer };
     let stats_json = serde_json::to_vec_pretty(&json!({"stats": stats, "config": config})).map_err(|e| SdrrlError::Invalid(e.to_string()))?;
     write_atomically(&out.join("stats.json"), &stats_json)?;
     Ok(stats)

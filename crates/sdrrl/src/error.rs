@@ -12,6 +12,8 @@ pub enum SdrrlError {
         "the transfer set came out empty: every candidate was filtered ({skips}); check the instructions, raise max_new_tokens, or relax the filters"
     )]
     Empty { skips: String },
+    #[error("stopped during {stage} as asked; rerun the same build to continue where it stopped")]
+    Interrupted { stage: &'static str },
     #[error(transparent)]
     Model(#[from] rosetta_model::ModelError),
     #[error(transparent)]

@@ -15,9 +15,13 @@ pub struct FilterConfig {
     /// Drop texts whose word 3-grams repeat more than this fraction (a model stuck in a loop).
     #[serde(default = "default_repeat")]
     pub max_repeated_trigrams: f64,
-    /// Drop generations that hit the token limit instead of ending.
+    /// Drop generations that hit the token limit instead of ending (after trimming, below).
     #[serde(default = "yes")]
     pub drop_unfinished: bool,
+    /// Cut a generation that hit the token limit back to its last full sentence, when that keeps
+    /// at least half of it; only what cannot be trimmed counts as unfinished.
+    #[serde(default = "yes")]
+    pub trim_unfinished: bool,
     /// Drop target-language text the language identifier places elsewhere.
     #[serde(default = "yes")]
     pub check_language: bool,
@@ -32,7 +36,7 @@ fn yes() -> bool {
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        FilterConfig { max_repeated_trigrams: default_repeat(), drop_unfinished: true, check_language: true }
+        FilterConfig { max_repeated_trigrams: default_repeat(), drop_unfinished: true, trim_unfinished: true, check_language: true }
     }
 }
 
@@ -64,7 +68,25 @@ pub fn repeated_trigram_fraction(text: &str) -> f64 {
     repeats as f64 / (w.len() - 2) as f64
 }
 
+/// `text` cut after its last sentence end (`.`, `!`, `?`, `。`, `！`, `？`), if that keeps at least half.
+pub fn last_full_sentence(text: &str) -> Option<&str> {
+    let end = text.char_indices().filter(|(_, c)| matches!(c, '.' | '!' | '?' | '。' | '！' | '？')).map(|(i, c)| i + c.len_utf8()).last()?;
+    (end * 2 >= text.len()).then(|| text[..end].trim_end())
+}
+
 impl FilterConfig {
+    /// A generation as the transfer set uses it: `(text, finished)` after trimming an unfinished
+    /// one to its last full sentence.
+    pub fn settle<'a>(&self, text: &'a str, finished: bool) -> (&'a str, bool) {
+        if !finished
+            && self.trim_unfinished
+            && let Some(trimmed) = last_full_sentence(text)
+        {
+            return (trimmed, true);
+        }
+        (text, finished)
+    }
+
     /// `None` if `text` (generated, in `lang`; `finished` = it ended by itself) is usable.
     pub fn check(&self, text: &str, lang: &str, finished: bool, langid: Option<&LanguageId>) -> Option<Skip> {
         if text.trim().is_empty() {
@@ -110,6 +132,14 @@ impl std::fmt::Display for SkipLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unfinished_text_is_trimmed_to_its_last_sentence_when_that_keeps_half() {
+        let f = FilterConfig::default();
+        assert_eq!(f.settle("One. Two three four five. Six sev", false), ("One. Two three four five.", true));
+        assert_eq!(f.settle("One. Two three four five six seven eight nine", false).1, false);
+        assert_eq!(f.settle("Done", true), ("Done", true));
+    }
 
     #[test]
     fn degenerate_text_is_dropped_with_its_reason() {

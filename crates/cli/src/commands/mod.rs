@@ -11,6 +11,7 @@ pub mod info;
 pub mod plot;
 pub mod prune;
 pub mod score;
+pub mod sdrrl;
 pub mod shift_args;
 pub mod train;
 pub mod vocab;
