@@ -189,7 +189,10 @@ fn toml_path(p: &Path) -> String {
 fn run_train(args: TrainArgs) -> Result<()> {
     let transfer = if args.transfer.is_dir() { args.transfer.join("transfer.jsonl") } else { args.transfer.clone() };
     anyhow::ensure!(transfer.exists(), "{} has no transfer set; run `rosetta sdrrl build` first", args.transfer.display());
-    let model = args.model.clone().unwrap_or_else(default_model_path);
+    // The config sits next to the run; absolute paths keep it valid wherever it is read from.
+    let transfer = std::path::absolute(&transfer)?;
+    let out = std::path::absolute(&args.out)?;
+    let model = std::path::absolute(args.model.clone().unwrap_or_else(default_model_path))?;
     let corpus = CorpusDir::embedded();
     let lora = if args.lora_rank > 0 { format!("\n[lora]\nrank = {}\nalpha = {}\n", args.lora_rank, 2 * args.lora_rank) } else { String::new() };
     let text = format!(
@@ -229,9 +232,9 @@ keep_last = 1
         lr = args.lr,
         min_lr = args.lr / 10.0,
         steps = args.steps,
-        out = toml_path(&args.out),
+        out = toml_path(&out),
     );
-    let path = args.out.with_extension("toml");
+    let path = out.with_extension("toml");
     crate::output::write_result(&path, text.as_bytes())?;
     let config = TrainConfig::from_toml_file(&path)?;
     run_config(&config, args.resume)?;
