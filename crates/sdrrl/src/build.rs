@@ -217,7 +217,10 @@ pub fn build(
     // 2. Translations of instructions and answers, line by line.
     let mut translated: HashMap<(String, String), (String, String)> = HashMap::new(); // (target, id) → (x_t, y_t)
     let mut translation_origin = "model (few-shot)";
-    if let Some(path) = &config.translations {
+    let needs_translations = [Kind::Translated, Kind::TargetInstruction, Kind::SourceInstruction, Kind::Completion].iter().any(|k| config.shares.get(*k) > 0.0);
+    if !needs_translations {
+        translation_origin = "none";
+    } else if let Some(path) = &config.translations {
         translation_origin = "file";
         let (records, _) = rosetta_data::instruction::read_instructions(path, None, rosetta_data::BadLines::Fail)?;
         for r in records {

@@ -50,14 +50,15 @@ fn measure(device: &Device, iters: usize, mut f: impl FnMut(usize) -> Tensor<1>)
     Ok((seconds, before.zip(after).map(|(b, a)| a.saturating_sub(b))))
 }
 
-/// `count` distinct random `[rows, cols]` tensors, computed before any timing starts.
-fn inputs(device: &Device, count: usize, rows: usize, cols: usize, seed: u64) -> Vec<Tensor<2>> {
+/// `count` distinct random `[rows, cols]` tensors, computed before any timing starts; an error
+/// when the device cannot hold them (a software adapter's buffer limit, say).
+fn inputs(device: &Device, count: usize, rows: usize, cols: usize, seed: u64) -> Result<Vec<Tensor<2>>> {
     device.seed(seed);
     let made: Vec<Tensor<2>> = (0..count).map(|_| Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), device)).collect();
     for t in &made {
-        let _ = t.clone().sum().into_data();
+        t.clone().sum().try_into_data().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    made
+    Ok(made)
 }
 
 /// The first line of an error, for a table cell.
@@ -88,8 +89,8 @@ pub fn run(args: Args) -> Result<()> {
                 let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
                 t / norm
             };
-            let a_set: Vec<Tensor<2>> = inputs(&device, args.iters + 1, n, d, 0).into_iter().map(normalised).collect();
-            let p_set: Vec<Tensor<2>> = inputs(&device, args.iters + 1, n, d, 1).into_iter().map(normalised).collect();
+            let a_set: Vec<Tensor<2>> = inputs(&device, args.iters + 1, n, d, 0)?.into_iter().map(normalised).collect();
+            let p_set: Vec<Tensor<2>> = inputs(&device, args.iters + 1, n, d, 1)?.into_iter().map(normalised).collect();
             let ad = device.clone().autodiff();
             let on_ad = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &ad);
             let (a_ad, p_ad): (Vec<Tensor<2>>, Vec<Tensor<2>>) = (a_set.iter().map(on_ad).collect(), p_set.iter().map(on_ad).collect());
@@ -143,8 +144,16 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     for (out, inp) in shapes {
-        let w = inputs(&device, args.iters + 1, out, inp, 2);
-        let norms: Vec<Tensor<1>> = inputs(&device, args.iters + 1, 1, inp, 3).into_iter().map(|t| t.abs().reshape([inp])).collect();
+        let made = inputs(&device, args.iters + 1, out, inp, 2).and_then(|w| Ok((w, inputs(&device, args.iters + 1, 1, inp, 3)?)));
+        let (w, norms) = match made {
+            Ok(pair) => pair,
+            Err(e) => {
+                mask_rows.push(vec![format!("{out}×{inp}"), "all".into(), "failed".into(), short(&e)]);
+                mask_records.push(json!({"rows": out, "cols": inp, "error": e.to_string()}));
+                continue;
+            }
+        };
+        let norms: Vec<Tensor<1>> = norms.into_iter().map(|t| t.abs().reshape([inp])).collect();
         let elements = (out * inp) as f64;
         let steps: [(&str, f64, Box<dyn Fn(usize) -> Tensor<1>>); 3] = [
             // bytes: read W and norms, write S

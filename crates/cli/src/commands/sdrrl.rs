@@ -180,6 +180,9 @@ pub struct TrainArgs {
     eval_langs: Vec<String>,
     #[arg(long)]
     resume: bool,
+    /// Training device (`cpu`, `wgpu`, `cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn toml_path(p: &Path) -> String {
@@ -199,6 +202,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         r#"# Written by `rosetta sdrrl train`: SFT on a transfer set.
 [model]
 path = "{model}"
+devices = ["{device}"]
 
 [data]
 objective = "sft"
@@ -224,6 +228,7 @@ checkpoint_every = 20
 keep_last = 1
 {lora}"#,
         model = toml_path(&model),
+        device = args.device,
         train = toml_path(&transfer),
         eval = toml_path(&corpus.monolingual_test()),
         langs = args.eval_langs.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", "),
