@@ -124,6 +124,12 @@ mod tests {
             ("four birds", "négy madár"),
             ("five fish", "öt hal"),
             ("six cows", "hat tehén"),
+            ("seven trees", "hét fa"),
+            ("eight stars", "nyolc csillag"),
+            ("nine books", "kilenc könyv"),
+            ("ten cars", "tíz autó"),
+            ("green grass", "zöld fű"),
+            ("blue sky", "kék ég"),
         ];
         let lexicon = Lexicon::from_pairs(pairs.iter().copied(), 2, 0.5);
         assert_eq!(lexicon.entries.get("house").map(|e| e.0.as_str()), Some("ház"));
