@@ -250,3 +250,33 @@ fn bad_shifcon_input_is_refused_with_the_fix() {
     config.shifcon.as_mut().unwrap().langs = vec!["en".into()];
     assert!(config.validate().unwrap_err().contains("shifcon.langs"));
 }
+
+/// The training path through the fused WGSL contrastive kernel (its custom backward inside the
+/// model's autodiff graph) on the wgpu adapter CI has (lavapipe): two steps, finite losses that
+/// agree with the same steps on the CPU reference.
+#[test]
+fn shifcon_trains_through_the_wgsl_contrastive_kernel() {
+    let dir = temp_dir("shifcon-wgpu");
+    let model_dir = dir.join("model");
+    write_tiny_deep_hf(&model_dir, 11, 6);
+    let run = |device: &str| {
+        let mut config = shifcon_config(&model_dir, &dir.join(device), Some([2, 4]));
+        config.model.devices = vec![device.to_string()];
+        config.run.steps = 2;
+        config.run.eval_every = 2;
+        config.data.eval = None;
+        config.shifcon.as_mut().unwrap().update_vectors_every = 0;
+        let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
+        train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method)).map(|s| losses(&s.metrics))
+    };
+    let gpu = match run("wgpu") {
+        Ok(l) => l,
+        Err(e) => return skip(&format!("no wgpu adapter to train on ({e}); scripts/setup-web.sh installs lavapipe")),
+    };
+    let cpu = run("cpu").unwrap();
+    assert_eq!(gpu.len(), 2);
+    for ((lg, cg), (lc, cc)) in gpu.iter().zip(&cpu) {
+        assert!(lg.is_finite() && cg.is_finite());
+        assert!((lg - lc).abs() < 1e-3 * lc.abs().max(1.0) && (cg - cc).abs() < 1e-3, "wgpu {lg}/{cg} vs cpu {lc}/{cc}");
+    }
+}
