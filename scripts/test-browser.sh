@@ -15,3 +15,6 @@ jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
 
 echo "==> WGSL kernels vs references on the browser's WebGPU (headless Chromium)"
 cargo test -p rosetta-kernels --features wgpu --target wasm32-unknown-unknown --test browser --locked -j "$jobs"
+
+echo "==> the model on the browser's WebGPU vs its CPU (wasm) backend: same logits"
+cargo test -p rosetta-model --no-default-features --features flex,wgpu --target wasm32-unknown-unknown --test browser --locked -j "$jobs"

@@ -46,7 +46,10 @@ fi
 step "wasm32 build of the model crate (browser: flex + wgpu)"
 cargo build -p rosetta-model --target wasm32-unknown-unknown --no-default-features --features flex,wgpu --locked -j "$jobs"
 
-step "browser: the WGSL kernels on Chromium's WebGPU (SwiftShader)"
+step "browser: the WGSL kernels and the model on Chromium's WebGPU (SwiftShader)"
 scripts/test-browser.sh
+
+step "browser: the web lab end to end (every room on WebGPU and on the CPU fallback)"
+scripts/test-lab.sh
 
 step "all tests passed"

@@ -87,13 +87,16 @@ fn wanda_masks_and_norms_match_the_reference() {
                 let theirs = read_bytes(&answer.join(format!("{hf}.mask.u8")));
                 let ours: Vec<bool> = masks[&id].clone().into_data().convert::<bool>().try_to_vec::<bool>().unwrap();
                 assert_eq!(ours.len(), theirs.len(), "{name} {hf}: mask sizes");
+                // The summary's count (computed without reading the mask back) is the mask's.
+                assert_eq!(ours.iter().filter(|k| !**k).count(), summary.layers[&id.to_string()].0, "{name} {hf}: pruned count");
                 same += ours.iter().zip(&theirs).filter(|(a, b)| **a == (**b == 1)).count();
                 total += ours.len();
                 let their_norm: Vec<f32> = read_bytes(&answer.join(format!("{hf}.norm.f32")))
                     .chunks(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                for (a, b) in summary.activation_norms[&id].iter().zip(&their_norm) {
+                let our_norm: Vec<f32> = summary.activation_norms[&id].clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                for (a, b) in our_norm.iter().zip(&their_norm) {
                     worst_norm = worst_norm.max((a - b).abs() / b.abs().max(1e-6));
                 }
                 // The model's weights are zero exactly where the mask says pruned.

@@ -117,7 +117,7 @@ fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
 }
 
 fn logits(model: &rosetta_model::CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Vec<f32> {
-    model.forward_with(batch, interventions).unwrap().0.into_data().to_vec::<f32>().unwrap()
+    model.forward_with(batch, interventions).unwrap().0.into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod commands;
 mod model_args;
 mod output;
+mod static_server;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,8 @@ enum Command {
     /// Vocabulary extension for a target language (Csaki et al. 2023).
     #[command(subcommand)]
     Vocab(commands::vocab::VocabCommand),
+    /// The web lab: build the page if needed, serve it on 127.0.0.1 with the default model, open it.
+    Lab(commands::lab::Args),
     /// Benchmarks (not tests): throughput next to the PyTorch reference.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -72,6 +75,7 @@ fn main() {
         Command::Sdrrl(cmd) => commands::sdrrl::run(cmd),
         Command::Prune(args) => commands::prune::run(args),
         Command::PruneSweep(args) => commands::prune::sweep(args),
+        Command::Lab(args) => commands::lab::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     if let Err(error) = result {

@@ -97,6 +97,7 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    #[cfg_attr(target_family = "wasm", allow(dead_code))]
     pub(crate) fn io(origin: impl Into<Origin>, error: std::io::Error) -> Self {
         ModelError::Io { origin: origin.into(), error }
     }

@@ -32,6 +32,7 @@ pub mod nn;
 mod pass;
 pub mod readback;
 pub mod scoring;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use rosetta_model::intervention::FeatureStats;
+use rosetta_model::readback::to_vec_f32;
 use rosetta_model::{LinearId, LinearKind};
 
 use crate::error::{PruneError, Result};
@@ -22,7 +23,9 @@ pub struct LayerFeatures {
 }
 
 impl LayerFeatures {
-    pub fn from_stats(setting: &str, prompts: usize, stats: &BTreeMap<LinearId, FeatureStats>, layers: usize) -> Result<Self> {
+    /// Reads the statistics back asynchronously (WebGPU cannot block); natively see
+    /// [`LayerFeatures::from_stats_blocking`].
+    pub async fn from_stats(setting: &str, prompts: usize, stats: &BTreeMap<LinearId, FeatureStats>, layers: usize) -> Result<Self> {
         let mut norms = Vec::with_capacity(layers);
         let mut tokens = 0;
         for layer in 0..layers {
@@ -30,15 +33,14 @@ impl LayerFeatures {
                 .get(&LinearId::new(layer, LinearKind::QProj))
                 .ok_or_else(|| PruneError::Invalid(format!("no statistics for layer {layer}")))?;
             tokens = s.tokens;
-            let v = s
-                .mean_sequence_norm()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| PruneError::Invalid(format!("cannot read statistics: {e:?}")))?;
-            norms.push(v);
+            norms.push(to_vec_f32(s.mean_sequence_norm()).await?);
         }
         Ok(LayerFeatures { setting: setting.to_string(), prompts, tokens, norms })
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_stats_blocking(setting: &str, prompts: usize, stats: &BTreeMap<LinearId, FeatureStats>, layers: usize) -> Result<Self> {
+        rosetta_model::readback::block_on(Self::from_stats(setting, prompts, stats, layers))
     }
 
     /// Indices of the `fraction` largest dimensions of `layer`, largest first (ties by index).

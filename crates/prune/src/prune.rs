@@ -67,9 +67,10 @@ pub struct PruneOptions {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneSummary {
     pub layers: BTreeMap<String, (usize, usize)>,
-    /// Wanda only: the activation norms sqrt(scaler) each layer was scored with.
+    /// Wanda only: the activation norms sqrt(scaler) each layer was scored with. Left on the
+    /// device: reading back inside the layer loop would block, which WebGPU cannot do.
     #[serde(skip)]
-    pub activation_norms: BTreeMap<LinearId, Vec<f32>>,
+    pub activation_norms: BTreeMap<LinearId, Tensor<1>>,
 }
 
 impl PruneSummary {
@@ -132,8 +133,7 @@ pub fn prune_model(
                         None => mt,
                     };
                     let norms = scaler.sqrt();
-                    let host = norms.clone().into_data().convert::<f32>().try_to_vec::<f32>();
-                    summary.activation_norms.insert(id, host.map_err(|e| PruneError::Invalid(format!("{e:?}")))?);
+                    summary.activation_norms.insert(id, norms.clone());
                     wanda_scores(weight.clone(), norms)?
                 }
                 Method::Magnitude => weight.clone().abs(),
@@ -143,9 +143,9 @@ pub fn prune_model(
                 }
             };
             let keep = prune_mask(scores, options.sparsity)?;
-            let kept = keep.clone().int().sum().into_scalar::<i64>() as usize;
             model.apply_weight_mask(id, keep.clone())?;
-            summary.layers.insert(id.to_string(), (rows * cols - kept, rows * cols));
+            // The masks are exact-k per row, so the count needs no readback (WebGPU cannot block).
+            summary.layers.insert(id.to_string(), (rows * options.sparsity.pruned_per_row(cols), rows * cols));
             masks.insert(id, keep);
         }
         // The next layer sees this layer's pruned outputs.

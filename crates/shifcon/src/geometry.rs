@@ -68,6 +68,27 @@ pub struct SiteGeometry {
     /// 2-D PCA coordinates per language (shared axes), and the variance along each axis.
     pub pca: BTreeMap<String, Vec<[f32; 2]>>,
     pub pca_variance: [f64; 2],
+    /// The two PCA axes as `[d_model]` rows of `[axis 1, axis 2]` coefficients: in memory only
+    /// (the lab moves the scatter along a shift with them), not worth their size in the JSON.
+    #[serde(skip)]
+    pub pca_axes: Vec<[f32; 2]>,
+    /// The mean the PCA coordinates are centred on (`[d_model]`, in memory only).
+    #[serde(skip)]
+    pub pca_center: Vec<f32>,
+}
+
+impl SiteGeometry {
+    /// Where a direction in the residual stream (a shift) points in the 2-D PCA plane. PCA is
+    /// linear, so a state moved by `v` moves by exactly this in the scatter.
+    pub fn project_direction(&self, v: &[f32]) -> [f32; 2] {
+        self.pca_axes.iter().zip(v).fold([0.0, 0.0], |[a, b], (axes, x)| [a + axes[0] * x, b + axes[1] * x])
+    }
+
+    /// A sentence state's place in the 2-D PCA plane (the coordinates of [`SiteGeometry::pca`]).
+    pub fn project_state(&self, state: &[f32]) -> [f32; 2] {
+        let centred: Vec<f32> = state.iter().zip(&self.pca_center).map(|(x, c)| x - c).collect();
+        self.project_direction(&centred)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,8 +189,8 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
         let mean_shifted_distance = langs.values().map(|l| l.shifted.total()).sum::<f64>() / langs.len() as f64;
         let all_norms: Vec<f64> = states.values().flat_map(|m| (0..n).map(move |i| norm(m[site].row(i)))).collect();
         let mean_state_norm = all_norms.iter().sum::<f64>() / all_norms.len() as f64;
-        let (pca, pca_variance) = pca_2d(states, site, options.pca_points.min(n));
-        sites.push(SiteGeometry { site, langs, mean_shifted_distance, mean_state_norm, pca, pca_variance });
+        let (pca, pca_variance, pca_axes, pca_center) = pca_2d(states, site, options.pca_points.min(n));
+        sites.push(SiteGeometry { site, langs, mean_shifted_distance, mean_state_norm, pca, pca_variance, pca_axes, pca_center });
     }
     let scores: Vec<f64> = sites.iter().map(|s| s.mean_shifted_distance).collect();
     let band = choose_band(&scores, options.beta)?;
@@ -198,7 +219,10 @@ fn unit_rows(m: &Matrix) -> Matrix {
 }
 
 /// PCA of the first `points` sentences of every language at `site`, on shared axes.
-fn pca_2d(states: &BTreeMap<String, Vec<Matrix>>, site: usize, points: usize) -> (BTreeMap<String, Vec<[f32; 2]>>, [f64; 2]) {
+/// Coordinates per language, variance per axis, the axes (`[d_model]` rows) and the centre.
+type Pca2d = (BTreeMap<String, Vec<[f32; 2]>>, [f64; 2], Vec<[f32; 2]>, Vec<f32>);
+
+fn pca_2d(states: &BTreeMap<String, Vec<Matrix>>, site: usize, points: usize) -> Pca2d {
     let first: Vec<usize> = (0..points).collect();
     let parts: Vec<(String, Matrix)> = states.iter().map(|(l, m)| (l.clone(), m[site].select_rows(&first))).collect();
     let mut union = parts[0].1.clone();
@@ -215,7 +239,10 @@ fn pca_2d(states: &BTreeMap<String, Vec<Matrix>>, site: usize, points: usize) ->
             (lang, points)
         })
         .collect();
-    (coords, [variance.first().copied().unwrap_or(0.0), variance.get(1).copied().unwrap_or(0.0)])
+    let axis = |c: usize, j: usize| if j < axes.cols { axes.get(c, j) as f32 } else { 0.0 };
+    let axes_rows = (0..axes.rows).map(|c| [axis(c, 0), axis(c, 1)]).collect();
+    let center = mean.iter().map(|&v| v as f32).collect();
+    (coords, [variance.first().copied().unwrap_or(0.0), variance.get(1).copied().unwrap_or(0.0)], axes_rows, center)
 }
 
 /// The band from per-site scores (`scores[site]`, sites `0..=L`): the contiguous window of

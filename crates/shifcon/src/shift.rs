@@ -167,6 +167,12 @@ impl ShiftPlan {
     /// The shift for a batch all in `lang` (no-op for English). An unknown language is an error:
     /// a caller asking for a shift must get one.
     pub fn interventions(&self, lang: &str, device: &Device) -> Result<Interventions> {
+        self.scaled_interventions(lang, 1.0, device)
+    }
+
+    /// [`ShiftPlan::interventions`] with both vectors multiplied by `strength`: 0 leaves the
+    /// model alone, 1 is the full shift (the lab's slider).
+    pub fn scaled_interventions(&self, lang: &str, strength: f32, device: &Device) -> Result<Interventions> {
         if lang == self.english {
             return Ok(Interventions::none());
         }
@@ -175,6 +181,7 @@ impl ShiftPlan {
         })?;
         let row = |v: Vec<f32>| {
             let d = v.len();
+            let v: Vec<f32> = v.into_iter().map(|x| x * strength).collect();
             Tensor::<2>::from_data(TensorData::new(v, [1, d]), device)
         };
         Ok(Interventions::none().shift(self.to, row(toward)).shift(self.back, row(back)))

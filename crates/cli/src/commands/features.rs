@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         let calibration = args.calibration.calibration(*kind, &model, &checkpoint.tokenizer)?;
         eprintln!("{kind}: {} prompts, {} tokens", calibration.prompts, calibration.tokens);
         let stats = calibration.all_stats(&model)?;
-        settings.push(LayerFeatures::from_stats(&kind.to_string(), calibration.prompts, &stats, layers)?);
+        settings.push(LayerFeatures::from_stats_blocking(&kind.to_string(), calibration.prompts, &stats, layers)?);
     }
     std::fs::create_dir_all(&args.out)?;
 

@@ -8,6 +8,7 @@ pub mod features;
 pub mod generate;
 pub mod geometry;
 pub mod info;
+pub mod lab;
 pub mod plot;
 pub mod prune;
 pub mod score;

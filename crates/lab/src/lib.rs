@@ -1,0 +1,35 @@
+//! # rosetta-lab
+//!
+//! The web lab: Rosetta's front door. The shared model crate runs in the browser — on WebGPU where
+//! the browser has it, on the CPU (burn's flex backend compiled to wasm) where it does not — and
+//! four rooms show the methods on the loaded model, live:
+//!
+//! - [`fertility`]: the tokenizer room — base vs extended tokenizer, fertility per language
+//!   (vocabulary extension, Csaki et al. 2023);
+//! - [`shift`]: the shift room — language geometry per layer, the chosen band, and the ShifCon
+//!   shift applied at a chosen strength (Zhang et al., ACL 2025);
+//! - [`features`]: the magnitude-feature room — feature magnitudes under translation vs
+//!   monolingual prompts, and Wanda pruning at a chosen sparsity (Kim et al. 2024);
+//! - [`distill`]: the distillation room — a small student trained in the page from the loaded
+//!   model's answers (SDRRL's idea, Zhang et al., ACL 2024).
+//!
+//! The rooms' computations are plain Rust over the method crates and build natively too (their
+//! unit tests run there, and `rosetta lab` writes the [`manifest`] with this crate). The page —
+//! leptos components, model loading, the backend choice — is the `ui` module, wasm only.
+//! [`page_state`] is what a shared link reproduces.
+
+pub mod distill;
+pub mod error;
+pub mod features;
+pub mod fertility;
+pub mod manifest;
+pub mod page_state;
+pub mod shift;
+#[cfg(test)]
+mod test_support;
+#[cfg(target_family = "wasm")]
+mod ui;
+
+pub use error::{LabError, Result};
+pub use manifest::Manifest;
+pub use page_state::{PageState, Room};

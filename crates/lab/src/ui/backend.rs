@@ -1,0 +1,61 @@
+//! Which device the page computes on: WebGPU when the browser offers an adapter, otherwise burn's
+//! CPU backend compiled to wasm — and the sentence that tells the visitor which, and why.
+
+use js_sys::Reflect;
+use rosetta_model::burn::prelude::Device;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// "WebGPU" or "CPU (wasm)".
+    pub name: String,
+    /// The adapter, or why there is no WebGPU.
+    pub detail: String,
+    pub is_gpu: bool,
+    /// The largest storage buffer a kernel may bind (bytes); `None` on the CPU.
+    pub max_buffer: Option<u64>,
+}
+
+fn get(target: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(target, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// `navigator.gpu.requestAdapter()` answered with an adapter: the one check that tells "no
+/// WebGPU" from "WebGPU that will work" before burn's runtime is started (it can start once).
+async fn webgpu_adapter() -> Result<(), String> {
+    let navigator = web_sys::window().map(|w| JsValue::from(w.navigator())).ok_or("no window")?;
+    let gpu = get(&navigator, "gpu").ok_or("this browser has no WebGPU (navigator.gpu is missing)")?;
+    let request = get(&gpu, "requestAdapter").ok_or("navigator.gpu has no requestAdapter")?;
+    let promise = js_sys::Function::from(request).call0(&gpu).map_err(|e| format!("requestAdapter failed: {e:?}"))?;
+    let adapter = JsFuture::from(js_sys::Promise::from(promise)).await.map_err(|e| format!("requestAdapter failed: {e:?}"))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("WebGPU is present but offers no adapter (disabled, or no usable GPU)".into());
+    }
+    Ok(())
+}
+
+/// The device for this page. `force_cpu` (the URL's `backend=cpu`) skips WebGPU.
+pub async fn choose(force_cpu: bool) -> (Device, Backend) {
+    let cpu = |why: String| (Device::flex(), Backend { name: "CPU (wasm)".into(), detail: why, is_gpu: false, max_buffer: None });
+    if force_cpu {
+        return cpu("chosen in the link (backend=cpu)".into());
+    }
+    if let Err(why) = webgpu_adapter().await {
+        return cpu(why);
+    }
+    match Device::wgpu_options().init_with_setup_async().await {
+        Ok((device, setup)) => {
+            let info = setup.adapter.get_info();
+            let limits = setup.device.limits();
+            let detail = [info.name.as_str(), info.driver.as_str(), info.driver_info.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · ");
+            let detail = if detail.is_empty() { format!("{:?} adapter", info.device_type) } else { detail };
+            (device, Backend { name: "WebGPU".into(), detail, is_gpu: true, max_buffer: Some(limits.max_storage_buffer_binding_size as u64) })
+        }
+        Err(e) => cpu(format!("WebGPU could not start ({e:?})")),
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the web lab's page: the rosetta-lab crate for wasm32 (cargo profile `lab`), JS bindings by
+# wasm-bindgen (`--target web`), then binaryen's wasm-opt -O2 (npm binaryen@132; Debian's v108
+# breaks rustc 1.95 modules). No trunk: cargo + wasm-bindgen + a static index.html do the same.
+#
+# Usage: scripts/build-lab.sh [PKG_DIR]   (default $ROSETTA_CACHE/lab/pkg; `rosetta lab` reads it)
+# Prints the sizes of the wasm before and after wasm-opt. ROSETTA_LAB_WASM_OPT=0 skips wasm-opt
+# (≈5 min on 2 cores for a 40 MB module; the tests run the same code without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
+tools_bin="$(scripts/setup-web.sh)"
+export PATH="$tools_bin:$PATH"
+out="${1:-$ROSETTA_CACHE/lab/pkg}"
+jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
+
+cargo build -p rosetta-lab --target wasm32-unknown-unknown --profile lab --locked -j "$jobs"
+raw="$CARGO_TARGET_DIR/wasm32-unknown-unknown/lab/rosetta_lab.wasm"
+staging="$(mktemp -d "${TMPDIR:-/tmp}/rosetta-lab-pkg.XXXXXX")"
+trap 'rm -rf "$staging"' EXIT
+wasm-bindgen --target web --no-typescript --out-dir "$staging" "$raw"
+bound="$(stat -c %s "$staging/rosetta_lab_bg.wasm")"
+if [[ "${ROSETTA_LAB_WASM_OPT:-1}" != 0 ]]; then
+  web/node_modules/.bin/wasm-opt -O2 \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-reference-types \
+    --enable-multivalue --enable-mutable-globals \
+    "$staging/rosetta_lab_bg.wasm" -o "$staging/rosetta_lab_bg.opt.wasm"
+  mv "$staging/rosetta_lab_bg.opt.wasm" "$staging/rosetta_lab_bg.wasm"
+fi
+optimised="$(stat -c %s "$staging/rosetta_lab_bg.wasm")"
+gzipped="$(gzip -9 -c "$staging/rosetta_lab_bg.wasm" | wc -c)"
+
+# Replace the previous build in one step: a server never sees half a build.
+mkdir -p "$(dirname "$out")"
+rm -rf "$out.old"
+[[ -d "$out" ]] && mv "$out" "$out.old"
+mv "$staging" "$out"
+trap - EXIT
+rm -rf "$out.old"
+opt_label="after wasm-opt -O2"
+[[ "${ROSETTA_LAB_WASM_OPT:-1}" != 0 ]] || opt_label="served (wasm-opt skipped)"
+printf 'build-lab: %s\n  wasm: %.1f MB raw, %.1f MB after wasm-bindgen, %.1f MB %s (%.1f MB gzipped)\n' \
+  "$out" "$(stat -c %s "$raw" | awk '{print $1/1e6}')" "$(echo "$bound" | awk '{print $1/1e6}')" \
+  "$(echo "$optimised" | awk '{print $1/1e6}')" "$opt_label" "$(echo "$gzipped" | awk '{print $1/1e6}')" >&2

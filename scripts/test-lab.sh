@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The web lab end to end in headless Debian Chromium: builds the page (scripts/build-lab.sh), a
+# tiny random model and its Hungarian-extended tokenizer (`rosetta vocab extend`), serves them
+# with `rosetta lab`, and drives every room on WebGPU (SwiftShader) and on the CPU fallback
+# (tests/browser/lab.e2e.mjs). Screenshots and timings land in $ROSETTA_ARTIFACTS/lab
+# (default out/test-artifacts/lab). Called by scripts/test.sh; runnable alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
+artifacts="${ROSETTA_ARTIFACTS:-$ROSETTA_ROOT/out/test-artifacts}/lab"
+work="$(mktemp -d "${TMPDIR:-/tmp}/rosetta-lab-test.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+pkg="$ROSETTA_CACHE/lab/pkg-test"
+# wasm-opt only shrinks and speeds up the same code; the tests skip its ~5 minutes.
+ROSETTA_LAB_WASM_OPT=0 scripts/build-lab.sh "$pkg"
+cargo build -p rosetta-cli --locked -j "$jobs"
+rosetta="$CARGO_TARGET_DIR/debug/rosetta"
+cargo run -q -p rosetta-tests --example lab_fixture --locked -j "$jobs" -- "$work/tiny" >/dev/null
+"$rosetta" vocab extend "$work/tiny" --lang hu --new-tokens 60 --out "$work/tiny-hu" >/dev/null
+
+rm -rf "$artifacts"
+node tests/browser/lab.e2e.mjs "$rosetta" "$work/tiny" "$work/tiny-hu" "$artifacts" \
+  --pkg "$pkg" --langs en,hu,de --rows 24 --max-chars 60

@@ -1,0 +1,62 @@
+// Benchmark (not a test) of the web lab on a real model in headless Debian Chromium: time to first
+// render, model load time and forward tokens/s (batch 1 × 64, the page's "Measure speed" button),
+// on WebGPU (SwiftShader here; a real GPU elsewhere) and on the CPU wasm fallback.
+//
+//   node tests/browser/lab.bench.mjs ROSETTA_BIN OUT_JSON [rosetta lab args...]
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../web/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+const [rosetta, outJson, ...labArgs] = process.argv.slice(2);
+const BASE = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
+const WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"];
+const LIMIT = 1_800_000;
+
+const server = spawn(rosetta, ["lab", "--port", "0", "--no-open", "--out", mkdtempSync(join(tmpdir(), "rosetta-lab-bench-")), ...labArgs], { stdio: ["ignore", "pipe", "inherit"] });
+const url = await new Promise((resolve, reject) => {
+  let seen = "";
+  server.stdout.on("data", (c) => { seen += c; const m = seen.match(/Rosetta lab at (http:\/\/\S+)/); if (m) resolve(m[1]); });
+  server.on("exit", (code) => reject(new Error(`rosetta lab exited with ${code}`)));
+});
+
+async function measure(name, flags, query) {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE, ...flags] });
+  const page = await browser.newPage();
+  page.setDefaultTimeout(LIMIT);
+  const read = (id) => page.getByTestId(id).innerText();
+  const until = (id, re) => page.waitForFunction(([id, s]) => new RegExp(s).test(document.querySelector(`[data-testid="${id}"]`)?.innerText ?? ""), [id, re.source], { timeout: LIMIT });
+  const started = Date.now();
+  await page.goto(url + query);
+  await until("first-render", /first render at/);
+  const result = { backend: null, first_render_ms: parseFloat((await read("first-render")).match(/at (\d+)/)[1]) };
+  await until("backend", /WebGPU|CPU/);
+  result.backend = await read("backend");
+  await until("model-status", /loaded in|failed/).catch(() => {});
+  const error = await page.getByTestId("model-error").innerText().catch(() => null);
+  if (error) {
+    result.error = error;
+  } else {
+    result.model_status = await read("model-status");
+    result.load_seconds = parseFloat(result.model_status.match(/loaded in ([\d.]+) s/)[1]);
+    await page.getByTestId("measure-speed").click();
+    await until("forward-speed", /tokens\/s|failed/);
+    result.forward = await read("forward-speed");
+  }
+  result.wall_seconds = (Date.now() - started) / 1000;
+  await browser.close();
+  console.log(name, JSON.stringify(result));
+  return result;
+}
+
+const results = { url, date: new Date().toISOString() };
+try {
+  results.webgpu = await measure("webgpu", WEBGPU, "");
+  results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
+} finally {
+  server.kill();
+}
+writeFileSync(outJson, JSON.stringify(results, null, 2));
