@@ -13,8 +13,10 @@ const require = createRequire(new URL("../../web/package.json", import.meta.url)
 const { chromium } = require("playwright-core");
 const [rosetta, outJson, ...labArgs] = process.argv.slice(2);
 const BASE = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
-const WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"];
-const LIMIT = 1_800_000;
+// Long compute passes on a software adapter trip the GPU watchdog, which kills the GPU process.
+const WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--disable-gpu-watchdog"];
+// Per step; a step that does not finish is recorded as such rather than hanging the benchmark.
+const LIMIT = Number(process.env.LAB_BENCH_STEP_MS || 600_000);
 
 const server = spawn(rosetta, ["lab", "--port", "0", "--no-open", "--out", mkdtempSync(join(tmpdir(), "rosetta-lab-bench-")), ...labArgs], { stdio: ["ignore", "pipe", "inherit"] });
 const url = await new Promise((resolve, reject) => {
@@ -35,16 +37,22 @@ async function measure(name, flags, query) {
   const result = { backend: null, first_render_ms: parseFloat((await read("first-render")).match(/at (\d+)/)[1]) };
   await until("backend", /WebGPU|CPU/);
   result.backend = await read("backend");
-  await until("model-status", /loaded in|failed/).catch(() => {});
-  const error = await page.getByTestId("model-error").innerText().catch(() => null);
+  // Loaded, or an error shown: whichever comes first.
+  await page.waitForFunction(() => /loaded in/.test(document.querySelector('[data-testid="model-status"]')?.innerText ?? "")
+    || document.querySelector('[data-testid="model-error"]'), null, { timeout: LIMIT });
+  const error = (await page.getByTestId("model-error").count()) ? await read("model-error") : null;
   if (error) {
     result.error = error;
   } else {
     result.model_status = await read("model-status");
     result.load_seconds = parseFloat(result.model_status.match(/loaded in ([\d.]+) s/)[1]);
     await page.getByTestId("measure-speed").click();
-    await until("forward-speed", /tokens\/s|failed/);
-    result.forward = await read("forward-speed");
+    try {
+      await until("forward-speed", /tokens\/s|failed/);
+      result.forward = await read("forward-speed");
+    } catch {
+      result.forward = `did not finish in ${LIMIT / 1000} s (the page still showed "${await read("forward-speed")}")`;
+    }
   }
   result.wall_seconds = (Date.now() - started) / 1000;
   await browser.close();
@@ -53,9 +61,10 @@ async function measure(name, flags, query) {
 }
 
 const results = { url, date: new Date().toISOString() };
+const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu").split(",");
 try {
-  results.webgpu = await measure("webgpu", WEBGPU, "");
-  results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
+  if (modes.includes("webgpu")) results.webgpu = await measure("webgpu", WEBGPU, "");
+  if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
 } finally {
   server.kill();
 }

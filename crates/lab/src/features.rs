@@ -18,6 +18,20 @@ use crate::error::{LabError, Result};
 use crate::page_state::MAX_SPARSITY;
 
 const BATCH: usize = 4;
+
+/// The part of `rosetta features`' `features.json` the lab shows: one [`LayerFeatures`] per
+/// calibration setting.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FeatureExport {
+    pub model: String,
+    pub settings: Vec<LayerFeatures>,
+}
+
+impl FeatureExport {
+    pub fn setting(&self, name: &str) -> Option<&LayerFeatures> {
+        self.settings.iter().find(|s| s.setting == name)
+    }
+}
 /// A dimension is "large-magnitude" above this many times its layer's median norm.
 pub const OUTLIER_FACTOR: f32 = 5.0;
 
@@ -92,6 +106,15 @@ mod tests {
     use super::*;
     use crate::test_support::{tiny_manifest, tiny_model_and_tokenizer};
     use rosetta_model::readback::block_on;
+
+    #[test]
+    fn the_committed_features_export_reads_back() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../reports/features/features.json");
+        let export: FeatureExport = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let translation = export.setting("translation").unwrap();
+        assert_eq!(translation.norms.len(), 30);
+        assert!(heatmap(translation).starts_with("<svg"));
+    }
 
     #[test]
     fn magnitudes_and_pruning_on_the_tiny_model() {

@@ -53,6 +53,18 @@ pub struct Manifest {
     pub monolingual_prompts: Vec<String>,
     /// Where the texts come from (licences are in data/corpus/manifest.json).
     pub sources: String,
+    /// Analyses the CLI exported for the served model, shown at once next to the page's own
+    /// (smaller) live measurement.
+    #[serde(default)]
+    pub exports: Exports,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exports {
+    /// `rosetta geometry`'s `geometry.json` (relative path).
+    pub geometry: Option<String>,
+    /// `rosetta features`' `features.json` (relative path).
+    pub features: Option<String>,
 }
 
 impl Manifest {
@@ -140,6 +152,7 @@ pub fn build(corpus: &rosetta_data::corpus::CorpusDir, options: &ManifestOptions
         translation_prompts,
         monolingual_prompts,
         sources: format!("held-out splits of {} (licences in its manifest.json)", corpus.root.display()),
+        exports: Exports::default(),
     })
 }
 
@@ -158,6 +171,7 @@ mod tests {
             translation_prompts: vec![],
             monolingual_prompts: vec![],
             sources: String::new(),
+            exports: Exports::default(),
         }
     }
 

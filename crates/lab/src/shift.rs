@@ -215,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_geometry_export_reads_back() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../reports/shifcon/geometry.json");
+        let geometry: Geometry = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!((geometry.band.to, geometry.band.back), (10, 19));
+        assert!(distance_chart(&geometry).contains("band 10..19"));
+        assert!(scatter_chart(&geometry.sites[12], None).contains("hu"));
+    }
+
+    #[test]
     fn too_few_sentences_is_refused_with_the_range() {
         let (model, tokenizer) = tiny_model_and_tokenizer(2);
         let err = block_on(compute_geometry(&model, &tokenizer, &tiny_manifest(), 3, || async {}, |_| {})).unwrap_err();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rosetta_data::corpus::CorpusDir;
+use rosetta_lab::features::FeatureExport;
 use rosetta_lab::manifest::{self, ExtendedTokenizer, ManifestOptions, ModelFiles, ModelFormat};
 
 use crate::model_args::default_model_path;
@@ -21,6 +22,14 @@ pub struct Args {
     /// for the tokenizer room.
     #[arg(long, value_name = "PATH")]
     pub extended_tokenizer: Option<PathBuf>,
+    /// `rosetta geometry`'s geometry.json for the served model, shown beside the page's live
+    /// measurement. Default with the default model: reports/shifcon/geometry.json.
+    #[arg(long, value_name = "FILE")]
+    pub geometry: Option<PathBuf>,
+    /// `rosetta features`' features.json for the served model. Default with the default model:
+    /// reports/features/features.json.
+    #[arg(long, value_name = "FILE")]
+    pub features: Option<PathBuf>,
     /// Languages of the rooms, English first.
     #[arg(long, value_delimiter = ',', default_value = "en,hu,de,zh")]
     pub langs: Vec<String>,
@@ -183,6 +192,21 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
         place(&file, &data.join("extended-tokenizer.json"))?;
         let label = path.file_name().map_or("extended".into(), |n| n.to_string_lossy().into_owned());
         manifest.extended_tokenizer = Some(ExtendedTokenizer { label: format!("extended ({label})"), file: "extended-tokenizer.json".into() });
+    }
+    // The committed reports were measured on the default model: they go with it, not with others.
+    let default_model = args.model.is_none();
+    let report = |p: &str| Some(root.join(p)).filter(|p| default_model && p.is_file());
+    if let Some(path) = args.geometry.clone().or_else(|| report("reports/shifcon/geometry.json")) {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str::<rosetta_shifcon::Geometry>(&text).with_context(|| format!("{} is not a `rosetta geometry` export", path.display()))?;
+        place(&path, &data.join("geometry.json"))?;
+        manifest.exports.geometry = Some("geometry.json".into());
+    }
+    if let Some(path) = args.features.clone().or_else(|| report("reports/features/features.json")) {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str::<FeatureExport>(&text).with_context(|| format!("{} is not a `rosetta features` export", path.display()))?;
+        place(&path, &data.join("features.json"))?;
+        manifest.exports.features = Some("features.json".into());
     }
     manifest.validate().map_err(anyhow::Error::msg)?;
     write_atomically(&data.join(manifest::FILE_NAME), &serde_json::to_string_pretty(&manifest)?)?;

@@ -40,6 +40,10 @@ pub struct Lab {
     pub features: rooms::features::FeatureState,
     pub distill: rooms::distill::DistillState,
     buffer_limit: Option<u64>,
+    /// The CLI's exported analyses for the served model, if it sent any.
+    exported_geometry: StoredValue<Option<Rc<rosetta_shifcon::Geometry>>, LocalStorage>,
+    exported_features: StoredValue<Option<Rc<crate::features::FeatureExport>>, LocalStorage>,
+    pub exports_version: RwSignal<usize>,
 }
 
 impl Lab {
@@ -49,6 +53,14 @@ impl Lab {
 
     pub fn device(&self) -> Option<Device> {
         self.device.get_value()
+    }
+
+    pub fn exported_geometry(&self) -> Option<Rc<rosetta_shifcon::Geometry>> {
+        self.exported_geometry.get_value()
+    }
+
+    pub fn exported_features(&self) -> Option<Rc<crate::features::FeatureExport>> {
+        self.exported_features.get_value()
     }
 
     pub fn extended(&self) -> Option<Rc<(String, TextTokenizer)>> {
@@ -113,6 +125,7 @@ async fn start(lab: Lab) {
             Err(e) => lab.fail(e),
         }
     }
+    load_exports(lab, &manifest).await;
     let Some(files) = manifest.model.clone() else {
         lab.model_status.set("No model served: open one with the file picker.".into());
         return;
@@ -129,6 +142,23 @@ async fn start(lab: Lab) {
         Err(e) => return lab.fail(e),
     };
     open_checkpoint(lab, checkpoint, files.name.clone(), started, &backend, &device).await;
+}
+
+/// The exported analyses: shown as they are; a broken one is reported and skipped.
+async fn load_exports(lab: Lab, manifest: &Manifest) {
+    if let Some(file) = &manifest.exports.geometry {
+        match loader::fetch_text(&format!("data/{file}")).await.and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{file}: {e}"))) {
+            Ok(g) => lab.exported_geometry.set_value(Some(Rc::new(g))),
+            Err(e) => lab.fail(format!("exported geometry: {e}")),
+        }
+    }
+    if let Some(file) = &manifest.exports.features {
+        match loader::fetch_text(&format!("data/{file}")).await.and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{file}: {e}"))) {
+            Ok(f) => lab.exported_features.set_value(Some(Rc::new(f))),
+            Err(e) => lab.fail(format!("exported features: {e}")),
+        }
+    }
+    lab.exports_version.update(|v| *v += 1);
 }
 
 async fn open_checkpoint(lab: Lab, checkpoint: rosetta_model::Checkpoint, name: String, started: f64, backend: &Backend, device: &Device) {
@@ -265,6 +295,9 @@ fn App() -> impl IntoView {
         features: rooms::features::FeatureState::new(),
         distill: rooms::distill::DistillState::new(),
         buffer_limit: limit_override(&query),
+        exported_geometry: StoredValue::new_local(None),
+        exported_features: StoredValue::new_local(None),
+        exports_version: RwSignal::new(0),
     };
     // The link always says what is on screen.
     Effect::new(move |_| {

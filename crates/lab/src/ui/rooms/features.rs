@@ -179,6 +179,17 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
                 <Chart svg=maps(1) testid="heatmap-monolingual" />
             </div>
             {large}
+            {move || {
+                lab.exports_version.get();
+                let export = lab.exported_features()?;
+                let translation = export.setting("translation")?.clone();
+                Some(view! {
+                    <details class="export" data-testid="exported-features">
+                        <summary>{format!("Exported by `rosetta features`: {} translation prompts, {} tokens", translation.prompts, translation.tokens)}</summary>
+                        <div class="chart" inner_html=heatmap(&translation)></div>
+                    </details>
+                })
+            }}
             <label>
                 "Sparsity "<span data-testid="sparsity-value">{move || format!("{:.0}%", lab.state.with(|s| s.sparsity) * 100.0)}</span>": "
                 <input type="range" min="0" max="0.9" step="0.05" data-testid="sparsity" prop:value=move || lab.state.with(|s| s.sparsity.to_string())

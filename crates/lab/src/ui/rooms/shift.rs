@@ -145,6 +145,18 @@ pub fn ShiftRoom(lab: Lab) -> impl IntoView {
             {move || needs_model(lab).then(|| view! { <p class="hint">"Waiting for a model…"</p> })}
             <Status status=room.status progress=room.progress error=room.error testid="shift" />
             <Chart svg=distances testid="distance-chart" />
+            {move || {
+                lab.exports_version.get();
+                lab.exported_geometry().map(|g| view! {
+                    <details class="export" data-testid="exported-geometry">
+                        <summary>{format!(
+                            "Exported by `rosetta geometry`: {} sentences per language, band {}..{} of {} layers",
+                            g.sentences, g.band.to, g.band.back, g.num_layers
+                        )}</summary>
+                        <div class="chart" inner_html=distance_chart(&g)></div>
+                    </details>
+                })
+            }}
             <div class="controls">
                 <TargetSelect lab=lab testid="shift-lang" />
                 <label>

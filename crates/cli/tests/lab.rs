@@ -1,0 +1,50 @@
+//! `rosetta lab --no-serve` as a person runs it: the static site it assembles (page, model,
+//! manifest, exports) reads back, and bad input fails with a message naming the file. The page
+//! itself runs in `scripts/test-lab.sh` (headless Chromium).
+
+mod common;
+
+use common::{assert_fails_cleanly, rosetta, text};
+use rosetta_lab::Manifest;
+use rosetta_tests::fixtures::write_tiny_deep_hf;
+use rosetta_tests::{read_json, temp_dir};
+
+#[test]
+fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
+    let dir = temp_dir("cli-lab");
+    let model = dir.join("model");
+    write_tiny_deep_hf(&model, 3, 4);
+    // A stand-in for scripts/build-lab.sh's output: assembling needs the files, not a browser.
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("rosetta_lab.js"), "export default async function init() {}").unwrap();
+    std::fs::write(pkg.join("rosetta_lab_bg.wasm"), b"\0asm").unwrap();
+    let geometry = rosetta_tests::repo_root().join("reports/shifcon/geometry.json");
+    let site = dir.join("site");
+    let (m, p, s, g) = (model.to_str().unwrap(), pkg.to_str().unwrap(), site.to_str().unwrap(), geometry.to_str().unwrap());
+    let out = rosetta(&["lab", "--model", m, "--pkg", p, "--out", s, "--no-serve", "--langs", "en,hu,de", "--rows", "20", "--max-chars", "80", "--geometry", g]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), s);
+    for file in ["index.html", "static/main.js", "static/lab.css", "pkg/rosetta_lab_bg.wasm", "data/geometry.json", "data/model/config.json", "data/model/tokenizer.json"] {
+        assert!(site.join(file).is_file(), "the site lacks {file}");
+    }
+    let manifest: Manifest = serde_json::from_value(read_json(&site.join("data/manifest.json"))).unwrap();
+    manifest.validate().unwrap();
+    assert_eq!(manifest.langs, ["en", "hu", "de"]);
+    assert_eq!(manifest.parallel.len(), 20);
+    let files = manifest.model.unwrap().files;
+    assert!(files.iter().any(|f| f.ends_with(".safetensors")) && files.iter().all(|f| site.join("data").join(f).is_file()), "{files:?}");
+    assert_eq!(manifest.exports.geometry.as_deref(), Some("geometry.json"));
+    // The page forbids other origins itself, wherever it is hosted.
+    assert!(std::fs::read_to_string(site.join("index.html")).unwrap().contains("Content-Security-Policy"));
+
+    // Bad input: a missing model, an export that is not one, a file that is not a model.
+    let out = rosetta(&["lab", "--model", &format!("{m}-missing"), "--pkg", p, "--out", s, "--no-serve"]);
+    assert_fails_cleanly(&out, &["does not exist"]);
+    let notes = dir.join("notes.json");
+    std::fs::write(&notes, "{\"hello\": 1}").unwrap();
+    let out = rosetta(&["lab", "--model", m, "--pkg", p, "--out", s, "--no-serve", "--langs", "en,hu", "--max-chars", "80", "--geometry", notes.to_str().unwrap()]);
+    assert_fails_cleanly(&out, &["notes.json", "rosetta geometry"]);
+    let out = rosetta(&["lab", "--model", notes.to_str().unwrap(), "--pkg", p, "--out", s, "--no-serve"]);
+    assert_fails_cleanly(&out, &["notes.json", "gguf"]);
+}
