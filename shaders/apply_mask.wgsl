@@ -6,6 +6,8 @@
 //
 // Bindings (out of place): weight; keep; out; info = [count].
 // Bindings (in place):     weight (read_write); keep; info = [count].
+// Elements (the `elem` placeholder) are vec4<f32> when the count is a multiple of 4 (one 16-byte load per
+// thread and buffer, which software adapters vectorise), else f32; count is in elements.
 
 {{ bindings }}
 
@@ -13,6 +15,6 @@
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.x + gid.y * groups.x * {{ workgroup }}u;
     if (i < info[0]) {
-        {{ store }} = select(0.0, weight[i], keep[i] > 0.5);
+        {{ store }} = select({{ elem }}(0.0), weight[i], keep[i] > {{ elem }}(0.5));
     }
 }

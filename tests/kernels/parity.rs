@@ -6,8 +6,8 @@
 
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 use rosetta_kernels::masking::{
-    Sparsity, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_mask, prune_mask_reference,
-    wanda_scores, wanda_scores_reference,
+    Sparsity, apply_keep, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_keep, prune_mask,
+    prune_mask_reference, wanda_scores, wanda_scores_reference,
 };
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::Distribution;
@@ -50,7 +50,8 @@ fn normalised(t: Tensor<2>) -> Tensor<2> {
 #[test]
 fn contrastive_forward_and_gradients_match_the_reference() {
     let Some(gpu) = gpu() else { return };
-    let shapes = [(1, 1), (1, 7), (5, 3), (17, 33), (40, 576), (130, 64)];
+    // 64 × 64 logit blocks: one partial block, several, and 257 = four full blocks and one row.
+    let shapes = [(1, 1), (1, 7), (5, 3), (17, 33), (40, 576), (130, 64), (257, 40)];
     for (i, &(n, d)) in shapes.iter().enumerate() {
         for options in [ContrastiveOptions { scale: 1.0, shift: true }, ContrastiveOptions { scale: 20.0, shift: false }] {
             let (a_cpu, a_gpu) = pair(n, d, 100 + i as u64, &gpu);
@@ -159,10 +160,15 @@ fn masking_kernels_match_the_references() {
             }
         }
         let keep_r = prune_mask_reference(scores_r, Sparsity::Unstructured(0.5)).unwrap();
+        // The kernel's own float mask (no Bool conversion) is the same mask.
+        let float_keep_k = prune_keep(scores_k, Sparsity::Unstructured(0.5)).unwrap();
+        assert_eq!(values(float_keep_k.clone()), values(keep_r.clone().float()), "{rows}×{width}: float keep-mask");
         let keep_k = Tensor::<2, Bool>::from_data(keep_r.clone().into_data(), &gpu);
         let expected = values(apply_mask_reference(w_cpu, keep_r).unwrap());
-        // Out of place (the weight is shared by `w_gpu`), then in place (the last handle).
+        // Out of place (the weight is shared by `w_gpu`), then in place (the last handle); the
+        // float-mask entry point writes the same weights.
         assert_eq!(values(apply_mask(w_gpu.clone(), keep_k.clone()).unwrap()), expected);
+        assert_eq!(values(apply_keep(w_gpu.clone(), float_keep_k).unwrap()), expected);
         assert_eq!(values(apply_mask(w_gpu, keep_k).unwrap()), expected);
     }
 }
@@ -199,5 +205,13 @@ fn large_matrices_cover_every_element() {
     let keep_r = prune_mask_reference(scores_r, Sparsity::Unstructured(0.5)).unwrap();
     let keep_k = prune_mask(scores_k, Sparsity::Unstructured(0.5)).unwrap();
     assert_eq!(bools(keep_r.clone()), bools(keep_k.clone()), "masks of a {rows}×{width} weight");
-    assert_eq!(values(apply_mask_reference(w_cpu, keep_r).unwrap()), values(apply_mask(w_gpu, keep_k).unwrap()));
+    assert_eq!(values(apply_mask_reference(w_cpu.clone(), keep_r).unwrap()), values(apply_mask(w_gpu.clone(), keep_k).unwrap()));
+    // Feature statistics over 4096 tokens: 64 chunks folded, every fourth token masked out.
+    let mask: Vec<f32> = (0..rows).map(|t| if t % 4 == 1 { 0.0 } else { 1.0 }).collect();
+    let (sq_r, max_r) = feature_stats_reference(w_cpu, Some(Tensor::from_floats(mask.as_slice(), &Device::flex()))).unwrap();
+    let (sq_k, max_k) = feature_stats(w_gpu, Some(Tensor::from_floats(mask.as_slice(), &gpu))).unwrap();
+    assert_eq!(values(max_r), values(max_k), "max |x| over {rows} tokens");
+    let (sq_r, sq_k) = (values(sq_r), values(sq_k));
+    // Σ x² over ~3000 tokens summed in another order: 1e-5 relative.
+    assert!(sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)), "Σ x² over {rows} tokens");
 }

@@ -6,7 +6,8 @@
 //! - accumulate per-feature Σx² over tokens, skipping masked (padding) tokens.
 //!
 //! Every function runs WGSL kernels (`shaders/*.wgsl`) on wgpu devices and the plain-tensor
-//! reference (`*_reference`) elsewhere. Masks are `[out, in]` booleans, `true` = keep.
+//! reference (`*_reference`) elsewhere. Masks are `[out, in]` booleans, `true` = keep, or the
+//! kernels' own float form (`prune_keep` / `apply_keep`: `1.0` keep, `0.0` prune).
 
 use burn::prelude::*;
 
@@ -104,37 +105,58 @@ fn exact_k_keep(values: Tensor<2>, k: usize) -> Tensor<2, Bool> {
 }
 
 pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Bool>> {
-    let [_, width] = scores.dims();
-    sparsity.validate(width)?;
     #[cfg(feature = "wgpu")]
     if crate::is_wgpu(&scores.device()) {
-        return Ok(crate::wgpu::masking::prune_mask(scores.inner(), sparsity));
+        return Ok(prune_keep(scores, sparsity)?.greater_elem(0.5));
     }
     prune_mask_reference(scores, sparsity)
 }
 
-fn check_mask(weight: &Tensor<2>, keep: &Tensor<2, Bool>) -> Result<()> {
-    if weight.dims() != keep.dims() {
-        return Err(shape_error("apply mask", format!("weight is {:?} but the mask {:?}", weight.dims(), keep.dims())));
+/// [`prune_mask`] in the form the masking kernel writes and [`apply_keep`] reads: `1.0` keep,
+/// `0.0` prune, with no conversion to booleans on the way.
+pub fn prune_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
+    let [_, width] = scores.dims();
+    sparsity.validate(width)?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&scores.device()) {
+        return Ok(crate::wgpu::masking::prune_keep(scores.inner(), sparsity));
+    }
+    Ok(prune_mask_reference(scores, sparsity)?.float())
+}
+
+fn check_mask(weight: &Tensor<2>, keep: [usize; 2]) -> Result<()> {
+    if weight.dims() != keep {
+        return Err(shape_error("apply mask", format!("weight is {:?} but the mask {keep:?}", weight.dims())));
     }
     Ok(())
 }
 
 /// `W` with pruned entries zeroed.
 pub fn apply_mask_reference(weight: Tensor<2>, keep: Tensor<2, Bool>) -> Result<Tensor<2>> {
-    check_mask(&weight, &keep)?;
+    check_mask(&weight, keep.dims())?;
     Ok(weight.mask_fill(keep.bool_not(), 0.0))
 }
 
 /// `W` with pruned entries zeroed. On wgpu the kernel writes into `weight`'s own buffer when no
 /// other tensor shares it (in place), else into a new one.
 pub fn apply_mask(weight: Tensor<2>, keep: Tensor<2, Bool>) -> Result<Tensor<2>> {
-    check_mask(&weight, &keep)?;
+    check_mask(&weight, keep.dims())?;
     #[cfg(feature = "wgpu")]
     if crate::is_wgpu(&weight.device()) {
-        return Ok(crate::wgpu::masking::apply_mask(weight.inner(), keep.inner()));
+        return apply_keep(weight, keep.float());
     }
     apply_mask_reference(weight, keep)
+}
+
+/// [`apply_mask`] with the float mask [`prune_keep`] gives (`0.0` = prune): no conversion to
+/// booleans, in place on wgpu where `weight`'s buffer is not shared.
+pub fn apply_keep(weight: Tensor<2>, keep: Tensor<2>) -> Result<Tensor<2>> {
+    check_mask(&weight, keep.dims())?;
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&weight.device()) {
+        return Ok(crate::wgpu::masking::apply_keep(weight.inner(), keep.inner()));
+    }
+    Ok(weight.mask_fill(keep.lower_elem(0.5), 0.0))
 }
 
 fn check_stats(x: &Tensor<2>, token_mask: Option<&Tensor<1>>) -> Result<()> {
@@ -219,5 +241,21 @@ mod tests {
         let (sq, max) = feature_stats_reference(x, Some(mask)).unwrap();
         assert_eq!(sq.into_data().try_to_vec::<f32>().unwrap(), vec![10.0, 20.0]);
         assert_eq!(max.into_data().try_to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn float_keep_masks_agree_with_the_boolean_ones() {
+        let scores = t2(&[3.0, 1.0, 1.0, 1.0, 5.0, 0.5, 2.0, 2.0], [2, 4]);
+        let half = Sparsity::Unstructured(0.5);
+        let float_keep = prune_keep(scores.clone(), half).unwrap();
+        assert_eq!(float_keep.clone().into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+        let w = t2(&[1.0, -2.0, 3.0, f32::INFINITY, 5.0, 6.0, -7.0, 8.0], [2, 4]);
+        let by_float = apply_keep(w.clone(), float_keep).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let by_bool = apply_mask(w.clone(), prune_mask(scores, half).unwrap()).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(by_float, vec![1.0, 0.0, 0.0, f32::INFINITY, 5.0, 0.0, 0.0, 8.0]);
+        assert_eq!(by_float, by_bool);
+        let wrong = apply_keep(w, t2(&[1.0; 4], [1, 4])).unwrap_err().to_string();
+        assert!(wrong.contains("[2, 4]") && wrong.contains("[1, 4]"), "{wrong}");
+        assert!(prune_keep(t2(&[1.0, 2.0], [1, 2]), Sparsity::Unstructured(1.0)).is_err());
     }
 }

@@ -9,7 +9,7 @@
 //!    the max |x| and the per-sequence L2 norms over valid tokens — Wanda scores and Kim et al.'s
 //!    magnitude features.
 //! 4. **Weight edits** (masks, replacements) are model operations, see
-//!    [`crate::model::CausalLm::apply_weight_mask`].
+//!    [`crate::model::CausalLm::set_weight`] (pruning masks the weight with `rosetta-kernels`).
 //!
 //! **Residual sites** are numbered `0..=num_layers`: site `l` is the input of decoder layer `l`
 //! (= the output of layer `l-1`); site 0 is the embedding output and site `num_layers` the last

@@ -501,19 +501,6 @@ impl CausalLm {
         Ok(())
     }
 
-    /// Zeroes the weights where `keep` is false. `keep` is `[out, in]` (HF orientation).
-    pub fn apply_weight_mask(&mut self, id: LinearId, keep: Tensor<2, Bool>) -> Result<()> {
-        let weight = self.weight(id)?;
-        if keep.dims() != weight.dims() {
-            return Err(ModelError::invalid(format!(
-                "{id}: mask has shape {:?}, the weight {:?}",
-                keep.dims(),
-                weight.dims()
-            )));
-        }
-        self.set_weight(id, weight.mask_fill(keep.bool_not(), 0.0))
-    }
-
     // ---- vocabulary ---------------------------------------------------------------------------
 
     /// Rebuilds the embedding (and untied head) with the given rows, in order: grow the

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rosetta_kernels::masking::{Sparsity, prune_mask, wanda_scores};
+use rosetta_kernels::masking::{Sparsity, apply_mask, prune_mask, wanda_scores};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::intervention::FeatureStats;
 use rosetta_model::{CausalLm, LinearId, LinearKind};
@@ -143,7 +143,8 @@ pub fn prune_model(
                 }
             };
             let keep = prune_mask(scores, options.sparsity)?;
-            model.apply_weight_mask(id, keep.clone())?;
+            // The WGSL mask kernel on wgpu; out of place, since the model still holds `weight`.
+            model.set_weight(id, apply_mask(weight, keep.clone())?)?;
             // The masks are exact-k per row, so the count needs no readback (WebGPU cannot block).
             summary.layers.insert(id.to_string(), (rows * options.sparsity.pruned_per_row(cols), rows * cols));
             masks.insert(id, keep);

@@ -22,9 +22,10 @@ pub struct BarChart {
 impl BarChart {
     pub fn to_svg(&self) -> String {
         let n_series = self.series.len().max(1);
-        let width = (120.0 + self.groups.len() as f64 * (24.0 * n_series as f64 + 24.0)).max(420.0);
-        let height = 360.0;
-        let frame = Frame { left: 70.0, top: 36.0, width: width - 90.0, height: height - 110.0 };
+        let width = (120.0 + self.groups.len() as f64 * (24.0 * n_series as f64 + 24.0)).max(420.0).max(svg::title_width(&self.title));
+        let legend_rows = if self.series.len() > 1 { svg::legend_rows(&self.series, width - 90.0) } else { 0 };
+        let height = 360.0 + legend_rows.saturating_sub(1) as f64 * svg::LEGEND_ROW;
+        let frame = Frame { left: 70.0, top: 36.0, width: width - 90.0, height: 250.0 };
         let hi = self
             .groups
             .iter()
@@ -63,7 +64,7 @@ impl BarChart {
             );
         }
         if self.series.len() > 1 {
-            svg::legend(&mut s, frame.left, height - 20.0, &self.series);
+            svg::legend(&mut s, frame.left, frame.top + frame.height + 54.0, frame.width, &self.series);
         }
         svg::close(s)
     }

@@ -22,8 +22,10 @@ pub struct LineChart {
 
 impl LineChart {
     pub fn to_svg(&self) -> String {
-        let (width, height) = (640.0, 380.0);
-        let frame = Frame { left: 70.0, top: 36.0, width: width - 100.0, height: height - 110.0 };
+        let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
+        let width = svg::title_width(&self.title).max(640.0);
+        let height = 380.0 + svg::legend_rows(&names, width - 100.0).saturating_sub(1) as f64 * svg::LEGEND_ROW;
+        let frame = Frame { left: 70.0, top: 36.0, width: width - 100.0, height: 270.0 };
         let finite = self.series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
         let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         for &(x, y) in finite {
@@ -94,8 +96,7 @@ impl LineChart {
                 svg::escape(&series.name)
             );
         }
-        let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
-        svg::legend(&mut s, frame.left, height - 16.0, &names);
+        svg::legend(&mut s, frame.left, frame.top + frame.height + 58.0, frame.width, &names);
         svg::close(s)
     }
 }

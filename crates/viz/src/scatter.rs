@@ -18,8 +18,10 @@ pub struct ScatterChart {
 
 impl ScatterChart {
     pub fn to_svg(&self) -> String {
-        let (width, height) = (520.0, 480.0);
-        let frame = Frame { left: 30.0, top: 36.0, width: width - 60.0, height: height - 90.0 };
+        let names: Vec<String> = self.groups.iter().map(|g| g.name.clone()).collect();
+        let width = svg::title_width(&self.title).max(520.0);
+        let height = 480.0 + svg::legend_rows(&names, width - 60.0).saturating_sub(1) as f64 * svg::LEGEND_ROW;
+        let frame = Frame { left: 30.0, top: 36.0, width: width - 60.0, height: 390.0 };
         let all = self.groups.iter().flat_map(|g| g.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
         let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         for &(x, y) in all {
@@ -47,8 +49,7 @@ impl ScatterChart {
                 );
             }
         }
-        let names: Vec<String> = self.groups.iter().map(|g| g.name.clone()).collect();
-        svg::legend(&mut s, frame.left, height - 16.0, &names);
+        svg::legend(&mut s, frame.left, frame.top + frame.height + 38.0, frame.width, &names);
         svg::close(s)
     }
 }

@@ -130,25 +130,70 @@ pub fn y_axis(s: &mut String, frame: Frame, lo: f64, hi: f64, label: &str) {
     );
 }
 
-/// A horizontal legend below the plot.
-pub fn legend(s: &mut String, x: f64, y: f64, names: &[String]) {
-    let mut cursor = x;
-    for (i, name) in names.iter().enumerate() {
+/// Height of one legend row.
+pub const LEGEND_ROW: f64 = 16.0;
+
+fn legend_entry_width(name: &str) -> f64 {
+    28.0 + 7.0 * name.chars().count() as f64
+}
+
+/// Each legend entry's row and offset when wrapped at `max_width`.
+fn legend_layout(names: &[String], max_width: f64) -> Vec<(usize, f64)> {
+    let (mut row, mut cursor) = (0, 0.0);
+    names
+        .iter()
+        .map(|name| {
+            let w = legend_entry_width(name);
+            if cursor > 0.0 && cursor + w > max_width {
+                (row, cursor) = (row + 1, 0.0);
+            }
+            let at = (row, cursor);
+            cursor += w;
+            at
+        })
+        .collect()
+}
+
+/// Rows a legend of `names` takes when wrapped at `max_width` (a chart adds the height).
+pub fn legend_rows(names: &[String], max_width: f64) -> usize {
+    legend_layout(names, max_width).last().map_or(0, |(row, _)| row + 1)
+}
+
+/// The width a chart needs for `title` on one line.
+pub fn title_width(title: &str) -> f64 {
+    40.0 + 8.5 * title.chars().count() as f64
+}
+
+/// A legend below the plot from (x, y), wrapped onto further rows at `max_width`.
+pub fn legend(s: &mut String, x: f64, y: f64, max_width: f64, names: &[String]) {
+    for (i, (name, (row, offset))) in names.iter().zip(legend_layout(names, max_width)).enumerate() {
+        let (cx, cy) = (x + offset, y + row as f64 * LEGEND_ROW);
         let _ = write!(
             s,
-            r#"<rect x="{cursor}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}</text>"#,
-            y - 10.0,
+            r#"<rect x="{cx}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{cy}">{}</text>"#,
+            cy - 10.0,
             colour(i),
-            cursor + 16.0,
+            cx + 16.0,
             escape(name)
         );
-        cursor += 28.0 + 7.0 * name.chars().count() as f64;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legends_wrap_at_the_width() {
+        let names: Vec<String> = ["alpha", "beta", "gamma", "delta"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(legend_rows(&names, 1000.0), 1);
+        // Entries are 28 + 7·chars wide: 63 + 56 fit in 130, "gamma" starts row 2.
+        assert_eq!(legend_rows(&names, 130.0), 2);
+        assert_eq!(legend_rows(&[], 100.0), 0);
+        let mut s = String::new();
+        legend(&mut s, 10.0, 100.0, 130.0, &names);
+        assert!(s.contains(r#"<text x="26" y="100">alpha</text>"#) && s.contains(r#"<text x="26" y="116">gamma</text>"#), "{s}");
+    }
 
     #[test]
     fn ticks_are_nice_and_cover_the_range() {

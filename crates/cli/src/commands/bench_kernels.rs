@@ -4,16 +4,19 @@
 //! `--features wgpu`); elsewhere both columns are the composed reference.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
-use rosetta_kernels::masking::{Sparsity, apply_mask, prune_mask, wanda_scores};
+use rosetta_kernels::masking::{Sparsity, apply_keep, feature_stats, prune_keep, wanda_scores};
 use rosetta_model::burn::prelude::*;
-use rosetta_model::burn::tensor::Distribution;
+use rosetta_model::burn::tensor::{Distribution, TimingMethod};
+use rosetta_model::readback::block_on;
+use rosetta_viz::{BarChart, BarGroup, stack_vertically};
 use serde_json::{Value, json};
 
-use crate::output::{table, write_json};
+use crate::output::{table, write_json, write_result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,24 +33,57 @@ pub struct Args {
     iters: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// SVG: the fused kernel's speed-up over the composed ops, and each masking kernel's GB/s.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
-/// Seconds per call (after one warm-up) and the device memory reserved over a cleaned pool; an
-/// error when the device cannot run it (a software adapter's buffer limit, say). `f(i)` must
-/// compute on inputs of its own for every `i` in `0..=iters`: burn reuses the result of an
-/// operation repeated on the very same tensors, which would time a cache, not the kernel.
-fn measure(device: &Device, iters: usize, mut f: impl FnMut(usize) -> Tensor<1>) -> Result<(f64, Option<u64>)> {
-    let run = |t: Tensor<1>| t.try_into_data().map(drop).map_err(|e| anyhow::anyhow!("{e}"));
-    run(f(0))?;
+/// What one benchmark cell measured.
+struct Measured {
+    /// Mean time per call the device spent on the work, in ms: GPU timestamps where the adapter
+    /// has them (`TIMESTAMP_QUERY`), otherwise wall time between two syncs.
+    device_ms: f64,
+    /// `"device"` (timestamps) or `"system"` (wall clock between syncs).
+    timing: &'static str,
+    /// Mean wall time per call including launch and the read-back of the result, in ms.
+    wall_ms: f64,
+    /// Device memory reserved over a cleaned pool, where the backend reports its pool.
+    reserved_bytes: Option<u64>,
+}
+
+/// Times `f(i)` for `i` in `1..=iters` after one warm-up call `f(0)`. Each call runs inside a
+/// profiling window of the device, so on wgpu the GPU's own timestamps bound exactly the work
+/// `f` launched; inputs must already be on the device (made before, by `inputs`), and `f(i)`
+/// must use inputs of its own for every `i`, so no call reads what the previous one left warm.
+/// An error when the device cannot run it (a software adapter's buffer limit, say).
+fn measure(device: &Device, iters: usize, f: impl Fn(usize) -> Tensor<1> + Sync) -> Result<Measured> {
+    // One element read back surfaces any failure and waits for the work, without timing a copy.
+    let read = |t: Tensor<1>| t.slice([0..1]).try_into_data().map(drop).map_err(|e| anyhow::anyhow!("{e}"));
+    read(f(0))?;
     device.memory_cleanup();
     let before = device.memory_pool_usage().map(|u| u.bytes_reserved);
+    let mut device_seconds = 0.0;
+    let mut timing = "system";
     let start = Instant::now();
     for i in 1..=iters {
-        run(f(i))?;
+        // Nothing queued before may fall into the window.
+        device.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (out, window) = device.profile(|| f(i)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        read(out)?;
+        if window.timing_method() == TimingMethod::Device {
+            timing = "device";
+        }
+        let ticks = block_on(window.resolve()).ok_or_else(|| anyhow::anyhow!("the device returned no timing for the window"))?;
+        device_seconds += ticks.duration().as_secs_f64();
     }
-    let seconds = start.elapsed().as_secs_f64() / iters as f64;
+    let wall_seconds = start.elapsed().as_secs_f64();
     let after = device.memory_pool_usage().map(|u| u.bytes_reserved);
-    Ok((seconds, before.zip(after).map(|(b, a)| a.saturating_sub(b))))
+    Ok(Measured {
+        device_ms: device_seconds * 1e3 / iters as f64,
+        timing,
+        wall_ms: wall_seconds * 1e3 / iters as f64,
+        reserved_bytes: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+    })
 }
 
 /// `count` distinct random `[rows, cols]` tensors, computed before any timing starts; an error
@@ -61,9 +97,58 @@ fn inputs(device: &Device, count: usize, rows: usize, cols: usize, seed: u64) ->
     Ok(made)
 }
 
-/// The first line of an error, for a table cell.
+/// The masking kernels on `[out, inp]` weights, each with the bytes it must move at least, and
+/// `x + 0.5` beside them: what a plain elementwise operation reaches on the same device.
+fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result<Vec<(&'static str, f64, Measured)>> {
+    let weights = inputs(device, iters + 1, out, inp, 2)?;
+    let norms: Vec<Tensor<1>> = inputs(device, iters + 1, 1, inp, 3)?.into_iter().map(|t| t.abs().reshape([inp])).collect();
+    let scores: Vec<Tensor<2>> = weights.iter().map(|w| w.clone().abs()).collect();
+    let half = Sparsity::Unstructured(0.5);
+    let keeps = scores.iter().map(|s| prune_keep(s.clone(), half)).collect::<Result<Vec<_>, _>>()?;
+    // In-place application needs weights no other tensor shares: one copy per call, taken out.
+    let owned: Mutex<Vec<Option<Tensor<2>>>> = Mutex::new(weights.iter().map(|w| Some(w.clone().mul_scalar(1.0))).collect());
+    let tokens = Tensor::<1>::ones([out], device);
+    device.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let n = (out * inp) as f64;
+    let flat = |t: Tensor<2>| t.reshape([out * inp]);
+    let mut measured = Vec::new();
+    // read W, write x + 0.5
+    measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| flat(weights[i].clone().add_scalar(0.5)))?));
+    // read W and the norms, write S
+    measured.push(("wanda score", 8.0 * n + 4.0 * inp as f64, measure(device, iters, |i| {
+        flat(wanda_scores(weights[i].clone(), norms[i].clone()).expect("shapes were made to match"))
+    })?));
+    // read S, write keep (the binary search rereads each row 31 times, from cache)
+    measured.push(("exact-k mask (50%)", 8.0 * n, measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity")))?));
+    measured.push(("2:4 mask", 8.0 * n, measure(device, iters, |i| {
+        flat(prune_keep(scores[i].clone(), Sparsity::NM { n: 2, m: 4 }).expect("valid N:M"))
+    })?));
+    // read W and keep, write W
+    measured.push(("apply mask (new buffer)", 12.0 * n, measure(device, iters, |i| {
+        flat(apply_keep(weights[i].clone(), keeps[i].clone()).expect("shapes were made to match"))
+    })?));
+    measured.push(("apply mask (in place)", 12.0 * n, measure(device, iters, |i| {
+        let weight = owned.lock().expect("single-threaded")[i].take().expect("each copy is used once");
+        flat(apply_keep(weight, keeps[i].clone()).expect("shapes were made to match"))
+    })?));
+    // read x [tokens = out, d = inp] and the token mask, write Σx² and max|x| per feature
+    measured.push(("feature statistics", 4.0 * n + 4.0 * out as f64 + 8.0 * inp as f64, measure(device, iters, |i| {
+        let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone())).expect("shapes were made to match");
+        Tensor::cat(vec![sum_sq, max_abs], 0)
+    })?));
+    Ok(measured)
+}
+
+/// The innermost cause of an error, for a table cell.
 fn short(e: &anyhow::Error) -> String {
-    e.to_string().lines().last().unwrap_or("failed").chars().take(60).collect()
+    let text = e.to_string();
+    let boilerplate = |line: &&str| matches!(line.trim(), "" | "Caused by:" | "Asked at:" | "No backtrace available");
+    text.lines().filter(|line| !boilerplate(line)).last().unwrap_or("failed").trim().chars().take(60).collect()
+}
+
+fn ms(value: f64) -> String {
+    format!("{value:.3}")
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -83,6 +168,8 @@ pub fn run(args: Args) -> Result<()> {
     let options = ContrastiveOptions { scale: 20.0, shift: true };
     let mut rows = Vec::new();
     let mut records: Vec<Value> = Vec::new();
+    let mut timing = "system";
+    let mut speedups = Vec::new();
     for &d in &args.d {
         for &n in &args.n {
             let normalised = |t: Tensor<2>| {
@@ -109,30 +196,35 @@ pub fn run(args: Args) -> Result<()> {
                     }
                 })
             };
-            let (f_fwd, f_mem) = cell(true, false)?;
-            let (c_fwd, c_mem) = cell(false, false)?;
-            let (f_both, _) = cell(true, true)?;
-            let (c_both, _) = cell(false, true)?;
+            let fused_forward = cell(true, false)?;
+            let composed_forward = cell(false, false)?;
+            let fused_both = cell(true, true)?;
+            let composed_both = cell(false, true)?;
+            timing = fused_forward.timing;
             rows.push(vec![
                 format!("{n}×{d}"),
-                format!("{:.2}", f_fwd * 1e3),
-                format!("{:.2}", c_fwd * 1e3),
-                format!("{:.2}", f_both * 1e3),
-                format!("{:.2}", c_both * 1e3),
-                mib(f_mem),
-                mib(c_mem),
+                ms(fused_forward.device_ms),
+                ms(composed_forward.device_ms),
+                ms(fused_both.device_ms),
+                ms(composed_both.device_ms),
+                mib(fused_forward.reserved_bytes),
+                mib(composed_forward.reserved_bytes),
             ]);
-            records.push(json!({"n": n, "d": d, "fused_forward_ms": f_fwd * 1e3, "composed_forward_ms": c_fwd * 1e3,
-                "fused_forward_backward_ms": f_both * 1e3, "composed_forward_backward_ms": c_both * 1e3,
-                "fused_forward_reserved_bytes": f_mem, "composed_forward_reserved_bytes": c_mem}));
+            speedups.push(BarGroup {
+                label: format!("{n}×{d}"),
+                values: vec![composed_forward.device_ms / fused_forward.device_ms, composed_both.device_ms / fused_both.device_ms],
+            });
+            let cell_json = |m: &Measured| json!({"ms": m.device_ms, "wall_ms": m.wall_ms, "timing": m.timing, "reserved_bytes": m.reserved_bytes});
+            records.push(json!({"n": n, "d": d,
+                "fused_forward": cell_json(&fused_forward), "composed_forward": cell_json(&composed_forward),
+                "fused_forward_backward": cell_json(&fused_both), "composed_forward_backward": cell_json(&composed_both)}));
         }
     }
-    println!("contrastive InfoNCE on {} (scale 20, shift)", args.device);
+    println!("contrastive InfoNCE on {} (scale 20, shift; ms per call, {timing} time)", args.device);
     println!("{}", table(&["n×d", "fused fwd ms", "composed fwd ms", "fused f+b ms", "composed f+b ms", "fused MiB", "composed MiB"], &rows));
 
-    // Masking: Wanda score + 50% mask + apply on a SmolLM2 MLP matrix and a 7B-sized one.
-    let mut mask_rows = Vec::new();
-    let mut mask_records = Vec::new();
+    // Masking: every kernel on a SmolLM2 MLP matrix and a 7B-sized one (feature statistics read
+    // the same matrix as [tokens, d] activations).
     let shapes = args
         .mask_shapes
         .iter()
@@ -143,67 +235,51 @@ pub fn run(args: Args) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--mask-shapes: `{s}` is not OUTxIN (e.g. 1536x576)"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut mask_rows = Vec::new();
+    let mut mask_records = Vec::new();
+    let (mut kernel_names, mut throughput) = (Vec::new(), Vec::new());
     for (out, inp) in shapes {
-        let made = inputs(&device, args.iters + 1, out, inp, 2).and_then(|w| Ok((w, inputs(&device, args.iters + 1, 1, inp, 3)?)));
-        let (w, norms) = match made {
-            Ok(pair) => pair,
-            Err(e) => {
-                mask_rows.push(vec![format!("{out}×{inp}"), "all".into(), "failed".into(), short(&e)]);
-                mask_records.push(json!({"rows": out, "cols": inp, "error": e.to_string()}));
-                continue;
-            }
-        };
-        let norms: Vec<Tensor<1>> = norms.into_iter().map(|t| t.abs().reshape([inp])).collect();
-        let elements = (out * inp) as f64;
-        // Every timed call makes its input in the same submission (`w + i`): on some adapters a
-        // kernel launched on a resident input returned in ~0.2 ms for 2048² — faster than the
-        // memory allows — so the time of the input alone (made and reduced the same way) is
-        // measured too and subtracted; the difference is the kernel's.
-        let fresh = |i: usize| w[i].clone().add_scalar(i as f32 * 1e-3);
-        let baseline = measure(&device, args.iters, |i| fresh(i).sum());
-        let steps: [(&str, f64, Box<dyn Fn(usize) -> Tensor<1>>); 3] = [
-            // bytes: read W and norms, write S
-            ("wanda score", elements * 8.0, Box::new(|i| wanda_scores(fresh(i), norms[i].clone()).expect("shapes").sum())),
-            // bytes: read S (≈32 passes of the binary search), write keep
-            ("exact-k mask (50%)", elements * 4.0 * 33.0 + elements * 4.0, Box::new(|i| prune_mask(fresh(i).abs(), Sparsity::Unstructured(0.5)).expect("valid").float().sum())),
-            // bytes: read W and keep, write W
-            ("apply mask", elements * 12.0, Box::new(|i| {
-                let x = fresh(i);
-                apply_mask(x.clone(), x.greater_elem(0.0)).expect("shapes").sum()
-            })),
-        ];
-        let base_seconds = match &baseline {
-            Ok((seconds, _)) => *seconds,
-            Err(e) => {
-                mask_rows.push(vec![format!("{out}×{inp}"), "all".into(), "failed".into(), short(e), String::new()]);
-                mask_records.push(json!({"rows": out, "cols": inp, "error": e.to_string()}));
-                continue;
-            }
-        };
-        for (name, bytes, f) in steps {
-            match measure(&device, args.iters, f) {
-                Ok((seconds, _)) => {
-                    let kernel = (seconds - base_seconds).max(0.0);
-                    let rate = if kernel > 0.0 { format!("{:.2}", bytes / kernel / 1e9) } else { "—".into() };
-                    mask_rows.push(vec![format!("{out}×{inp}"), name.to_string(), format!("{:.2}", seconds * 1e3), format!("{:.2}", kernel * 1e3), rate]);
-                    mask_records.push(json!({
-                        "rows": out, "cols": inp, "kernel": name, "ms_with_input": seconds * 1e3, "ms_input_alone": base_seconds * 1e3,
-                        "ms": kernel * 1e3, "bytes_moved": bytes, "gb_per_s": if kernel > 0.0 { bytes / kernel / 1e9 } else { f64::NAN },
-                    }));
+        let label = format!("{out}×{inp}");
+        match masking_rows(&device, args.iters, out, inp) {
+            Ok(measured) => {
+                if kernel_names.is_empty() {
+                    kernel_names = measured.iter().map(|(kernel, _, _)| kernel.to_string()).collect();
                 }
-                Err(e) => {
-                    mask_rows.push(vec![format!("{out}×{inp}"), name.to_string(), "failed".into(), short(&e), String::new()]);
-                    mask_records.push(json!({"rows": out, "cols": inp, "kernel": name, "error": e.to_string()}));
+                throughput.push(BarGroup { label: label.clone(), values: measured.iter().map(|(_, bytes, m)| bytes / (m.device_ms * 1e-3) / 1e9).collect() });
+                for (kernel, bytes, m) in measured {
+                    let gb_per_s = bytes / (m.device_ms * 1e-3) / 1e9;
+                    mask_rows.push(vec![label.clone(), kernel.to_string(), ms(m.device_ms), ms(m.wall_ms), format!("{:.1}", bytes / 1e6), format!("{gb_per_s:.2}")]);
+                    mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "ms": m.device_ms, "wall_ms": m.wall_ms,
+                        "timing": m.timing, "bytes_moved": bytes, "gb_per_s": gb_per_s}));
                 }
+            }
+            Err(e) => {
+                mask_rows.push(vec![label, "all".into(), "failed".into(), short(&e), String::new(), String::new()]);
+                mask_records.push(json!({"rows": out, "cols": inp, "error": e.to_string()}));
             }
         }
     }
-    println!("\nmasking kernels on {} (each call on a fresh input made in the same submission; kernel = total − input alone)", args.device);
-    println!("{}", table(&["weight", "kernel", "ms total", "ms kernel", "GB/s moved"], &mask_rows));
+    println!("\nmasking kernels on {} (ms per call, {timing} time; bytes = each input read once and each output written once)", args.device);
+    println!("{}", table(&["weight", "kernel", "ms", "wall ms", "MB moved", "GB/s"], &mask_rows));
 
     let report = json!({"benchmark": "kernels", "device": args.device, "fused_path": fused_available, "contrastive": records, "masking": mask_records});
     if let Some(path) = &args.json {
         write_json(path, &report)?;
+    }
+    if let Some(path) = &args.plot {
+        let speedup = BarChart {
+            title: format!("Fused InfoNCE on {}: speed-up over composed ops (>1 = fused faster)", args.device),
+            y_label: "composed time / fused time".into(),
+            series: vec!["forward".into(), "forward + backward".into()],
+            groups: speedups,
+        };
+        let masking = BarChart {
+            title: format!("Masking kernels on {}: GB/s of compulsory bytes ({timing} time)", args.device),
+            y_label: "GB/s".into(),
+            series: kernel_names,
+            groups: throughput,
+        };
+        write_result(path, stack_vertically(&[speedup.to_svg(), masking.to_svg()]).as_bytes())?;
     }
     Ok(())
 }

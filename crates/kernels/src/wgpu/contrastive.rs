@@ -1,6 +1,8 @@
-//! ShifCon's symmetric InfoNCE on wgpu: forward from two launches of `contrastive_lse.wgsl`
-//! (rows and columns), backward from `contrastive_grad.wgsl` and two matmuls, registered with
-//! burn's autodiff as one operation.
+//! ShifCon's symmetric InfoNCE on wgpu: forward from one blocked pass over the logits
+//! (`contrastive_partials.wgsl`: row and column log-sum-exp partials per block) and a fold of
+//! the partials (`contrastive_merge.wgsl`), backward from `contrastive_grad.wgsl` and two
+//! matmuls, registered with burn's autodiff as one operation. The logits `[n, n]` are never
+//! stored in the forward pass; both matmul kernels share `logit_block.wgsl`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -14,7 +16,7 @@ use burn::backend::{Backend, Cube, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use cubecl::CubeDim;
 
-use super::launch::{TILE, Template, empty_f32, f32_buffer, launch, prepared, u32_buffer};
+use super::launch::{BLOCK, TILE, Template, WORKGROUP, empty_f32, f32_buffer, launch, prepared, u32_buffer};
 use crate::contrastive::ContrastiveOptions;
 
 // burn 0.22 runs every cubecl runtime as one `Cube` backend; the public API calls these only
@@ -25,49 +27,71 @@ pub trait ContrastiveBackend: Backend {
     fn contrastive_infonce(anchors: FloatTensor<Self>, positives: FloatTensor<Self>, scale: f32, shift: bool) -> FloatTensor<Self>;
 }
 
-fn tile_values() -> Vec<(&'static str, String)> {
-    vec![("tile", TILE.to_string()), ("tile_sq", (TILE * TILE).to_string())]
+fn block_values() -> Vec<(&'static str, String)> {
+    vec![
+        ("tile", TILE.to_string()),
+        // vec4 per padded row of the k-major tiles: TILE × (TILE + 1).
+        ("tile_stride", (TILE * (TILE + 1)).to_string()),
+    ]
 }
 
-/// Row log-sum-exp and diagonal of `scale · x yᵀ` (`contrastive_lse.wgsl`).
-fn row_logsumexp(x: &CubeTensor, y: &CubeTensor, scale: f32) -> (CubeTensor, CubeTensor) {
-    let [n, d] = x.shape().dims::<2>();
-    let lse = empty_f32(x, Shape::new([n]));
-    let diag = empty_f32(x, Shape::new([n]));
-    let template = Template { name: "contrastive_lse", source: include_str!("../../../../shaders/contrastive_lse.wgsl"), values: tile_values() };
+/// Blocks per side of the `[n, n]` logits.
+fn blocks(n: usize) -> u32 {
+    (n as u32).div_ceil(BLOCK)
+}
+
+/// `[2, n]` log-sum-exps of the rows (0) and columns (1) of `scale · a pᵀ`, and its diagonal
+/// `[n]`: one blocked pass for partials, one fold.
+fn logsumexp_both_ways(a: &CubeTensor, p: &CubeTensor, scale: f32) -> (CubeTensor, CubeTensor) {
+    let [n, d] = a.shape().dims::<2>();
+    let blocks = blocks(n);
+    let partials = empty_f32(a, Shape::new([4, n, blocks as usize]));
+    let diag = empty_f32(a, Shape::new([n]));
+    let source = concat!(include_str!("../../../../shaders/logit_block.wgsl"), include_str!("../../../../shaders/contrastive_partials.wgsl"));
     launch(
-        x,
-        template,
+        a,
+        Template { name: "contrastive_partials", source, values: block_values() },
         CubeDim::new_2d(TILE, TILE),
-        ((n as u32).div_ceil(TILE), 1, 1),
+        (blocks, blocks, 1),
         vec![
-            x.handle.clone(),
-            y.handle.clone(),
-            lse.handle.clone(),
+            a.handle.clone(),
+            p.handle.clone(),
+            partials.handle.clone(),
             diag.handle.clone(),
-            u32_buffer(x, &[n as u32, d as u32]),
-            f32_buffer(x, &[scale]),
+            u32_buffer(a, &[n as u32, d as u32, blocks]),
+            f32_buffer(a, &[scale]),
         ],
+    );
+    let lse = empty_f32(a, Shape::new([2, n]));
+    launch(
+        a,
+        Template {
+            name: "contrastive_merge",
+            source: include_str!("../../../../shaders/contrastive_merge.wgsl"),
+            values: vec![("workgroup", WORKGROUP.to_string())],
+        },
+        CubeDim::new_1d(WORKGROUP),
+        ((2 * n as u32).div_ceil(WORKGROUP), 1, 1),
+        vec![partials.handle.clone(), lse.handle.clone(), u32_buffer(a, &[n as u32, blocks])],
     );
     (lse, diag)
 }
 
 /// `dLoss/dL` for the logits `L = scale · a pᵀ` (`contrastive_grad.wgsl`), `[n, n]`.
-fn logit_gradient(a: &CubeTensor, p: &CubeTensor, row_lse: &CubeTensor, col_lse: &CubeTensor, scale: f32) -> CubeTensor {
+fn logit_gradient(a: &CubeTensor, p: &CubeTensor, lse: &CubeTensor, scale: f32) -> CubeTensor {
     let [n, d] = a.shape().dims::<2>();
     let g = empty_f32(a, Shape::new([n, n]));
-    let template = Template { name: "contrastive_grad", source: include_str!("../../../../shaders/contrastive_grad.wgsl"), values: tile_values() };
-    let groups = (n as u32).div_ceil(TILE);
+    let source = concat!(include_str!("../../../../shaders/logit_block.wgsl"), include_str!("../../../../shaders/contrastive_grad.wgsl"));
+    let blocks = blocks(n);
     launch(
         a,
-        template,
+        Template { name: "contrastive_grad", source, values: block_values() },
         CubeDim::new_2d(TILE, TILE),
-        (groups, groups, 1),
+        (blocks, blocks, 1),
         vec![
             a.handle.clone(),
             p.handle.clone(),
-            row_lse.handle.clone(),
-            col_lse.handle.clone(),
+            lse.handle.clone(),
             g.handle.clone(),
             u32_buffer(a, &[n as u32, d as u32]),
             f32_buffer(a, &[scale]),
@@ -90,8 +114,8 @@ fn shifted(anchors: &CubeTensor, positives: CubeTensor, shift: bool) -> CubeTens
 struct Saved {
     anchors: CubeTensor,
     shifted_positives: CubeTensor,
-    row_lse: CubeTensor,
-    col_lse: CubeTensor,
+    /// `[2, n]`: row and column log-sum-exps of the logits.
+    lse: CubeTensor,
     scale: f32,
     shift: bool,
 }
@@ -100,12 +124,11 @@ fn forward(anchors: CubeTensor, positives: CubeTensor, scale: f32, shift: bool) 
     let anchors = prepared(anchors);
     let positives = shifted(&anchors, prepared(positives), shift);
     let n = anchors.shape().dims::<2>()[0];
-    let (row_lse, diag) = row_logsumexp(&anchors, &positives, scale);
-    let (col_lse, _) = row_logsumexp(&positives, &anchors, scale);
+    let (lse, diag) = logsumexp_both_ways(&anchors, &positives, scale);
     // ½ · mean(row_lse − diag) + ½ · mean(col_lse − diag)
-    let terms = Cube::float_sub(Cube::float_add(row_lse.clone(), col_lse.clone()), Cube::float_mul_scalar(diag, 2.0f32.into()));
-    let loss = Cube::float_div_scalar(Cube::float_sum(terms), (2.0 * n as f32).into());
-    (loss, Saved { anchors, shifted_positives: positives, row_lse, col_lse, scale, shift })
+    let terms = Cube::float_sub(Cube::float_sum(lse.clone()), Cube::float_mul_scalar(Cube::float_sum(diag), 2.0f32.into()));
+    let loss = Cube::float_div_scalar(terms, (2.0 * n as f32).into());
+    (loss, Saved { anchors, shifted_positives: positives, lse, scale, shift })
 }
 
 impl ContrastiveBackend for Cube {
@@ -124,8 +147,7 @@ impl Backward<Cube, 2> for InfoNceBackward {
         let [anchor_node, positive_node] = ops.parents;
         let upstream = grads.consume::<Cube>(&ops.node);
         let s = ops.state;
-        let n = s.anchors.shape().dims::<2>()[0];
-        let g = logit_gradient(&s.anchors, &s.shifted_positives, &s.row_lse, &s.col_lse, s.scale);
+        let g = logit_gradient(&s.anchors, &s.shifted_positives, &s.lse, s.scale);
         let g = Cube::float_mul(g, Cube::float_reshape(upstream, Shape::new([1, 1])));
         let g = Cube::float_mul_scalar(g, s.scale.into());
         // dA = s · G P′, dP′ = s · Gᵀ A
@@ -137,7 +159,6 @@ impl Backward<Cube, 2> for InfoNceBackward {
             grad_anchors = Cube::float_add(grad_anchors, mean.clone());
             grad_positives = Cube::float_sub(grad_positives, mean);
         }
-        let _ = n;
         if let Some(node) = anchor_node {
             grads.register::<Cube>(node.id, grad_anchors);
         }

@@ -11,8 +11,11 @@ use cubecl::{CubeCount, CubeDim};
 pub const MAX_GROUPS_PER_DIM: u32 = 65_535;
 /// Threads of the 1-D kernels.
 pub const WORKGROUP: u32 = 256;
-/// Tile edge of the tiled-matmul kernels (TILE × TILE threads).
+/// Threads per side of the blocked-matmul kernels' workgroups (TILE × TILE threads).
 pub const TILE: u32 = 16;
+/// Logits per side of one workgroup's block in the blocked-matmul kernels: each thread holds a
+/// 4 × 4 register tile (four vec4 rows, see `shaders/logit_block.wgsl`).
+pub const BLOCK: u32 = TILE * 4;
 
 /// A shader file with its placeholders.
 pub struct Template {
@@ -42,6 +45,15 @@ pub fn groups_for(items: usize, per_group: u32) -> (u32, u32) {
     let groups = (items as u64).div_ceil(per_group as u64).max(1);
     let x = groups.min(MAX_GROUPS_PER_DIM as u64);
     (x as u32, groups.div_ceil(x) as u32)
+}
+
+/// Workgroups for one thread per entry of a `[rows, width]` matrix, `per_group` entries of a row
+/// per workgroup: x over the row, y over rows, z where rows pass the per-dimension limit.
+pub fn row_grid(rows: usize, width: usize, per_group: u32) -> (u32, u32, u32) {
+    let x = (width as u32).div_ceil(per_group).max(1);
+    let rows = rows.max(1) as u32;
+    let y = rows.min(MAX_GROUPS_PER_DIM);
+    (x, y, rows.div_ceil(y))
 }
 
 /// A new contiguous f32 tensor on `like`'s device.

@@ -2,12 +2,11 @@
 //! per-feature statistics, each one shader of `shaders/`.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::CubeTensor;
 use burn::backend::{Backend, Cube, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use cubecl::CubeDim;
 
-use super::launch::{MAX_GROUPS_PER_DIM, WORKGROUP, Template, empty_f32, groups_for, launch, prepared, u32_buffer};
+use super::launch::{MAX_GROUPS_PER_DIM, WORKGROUP, Template, empty_f32, groups_for, launch, prepared, row_grid, u32_buffer};
 use crate::masking::Sparsity;
 
 // burn 0.22 runs every cubecl runtime as one `Cube` backend; the public API calls these only
@@ -20,34 +19,27 @@ pub trait MaskingBackend: Backend {
     /// 1.0 keep / 0.0 prune, `pruned` per group of `m` consecutive entries.
     fn prune_groups(scores: FloatTensor<Self>, m: usize, pruned: usize) -> FloatTensor<Self>;
     fn apply_keep(weight: FloatTensor<Self>, keep: FloatTensor<Self>) -> FloatTensor<Self>;
-    fn feature_sum_sq(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self>;
-    fn feature_max_abs(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self>;
+    /// `[chunks, 2, d]`: per chunk of tokens and feature, Σx² (`[.., 0, ..]`) and max|x|
+    /// (`[.., 1, ..]`) over the tokens whose mask is 1; the chunks still to be folded.
+    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self>;
 }
 
 fn workgroup_values() -> Vec<(&'static str, String)> {
     vec![("workgroup", WORKGROUP.to_string())]
 }
 
+/// Floats per shader element: 4 (a vec4, one 16-byte access) when `count` allows, else 1.
+fn lanes(count: usize) -> usize {
+    if count % 4 == 0 { 4 } else { 1 }
+}
+
+fn element_type(lanes: usize) -> String {
+    if lanes == 4 { "vec4<f32>".into() } else { "f32".into() }
+}
+
 fn elementwise_grid(items: usize) -> (u32, u32, u32) {
     let (x, y) = groups_for(items, WORKGROUP);
     (x, y, 1)
-}
-
-fn launch_feature_stats(x: CubeTensor, mask: CubeTensor, has_mask: bool) -> (CubeTensor, CubeTensor) {
-    let x = prepared(x);
-    let mask = prepared(mask);
-    let [tokens, d] = x.shape().dims::<2>();
-    let sum_sq = empty_f32(&x, Shape::new([d]));
-    let max_abs = empty_f32(&x, Shape::new([d]));
-    let template = Template { name: "feature_stats", source: include_str!("../../../../shaders/feature_stats.wgsl"), values: workgroup_values() };
-    launch(
-        &x,
-        template,
-        CubeDim::new_1d(WORKGROUP),
-        ((d as u32).div_ceil(WORKGROUP), 1, 1),
-        vec![x.handle.clone(), mask.handle.clone(), sum_sq.handle.clone(), max_abs.handle.clone(), u32_buffer(&x, &[tokens as u32, d as u32, has_mask as u32])],
-    );
-    (sum_sq, max_abs)
 }
 
 impl MaskingBackend for Cube {
@@ -56,12 +48,17 @@ impl MaskingBackend for Cube {
         let norms = prepared(norms);
         let [rows, width] = weight.shape().dims::<2>();
         let scores = empty_f32(&weight, Shape::new([rows, width]));
-        let template = Template { name: "wanda_score", source: include_str!("../../../../shaders/wanda_score.wgsl"), values: workgroup_values() };
+        let lanes = lanes(width);
+        let mut values = workgroup_values();
+        values.push(("max_groups", MAX_GROUPS_PER_DIM.to_string()));
+        values.push(("elem", element_type(lanes)));
+        let template = Template { name: "wanda_score", source: include_str!("../../../../shaders/wanda_score.wgsl"), values };
+        let width = width / lanes;
         launch(
             &weight,
             template,
             CubeDim::new_1d(WORKGROUP),
-            elementwise_grid(rows * width),
+            row_grid(rows, width, WORKGROUP),
             vec![weight.handle.clone(), norms.handle.clone(), scores.handle.clone(), u32_buffer(&weight, &[rows as u32, width as u32])],
         );
         scores
@@ -104,26 +101,19 @@ impl MaskingBackend for Cube {
     fn apply_keep(weight: FloatTensor<Self>, keep: FloatTensor<Self>) -> FloatTensor<Self> {
         let weight = prepared(weight);
         let keep = prepared(keep);
-        let count = weight.shape().num_elements();
+        let lanes = lanes(weight.shape().num_elements());
+        let count = weight.shape().num_elements() / lanes;
         let in_place = weight.can_mut();
+        let elem = element_type(lanes);
+        let binding = |slot: usize, name: &str, ty: &str| format!("@group(0) @binding({slot}) var<storage, read_write> {name}: array<{ty}>;\n");
         let (bindings, store) = if in_place {
-            (
-                "@group(0) @binding(0) var<storage, read_write> weight: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read_write> keep: array<f32>;\n\
-                 @group(0) @binding(2) var<storage, read_write> info: array<u32>;",
-                "weight[i]",
-            )
+            (binding(0, "weight", &elem) + &binding(1, "keep", &elem) + &binding(2, "info", "u32"), "weight[i]")
         } else {
-            (
-                "@group(0) @binding(0) var<storage, read_write> weight: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read_write> keep: array<f32>;\n\
-                 @group(0) @binding(2) var<storage, read_write> out: array<f32>;\n\
-                 @group(0) @binding(3) var<storage, read_write> info: array<u32>;",
-                "out[i]",
-            )
+            (binding(0, "weight", &elem) + &binding(1, "keep", &elem) + &binding(2, "out", &elem) + &binding(3, "info", "u32"), "out[i]")
         };
         let mut values = workgroup_values();
-        values.push(("bindings", bindings.to_string()));
+        values.push(("elem", elem));
+        values.push(("bindings", bindings));
         values.push(("store", store.to_string()));
         let template = Template { name: "apply_mask", source: include_str!("../../../../shaders/apply_mask.wgsl"), values };
         let info = u32_buffer(&weight, &[count as u32]);
@@ -137,12 +127,32 @@ impl MaskingBackend for Cube {
         }
     }
 
-    fn feature_sum_sq(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self> {
-        launch_feature_stats(x, mask, has_mask).0
-    }
-
-    fn feature_max_abs(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self> {
-        launch_feature_stats(x, mask, has_mask).1
+    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self> {
+        let x = prepared(x);
+        let mask = prepared(mask);
+        let [tokens, d] = x.shape().dims::<2>();
+        // Chunks of at least 64 tokens, at most 65,535 of them (one grid dimension).
+        let chunk_len = tokens.div_ceil(MAX_GROUPS_PER_DIM as usize).max(64);
+        let chunks = tokens.div_ceil(chunk_len).max(1);
+        let partials = empty_f32(&x, Shape::new([chunks, 2, d]));
+        let lanes = lanes(d);
+        let mut values = workgroup_values();
+        values.push(("elem", element_type(lanes)));
+        let template = Template { name: "feature_stats", source: include_str!("../../../../shaders/feature_stats.wgsl"), values };
+        let width = d / lanes;
+        launch(
+            &x,
+            template,
+            CubeDim::new_1d(WORKGROUP),
+            ((width as u32).div_ceil(WORKGROUP), chunks as u32, 1),
+            vec![
+                x.handle.clone(),
+                mask.handle.clone(),
+                partials.handle.clone(),
+                u32_buffer(&x, &[tokens as u32, width as u32, has_mask as u32, chunk_len as u32]),
+            ],
+        );
+        partials
     }
 }
 
@@ -150,29 +160,35 @@ pub fn wanda_scores(weight: Tensor<2>, norms: Tensor<1>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as MaskingBackend>::wanda_score(weight.into_dispatch(), norms.into_dispatch()))
 }
 
-pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Tensor<2, Bool> {
+pub fn prune_keep(scores: Tensor<2>, sparsity: Sparsity) -> Tensor<2> {
     let [_, width] = scores.dims();
     let keep = match sparsity {
         Sparsity::Unstructured(_) => {
             let pruned = sparsity.pruned_per_row(width);
             if pruned == 0 {
-                return scores.greater_equal_elem(f32::NEG_INFINITY);
+                return scores.ones_like();
             }
             <Dispatch as MaskingBackend>::prune_rows(scores.into_dispatch(), pruned)
         }
         Sparsity::NM { n, m } => <Dispatch as MaskingBackend>::prune_groups(scores.into_dispatch(), m, m - n),
     };
-    Tensor::<2>::from_dispatch(keep).greater_elem(0.5)
+    Tensor::from_dispatch(keep)
 }
 
-pub fn apply_mask(weight: Tensor<2>, keep: Tensor<2, Bool>) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as MaskingBackend>::apply_keep(weight.into_dispatch(), keep.float().into_dispatch()))
+pub fn apply_keep(weight: Tensor<2>, keep: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as MaskingBackend>::apply_keep(weight.into_dispatch(), keep.into_dispatch()))
 }
 
 pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> (Tensor<1>, Tensor<1>) {
+    let [_, d] = x.dims();
     let has_mask = token_mask.is_some();
     let mask = token_mask.unwrap_or_else(|| Tensor::ones([1], &x.device()));
-    let sum_sq = <Dispatch as MaskingBackend>::feature_sum_sq(x.clone().into_dispatch(), mask.clone().into_dispatch(), has_mask);
-    let max_abs = <Dispatch as MaskingBackend>::feature_max_abs(x.into_dispatch(), mask.into_dispatch(), has_mask);
-    (Tensor::from_dispatch(sum_sq), Tensor::from_dispatch(max_abs))
+    let partials: Tensor<3> = Tensor::from_dispatch(<Dispatch as MaskingBackend>::feature_stats(x.into_dispatch(), mask.into_dispatch(), has_mask));
+    let [chunks, _, _] = partials.dims();
+    let sum_sq = partials.clone().slice([0..chunks, 0..1]);
+    let max_abs = partials.slice([0..chunks, 1..2]);
+    if chunks == 1 {
+        return (sum_sq.reshape([d]), max_abs.reshape([d]));
+    }
+    (sum_sq.sum_dim(0).reshape([d]), max_abs.max_dim(0).reshape([d]))
 }
