@@ -9,15 +9,11 @@
 // logit_block.wgsl prepended, in the autodiff backward of `ContrastiveBackend::contrastive_infonce`.
 // Reference: autodiff of crates/kernels/src/contrastive.rs `contrastive_loss_reference`.
 //
-// Bindings: a, p [n, d]; lse [2, n] (rows, then columns); g [n, n]; info = [n, d];
-// params = [scale]. All read_write: see contrastive_partials.wgsl.
+// Bindings: a, p [n, d], info = [n, d] and params = [scale] (declared in logit_block.wgsl);
+// lse [2, n] (rows, then columns); g [n, n].
 
-@group(0) @binding(0) var<storage, read_write> a: array<f32>;
-@group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read_write> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> info: array<u32>;
-@group(0) @binding(5) var<storage, read_write> params: array<f32>;
 
 @compute @workgroup_size({{ tile }}, {{ tile }}, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

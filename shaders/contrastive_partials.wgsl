@@ -8,17 +8,12 @@
 // logit_block.wgsl prepended. Reference: crates/kernels/src/contrastive.rs
 // `contrastive_loss_reference`.
 //
-// Bindings: a, p [n, d]; partials [4, n, blocks] (row max, row sum, column max, column sum, each
-// [n, blocks]); diag [n]; info = [n, d, blocks]; params = [scale].
-// Every binding is read_write: cubecl may place several small tensors in one wgpu buffer, and
-// WebGPU forbids one buffer as read-only and writable storage in the same dispatch.
+// Bindings: a, p [n, d], info = [n, d, blocks] and params = [scale] (declared in
+// logit_block.wgsl); partials [4, n, blocks] (row max, row sum, column max, column sum, each
+// [n, blocks]); diag [n].
 
-@group(0) @binding(0) var<storage, read_write> a: array<f32>;
-@group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<storage, read_write> diag: array<f32>;
-@group(0) @binding(4) var<storage, read_write> info: array<u32>;
-@group(0) @binding(5) var<storage, read_write> params: array<f32>;
 
 // The TILE (max, sum) vec4 pairs that a_tile / p_tile hold at [line][0..TILE], folded into one
 // pair per component: the partials of lines line, line + TILE, line + 2·TILE, line + 3·TILE.

@@ -7,7 +7,15 @@
 // stride padded by one so that the loads do not hit one memory bank twice: 16 multiply-adds per
 // thread per k from two vec4 reads, two barriers per TILE of k.
 //
-// The including shader declares `a`, `p` [n, d] row-major and `info` = [n, d, ...].
+// Bindings 0, 1, 4 and 5 are declared here for both including shaders: a, p [n, d] row-major;
+// info = [n, d, ...]; params = [scale]. Every binding is read_write: cubecl may place several
+// small tensors in one wgpu buffer, and WebGPU forbids one buffer as read-only and writable
+// storage in the same dispatch.
+
+@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> p: array<f32>;
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+@group(0) @binding(5) var<storage, read_write> params: array<f32>;
 
 const TILE: u32 = {{ tile }}u;
 const BLOCK: u32 = 4u * TILE;

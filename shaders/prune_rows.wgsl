@@ -9,7 +9,7 @@
 // Reference: crates/kernels/src/masking.rs `prune_mask_reference`.
 //
 // Bindings: scores [rows, width] (≥ 0); keep [rows, width] (1.0 keep, 0.0 prune);
-// info = [rows, width, k]. All read_write, sizes made uniform: see contrastive_partials.wgsl and logit_block.wgsl.
+// info = [rows, width, k]. All read_write, sizes made uniform: see logit_block.wgsl.
 
 @group(0) @binding(0) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(1) var<storage, read_write> keep: array<f32>;

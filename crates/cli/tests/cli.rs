@@ -142,3 +142,34 @@ fn default_model_runs() {
     assert!(text(&out.stdout).contains("Budapest"), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("tokens/s"));
 }
+
+/// The kernel benchmark's plumbing (tables, JSON, plot, bad shapes) at toy sizes on the CPU,
+/// where both columns measure the references: the timings themselves are not asserted.
+#[test]
+fn kernel_benchmark_writes_json_and_a_plot() {
+    let dir = temp_dir("cli-bench-kernels");
+    let (json, plot) = (dir.join("bench.json"), dir.join("bench.svg"));
+    let args = ["bench", "kernels", "--device", "cpu", "--n", "1,5", "--d", "3", "--mask-shapes", "4x8,3x7", "--iters", "1"];
+    let out = rosetta(&[&args[..], &["--json", json.to_str().unwrap(), "--plot", plot.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let contrastive = report["contrastive"].as_array().unwrap();
+    assert_eq!(contrastive.len(), 2);
+    for cell in ["fused_forward", "composed_forward", "fused_forward_backward", "composed_forward_backward"] {
+        assert!(contrastive.iter().all(|c| c[cell]["ms"].as_f64().is_some_and(|ms| ms >= 0.0)), "{cell}: {contrastive:?}");
+    }
+    let masking = report["masking"].as_array().unwrap();
+    let kernels: Vec<&str> = masking.iter().filter(|m| m["rows"] == 4).map(|m| m["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels.len(), 7, "{kernels:?}");
+    assert!(kernels.contains(&"exact-k mask (50%)") && kernels.contains(&"feature statistics"));
+    // 4×8: Wanda reads W and the norms and writes S.
+    let wanda = masking.iter().find(|m| m["rows"] == 4 && m["kernel"] == "wanda score").unwrap();
+    assert_eq!(wanda["bytes_moved"].as_f64(), Some(8.0 * 32.0 + 4.0 * 8.0));
+    // 3×7 has no 2:4 layout (7 % 4 ≠ 0): that shape's row is an error, the others still ran.
+    assert!(masking.iter().any(|m| m["rows"] == 3 && m["error"].as_str().is_some_and(|e| e.contains("N:M"))), "{masking:?}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("speed-up") && svg.contains("wanda score"), "{svg}");
+
+    let bad = rosetta(&["bench", "kernels", "--device", "cpu", "--mask-shapes", "4y8"]);
+    assert_fails_cleanly(&bad, &["--mask-shapes", "4y8"]);
+}

@@ -99,7 +99,9 @@ fn inputs(device: &Device, count: usize, rows: usize, cols: usize, seed: u64) ->
 
 /// The masking kernels on `[out, inp]` weights, each with the bytes it must move at least, and
 /// `x + 0.5` beside them: what a plain elementwise operation reaches on the same device.
-fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result<Vec<(&'static str, f64, Measured)>> {
+/// A kernel that cannot run on the shape (2:4 on a width not divisible by 4) is an error of its
+/// own; the others still run.
+fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result<Vec<(&'static str, f64, Result<Measured>)>> {
     let weights = inputs(device, iters + 1, out, inp, 2)?;
     let norms: Vec<Tensor<1>> = inputs(device, iters + 1, 1, inp, 3)?.into_iter().map(|t| t.abs().reshape([inp])).collect();
     let scores: Vec<Tensor<2>> = weights.iter().map(|w| w.clone().abs()).collect();
@@ -114,29 +116,32 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
     let flat = |t: Tensor<2>| t.reshape([out * inp]);
     let mut measured = Vec::new();
     // read W, write x + 0.5
-    measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| flat(weights[i].clone().add_scalar(0.5)))?));
+    measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| flat(weights[i].clone().add_scalar(0.5)))));
     // read W and the norms, write S
     measured.push(("wanda score", 8.0 * n + 4.0 * inp as f64, measure(device, iters, |i| {
         flat(wanda_scores(weights[i].clone(), norms[i].clone()).expect("shapes were made to match"))
-    })?));
+    })));
     // read S, write keep (the binary search rereads each row 31 times, from cache)
-    measured.push(("exact-k mask (50%)", 8.0 * n, measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity")))?));
-    measured.push(("2:4 mask", 8.0 * n, measure(device, iters, |i| {
-        flat(prune_keep(scores[i].clone(), Sparsity::NM { n: 2, m: 4 }).expect("valid N:M"))
-    })?));
+    measured.push(("exact-k mask (50%)", 8.0 * n, measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity")))));
+    let two_four = Sparsity::NM { n: 2, m: 4 };
+    let two_four_time = match two_four.validate(inp) {
+        Ok(()) => measure(device, iters, |i| flat(prune_keep(scores[i].clone(), two_four).expect("validated above"))),
+        Err(e) => Err(e.into()),
+    };
+    measured.push(("2:4 mask", 8.0 * n, two_four_time));
     // read W and keep, write W
     measured.push(("apply mask (new buffer)", 12.0 * n, measure(device, iters, |i| {
         flat(apply_keep(weights[i].clone(), keeps[i].clone()).expect("shapes were made to match"))
-    })?));
+    })));
     measured.push(("apply mask (in place)", 12.0 * n, measure(device, iters, |i| {
         let weight = owned.lock().expect("single-threaded")[i].take().expect("each copy is used once");
         flat(apply_keep(weight, keeps[i].clone()).expect("shapes were made to match"))
-    })?));
+    })));
     // read x [tokens = out, d = inp] and the token mask, write Σx² and max|x| per feature
     measured.push(("feature statistics", 4.0 * n + 4.0 * out as f64 + 8.0 * inp as f64, measure(device, iters, |i| {
         let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone())).expect("shapes were made to match");
         Tensor::cat(vec![sum_sq, max_abs], 0)
-    })?));
+    })));
     Ok(measured)
 }
 
@@ -245,12 +250,23 @@ pub fn run(args: Args) -> Result<()> {
                 if kernel_names.is_empty() {
                     kernel_names = measured.iter().map(|(kernel, _, _)| kernel.to_string()).collect();
                 }
-                throughput.push(BarGroup { label: label.clone(), values: measured.iter().map(|(_, bytes, m)| bytes / (m.device_ms * 1e-3) / 1e9).collect() });
+                let rate = |bytes: f64, m: &Measured| bytes / (m.device_ms * 1e-3) / 1e9;
+                // A kernel that failed gets no bar (NaN is skipped by the chart).
+                let values = measured.iter().map(|(_, bytes, m)| m.as_ref().map_or(f64::NAN, |m| rate(*bytes, m))).collect();
+                throughput.push(BarGroup { label: label.clone(), values });
                 for (kernel, bytes, m) in measured {
-                    let gb_per_s = bytes / (m.device_ms * 1e-3) / 1e9;
-                    mask_rows.push(vec![label.clone(), kernel.to_string(), ms(m.device_ms), ms(m.wall_ms), format!("{:.1}", bytes / 1e6), format!("{gb_per_s:.2}")]);
-                    mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "ms": m.device_ms, "wall_ms": m.wall_ms,
-                        "timing": m.timing, "bytes_moved": bytes, "gb_per_s": gb_per_s}));
+                    match m {
+                        Ok(m) => {
+                            let gb_per_s = rate(bytes, &m);
+                            mask_rows.push(vec![label.clone(), kernel.to_string(), ms(m.device_ms), ms(m.wall_ms), format!("{:.1}", bytes / 1e6), format!("{gb_per_s:.2}")]);
+                            mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "ms": m.device_ms, "wall_ms": m.wall_ms,
+                                "timing": m.timing, "bytes_moved": bytes, "gb_per_s": gb_per_s}));
+                        }
+                        Err(e) => {
+                            mask_rows.push(vec![label.clone(), kernel.to_string(), "failed".into(), short(&e), String::new(), String::new()]);
+                            mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "bytes_moved": bytes, "error": e.to_string()}));
+                        }
+                    }
                 }
             }
             Err(e) => {

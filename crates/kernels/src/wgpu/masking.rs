@@ -37,6 +37,15 @@ fn element_type(lanes: usize) -> String {
     if lanes == 4 { "vec4<f32>".into() } else { "f32".into() }
 }
 
+/// Template values of a kernel over `count`-float rows: the workgroup size and the element type,
+/// with the floats per element.
+fn lane_values(count: usize) -> (usize, Vec<(&'static str, String)>) {
+    let lanes = lanes(count);
+    let mut values = workgroup_values();
+    values.push(("elem", element_type(lanes)));
+    (lanes, values)
+}
+
 fn elementwise_grid(items: usize) -> (u32, u32, u32) {
     let (x, y) = groups_for(items, WORKGROUP);
     (x, y, 1)
@@ -48,10 +57,8 @@ impl MaskingBackend for Cube {
         let norms = prepared(norms);
         let [rows, width] = weight.shape().dims::<2>();
         let scores = empty_f32(&weight, Shape::new([rows, width]));
-        let lanes = lanes(width);
-        let mut values = workgroup_values();
+        let (lanes, mut values) = lane_values(width);
         values.push(("max_groups", MAX_GROUPS_PER_DIM.to_string()));
-        values.push(("elem", element_type(lanes)));
         let template = Template { name: "wanda_score", source: include_str!("../../../../shaders/wanda_score.wgsl"), values };
         let width = width / lanes;
         launch(
@@ -101,7 +108,7 @@ impl MaskingBackend for Cube {
     fn apply_keep(weight: FloatTensor<Self>, keep: FloatTensor<Self>) -> FloatTensor<Self> {
         let weight = prepared(weight);
         let keep = prepared(keep);
-        let lanes = lanes(weight.shape().num_elements());
+        let (lanes, mut values) = lane_values(weight.shape().num_elements());
         let count = weight.shape().num_elements() / lanes;
         let in_place = weight.can_mut();
         let elem = element_type(lanes);
@@ -111,8 +118,6 @@ impl MaskingBackend for Cube {
         } else {
             (binding(0, "weight", &elem) + &binding(1, "keep", &elem) + &binding(2, "out", &elem) + &binding(3, "info", "u32"), "out[i]")
         };
-        let mut values = workgroup_values();
-        values.push(("elem", elem));
         values.push(("bindings", bindings));
         values.push(("store", store.to_string()));
         let template = Template { name: "apply_mask", source: include_str!("../../../../shaders/apply_mask.wgsl"), values };
@@ -135,9 +140,7 @@ impl MaskingBackend for Cube {
         let chunk_len = tokens.div_ceil(MAX_GROUPS_PER_DIM as usize).max(64);
         let chunks = tokens.div_ceil(chunk_len).max(1);
         let partials = empty_f32(&x, Shape::new([chunks, 2, d]));
-        let lanes = lanes(d);
-        let mut values = workgroup_values();
-        values.push(("elem", element_type(lanes)));
+        let (lanes, values) = lane_values(d);
         let template = Template { name: "feature_stats", source: include_str!("../../../../shaders/feature_stats.wgsl"), values };
         let width = d / lanes;
         launch(
