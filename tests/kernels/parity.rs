@@ -7,7 +7,7 @@
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 use rosetta_kernels::masking::{
     Sparsity, apply_keep, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_keep, prune_mask,
-    prune_mask_reference, wanda_scores, wanda_scores_reference,
+    prune_mask_reference, sequence_feature_stats, sequence_feature_stats_reference, wanda_scores, wanda_scores_reference,
 };
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::Distribution;
@@ -171,6 +171,31 @@ fn masking_kernels_match_the_references() {
         assert_eq!(values(apply_keep(w_gpu.clone(), float_keep_k).unwrap()), expected);
         assert_eq!(values(apply_mask(w_gpu, keep_k).unwrap()), expected);
     }
+}
+
+/// What a calibration pass records per linear layer: per-sequence Σx² and max|x| over valid tokens.
+#[test]
+fn sequence_feature_statistics_match_the_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (i, &(batch, seq, d)) in [(1, 1, 1), (3, 5, 7), (4, 33, 576), (2, 300, 64)].iter().enumerate() {
+        let (x_cpu, x_gpu) = pair(batch * seq, d, 500 + i as u64, &gpu);
+        let (x_cpu, x_gpu) = (x_cpu.reshape([batch, seq, d]), x_gpu.reshape([batch, seq, d]));
+        // Left padding of a different length in every sequence.
+        let valid: Vec<f32> = (0..batch * seq).map(|t| if t % seq < (t / seq) % seq { 0.0 } else { 1.0 }).collect();
+        for masked in [false, true] {
+            let v_cpu = masked.then(|| Tensor::<1>::from_floats(valid.as_slice(), &Device::flex()).reshape([batch, seq]));
+            let v_gpu = masked.then(|| Tensor::<1>::from_floats(valid.as_slice(), &gpu).reshape([batch, seq]));
+            let (sq_r, max_r) = sequence_feature_stats_reference(x_cpu.clone(), v_cpu).unwrap();
+            let (sq_k, max_k) = sequence_feature_stats(x_gpu.clone(), v_gpu).unwrap();
+            assert_eq!(sq_k.dims(), [batch, d]);
+            assert_eq!(values(max_r), values(max_k), "{batch}×{seq}×{d} masked {masked}: max |x|");
+            let (sq_r, sq_k) = (values(sq_r), values(sq_k));
+            // Σ x² over ≤ 300 tokens in another order: 1e-5 relative.
+            assert!(sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)), "{batch}×{seq}×{d} masked {masked}: Σ x²");
+        }
+    }
+    let wrong = sequence_feature_stats(Tensor::ones([2, 3, 4], &gpu), Some(Tensor::ones([2, 4], &gpu))).unwrap_err().to_string();
+    assert!(wrong.contains("[2, 3, 4]") && wrong.contains("[2, 4]"), "{wrong}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub mod wgpu;
 
 pub use contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 pub use error::{KernelError, Result};
-pub use masking::{Sparsity, apply_keep, apply_mask, feature_stats, prune_keep, prune_mask, wanda_scores};
+pub use masking::{Sparsity, apply_keep, apply_mask, feature_stats, prune_keep, prune_mask, sequence_feature_stats, wanda_scores};
 
 /// Whether `device` runs on burn's wgpu backend (with or without autodiff).
 #[cfg(feature = "wgpu")]

@@ -192,6 +192,47 @@ pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> Result<(Ten
     feature_stats_reference(x, token_mask)
 }
 
+fn check_sequence_stats(x: &Tensor<3>, valid: Option<&Tensor<2>>) -> Result<()> {
+    let [batch, seq, _] = x.dims();
+    if let Some(valid) = valid
+        && valid.dims() != [batch, seq]
+    {
+        return Err(shape_error("sequence feature statistics", format!("x is {:?} but the valid-token mask {:?}", x.dims(), valid.dims())));
+    }
+    Ok(())
+}
+
+/// Per sequence and input feature, Σx² and max|x| over the sequence's valid tokens: what a
+/// calibration trace keeps (Wanda's feature norms; Kim et al.'s per-sequence norms).
+///
+/// # Shapes
+/// `x: [batch, seq, d]`, `valid: [batch, seq]` (1.0 real token, 0.0 padding) →
+/// (`[batch, d]`, `[batch, d]`).
+pub fn sequence_feature_stats_reference(x: Tensor<3>, valid: Option<Tensor<2>>) -> Result<(Tensor<2>, Tensor<2>)> {
+    check_sequence_stats(&x, valid.as_ref())?;
+    let x = match valid {
+        Some(v) => x * v.unsqueeze_dim::<3>(2),
+        None => x,
+    };
+    let sum_sq = x.clone().square().sum_dim(1).squeeze_dim(1);
+    let max_abs = x.abs().max_dim(1).squeeze_dim(1);
+    Ok((sum_sq, max_abs))
+}
+
+/// [`sequence_feature_stats_reference`] in one launch of the feature-statistics kernel on wgpu
+/// (one chunk of tokens per sequence).
+pub fn sequence_feature_stats(x: Tensor<3>, valid: Option<Tensor<2>>) -> Result<(Tensor<2>, Tensor<2>)> {
+    check_sequence_stats(&x, valid.as_ref())?;
+    let [batch, seq, _] = x.dims();
+    // One workgroup row per sequence: at most 65,535 of them, and none empty.
+    #[cfg(feature = "wgpu")]
+    if crate::is_wgpu(&x.device()) && seq > 0 && batch <= 65_535 {
+        return Ok(crate::wgpu::masking::sequence_feature_stats(x.inner(), valid.map(|v| v.inner())));
+    }
+    let _ = (batch, seq);
+    sequence_feature_stats_reference(x, valid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,14 +28,12 @@ impl PassState<'_> {
             return;
         }
         let [batch, _, _] = x.dims();
-        let x = match &self.valid {
-            Some(valid) => x.clone() * valid.clone().unsqueeze_dim::<3>(2),
-            None => x.clone(),
-        };
-        let per_sequence_sq: Tensor<2> = x.clone().square().sum_dim(1).squeeze_dim(1);
+        // The feature-statistics kernel on wgpu (one pass over x), tensor ops elsewhere.
+        let (per_sequence_sq, per_sequence_max) =
+            rosetta_kernels::sequence_feature_stats(x.clone(), self.valid.clone()).expect("the valid-token mask is [batch, seq] of this pass");
         let stats = FeatureStats {
             sum_sq: per_sequence_sq.clone().sum_dim(0).squeeze_dim(0),
-            max_abs: x.abs().max_dim(1).max_dim(0).reshape([-1]),
+            max_abs: per_sequence_max.max_dim(0).squeeze_dim(0),
             sum_sequence_norms: per_sequence_sq.sqrt().sum_dim(0).squeeze_dim(0),
             tokens: self.valid_tokens,
             sequences: batch,

@@ -19,9 +19,9 @@ pub trait MaskingBackend: Backend {
     /// 1.0 keep / 0.0 prune, `pruned` per group of `m` consecutive entries.
     fn prune_groups(scores: FloatTensor<Self>, m: usize, pruned: usize) -> FloatTensor<Self>;
     fn apply_keep(weight: FloatTensor<Self>, keep: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `[chunks, 2, d]`: per chunk of tokens and feature, Σx² (`[.., 0, ..]`) and max|x|
-    /// (`[.., 1, ..]`) over the tokens whose mask is 1; the chunks still to be folded.
-    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self>;
+    /// `[chunks, 2, d]`: per chunk of `chunk_len` tokens (at most 65,535 chunks) and feature,
+    /// Σx² (`[.., 0, ..]`) and max|x| (`[.., 1, ..]`) over the tokens whose mask is 1.
+    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool, chunk_len: usize) -> FloatTensor<Self>;
 }
 
 fn workgroup_values() -> Vec<(&'static str, String)> {
@@ -132,12 +132,10 @@ impl MaskingBackend for Cube {
         }
     }
 
-    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool) -> FloatTensor<Self> {
+    fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool, chunk_len: usize) -> FloatTensor<Self> {
         let x = prepared(x);
         let mask = prepared(mask);
         let [tokens, d] = x.shape().dims::<2>();
-        // Chunks of at least 64 tokens, at most 65,535 of them (one grid dimension).
-        let chunk_len = tokens.div_ceil(MAX_GROUPS_PER_DIM as usize).max(64);
         let chunks = tokens.div_ceil(chunk_len).max(1);
         let partials = empty_f32(&x, Shape::new([chunks, 2, d]));
         let (lanes, values) = lane_values(d);
@@ -182,11 +180,17 @@ pub fn apply_keep(weight: Tensor<2>, keep: Tensor<2>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as MaskingBackend>::apply_keep(weight.into_dispatch(), keep.into_dispatch()))
 }
 
-pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> (Tensor<1>, Tensor<1>) {
-    let [_, d] = x.dims();
+/// `[chunks, 2, d]` partial statistics of `x: [tokens, d]` (see `MaskingBackend::feature_stats`).
+fn chunk_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>, chunk_len: usize) -> Tensor<3> {
     let has_mask = token_mask.is_some();
     let mask = token_mask.unwrap_or_else(|| Tensor::ones([1], &x.device()));
-    let partials: Tensor<3> = Tensor::from_dispatch(<Dispatch as MaskingBackend>::feature_stats(x.into_dispatch(), mask.into_dispatch(), has_mask));
+    Tensor::from_dispatch(<Dispatch as MaskingBackend>::feature_stats(x.into_dispatch(), mask.into_dispatch(), has_mask, chunk_len))
+}
+
+pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> (Tensor<1>, Tensor<1>) {
+    let [tokens, d] = x.dims();
+    // Chunks of at least 64 tokens, at most 65,535 of them (one grid dimension), folded here.
+    let partials = chunk_stats(x, token_mask, tokens.div_ceil(MAX_GROUPS_PER_DIM as usize).max(64));
     let [chunks, _, _] = partials.dims();
     let sum_sq = partials.clone().slice([0..chunks, 0..1]);
     let max_abs = partials.slice([0..chunks, 1..2]);
@@ -194,4 +198,11 @@ pub fn feature_stats(x: Tensor<2>, token_mask: Option<Tensor<1>>) -> (Tensor<1>,
         return (sum_sq.reshape([d]), max_abs.reshape([d]));
     }
     (sum_sq.sum_dim(0).reshape([d]), max_abs.max_dim(0).reshape([d]))
+}
+
+/// One chunk per sequence: the partials are the per-sequence statistics.
+pub fn sequence_feature_stats(x: Tensor<3>, valid: Option<Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
+    let [batch, seq, d] = x.dims();
+    let partials = chunk_stats(x.reshape([batch * seq, d]), valid.map(|v| v.reshape([batch * seq])), seq.max(1));
+    (partials.clone().slice([0..batch, 0..1]).reshape([batch, d]), partials.slice([0..batch, 1..2]).reshape([batch, d]))
 }
