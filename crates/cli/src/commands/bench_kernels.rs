@@ -149,7 +149,7 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
 fn short(e: &anyhow::Error) -> String {
     let text = e.to_string();
     let boilerplate = |line: &&str| matches!(line.trim(), "" | "Caused by:" | "Asked at:" | "No backtrace available");
-    text.lines().filter(|line| !boilerplate(line)).last().unwrap_or("failed").trim().chars().take(60).collect()
+    text.lines().rfind(|line| !boilerplate(line)).unwrap_or("failed").trim().chars().take(60).collect()
 }
 
 fn ms(value: f64) -> String {

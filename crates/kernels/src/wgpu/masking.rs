@@ -30,7 +30,7 @@ fn workgroup_values() -> Vec<(&'static str, String)> {
 
 /// Floats per shader element: 4 (a vec4, one 16-byte access) when `count` allows, else 1.
 fn lanes(count: usize) -> usize {
-    if count % 4 == 0 { 4 } else { 1 }
+    if count.is_multiple_of(4) { 4 } else { 1 }
 }
 
 fn element_type(lanes: usize) -> String {
