@@ -71,7 +71,10 @@ fn contrastive_forward_and_gradients_match_the_reference() {
             // Loss: 1e-5 relative (f32 sums over n·d products in a different order).
             assert!((l_ref - l_k).abs() <= 1e-5 * l_ref.abs().max(1.0), "n={n} d={d} {options:?}: loss {l_ref} vs {l_k}");
             // Gradients: 1e-5 absolute per element (their scale is ~1/n).
-            for (name, r, k) in [("dA", a_ref.grad(&grads_ref).unwrap(), a_k.grad(&grads_k).unwrap()), ("dP", p_ref.grad(&grads_ref).unwrap(), p_k.grad(&grads_k).unwrap())] {
+            for (name, r, k) in [
+                ("dA", a_ref.grad(&grads_ref).unwrap(), a_k.grad(&grads_k).unwrap()),
+                ("dP", p_ref.grad(&grads_ref).unwrap(), p_k.grad(&grads_k).unwrap()),
+            ] {
                 let delta = max_abs_diff(&values(r), &values(k));
                 assert!(delta <= 1e-5 * options.scale.max(1.0), "n={n} d={d} {options:?}: {name} max |Δ| = {delta:e}");
             }
@@ -122,7 +125,9 @@ fn masking_kernels_match_the_references() {
         for masked in [false, true] {
             let (sq_r, mx_r) = feature_stats_reference(x_cpu.clone(), masked.then(|| m_cpu.clone())).unwrap();
             let (sq_k, mx_k) = feature_stats(x_gpu.clone(), masked.then(|| m_gpu.clone())).unwrap();
-            assert!(max_abs_diff(&values(sq_r.clone()), &values(sq_k)) <= 1e-5 * values(sq_r.clone()).iter().fold(1.0f32, |a, b| a.max(*b)));
+            assert!(
+                max_abs_diff(&values(sq_r.clone()), &values(sq_k)) <= 1e-5 * values(sq_r.clone()).iter().fold(1.0f32, |a, b| a.max(*b))
+            );
             assert_eq!(values(mx_r), values(mx_k), "{rows}×{width}: max |x|");
             if i == 0 && masked {
                 continue;
@@ -136,7 +141,8 @@ fn masking_kernels_match_the_references() {
         assert_eq!(values(scores_r.clone()), values(scores_k.clone()), "{rows}×{width}: Wanda scores");
 
         // Ties: scores rounded to one decimal, and a few exact zeros.
-        let tied: Vec<f32> = values(scores_r.clone()).iter().enumerate().map(|(j, v)| if j % 5 == 0 { 0.0 } else { (v * 10.0).round() / 10.0 }).collect();
+        let tied: Vec<f32> =
+            values(scores_r.clone()).iter().enumerate().map(|(j, v)| if j % 5 == 0 { 0.0 } else { (v * 10.0).round() / 10.0 }).collect();
         let tied_r = Tensor::<2>::from_data(TensorData::new(tied.clone(), [rows, width]), &Device::flex());
         let tied_k = Tensor::<2>::from_data(TensorData::new(tied, [rows, width]), &gpu);
         for sparsity in [0.0, 0.1, 0.5, 0.9] {
@@ -191,7 +197,10 @@ fn sequence_feature_statistics_match_the_reference() {
             assert_eq!(values(max_r), values(max_k), "{batch}×{seq}×{d} masked {masked}: max |x|");
             let (sq_r, sq_k) = (values(sq_r), values(sq_k));
             // Σ x² over ≤ 300 tokens in another order: 1e-5 relative.
-            assert!(sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)), "{batch}×{seq}×{d} masked {masked}: Σ x²");
+            assert!(
+                sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)),
+                "{batch}×{seq}×{d} masked {masked}: Σ x²"
+            );
         }
     }
     let wrong = sequence_feature_stats(Tensor::ones([2, 3, 4], &gpu), Some(Tensor::ones([2, 4], &gpu))).unwrap_err().to_string();
@@ -206,7 +215,15 @@ fn bad_input_is_an_error_not_a_gpu_fault() {
     assert!(err.to_string().contains("[4, 7]"), "{err}");
     assert!(contrastive_loss(a.clone(), a.clone(), ContrastiveOptions { scale: 0.0, shift: true }).is_err());
     assert!(contrastive_loss(Tensor::ones([0, 8], &device), Tensor::ones([0, 8], &device), ContrastiveOptions::default()).is_err());
-    for bad in [Sparsity::Unstructured(1.0), Sparsity::Unstructured(-0.5), Sparsity::Unstructured(f64::NAN), Sparsity::NM { n: 4, m: 4 }, Sparsity::NM { n: 5, m: 4 }, Sparsity::NM { n: 0, m: 4 }, Sparsity::NM { n: 2, m: 3 }] {
+    for bad in [
+        Sparsity::Unstructured(1.0),
+        Sparsity::Unstructured(-0.5),
+        Sparsity::Unstructured(f64::NAN),
+        Sparsity::NM { n: 4, m: 4 },
+        Sparsity::NM { n: 5, m: 4 },
+        Sparsity::NM { n: 0, m: 4 },
+        Sparsity::NM { n: 2, m: 3 },
+    ] {
         assert!(prune_mask(a.clone(), bad).is_err(), "{bad:?} was accepted");
     }
     assert!(wanda_scores(a.clone(), Tensor::ones([7], &device)).is_err());

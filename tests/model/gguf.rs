@@ -86,7 +86,10 @@ fn smollm2_gguf_matches_transformers() {
         "SmolLM2-135M GGUF: max |Δlogit| vs transformers {worst:.3e}; vs float64 Rosetta {ours_vs_exact:.3e}, transformers {hf_vs_exact:.3e}"
     );
     assert!(worst <= 2e-3, "max |Δlogit| vs transformers = {worst:e}");
-    assert!(ours_vs_exact <= 1.5 * hf_vs_exact + 1e-4, "Rosetta is further from float64 ({ours_vs_exact:e}) than transformers ({hf_vs_exact:e})");
+    assert!(
+        ours_vs_exact <= 1.5 * hf_vs_exact + 1e-4,
+        "Rosetta is further from float64 ({ours_vs_exact:e}) than transformers ({hf_vs_exact:e})"
+    );
 
     let config = GenerationConfig { max_new_tokens: 20, sampling: Sampling::Greedy, ..Default::default() };
     let out = generate_blocking(&model, &inputs[..1], &config, &Interventions::none(), |_, _| {}).unwrap();
@@ -114,11 +117,7 @@ fn smollm2_knows_the_capital_of_hungary() {
     )
     .unwrap();
     let ids = tokenizer.encode(&prompt, false).unwrap();
-    let config = GenerationConfig {
-        max_new_tokens: 24,
-        stop_tokens: checkpoint.config.eos_token_ids.clone(),
-        ..Default::default()
-    };
+    let config = GenerationConfig { max_new_tokens: 24, stop_tokens: checkpoint.config.eos_token_ids.clone(), ..Default::default() };
     let out = generate_blocking(&model, &[ids], &config, &Interventions::none(), |_, _| {}).unwrap();
     let answer = tokenizer.decode(&out.tokens[0], true).unwrap();
     assert!(answer.contains("Budapest"), "answer: {answer:?}");

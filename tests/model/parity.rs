@@ -12,13 +12,7 @@ use rosetta_model::{Checkpoint, Padding, TokenBatch};
 use rosetta_tests::*;
 use serde_json::json;
 
-const VARIANTS: [&str; 5] = [
-    "llama_gqa_tied",
-    "llama_bias_llama3_rope",
-    "llama_linear_rope_mqa",
-    "mistral_sliding",
-    "qwen2_bias_gqa",
-];
+const VARIANTS: [&str; 5] = ["llama_gqa_tied", "llama_bias_llama3_rope", "llama_linear_rope_mqa", "mistral_sliding", "qwen2_bias_gqa"];
 const LOGIT_TOLERANCE: f32 = 1e-4;
 
 fn logits_of(model: &rosetta_model::CausalLm, ids: &[u32]) -> Vec<f32> {
@@ -65,7 +59,8 @@ fn tiny_checkpoints_match_transformers() {
         let (_, trace) = model.forward_hidden(&TokenBatch::single(&first).unwrap(), &interventions).unwrap();
         let mut hidden_delta = 0f32;
         for site in 0..layers {
-            let ours: Vec<f32> = trace.residual[&site].per_token().unwrap().clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let ours: Vec<f32> =
+                trace.residual[&site].per_token().unwrap().clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
             hidden_delta = hidden_delta.max(max_abs_diff(&ours, &flatten_f32(&reference["hidden_states"][site])));
         }
         assert!(hidden_delta <= LOGIT_TOLERANCE, "{name}: hidden states max |Δ| = {hidden_delta:e}");

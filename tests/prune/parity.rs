@@ -68,12 +68,8 @@ fn wanda_masks_and_norms_match_the_reference() {
         // Batches of 5 with right padding: the statistics must ignore the padding.
         let mut calibration = Calibration::from_ids(calib.clone(), 5, 0).unwrap();
         let mut code_calibration = Calibration::from_ids(code.clone(), 4, 0).unwrap();
-        let options = PruneOptions {
-            method: Method::Wanda,
-            sparsity,
-            rule: if mt_code { ScoreRule::MtCode } else { ScoreRule::Plain },
-            seed: 0,
-        };
+        let options =
+            PruneOptions { method: Method::Wanda, sparsity, rule: if mt_code { ScoreRule::MtCode } else { ScoreRule::Plain }, seed: 0 };
         let code_arg = mt_code.then_some(&mut code_calibration);
         let (masks, summary) = prune_model(&mut model, Some(&mut calibration), code_arg, &options, |_, _| {}).unwrap();
 
@@ -189,7 +185,10 @@ fn pruned_weights_store_compressed_and_read_back_exactly() {
         .flat_map(|l| LinearKind::ALL.into_iter().map(move |k| LinearId::new(l, k)))
         .map(|id| model.weight(id).unwrap().dims().iter().product::<usize>() * 4)
         .sum();
-    assert!(((dense - sparse) as f64) > 0.4 * linear_bytes as f64, "compressed {sparse} bytes vs dense {dense} ({linear_bytes} of linear weights)");
+    assert!(
+        ((dense - sparse) as f64) > 0.4 * linear_bytes as f64,
+        "compressed {sparse} bytes vs dense {dense} ({linear_bytes} of linear weights)"
+    );
     eprintln!("tiny model, 50% pruned: dense f32 {dense} B, compressed f32 {sparse} B");
 
     // A compressed weight whose values were cut is refused, naming the weight.
@@ -210,6 +209,10 @@ fn pruned_weights_store_compressed_and_read_back_exactly() {
         tensors.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
     let metadata = meta.metadata().clone();
     std::fs::write(&path, safetensors::serialize(views, metadata).unwrap()).unwrap();
-    let err = Checkpoint::open(&sparse_dir, None).and_then(|c| c.load(&Device::flex())).err().expect("a cut compressed weight must be refused").to_string();
+    let err = Checkpoint::open(&sparse_dir, None)
+        .and_then(|c| c.load(&Device::flex()))
+        .err()
+        .expect("a cut compressed weight must be refused")
+        .to_string();
     assert!(err.contains("model.layers.0.mlp.up_proj.weight") && err.contains("keep-bitmap"), "{err}");
 }

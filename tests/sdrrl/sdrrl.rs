@@ -35,7 +35,13 @@ fn parallel(dir: &Path) -> ParallelCorpus {
         ("the thing is red", "a dolog piros"),
         ("name the red thing now", "nevezd meg a piros dolgot most"),
     ];
-    let text: String = pairs.iter().cycle().take(24).enumerate().map(|(i, (e, h))| format!("{{\"id\": \"p{i}\", \"en\": \"{e}\", \"hu\": \"{h}\"}}\n")).collect();
+    let text: String = pairs
+        .iter()
+        .cycle()
+        .take(24)
+        .enumerate()
+        .map(|(i, (e, h))| format!("{{\"id\": \"p{i}\", \"en\": \"{e}\", \"hu\": \"{h}\"}}\n"))
+        .collect();
     std::fs::write(&path, text).unwrap();
     ParallelCorpus::read(&path, BadLines::Fail).unwrap().0
 }
@@ -69,7 +75,15 @@ fn the_transfer_set_has_every_kind_in_its_share_with_provenance() {
     let records = instructions(9);
     let inputs = BuildInputs { instructions: &records, parallel: &parallel, langid: &langid, model_name: "tiny".into() };
     let mut config = config();
-    config.shares = Shares { source: 2.0, translated: 1.0, target_instruction: 1.0, source_instruction: 1.0, code_switch: 1.0, completion: 1.0, parallel: 1.0 };
+    config.shares = Shares {
+        source: 2.0,
+        translated: 1.0,
+        target_instruction: 1.0,
+        source_instruction: 1.0,
+        code_switch: 1.0,
+        completion: 1.0,
+        parallel: 1.0,
+    };
     let stats = build(&model, &tokenizer, &inputs, &config, &dir.join("out"), Interrupt::default(), &mut |_, _, _| {}).unwrap();
     let written = read(&stats.transfer);
     let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
@@ -116,7 +130,9 @@ fn generation_resumes_where_it_stopped() {
     // A crash in the middle of a write leaves a torn line: it is dropped and redone.
     std::fs::write(out.join("answers.jsonl"), format!("{}\n{{\"id\": \"q6/", first.join("\n"))).unwrap();
     let mut seen = Vec::new();
-    let stats = build(&model, &tokenizer, &inputs, &config, &out, Interrupt::default(), &mut |stage, done, _| seen.push((stage.to_string(), done))).unwrap();
+    let stats =
+        build(&model, &tokenizer, &inputs, &config, &out, Interrupt::default(), &mut |stage, done, _| seen.push((stage.to_string(), done)))
+            .unwrap();
     assert_eq!(stats.generation["answers"].prompts, 4, "only the four missing answers were generated");
     assert_eq!(seen.iter().find(|(s, _)| s == "answers").map(|(_, d)| *d), Some(3), "progress starts at what was done");
     let all = lines(&out.join("answers.jsonl"));
@@ -145,12 +161,21 @@ fn bad_input_is_an_error_or_a_logged_skip() {
     let inputs = BuildInputs { instructions: &records, parallel: &parallel, langid: &langid, model_name: "tiny".into() };
     let mut config = config();
     config.targets = vec!["sw".into()];
-    let err = build(&model, &tokenizer, &inputs, &config, &dir.join("sw"), Interrupt::default(), &mut |_, _, _| {}).unwrap_err().to_string();
+    let err =
+        build(&model, &tokenizer, &inputs, &config, &dir.join("sw"), Interrupt::default(), &mut |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("`sw`") && err.contains("en, hu"), "{err}");
     // Generations that never stop are skipped by reason; with nothing left, an error says why.
     let mut config = self::config();
     config.filters.drop_unfinished = true;
-    config.shares = Shares { source: 1.0, translated: 0.0, target_instruction: 0.0, source_instruction: 0.0, code_switch: 0.0, completion: 0.0, parallel: 0.0 };
+    config.shares = Shares {
+        source: 1.0,
+        translated: 0.0,
+        target_instruction: 0.0,
+        source_instruction: 0.0,
+        code_switch: 0.0,
+        completion: 0.0,
+        parallel: 0.0,
+    };
     let err = build(&model, &tokenizer, &inputs, &config, &dir.join("unfinished"), Interrupt::default(), &mut |_, _, _| {}).unwrap_err();
     assert!(matches!(err, SdrrlError::Empty { .. }), "{err}");
     assert!(err.to_string().contains("answer: 4 Unfinished"), "{err}");

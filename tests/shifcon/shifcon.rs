@@ -12,7 +12,7 @@ use rosetta_model::{Checkpoint, Interventions, TokenBatch};
 use rosetta_shifcon::geometry::{GeometryOptions, analyse};
 use rosetta_shifcon::states::{StateOptions, sentence_states_blocking};
 use rosetta_shifcon::subspace::{DistanceOptions, subspace_distance};
-use rosetta_shifcon::{Matrix, ShiftPlan, ShifconError, plan_from_extras};
+use rosetta_shifcon::{Matrix, ShifconError, ShiftPlan, plan_from_extras};
 use rosetta_tests::fixtures::{tiny_deep_model, tiny_tokenizer, tiny_train_config, write_tiny_deep_hf};
 use rosetta_tests::{python, read_json, run_python, skip, temp_dir, write_json};
 use rosetta_train::trainer::{Quiet, RunOptions, train_with};
@@ -47,7 +47,10 @@ fn subspace_distance_matches_numpy_and_scipy() {
         (structured(20, 10, 7, 0.0), structured(26, 10, 8, 0.5), 4, 0.05),
     ];
     let dir = temp_dir("subspace-distance");
-    let input: Vec<_> = cases.iter().map(|(a, b, dims, shrinkage)| json!({"a": as_json(a), "b": as_json(b), "dims": dims, "shrinkage": shrinkage})).collect();
+    let input: Vec<_> = cases
+        .iter()
+        .map(|(a, b, dims, shrinkage)| json!({"a": as_json(a), "b": as_json(b), "dims": dims, "shrinkage": shrinkage}))
+        .collect();
     write_json(&dir.join("cases.json"), &json!(input));
     run_python(&python, "subspace_distance.py", &[dir.join("cases.json").to_str().unwrap(), dir.join("out.json").to_str().unwrap()]);
     let expected = read_json(&dir.join("out.json"));
@@ -85,7 +88,10 @@ fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
     let mut states = BTreeMap::new();
     for (lang, sentences) in &texts {
         let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-        states.insert(lang.clone(), sentence_states_blocking(&model, &tokenizer, &refs, &sites, &options, &Interventions::none(), |_| {}).unwrap());
+        states.insert(
+            lang.clone(),
+            sentence_states_blocking(&model, &tokenizer, &refs, &sites, &options, &Interventions::none(), |_| {}).unwrap(),
+        );
     }
     // Batching and sorting by length do not change a sentence's state.
     let one: Vec<&str> = vec![texts["hu"][7].as_str()];
@@ -215,7 +221,8 @@ fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
     let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
     train_with(&config, &RunOptions { resume: false, stop_after: Some(4) }, &mut Quiet, Some(&mut method)).unwrap();
     let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
-    let resumed = losses(&train_with(&config, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method)).unwrap().metrics);
+    let resumed =
+        losses(&train_with(&config, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method)).unwrap().metrics);
     assert_eq!(resumed, reference, "a resumed ShifCon run must repeat the uninterrupted losses");
 }
 

@@ -61,11 +61,7 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     if !output.status.success() {
-        panic!(
-            "{script} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        panic!("{script} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
     }
 }
 
@@ -135,8 +131,5 @@ pub fn max_abs_diff_f64(a: &[f32], reference: &[f64]) -> f64 {
 /// max |a - b|, NaN-aware (a NaN anywhere gives infinity).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in size");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0, f32::max)
 }

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rosetta_model::burn::prelude::*;
 use rosetta_model::Checkpoint;
+use rosetta_model::burn::prelude::*;
 use rosetta_tests::fixtures::{tiny_train_config, write_tiny_hf};
 use rosetta_tests::temp_dir;
 use rosetta_train::config::{FreezeSection, LoraSection, Trainable};
@@ -44,8 +44,16 @@ fn learns_and_resumes_bit_for_bit() {
     let (before, after) = (summary.first_eval.unwrap(), summary.last_eval.unwrap());
     assert!(after["hu"].bits_per_char() < before["hu"].bits_per_char(), "held-out hu did not improve");
     // keep_last = 2 of the checkpoints at 4, 8, 12.
-    let kept: Vec<String> = std::fs::read_dir(config.run.out.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!({ let mut k = kept.clone(); k.sort(); k }, vec!["step-000008", "step-000012"]);
+    let kept: Vec<String> =
+        std::fs::read_dir(config.run.out.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(
+        {
+            let mut k = kept.clone();
+            k.sort();
+            k
+        },
+        vec!["step-000008", "step-000012"]
+    );
     // The exported model loads and differs from the base.
     let exported = Checkpoint::open(&summary.final_model.unwrap(), None).unwrap();
     assert!(exported.extras.unwrap()["mix"].as_str().unwrap().contains("hu:0.75"));
@@ -164,7 +172,10 @@ fn bad_configs_and_data_are_refused() {
     check(good.replace("hu:0.75,en:0.25", "hu:0.7,en:0.2"), &["sum to"]);
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
-    check(good.replace(&corpus().join("monolingual.train.jsonl").display().to_string(), &empty.display().to_string()), &["empty.jsonl", "no documents"]);
+    check(
+        good.replace(&corpus().join("monolingual.train.jsonl").display().to_string(), &empty.display().to_string()),
+        &["empty.jsonl", "no documents"],
+    );
     check(good.replace("lr = 0.003", "lr = -1.0"), &["optim.lr"]);
     assert!(!config.run.out.exists(), "a refused run wrote its output directory");
 }

@@ -182,7 +182,14 @@ fn stage_one_trains_only_the_new_rows_named_in_rosetta_json() {
     let d = model.config().hidden_size;
     assert_eq!(&w0[..261 * d], &w1[..261 * d], "frozen rows moved");
     assert!(max_abs_diff(&w0[261 * d..], &w1[261 * d..]) > 0.0, "new rows did not train");
-    let layer = |m: &CausalLm| m.weight(rosetta_model::LinearId::new(0, rosetta_model::LinearKind::UpProj)).unwrap().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let layer = |m: &CausalLm| {
+        m.weight(rosetta_model::LinearId::new(0, rosetta_model::LinearKind::UpProj))
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
     assert_eq!(layer(&model), layer(&after), "stage 1 changed a transformer weight");
 }
 

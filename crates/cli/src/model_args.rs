@@ -32,9 +32,9 @@ pub fn default_model_path() -> PathBuf {
     if let Some(path) = std::env::var_os("ROSETTA_MODEL") {
         return PathBuf::from(path);
     }
-    let models = std::env::var_os("ROSETTA_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta/models")
-    });
+    let models = std::env::var_os("ROSETTA_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta/models"));
     models.join(DEFAULT_MODEL_FILE)
 }
 

@@ -45,7 +45,9 @@ fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: Option<&mut dyn Read>) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nCross-Origin-Opener-Policy: same-origin\r\n");
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nCross-Origin-Opener-Policy: same-origin\r\n"
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -70,7 +72,12 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     if method != "GET" && method != "HEAD" {
         let text = b"only GET and HEAD\n";
-        return respond(&mut stream, "405 Method Not Allowed", &[("Allow", "GET, HEAD".into()), ("Content-Length", text.len().to_string())], Some(&mut &text[..]));
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            &[("Allow", "GET, HEAD".into()), ("Content-Length", text.len().to_string())],
+            Some(&mut &text[..]),
+        );
     }
     let Some(file) = resolve(root, path) else {
         let text = format!("{path} is not part of the lab\n");
@@ -89,7 +96,8 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
 
 /// Binds 127.0.0.1:`port` (0 = any free port) and returns the listener and its URL.
 pub fn bind(port: u16) -> Result<(TcpListener, String)> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port} (in use? pass --port 0 for any free port)"))?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port} (in use? pass --port 0 for any free port)"))?;
     let url = format!("http://{}/", listener.local_addr()?);
     Ok((listener, url))
 }

@@ -11,9 +11,6 @@ use common::{assert_fails_cleanly, rosetta, text};
 use rosetta_tests::fixtures::{tiny_gguf, write_tiny_hf};
 use rosetta_tests::{default_model, skip, temp_dir};
 
-
-
-
 fn parallel_fixture(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("parallel.jsonl");
     std::fs::write(
@@ -46,8 +43,14 @@ fn info_generate_score_export_on_a_tiny_model() {
     let parallel = parallel_fixture(&dir);
     let (json, svg) = (dir.join("score.json"), dir.join("score.svg"));
     let scored = rosetta(&[
-        "score", model_arg, "--parallel", parallel.to_str().unwrap(),
-        "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap(),
+        "score",
+        model_arg,
+        "--parallel",
+        parallel.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
     ]);
     assert!(scored.status.success(), "{}", text(&scored.stderr));
     let table = text(&scored.stdout);
@@ -121,10 +124,7 @@ fn bad_arguments_fail_cleanly() {
     std::fs::write(&empty, "").unwrap();
     assert_fails_cleanly(&rosetta(&["score", m, "--parallel", empty.to_str().unwrap()]), &["empty.jsonl", "no parallel records"]);
 
-    assert_fails_cleanly(
-        &rosetta(&["generate", m, "--prompt", "x", "--temperature", "1", "--top-p", "2"]),
-        &["top-p must be in (0, 1]"],
-    );
+    assert_fails_cleanly(&rosetta(&["generate", m, "--prompt", "x", "--temperature", "1", "--top-p", "2"]), &["top-p must be in (0, 1]"]);
     assert_fails_cleanly(&rosetta(&["generate", m, "--prompt", "x", "--max-new-tokens", "100000"]), &["exceeds the model's context"]);
 }
 

@@ -22,10 +22,35 @@ fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
     let geometry = rosetta_tests::repo_root().join("reports/shifcon/geometry.json");
     let site = dir.join("site");
     let (m, p, s, g) = (model.to_str().unwrap(), pkg.to_str().unwrap(), site.to_str().unwrap(), geometry.to_str().unwrap());
-    let out = rosetta(&["lab", "--model", m, "--pkg", p, "--out", s, "--no-serve", "--langs", "en,hu,de", "--rows", "20", "--max-chars", "80", "--geometry", g]);
+    let out = rosetta(&[
+        "lab",
+        "--model",
+        m,
+        "--pkg",
+        p,
+        "--out",
+        s,
+        "--no-serve",
+        "--langs",
+        "en,hu,de",
+        "--rows",
+        "20",
+        "--max-chars",
+        "80",
+        "--geometry",
+        g,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), s);
-    for file in ["index.html", "static/main.js", "static/lab.css", "pkg/rosetta_lab_bg.wasm", "data/geometry.json", "data/model/config.json", "data/model/tokenizer.json"] {
+    for file in [
+        "index.html",
+        "static/main.js",
+        "static/lab.css",
+        "pkg/rosetta_lab_bg.wasm",
+        "data/geometry.json",
+        "data/model/config.json",
+        "data/model/tokenizer.json",
+    ] {
         assert!(site.join(file).is_file(), "the site lacks {file}");
     }
     let manifest: Manifest = serde_json::from_value(read_json(&site.join("data/manifest.json"))).unwrap();
@@ -43,7 +68,22 @@ fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
     assert_fails_cleanly(&out, &["does not exist"]);
     let notes = dir.join("notes.json");
     std::fs::write(&notes, "{\"hello\": 1}").unwrap();
-    let out = rosetta(&["lab", "--model", m, "--pkg", p, "--out", s, "--no-serve", "--langs", "en,hu", "--max-chars", "80", "--geometry", notes.to_str().unwrap()]);
+    let out = rosetta(&[
+        "lab",
+        "--model",
+        m,
+        "--pkg",
+        p,
+        "--out",
+        s,
+        "--no-serve",
+        "--langs",
+        "en,hu",
+        "--max-chars",
+        "80",
+        "--geometry",
+        notes.to_str().unwrap(),
+    ]);
     assert_fails_cleanly(&out, &["notes.json", "rosetta geometry"]);
     let out = rosetta(&["lab", "--model", notes.to_str().unwrap(), "--pkg", p, "--out", s, "--no-serve"]);
     assert_fails_cleanly(&out, &["notes.json", "gguf"]);

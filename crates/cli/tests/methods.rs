@@ -16,8 +16,17 @@ fn vocab_extend_and_report_on_a_tiny_model() {
     write_tiny_hf(&model, 5);
     let extended = dir.join("extended");
     let out = rosetta(&[
-        "vocab", "extend", model.to_str().unwrap(), "--lang", "hu", "--new-tokens", "60", "--init", "focus",
-        "--out", extended.to_str().unwrap(),
+        "vocab",
+        "extend",
+        model.to_str().unwrap(),
+        "--lang",
+        "hu",
+        "--new-tokens",
+        "60",
+        "--init",
+        "focus",
+        "--out",
+        extended.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("60 new hu tokens"), "{}", text(&out.stdout));
@@ -29,8 +38,19 @@ fn vocab_extend_and_report_on_a_tiny_model() {
 
     let report = dir.join("report");
     let out = rosetta(&[
-        "vocab", "report", model.to_str().unwrap(), "--extended", extended.to_str().unwrap(), "--out", report.to_str().unwrap(),
-        "--score", &format!("base={}", model.display()), "--score", &format!("extended={}", extended.display()), "--docs-per-lang", "3",
+        "vocab",
+        "report",
+        model.to_str().unwrap(),
+        "--extended",
+        extended.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+        "--score",
+        &format!("base={}", model.display()),
+        "--score",
+        &format!("extended={}", extended.display()),
+        "--docs-per-lang",
+        "3",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json = read_json(&report.join("report.json"));
@@ -43,8 +63,17 @@ fn vocab_extend_and_report_on_a_tiny_model() {
     let small = dir.join("small.txt");
     std::fs::write(&small, "alma körte szilva alma körte\n").unwrap();
     let out = rosetta(&[
-        "vocab", "extend", model.to_str().unwrap(), "--lang", "xx", "--text", small.to_str().unwrap(), "--new-tokens", "500",
-        "--out", dir.join("never").to_str().unwrap(),
+        "vocab",
+        "extend",
+        model.to_str().unwrap(),
+        "--lang",
+        "xx",
+        "--text",
+        small.to_str().unwrap(),
+        "--new-tokens",
+        "500",
+        "--out",
+        dir.join("never").to_str().unwrap(),
     ]);
     assert_fails_cleanly(&out, &["--new-tokens"]);
     assert!(!dir.join("never").exists(), "a failed extension left an output directory");
@@ -91,7 +120,8 @@ fn features_and_prune_on_a_tiny_model() {
     let out = rosetta(&["prune", m, "--prompts", "0", "--out", dir.join("x").to_str().unwrap()]);
     assert_fails_cleanly(&out, &["--prompts"]);
     // Monolingual documents of ~1200 characters are longer than a 64-token limit.
-    let out = rosetta(&["prune", m, "--calib", "monolingual", "--langs", "hu", "--max-tokens", "64", "--out", dir.join("x").to_str().unwrap()]);
+    let out =
+        rosetta(&["prune", m, "--calib", "monolingual", "--langs", "hu", "--max-tokens", "64", "--out", dir.join("x").to_str().unwrap()]);
     assert_fails_cleanly(&out, &["longer than the 64-token context"]);
     let out = rosetta(&["prune", m, "--max-tokens", "100000", "--out", dir.join("x").to_str().unwrap()]);
     assert_fails_cleanly(&out, &["exceeds the model's context"]);
@@ -104,9 +134,8 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     let model = dir.join("model");
     write_tiny_deep_hf(&model, 6, 6);
     let out_dir = dir.join("geometry");
-    let out = rosetta(&[
-        "geometry", model.to_str().unwrap(), "--langs", "en,hu,de", "--sentences", "40", "--out", out_dir.to_str().unwrap(),
-    ]);
+    let out =
+        rosetta(&["geometry", model.to_str().unwrap(), "--langs", "en,hu,de", "--sentences", "40", "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("band (β = 0.3)"), "{}", text(&out.stdout));
     let geometry = read_json(&out_dir.join("geometry.json"));
@@ -122,8 +151,18 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     let spec = format!("hu→en@{to}..{back}");
     let scores = dir.join("scores.json");
     let out = rosetta(&[
-        "score", model.to_str().unwrap(), "--langs", "hu", "--max-sentences", "6", "--shift", &spec,
-        "--shift-vectors", out_dir.join("geometry.json").to_str().unwrap(), "--json", scores.to_str().unwrap(),
+        "score",
+        model.to_str().unwrap(),
+        "--langs",
+        "hu",
+        "--max-sentences",
+        "6",
+        "--shift",
+        &spec,
+        "--shift-vectors",
+        out_dir.join("geometry.json").to_str().unwrap(),
+        "--json",
+        scores.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json = read_json(&scores);
@@ -133,7 +172,18 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let plain = read_json(&scores)["languages"][0]["bits_per_char"].as_f64().unwrap();
     assert!((shifted - plain).abs() > 1e-6, "the shift changed nothing ({shifted} vs {plain})");
-    let out = rosetta(&["generate", model.to_str().unwrap(), "-p", "Szia", "--max-new-tokens", "4", "--shift", "hu->en@1..3", "--shift-sentences", "16"]);
+    let out = rosetta(&[
+        "generate",
+        model.to_str().unwrap(),
+        "-p",
+        "Szia",
+        "--max-new-tokens",
+        "4",
+        "--shift",
+        "hu->en@1..3",
+        "--shift-sentences",
+        "16",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("shifting `hu` toward `en` at site 1, back at 3"), "{}", text(&out.stderr));
 
@@ -160,12 +210,23 @@ fn sdrrl_build_train_and_eval_on_a_tiny_model() {
     )
     .unwrap();
     let parallel = dir.join("parallel.jsonl");
-    let pairs: String = (0..20).map(|i| format!("{{\"id\": \"p{i}\", \"en\": \"the red house {i} is here\", \"hu\": \"a piros ház {i} itt van\"}}\n")).collect();
+    let pairs: String = (0..20)
+        .map(|i| format!("{{\"id\": \"p{i}\", \"en\": \"the red house {i} is here\", \"hu\": \"a piros ház {i} itt van\"}}\n"))
+        .collect();
     std::fs::write(&parallel, pairs).unwrap();
     let build = dir.join("build");
     let out = rosetta(&[
-        "sdrrl", "build", model.to_str().unwrap(), "--config", config.to_str().unwrap(), "--max-instructions", "6",
-        "--parallel", parallel.to_str().unwrap(), "--out", build.to_str().unwrap(),
+        "sdrrl",
+        "build",
+        model.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--max-instructions",
+        "6",
+        "--parallel",
+        parallel.to_str().unwrap(),
+        "--out",
+        build.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -176,8 +237,20 @@ fn sdrrl_build_train_and_eval_on_a_tiny_model() {
 
     let run = dir.join("run");
     let out = rosetta(&[
-        "sdrrl", "train", "--transfer", build.to_str().unwrap(), "--model", model.to_str().unwrap(), "--out", run.to_str().unwrap(),
-        "--steps", "2", "--seq-len", "64", "--batch-size", "2",
+        "sdrrl",
+        "train",
+        "--transfer",
+        build.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--seq-len",
+        "64",
+        "--batch-size",
+        "2",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(run.join("final/config.json").exists());
@@ -194,7 +267,15 @@ fn sdrrl_build_train_and_eval_on_a_tiny_model() {
 
     // A target the parallel data lacks fails cleanly, naming it.
     let out = rosetta(&[
-        "sdrrl", "build", model.to_str().unwrap(), "--targets", "sw", "--parallel", parallel.to_str().unwrap(), "--out", dir.join("never").to_str().unwrap(),
+        "sdrrl",
+        "build",
+        model.to_str().unwrap(),
+        "--targets",
+        "sw",
+        "--parallel",
+        parallel.to_str().unwrap(),
+        "--out",
+        dir.join("never").to_str().unwrap(),
     ]);
     assert_fails_cleanly(&out, &["`sw`"]);
 }

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use rosetta_tests::fixtures::write_tiny_hf;
 use rosetta_tests::{repo_root, temp_dir};
 
-
-
 fn config(dir: &Path, steps: usize) -> PathBuf {
     let model = dir.join("model");
     if !model.exists() {

@@ -121,8 +121,15 @@ mod tests {
         assert!(test.records.iter().all(|r| !train_ids.contains(r.id.as_ref().unwrap())));
         // Held out by document: no help page or catalogue appears on both sides.
         let document = |id: &str| id.split(['#', ':']).next().unwrap_or("").to_string();
-        let train_docs: std::collections::HashSet<_> = train.records.iter().filter(|r| r.source.as_deref() != Some("bible")).map(|r| document(r.id.as_ref().unwrap())).collect();
-        let leaked: Vec<_> = test.records.iter().filter(|r| r.source.as_deref() != Some("bible")).map(|r| document(r.id.as_ref().unwrap())).filter(|d| train_docs.contains(d)).collect();
+        let train_docs: std::collections::HashSet<_> =
+            train.records.iter().filter(|r| r.source.as_deref() != Some("bible")).map(|r| document(r.id.as_ref().unwrap())).collect();
+        let leaked: Vec<_> = test
+            .records
+            .iter()
+            .filter(|r| r.source.as_deref() != Some("bible"))
+            .map(|r| document(r.id.as_ref().unwrap()))
+            .filter(|d| train_docs.contains(d))
+            .collect();
         assert!(leaked.is_empty(), "documents on both sides: {:?}", &leaked[..leaked.len().min(5)]);
     }
 }

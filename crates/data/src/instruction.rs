@@ -26,9 +26,8 @@ fn text(object: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn parse_instruction(object: &Map<String, Value>, default_lang: Option<&str>) -> std::result::Result<InstructionRecord, String> {
-    let lang = text(object, "lang")
-        .or_else(|| default_lang.map(str::to_string))
-        .ok_or("missing field `lang` (or give a default language)")?;
+    let lang =
+        text(object, "lang").or_else(|| default_lang.map(str::to_string)).ok_or("missing field `lang` (or give a default language)")?;
     let (instruction, response) = if let Some(conversations) = object.get("conversations").and_then(Value::as_array) {
         let turn = |role: &[&str]| {
             conversations.iter().find_map(|t| {

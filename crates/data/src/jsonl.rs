@@ -85,9 +85,7 @@ pub fn read_objects<T>(
 
 /// Opens `path` for buffered reading.
 pub fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
-    std::fs::File::open(path)
-        .map(std::io::BufReader::new)
-        .map_err(|error| DataError::Io { path: PathBuf::from(path), error })
+    std::fs::File::open(path).map(std::io::BufReader::new).map_err(|error| DataError::Io { path: PathBuf::from(path), error })
 }
 
 /// A string field, or an error naming it.

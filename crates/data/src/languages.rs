@@ -15,4 +15,3 @@ pub fn language_name(code: &str) -> &str {
         other => other,
     }
 }
-

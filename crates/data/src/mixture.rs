@@ -72,10 +72,7 @@ impl MixtureSpec {
             return Err(DataError::Invalid("no data to mix".into()));
         }
         let total = items.len() as f64;
-        let components = counts
-            .into_iter()
-            .map(|(lang, n)| MixtureComponent { lang, source: None, weight: n as f64 / total })
-            .collect();
+        let components = counts.into_iter().map(|(lang, n)| MixtureComponent { lang, source: None, weight: n as f64 / total }).collect();
         Ok(MixtureSpec { components })
     }
 }
@@ -156,10 +153,7 @@ impl MixtureSampler {
                     *available.entry(d.lang().to_string()).or_insert(0) += 1;
                 }
                 let have = available.iter().map(|(l, n)| format!("{l} ({n})")).collect::<Vec<_>>().join(", ");
-                return Err(DataError::Invalid(format!(
-                    "`{}` in the mix matches no document; the data has: {have}",
-                    c.key()
-                )));
+                return Err(DataError::Invalid(format!("`{}` in the mix matches no document; the data has: {have}", c.key())));
             }
             groups.push(members);
         }
@@ -225,7 +219,12 @@ mod tests {
     fn docs() -> Vec<Document> {
         let mut v = Vec::new();
         for i in 0..30 {
-            v.push(Document { lang: "hu".into(), text: format!("hu {i}"), source: Some(if i % 2 == 0 { "a" } else { "b" }.into()), id: None });
+            v.push(Document {
+                lang: "hu".into(),
+                text: format!("hu {i}"),
+                source: Some(if i % 2 == 0 { "a" } else { "b" }.into()),
+                id: None,
+            });
         }
         for i in 0..10 {
             v.push(Document { lang: "en".into(), text: format!("en {i}"), source: None, id: None });

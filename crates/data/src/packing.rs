@@ -95,8 +95,8 @@ impl Packer {
         let mut empty_in_a_row = 0;
         while ids.len() < self.seq_len {
             if self.state.pending.ids.is_empty() {
-                self.state.pending = next_example()
-                    .ok_or_else(|| DataError::Invalid("the training data ran out before the row was full".into()))?;
+                self.state.pending =
+                    next_example().ok_or_else(|| DataError::Invalid("the training data ran out before the row was full".into()))?;
                 if self.state.pending.ids.is_empty() {
                     empty_in_a_row += 1;
                     if empty_in_a_row == MAX_EMPTY_IN_A_ROW {

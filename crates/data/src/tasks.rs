@@ -8,10 +8,10 @@
 //!   the languages in play (labels from the corpus metadata).
 
 use crate::error::{DataError, Result};
+use crate::languages::language_name;
 use crate::monolingual::Document;
 use crate::parallel::ParallelCorpus;
 use crate::rng::SplitMix64;
-use crate::languages::language_name;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChoiceItem {
@@ -23,11 +23,8 @@ pub struct ChoiceItem {
 
 /// Up to `n` translation-choice items for `lang`, the answer at a seeded random position.
 pub fn translation_choice(corpus: &ParallelCorpus, lang: &str, n: usize, distractors: usize, seed: u64) -> Result<Vec<ChoiceItem>> {
-    let pairs: Vec<(&str, &str)> = corpus
-        .records
-        .iter()
-        .filter_map(|r| Some((r.texts.get(lang)?.as_str(), r.texts.get("en")?.as_str())))
-        .collect();
+    let pairs: Vec<(&str, &str)> =
+        corpus.records.iter().filter_map(|r| Some((r.texts.get(lang)?.as_str(), r.texts.get("en")?.as_str()))).collect();
     if pairs.len() < distractors + 1 {
         return Err(DataError::Invalid(format!("{} {lang}–en pairs cannot make items with {distractors} distractors", pairs.len())));
     }
@@ -71,7 +68,11 @@ mod tests {
     #[test]
     fn translation_items_hold_the_true_translation_once() {
         let records = (0..10)
-            .map(|i| ParallelRecord { id: None, source: None, texts: BTreeMap::from([("en".into(), format!("e{i}")), ("hu".into(), format!("h{i}"))]) })
+            .map(|i| ParallelRecord {
+                id: None,
+                source: None,
+                texts: BTreeMap::from([("en".into(), format!("e{i}")), ("hu".into(), format!("h{i}"))]),
+            })
             .collect();
         let items = translation_choice(&ParallelCorpus { records }, "hu", 5, 3, 1).unwrap();
         assert_eq!(items.len(), 5);

@@ -13,8 +13,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 use rosetta_kernels::masking::{
-    Sparsity, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_mask, prune_mask_reference,
-    wanda_scores, wanda_scores_reference,
+    Sparsity, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_mask, prune_mask_reference, wanda_scores,
+    wanda_scores_reference,
 };
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 

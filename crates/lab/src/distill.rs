@@ -75,12 +75,24 @@ fn truncate(mut ids: Vec<u32>, n: usize) -> Vec<u32> {
 /// (one batched generation) and their soft targets (one batched forward, top-k on the device —
 /// only `rows × answer × k` numbers come back, whatever the vocabulary). `progress` hears
 /// (generated tokens, total).
-pub async fn teach(teacher: &CausalLm, tokenizer: &TextTokenizer, manifest: &Manifest, lang: &str, rows: usize, config: &DistillConfig, mut progress: impl FnMut(usize, usize)) -> Result<Vec<Lesson>> {
+pub async fn teach(
+    teacher: &CausalLm,
+    tokenizer: &TextTokenizer,
+    manifest: &Manifest,
+    lang: &str,
+    rows: usize,
+    config: &DistillConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Lesson>> {
     if !manifest.targets().iter().any(|l| l == lang) {
         return Err(LabError::Invalid(format!("`{lang}` is not a target language of this lab (it has {:?})", manifest.targets())));
     }
     if rows <= config.held_out || rows > manifest.parallel.len() {
-        return Err(LabError::Invalid(format!("distillation needs between {} and {} rows (asked for {rows})", config.held_out + 1, manifest.parallel.len())));
+        return Err(LabError::Invalid(format!(
+            "distillation needs between {} and {} rows (asked for {rows})",
+            config.held_out + 1,
+            manifest.parallel.len()
+        )));
     }
     let english = manifest.sentences(&manifest.english);
     let target = manifest.sentences(lang);
@@ -184,7 +196,8 @@ impl Distiller {
             pad_token_id: teacher.pad_token_id,
             torch_dtype: None,
         };
-        let student = CausalLm::from_source(&student_config, &RandomWeights::new(&student_config, config.seed, 0.02), &device.clone().autodiff())?;
+        let student =
+            CausalLm::from_source(&student_config, &RandomWeights::new(&student_config, config.seed, 0.02), &device.clone().autodiff())?;
         let optimizer = AdamWConfig::new().with_weight_decay(0.0).init();
         Ok(Distiller { config, student: Some(student), optimizer, lessons, step: 0, losses: Vec::new(), cursor: 0 })
     }
@@ -238,7 +251,10 @@ impl Distiller {
         let loss = self.loss(&lessons)?;
         let value = to_vec_f32(loss.clone().detach()).await?[0] as f64;
         if !value.is_finite() {
-            return Err(LabError::Invalid(format!("the distillation loss became {value} at step {}: press Reset (a lower learning rate helps)", self.step)));
+            return Err(LabError::Invalid(format!(
+                "the distillation loss became {value} at step {}: press Reset (a lower learning rate helps)",
+                self.step
+            )));
         }
         let student = self.student.take().expect("student present between steps");
         let grads = GradientsParams::from_grads(loss.backward(), &student);
@@ -257,7 +273,8 @@ impl Distiller {
     /// The student's greedy answers to the held-out target-language prompts.
     pub async fn samples(&self, tokenizer: &TextTokenizer) -> Result<Vec<Sample>> {
         let student = self.student().valid();
-        let generation = GenerationConfig { max_new_tokens: self.config.answer_tokens, sampling: Sampling::Greedy, ..GenerationConfig::default() };
+        let generation =
+            GenerationConfig { max_new_tokens: self.config.answer_tokens, sampling: Sampling::Greedy, ..GenerationConfig::default() };
         let lessons = self.held_out_lessons();
         let prompts: Vec<Vec<u32>> = lessons.iter().map(|l| l.target_ids.clone()).collect();
         let output = generate(&student, &prompts, &generation, &Interventions::none(), |_, _| {}).await?;
@@ -265,8 +282,14 @@ impl Distiller {
             .iter()
             .zip(output.tokens)
             .map(|(lesson, answer)| {
-                let agreement = lesson.answer.iter().zip(&answer).filter(|(a, b)| a == b).count() as f64 / lesson.answer.len().max(1) as f64;
-                Ok(Sample { target: lesson.target.clone(), teacher: tokenizer.decode(&lesson.answer, true)?, student: tokenizer.decode(&answer, true)?, agreement })
+                let agreement =
+                    lesson.answer.iter().zip(&answer).filter(|(a, b)| a == b).count() as f64 / lesson.answer.len().max(1) as f64;
+                Ok(Sample {
+                    target: lesson.target.clone(),
+                    teacher: tokenizer.decode(&lesson.answer, true)?,
+                    student: tokenizer.decode(&answer, true)?,
+                    agreement,
+                })
             })
             .collect()
     }
@@ -299,7 +322,9 @@ mod tests {
         let manifest = tiny_manifest();
         let config = DistillConfig { batch_size: 4, learning_rate: 1e-2, ..DistillConfig::default() };
         let mut percent = 0;
-        let lessons = block_on(teach(&teacher, &tokenizer, &manifest, "hu", 6, &config, |done, total| percent = percent.max(done * 100 / total))).unwrap();
+        let lessons =
+            block_on(teach(&teacher, &tokenizer, &manifest, "hu", 6, &config, |done, total| percent = percent.max(done * 100 / total)))
+                .unwrap();
         assert_eq!((lessons.len(), percent), (6, 100));
         for lesson in &lessons {
             assert_eq!(lesson.answer.len(), config.answer_tokens);

@@ -89,7 +89,8 @@ pub async fn pruned_bits_per_char<F: Future<Output = ()>>(
     let mut pruned = model.clone();
     if sparsity > 0.0 {
         let mut calibration = calibration(model, tokenizer, translation_prompts)?;
-        let options = PruneOptions { method: Method::Wanda, sparsity: Sparsity::Unstructured(sparsity as f64), rule: ScoreRule::Plain, seed: 0 };
+        let options =
+            PruneOptions { method: Method::Wanda, sparsity: Sparsity::Unstructured(sparsity as f64), rule: ScoreRule::Plain, seed: 0 };
         prune_model(&mut pruned, Some(&mut calibration), None, &options, |_, _| {})?;
     }
     let mut out = Vec::with_capacity(texts.len());
@@ -130,7 +131,8 @@ mod tests {
         assert_eq!(large.len(), 3);
         assert!(large.iter().flatten().all(|(_, v, _)| *v > 0.0));
 
-        let texts: Vec<(String, Vec<&str>)> = manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(4).collect())).collect();
+        let texts: Vec<(String, Vec<&str>)> =
+            manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(4).collect())).collect();
         let dense = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.0, &texts, || async {})).unwrap();
         let sparse = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.9, &texts, || async {})).unwrap();
         assert_eq!(dense.len(), manifest.langs.len());

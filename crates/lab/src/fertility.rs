@@ -67,7 +67,10 @@ pub fn fertility_chart(rows: &[FertilityRow], extended_label: &str) -> String {
         series,
         groups: rows
             .iter()
-            .map(|r| BarGroup { label: r.lang.clone(), values: std::iter::once(r.base.tokens_per_word()).chain(r.extended.as_ref().map(Fertility::tokens_per_word)).collect() })
+            .map(|r| BarGroup {
+                label: r.lang.clone(),
+                values: std::iter::once(r.base.tokens_per_word()).chain(r.extended.as_ref().map(Fertility::tokens_per_word)).collect(),
+            })
             .collect(),
     }
     .to_svg()

@@ -138,10 +138,12 @@ pub fn build(corpus: &rosetta_data::corpus::CorpusDir, options: &ManifestOptions
     }
     // Short few-shot prompts from the same rows keep the feature room fast.
     let short = ParallelCorpus { records: rows.iter().map(|(r, _)| (*r).clone()).collect() };
-    let translation_prompts = rosetta_prune::calib::translation_prompts(&short, &options.langs, options.prompts, 1, "\n", 0).map_err(|e| e.to_string())?;
+    let translation_prompts =
+        rosetta_prune::calib::translation_prompts(&short, &options.langs, options.prompts, 1, "\n", 0).map_err(|e| e.to_string())?;
     let documents = corpus.read_monolingual_test().map_err(|e| e.to_string())?;
     let monolingual_prompts =
-        rosetta_prune::calib::monolingual_prompts(&documents, &options.langs, options.prompts, options.max_chars * 2, 0).map_err(|e| e.to_string())?;
+        rosetta_prune::calib::monolingual_prompts(&documents, &options.langs, options.prompts, options.max_chars * 2, 0)
+            .map_err(|e| e.to_string())?;
     Ok(Manifest {
         schema: SCHEMA.into(),
         model: None,

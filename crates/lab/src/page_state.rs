@@ -118,7 +118,9 @@ impl PageState {
                 "sentence" => state.sentence = value.parse().unwrap_or(0),
                 "strength" => state.strength = value.parse::<f32>().ok().filter(|v| v.is_finite()).map_or(0.0, |v| v.clamp(0.0, 1.0)),
                 "layer" => state.layer = value.parse().ok(),
-                "sparsity" => state.sparsity = value.parse::<f32>().ok().filter(|v| v.is_finite()).map_or(0.0, |v| v.clamp(0.0, MAX_SPARSITY)),
+                "sparsity" => {
+                    state.sparsity = value.parse::<f32>().ok().filter(|v| v.is_finite()).map_or(0.0, |v| v.clamp(0.0, MAX_SPARSITY))
+                }
                 "backend" if !value.is_empty() => state.backend = Some(value),
                 _ => {}
             }

@@ -57,7 +57,8 @@ pub async fn compute_geometry<F: Future<Output = ()>>(
             progress(done as f32 / total);
             pause().await;
         }
-        let per_site = (0..sites.len()).map(|s| parts.iter().map(|p| &p[s]).fold(None::<Matrix>, |acc, m| Some(acc.map_or_else(|| m.clone(), |a| a.stack(m)))));
+        let per_site = (0..sites.len())
+            .map(|s| parts.iter().map(|p| &p[s]).fold(None::<Matrix>, |acc, m| Some(acc.map_or_else(|| m.clone(), |a| a.stack(m)))));
         states.insert(lang.clone(), per_site.map(|m| m.expect("at least one chunk")).collect());
     }
     let options = GeometryOptions { english: manifest.english.clone(), pca_points: per_lang, ..GeometryOptions::default() };
@@ -114,10 +115,16 @@ pub fn distance_chart(geometry: &Geometry) -> String {
 /// The PCA plane at `site`: every language as measured, plus `moved` (a language's sentences
 /// under the shift) when given.
 pub fn scatter_chart(site: &SiteGeometry, moved: Option<(&str, f32, &[[f32; 2]])>) -> String {
-    let mut groups: Vec<ScatterGroup> =
-        site.pca.iter().map(|(lang, points)| ScatterGroup { name: lang.clone(), points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect() }).collect();
+    let mut groups: Vec<ScatterGroup> = site
+        .pca
+        .iter()
+        .map(|(lang, points)| ScatterGroup { name: lang.clone(), points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect() })
+        .collect();
     if let Some((lang, strength, points)) = moved {
-        groups.push(ScatterGroup { name: format!("{lang} shifted ×{strength:.2}"), points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect() });
+        groups.push(ScatterGroup {
+            name: format!("{lang} shifted ×{strength:.2}"),
+            points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect(),
+        });
     }
     ScatterChart { title: format!("Sentence states at layer {} (PCA)", site.site), groups }.to_svg()
 }
@@ -134,7 +141,13 @@ pub struct NextTokenView {
     pub bits_per_char: f64,
 }
 
-pub async fn next_token_view(model: &CausalLm, tokenizer: &TextTokenizer, text: &str, interventions: &Interventions, top_k: usize) -> Result<NextTokenView> {
+pub async fn next_token_view(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    text: &str,
+    interventions: &Interventions,
+    top_k: usize,
+) -> Result<NextTokenView> {
     let ids = scoring_ids(tokenizer, text)?;
     if ids.len() < 3 {
         return Err(LabError::Invalid(format!("`{text}` is too short to predict a next token")));
@@ -160,7 +173,14 @@ pub async fn next_token_view(model: &CausalLm, tokenizer: &TextTokenizer, text: 
 }
 
 /// Bits per character of `texts` under the shift at `strength` (0 = the model as it is).
-pub async fn shifted_bits_per_char(model: &CausalLm, tokenizer: &TextTokenizer, plan: &ShiftPlan, lang: &str, texts: &[&str], strength: f32) -> Result<f64> {
+pub async fn shifted_bits_per_char(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    plan: &ShiftPlan,
+    lang: &str,
+    texts: &[&str],
+    strength: f32,
+) -> Result<f64> {
     let interventions = plan.scaled_interventions(lang, strength, &model.device())?;
     let options = ScoreOptions { interventions, ..ScoreOptions::for_model(model) };
     let costs = score_texts(model, tokenizer, texts, &options).await?;
@@ -179,7 +199,8 @@ mod tests {
         let (model, tokenizer) = tiny_model_and_tokenizer(6);
         let manifest = tiny_manifest();
         let mut seen = Vec::new();
-        let geometry = block_on(compute_geometry(&model, &tokenizer, &manifest, MIN_GEOMETRY_SENTENCES, || async {}, |f| seen.push(f))).unwrap();
+        let geometry =
+            block_on(compute_geometry(&model, &tokenizer, &manifest, MIN_GEOMETRY_SENTENCES, || async {}, |f| seen.push(f))).unwrap();
         assert_eq!(geometry.sites.len(), 7);
         assert!((seen.last().copied().unwrap() - 1.0).abs() < 1e-6, "progress ends at 1: {seen:?}");
         assert!(distance_chart(&geometry).contains("band"));

@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ModelError, Result};
 
 fn write_error(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Write {
-        origin: path.display().to_string().into(),
-        reason: e.to_string(),
-    }
+    ModelError::Write { origin: path.display().to_string().into(), reason: e.to_string() }
 }
 
 fn sibling(path: &Path, tag: &str) -> PathBuf {

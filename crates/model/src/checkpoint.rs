@@ -45,10 +45,7 @@ impl Checkpoint {
     pub fn open(path: &std::path::Path, tokenizer: Option<&std::path::Path>) -> Result<Self> {
         let origin = Origin(path.display().to_string());
         if !path.exists() {
-            return Err(ModelError::NotAModel {
-                origin,
-                reason: "no such file or directory".into(),
-            });
+            return Err(ModelError::NotAModel { origin, reason: "no such file or directory".into() });
         }
         let mut checkpoint = if path.is_dir() {
             Self::open_hf_dir(path, None)?
@@ -116,10 +113,7 @@ impl Checkpoint {
         shards: Vec<(String, Vec<u8>)>,
         name: &str,
     ) -> Result<Self> {
-        let files = shards
-            .into_iter()
-            .map(|(file, bytes)| SafetensorsFile::parse(Blob::from(bytes), file))
-            .collect::<Result<Vec<_>>>()?;
+        let files = shards.into_iter().map(|(file, bytes)| SafetensorsFile::parse(Blob::from(bytes), file)).collect::<Result<Vec<_>>>()?;
         let source = SafetensorsSource::from_files(name, files)?;
         let tokenizer = TextTokenizer::from_hf_json(tokenizer_json, tokenizer_config_json, None, name)?;
         Self::assemble_hf(config_json, "config.json", None, tokenizer, Box::new(source), None, name.to_string())
@@ -158,14 +152,7 @@ impl Checkpoint {
                 })
             })
             .transpose()?;
-        let checkpoint = Checkpoint {
-            config,
-            tokenizer,
-            format: CheckpointFormat::HfDirectory,
-            origin: Origin(origin),
-            source,
-            extras,
-        };
+        let checkpoint = Checkpoint { config, tokenizer, format: CheckpointFormat::HfDirectory, origin: Origin(origin), source, extras };
         checkpoint.check_tokenizer_fits()?;
         Ok(checkpoint)
     }

@@ -13,7 +13,13 @@ use crate::tokenizer::TextTokenizer;
 /// Mean natural-log probability per token of each of `choices` continuing `prompt`. The prompt
 /// and each continuation are tokenised separately (a continuation usually starts with a space),
 /// so every choice is scored on exactly its own tokens.
-pub async fn choice_logprobs(model: &CausalLm, tokenizer: &TextTokenizer, prompt: &str, choices: &[&str], interventions: &Interventions) -> Result<Vec<f64>> {
+pub async fn choice_logprobs(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    choices: &[&str],
+    interventions: &Interventions,
+) -> Result<Vec<f64>> {
     if choices.is_empty() {
         return Err(ModelError::invalid("a multiple-choice item needs at least one choice"));
     }

@@ -42,10 +42,7 @@ impl Architecture {
             "llama" => Ok(Architecture::Llama),
             "mistral" => Ok(Architecture::Mistral),
             "qwen2" => Ok(Architecture::Qwen2),
-            other => Err(ModelError::UnknownArchitecture {
-                origin: origin.clone(),
-                architecture: other.to_string(),
-            }),
+            other => Err(ModelError::UnknownArchitecture { origin: origin.clone(), architecture: other.to_string() }),
         }
     }
 }
@@ -57,12 +54,7 @@ pub enum RopeScaling {
     /// Positions divided by `factor` (HF `rope_type: linear`).
     Linear { factor: f64 },
     /// Llama 3.1's frequency-dependent scaling (HF `rope_type: llama3`).
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: usize,
-    },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
     /// Per-frequency divisors stored as the `rope_freqs.weight` tensor of a GGUF (llama.cpp's
     /// form of llama3 scaling). Not expressible in an HF config.
     Factors { divisors: Vec<f32> },
@@ -130,11 +122,7 @@ impl ModelConfig {
         }
         if let Some(RopeScaling::Factors { divisors }) = &self.rope_scaling {
             if divisors.len() != self.head_dim / 2 {
-                return fail(format!(
-                    "rope_freqs has {} entries, expected head_dim/2 = {}",
-                    divisors.len(),
-                    self.head_dim / 2
-                ));
+                return fail(format!("rope_freqs has {} entries, expected head_dim/2 = {}", divisors.len(), self.head_dim / 2));
             }
         }
         Ok(())
@@ -148,11 +136,8 @@ impl ModelConfig {
     /// keys and transformers 5's `rope_parameters`.
     pub fn from_hf_json(text: &str, origin: impl Into<Origin>) -> Result<Self> {
         let origin = origin.into();
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ModelError::config(origin.clone(), format!("not valid JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| ModelError::config(origin.clone(), "expected a JSON object"))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| ModelError::config(origin.clone(), format!("not valid JSON: {e}")))?;
+        let obj = value.as_object().ok_or_else(|| ModelError::config(origin.clone(), "expected a JSON object"))?;
         // Multimodal wrappers keep the decoder under `text_config`.
         let obj = match obj.get("text_config").and_then(Value::as_object) {
             Some(text) if !obj.contains_key("hidden_size") => text,
@@ -164,24 +149,17 @@ impl ModelConfig {
 
         let hidden_size = reader.usize("hidden_size")?;
         let num_attention_heads = reader.usize("num_attention_heads")?;
-        let num_key_value_heads = reader
-            .opt_usize("num_key_value_heads")?
-            .unwrap_or(num_attention_heads);
+        let num_key_value_heads = reader.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
         if num_attention_heads == 0 {
             return Err(ModelError::config(origin, "`num_attention_heads` must be positive"));
         }
-        let head_dim = reader
-            .opt_usize("head_dim")?
-            .unwrap_or(hidden_size / num_attention_heads);
+        let head_dim = reader.opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
 
         let rope_parameters = obj.get("rope_parameters").and_then(Value::as_object);
         let rope_theta = rope_parameters
             .and_then(|p| p.get("rope_theta"))
             .or_else(|| obj.get("rope_theta"))
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| ModelError::config(origin.clone(), "`rope_theta` must be a number"))
-            })
+            .map(|v| v.as_f64().ok_or_else(|| ModelError::config(origin.clone(), "`rope_theta` must be a number")))
             .transpose()?
             .unwrap_or(10_000.0);
         let scaling_obj = match rope_parameters {
@@ -234,11 +212,7 @@ impl ModelConfig {
             bos_token_id: reader.opt_token("bos_token_id")?.first().copied(),
             eos_token_ids: reader.opt_token("eos_token_id")?,
             pad_token_id: reader.opt_token("pad_token_id")?.first().copied(),
-            torch_dtype: obj
-                .get("torch_dtype")
-                .or_else(|| obj.get("dtype"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            torch_dtype: obj.get("torch_dtype").or_else(|| obj.get("dtype")).and_then(Value::as_str).map(str::to_string),
         };
         config.validate(&origin)?;
         Ok(config)
@@ -265,12 +239,7 @@ impl ModelConfig {
         let scaling = match &self.rope_scaling {
             None => Value::Null,
             Some(RopeScaling::Linear { factor }) => json!({"rope_type": "linear", "factor": factor}),
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => json!({
+            Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => json!({
                 "rope_type": "llama3",
                 "factor": factor,
                 "low_freq_factor": low_freq_factor,
@@ -341,27 +310,20 @@ impl ModelConfig {
 }
 
 fn parse_rope_scaling(s: &Map<String, Value>, origin: &Origin) -> Result<Option<RopeScaling>> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str).unwrap_or("default");
     let reader = JsonFields { obj: s, origin };
     match kind {
         "default" => Ok(None),
-        "linear" => Ok(Some(RopeScaling::Linear {
-            factor: reader.f64("factor")?,
-        })),
+        "linear" => Ok(Some(RopeScaling::Linear { factor: reader.f64("factor")? })),
         "llama3" => Ok(Some(RopeScaling::Llama3 {
             factor: reader.f64("factor")?,
             low_freq_factor: reader.f64("low_freq_factor")?,
             high_freq_factor: reader.f64("high_freq_factor")?,
             original_max_position_embeddings: reader.usize("original_max_position_embeddings")?,
         })),
-        other => Err(ModelError::config(
-            origin.clone(),
-            format!("rope scaling `{other}` is not supported (supported: default, linear, llama3)"),
-        )),
+        other => {
+            Err(ModelError::config(origin.clone(), format!("rope scaling `{other}` is not supported (supported: default, linear, llama3)")))
+        }
     }
 }
 
@@ -390,9 +352,7 @@ impl JsonFields<'_> {
     }
 
     fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
-        self.present(key)
-            .map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| self.wrong(key, "a non-negative integer")))
-            .transpose()
+        self.present(key).map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| self.wrong(key, "a non-negative integer"))).transpose()
     }
 
     fn usize(&self, key: &str) -> Result<usize> {
@@ -400,9 +360,7 @@ impl JsonFields<'_> {
     }
 
     fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
-        self.present(key)
-            .map(|v| v.as_f64().ok_or_else(|| self.wrong(key, "a number")))
-            .transpose()
+        self.present(key).map(|v| v.as_f64().ok_or_else(|| self.wrong(key, "a number"))).transpose()
     }
 
     fn f64(&self, key: &str) -> Result<f64> {
@@ -410,9 +368,7 @@ impl JsonFields<'_> {
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.present(key)
-            .map(|v| v.as_bool().ok_or_else(|| self.wrong(key, "true or false")))
-            .transpose()
+        self.present(key).map(|v| v.as_bool().ok_or_else(|| self.wrong(key, "true or false"))).transpose()
     }
 
     /// A token id field, which HF writes as an integer or a list of integers.
@@ -464,9 +420,7 @@ mod tests {
 
     #[test]
     fn unknown_architecture_names_file_and_families() {
-        let err = ModelConfig::from_hf_json(r#"{"model_type": "gpt_neox"}"#, "dir/config.json")
-            .unwrap_err()
-            .to_string();
+        let err = ModelConfig::from_hf_json(r#"{"model_type": "gpt_neox"}"#, "dir/config.json").unwrap_err().to_string();
         assert!(err.contains("dir/config.json") && err.contains("gpt_neox") && err.contains("qwen2"), "{err}");
     }
 
@@ -474,11 +428,7 @@ mod tests {
     fn missing_and_mistyped_keys_are_named() {
         let err = ModelConfig::from_hf_json(r#"{"model_type": "llama"}"#, "c.json").unwrap_err();
         assert!(err.to_string().contains("missing key `hidden_size`"), "{err}");
-        let err = ModelConfig::from_hf_json(
-            r#"{"model_type": "llama", "hidden_size": "big"}"#,
-            "c.json",
-        )
-        .unwrap_err();
+        let err = ModelConfig::from_hf_json(r#"{"model_type": "llama", "hidden_size": "big"}"#, "c.json").unwrap_err();
         assert!(err.to_string().contains("`hidden_size` must be"), "{err}");
     }
 

@@ -66,9 +66,7 @@ impl DeviceKind {
 pub fn device_from_spec(spec: &str) -> Result<Device> {
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => {
-            let i: usize = i
-                .parse()
-                .map_err(|_| ModelError::invalid(format!("device `{spec}`: `{i}` is not a device index")))?;
+            let i: usize = i.parse().map_err(|_| ModelError::invalid(format!("device `{spec}`: `{i}` is not a device index")))?;
             (k.parse::<DeviceKind>()?, Some(i))
         }
         None => (spec.parse::<DeviceKind>()?, None),

@@ -40,33 +40,19 @@ pub enum ModelError {
         "{origin}: tensor `{tensor}` is missing. The checkpoint does not match its config \
          (architecture {architecture}); check that config.json belongs to these weights"
     )]
-    MissingTensor {
-        origin: Origin,
-        tensor: String,
-        architecture: String,
-    },
+    MissingTensor { origin: Origin, tensor: String, architecture: String },
 
     #[error(
         "{origin}: tensor `{tensor}` has shape {found:?} but the config implies {expected:?}; \
          check that config.json belongs to these weights"
     )]
-    ShapeMismatch {
-        origin: Origin,
-        tensor: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { origin: Origin, tensor: String, expected: Vec<usize>, found: Vec<usize> },
 
     #[error(
         "{origin}: tensor `{tensor}` is stored as {dtype}, which Rosetta cannot read \
          (supported: {supported}); convert the checkpoint to one of those"
     )]
-    UnsupportedDtype {
-        origin: Origin,
-        tensor: String,
-        dtype: String,
-        supported: &'static str,
-    },
+    UnsupportedDtype { origin: Origin, tensor: String, dtype: String, supported: &'static str },
 
     #[error(
         "{origin}: architecture `{architecture}` is not supported; Rosetta runs the LLaMA family: \
@@ -103,24 +89,15 @@ impl ModelError {
     }
 
     pub(crate) fn config(origin: impl Into<Origin>, reason: impl Into<String>) -> Self {
-        ModelError::Config {
-            origin: origin.into(),
-            reason: reason.into(),
-        }
+        ModelError::Config { origin: origin.into(), reason: reason.into() }
     }
 
     pub(crate) fn tokenizer(origin: impl Into<Origin>, reason: impl fmt::Display) -> Self {
-        ModelError::Tokenizer {
-            origin: origin.into(),
-            reason: reason.to_string(),
-        }
+        ModelError::Tokenizer { origin: origin.into(), reason: reason.to_string() }
     }
 
     pub(crate) fn gguf(origin: impl Into<Origin>, reason: impl Into<String>) -> Self {
-        ModelError::Gguf {
-            origin: origin.into(),
-            reason: reason.into(),
-        }
+        ModelError::Gguf { origin: origin.into(), reason: reason.into() }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {

@@ -105,8 +105,7 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
     if !compressed.is_empty() {
         metadata.insert(sparse::SPARSE_METADATA_KEY.to_string(), serde_json::to_string(&compressed).unwrap_or_default());
     }
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))?;
     staged.write("model.safetensors", &bytes)?;
 
     let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
@@ -123,10 +122,7 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
     }
     staged.write("generation_config.json", &pretty(&generation))?;
     staged.write("tokenizer.json", tokenizer.to_json()?.as_bytes())?;
-    staged.write(
-        "tokenizer_config.json",
-        &pretty(&tokenizer.tokenizer_config(config.max_position_embeddings)),
-    )?;
+    staged.write("tokenizer_config.json", &pretty(&tokenizer.tokenizer_config(config.max_position_embeddings)))?;
     if let Some(extras) = &options.extras {
         staged.write(ROSETTA_EXTRAS_FILE, &pretty(extras))?;
     }

@@ -18,11 +18,7 @@ use crate::readback::to_vec_f32;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Sampling {
     Greedy,
-    Random {
-        temperature: f32,
-        top_k: Option<usize>,
-        top_p: Option<f32>,
-    },
+    Random { temperature: f32, top_k: Option<usize>, top_p: Option<f32> },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -37,13 +33,7 @@ pub struct GenerationConfig {
 
 impl Default for GenerationConfig {
     fn default() -> Self {
-        GenerationConfig {
-            max_new_tokens: 64,
-            sampling: Sampling::Greedy,
-            repetition_penalty: None,
-            stop_tokens: Vec::new(),
-            seed: 0,
-        }
+        GenerationConfig { max_new_tokens: 64, sampling: Sampling::Greedy, repetition_penalty: None, stop_tokens: Vec::new(), seed: 0 }
     }
 }
 
@@ -51,9 +41,7 @@ impl GenerationConfig {
     pub fn validate(&self) -> Result<()> {
         if let Sampling::Random { temperature, top_k, top_p } = &self.sampling {
             if !(*temperature > 0.0) || !temperature.is_finite() {
-                return Err(ModelError::invalid(format!(
-                    "temperature must be positive (got {temperature}); use greedy decoding for 0"
-                )));
+                return Err(ModelError::invalid(format!("temperature must be positive (got {temperature}); use greedy decoding for 0")));
             }
             if *top_k == Some(0) {
                 return Err(ModelError::invalid("top-k must be at least 1"));
@@ -110,22 +98,14 @@ pub fn sample_token(logits: &mut [f32], history: &[u32], config: &GenerationConf
         }
     }
     let argmax = |values: &[f32]| {
-        values
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
-            .0 as u32
+        values.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32
     };
     let (temperature, top_k, top_p) = match &config.sampling {
         Sampling::Greedy => return argmax(logits),
         Sampling::Random { temperature, top_k, top_p } => (*temperature, *top_k, *top_p),
     };
-    let mut candidates: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(i, &v)| (i as u32, v / temperature))
-        .collect();
+    let mut candidates: Vec<(u32, f32)> =
+        logits.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| (i as u32, v / temperature)).collect();
     if candidates.is_empty() {
         return argmax(logits);
     }
@@ -223,10 +203,7 @@ pub async fn generate(
         let (logits, _) = model.forward_cached(&step_batch, &mut cache, interventions)?;
         last = to_vec_f32(logits.reshape([rows, vocab])).await?;
     }
-    let stop_reasons = finished
-        .into_iter()
-        .map(|f| f.unwrap_or(StopReason::MaxTokens))
-        .collect();
+    let stop_reasons = finished.into_iter().map(|f| f.unwrap_or(StopReason::MaxTokens)).collect();
     Ok(GenerationOutput {
         tokens,
         stop_reasons,

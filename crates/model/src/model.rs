@@ -47,11 +47,7 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize, batch: usize) -> Self {
-        KvCache {
-            layers: vec![None; num_layers],
-            key_valid: vec![Vec::new(); batch],
-            next_position: vec![0; batch],
-        }
+        KvCache { layers: vec![None; num_layers], key_valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
     }
 
     pub fn len(&self) -> usize {
@@ -119,11 +115,7 @@ impl CausalLm {
                     num_kv_heads: config.num_key_value_heads,
                     head_dim: config.head_dim,
                 },
-                post_attention_layernorm: init::rms_norm(
-                    read(&p("post_attention_layernorm.weight"), &[d])?,
-                    config.rms_norm_eps,
-                    device,
-                ),
+                post_attention_layernorm: init::rms_norm(read(&p("post_attention_layernorm.weight"), &[d])?, config.rms_norm_eps, device),
                 mlp: SwiGluMlp {
                     gate_proj: linear(p("mlp.gate_proj"), config.intermediate_size, d, config.mlp_bias)?,
                     up_proj: linear(p("mlp.up_proj"), config.intermediate_size, d, config.mlp_bias)?,
@@ -222,22 +214,13 @@ impl CausalLm {
 
     /// Processes `batch` as the continuation of what `cache` holds and returns the logits of the
     /// new positions. The cache grows by `batch.seq` positions.
-    pub fn forward_cached(
-        &self,
-        batch: &TokenBatch,
-        cache: &mut KvCache,
-        interventions: &Interventions,
-    ) -> Result<(Tensor<3>, Trace)> {
+    pub fn forward_cached(&self, batch: &TokenBatch, cache: &mut KvCache, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
         self.check_interventions(batch, interventions)?;
         if batch.segments.is_some() {
             return Err(ModelError::invalid("packed batches (segment ids) cannot be decoded with a KV cache"));
         }
         if cache.batch() != batch.batch {
-            return Err(ModelError::invalid(format!(
-                "KV cache holds {} rows but the batch has {}",
-                cache.batch(),
-                batch.batch
-            )));
+            return Err(ModelError::invalid(format!("KV cache holds {} rows but the batch has {}", cache.batch(), batch.batch)));
         }
         let mut trace = Trace::default();
         let hidden = self.run(batch, interventions, &mut trace, Some(cache));
@@ -344,24 +327,12 @@ impl CausalLm {
             Some(c) => c.key_valid.iter().map(Vec::as_slice).collect(),
             None => (0..b).map(|r| batch.row(r).1).collect(),
         };
-        let segments: Option<Vec<&[u32]>> = batch
-            .segments
-            .as_ref()
-            .map(|_| (0..b).filter_map(|r| batch.row_segments(r)).collect());
+        let segments: Option<Vec<&[u32]>> = batch.segments.as_ref().map(|_| (0..b).filter_map(|r| batch.row_segments(r)).collect());
         let attention_mask = self.attention_mask(&key_valid, segments.as_deref(), past, s, &device);
-        let need_valid = !batch.all_valid()
-            && (interventions.feature_stats || interventions.capture.values().any(|p| *p == Pooling::Mean));
+        let need_valid = !batch.all_valid() && (interventions.feature_stats || interventions.capture.values().any(|p| *p == Pooling::Mean));
         let valid = need_valid.then(|| batch.valid_tensor(&device));
 
-        let mut state = PassState {
-            interventions,
-            trace,
-            valid,
-            valid_tokens: batch.valid_tokens(),
-            cos,
-            sin,
-            attention_mask,
-        };
+        let mut state = PassState { interventions, trace, valid, valid_tokens: batch.valid_tokens(), cos, sin, attention_mask };
 
         let n = self.layers.len();
         let mut h = match input {
@@ -443,9 +414,7 @@ impl CausalLm {
 
     /// Every linear layer of the decoder, in layer order.
     pub fn linear_ids(&self) -> Vec<LinearId> {
-        (0..self.layers.len())
-            .flat_map(|l| LinearKind::ALL.into_iter().map(move |k| LinearId::new(l, k)))
-            .collect()
+        (0..self.layers.len()).flat_map(|l| LinearKind::ALL.into_iter().map(move |k| LinearId::new(l, k))).collect()
     }
 
     pub fn linear(&self, id: LinearId) -> Result<&Linear> {
@@ -476,10 +445,7 @@ impl CausalLm {
     }
 
     fn layer_error(&self, layer: usize) -> ModelError {
-        ModelError::invalid(format!(
-            "layer {layer} does not exist: this model has layers 0..{}",
-            self.layers.len()
-        ))
+        ModelError::invalid(format!("layer {layer} does not exist: this model has layers 0..{}", self.layers.len()))
     }
 
     /// A linear weight in HF orientation `[out, in]`.
@@ -492,10 +458,7 @@ impl CausalLm {
         let linear = self.linear_mut(id)?;
         let [d_in, d_out] = linear.weight.val().dims();
         if weight.dims() != [d_out, d_in] {
-            return Err(ModelError::invalid(format!(
-                "{id}: new weight has shape {:?}, expected [{d_out}, {d_in}]",
-                weight.dims()
-            )));
+            return Err(ModelError::invalid(format!("{id}: new weight has shape {:?}, expected [{d_out}, {d_in}]", weight.dims())));
         }
         linear.weight = linear.weight.clone().map(|_| weight.transpose());
         Ok(())
@@ -531,9 +494,7 @@ impl CausalLm {
                         return Err(ModelError::invalid(format!("new row {pos} must have {d} values")));
                     }
                     if self.lm_head.is_some() && output.is_none() {
-                        return Err(ModelError::invalid(format!(
-                            "new row {pos} needs an output row: this model's head is not tied"
-                        )));
+                        return Err(ModelError::invalid(format!("new row {pos} needs an output row: this model's head is not tied")));
                     }
                     new_positions.push(pos);
                     new_input.extend_from_slice(input);

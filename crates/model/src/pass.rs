@@ -29,8 +29,8 @@ impl PassState<'_> {
         }
         let [batch, _, _] = x.dims();
         // The feature-statistics kernel on wgpu (one pass over x), tensor ops elsewhere.
-        let (per_sequence_sq, per_sequence_max) =
-            rosetta_kernels::sequence_feature_stats(x.clone(), self.valid.clone()).expect("the valid-token mask is [batch, seq] of this pass");
+        let (per_sequence_sq, per_sequence_max) = rosetta_kernels::sequence_feature_stats(x.clone(), self.valid.clone())
+            .expect("the valid-token mask is [batch, seq] of this pass");
         let stats = FeatureStats {
             sum_sq: per_sequence_sq.clone().sum_dim(0).squeeze_dim(0),
             max_abs: per_sequence_max.max_dim(0).squeeze_dim(0),

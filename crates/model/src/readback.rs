@@ -7,13 +7,8 @@ use crate::error::{ModelError, Result};
 
 /// The tensor's values as f32, row-major.
 pub async fn to_vec_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Device(format!("reading a tensor back failed: {e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Device(format!("unexpected tensor data: {e:?}")))
+    let data = tensor.into_data_async().await.map_err(|e| ModelError::Device(format!("reading a tensor back failed: {e:?}")))?;
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("unexpected tensor data: {e:?}")))
 }
 
 /// Runs an async computation to completion on the current thread (native builds).

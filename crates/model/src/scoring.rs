@@ -57,21 +57,14 @@ pub struct ScoreOptions {
 
 impl ScoreOptions {
     pub fn for_model(model: &CausalLm) -> Self {
-        ScoreOptions {
-            batch_size: 8,
-            max_tokens: model.config().max_position_embeddings.min(2048),
-            interventions: Interventions::none(),
-        }
+        ScoreOptions { batch_size: 8, max_tokens: model.config().max_position_embeddings.min(2048), interventions: Interventions::none() }
     }
 }
 
 /// Token ids of a text as scored: the document-start token, then the text.
 pub fn scoring_ids(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
     let start = tokenizer.document_start_id().ok_or_else(|| {
-        ModelError::tokenizer(
-            tokenizer.origin().clone(),
-            "has no BOS, EOS or end-of-text token to start a document with",
-        )
+        ModelError::tokenizer(tokenizer.origin().clone(), "has no BOS, EOS or end-of-text token to start a document with")
     })?;
     let mut ids = vec![start];
     ids.extend(tokenizer.encode(text, false)?);
@@ -101,19 +94,11 @@ pub fn target_logprobs(logits: Tensor<3>, targets: Tensor<3, Int>) -> Tensor<2> 
 }
 
 /// Scores each text separately; the result is in the order of `texts`.
-pub async fn score_texts(
-    model: &CausalLm,
-    tokenizer: &TextTokenizer,
-    texts: &[&str],
-    options: &ScoreOptions,
-) -> Result<Vec<TextCost>> {
+pub async fn score_texts(model: &CausalLm, tokenizer: &TextTokenizer, texts: &[&str], options: &ScoreOptions) -> Result<Vec<TextCost>> {
     if options.batch_size == 0 {
         return Err(ModelError::invalid("batch size must be at least 1"));
     }
-    let encoded = texts
-        .iter()
-        .map(|t| scoring_ids(tokenizer, t))
-        .collect::<Result<Vec<_>>>()?;
+    let encoded = texts.iter().map(|t| scoring_ids(tokenizer, t)).collect::<Result<Vec<_>>>()?;
     if let Some((i, ids)) = encoded.iter().enumerate().find(|(_, ids)| ids.len() > options.max_tokens) {
         return Err(ModelError::invalid(format!(
             "text {} has {} tokens, more than the {} this scorer takes; split long documents",
@@ -151,11 +136,6 @@ pub async fn score_texts(
 
 /// [`score_texts`] for native callers.
 #[cfg(not(target_family = "wasm"))]
-pub fn score_texts_blocking(
-    model: &CausalLm,
-    tokenizer: &TextTokenizer,
-    texts: &[&str],
-    options: &ScoreOptions,
-) -> Result<Vec<TextCost>> {
+pub fn score_texts_blocking(model: &CausalLm, tokenizer: &TextTokenizer, texts: &[&str], options: &ScoreOptions) -> Result<Vec<TextCost>> {
     crate::readback::block_on(score_texts(model, tokenizer, texts, options))
 }

@@ -65,4 +65,3 @@ pub fn tiny_tokenizer() -> TextTokenizer {
     let config = json!({"bos_token": "<s>", "eos_token": "</s>"}).to_string();
     TextTokenizer::from_hf_json(&tiny_tokenizer_json(), Some(&config), None, "tiny tokenizer.json").expect("tiny tokenizer")
 }
-

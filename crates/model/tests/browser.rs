@@ -27,7 +27,8 @@ async fn logits_on_webgpu_equal_the_cpu_logits() {
     let on = |device: &Device| CausalLm::from_source(&config, &weights, device).expect("tiny model");
     let (cpu_model, gpu_model) = (on(&Device::flex()), on(&gpu));
     // Two rows of different lengths: padding and the causal mask are part of the check.
-    let batch = TokenBatch::pad(&[vec![256, 72, 101, 108, 108, 111, 32, 116, 104], vec![256, 83, 122, 105, 97]], Padding::Right, 0).unwrap();
+    let batch =
+        TokenBatch::pad(&[vec![256, 72, 101, 108, 108, 111, 32, 116, 104], vec![256, 83, 122, 105, 97]], Padding::Right, 0).unwrap();
     let cpu = to_vec_f32(cpu_model.forward_with(&batch, &Interventions::none()).unwrap().0).await.unwrap();
     let webgpu = to_vec_f32(gpu_model.forward_with(&batch, &Interventions::none()).unwrap().0).await.unwrap();
     assert_eq!(cpu.len(), webgpu.len());

@@ -1,11 +1,11 @@
 //! Calibration prompts: few-shot translation (Kim et al.'s `Src: s</s>Tgt: t</s>` style with
 //! language names), monolingual documents, and code.
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rosetta_data::monolingual::Document;
 use rosetta_data::language_name;
+use rosetta_data::monolingual::Document;
 use rosetta_data::parallel::ParallelCorpus;
 
 use crate::error::{PruneError, Result};
@@ -43,7 +43,14 @@ impl std::fmt::Display for CalibKind {
 /// `n` few-shot translation prompts: each is `shots` solved examples plus one more, all in the
 /// same direction, `{Source}: s{sep}{Target}: t{sep}`. Directions alternate X→English and
 /// English→X over the non-English `langs`, round robin.
-pub fn translation_prompts(parallel: &ParallelCorpus, langs: &[String], n: usize, shots: usize, sep: &str, seed: u64) -> Result<Vec<String>> {
+pub fn translation_prompts(
+    parallel: &ParallelCorpus,
+    langs: &[String],
+    n: usize,
+    shots: usize,
+    sep: &str,
+    seed: u64,
+) -> Result<Vec<String>> {
     let targets: Vec<&String> = langs.iter().filter(|l| l.as_str() != "en").collect();
     if targets.is_empty() {
         return Err(PruneError::Invalid("translation calibration needs at least one non-English language in --langs".into()));
@@ -51,11 +58,8 @@ pub fn translation_prompts(parallel: &ParallelCorpus, langs: &[String], n: usize
     let mut rng = StdRng::seed_from_u64(seed);
     let mut pools: Vec<Vec<(&str, &str)>> = Vec::new();
     for lang in &targets {
-        let mut pool: Vec<(&str, &str)> = parallel
-            .records
-            .iter()
-            .filter_map(|r| Some((r.texts.get(lang.as_str())?.as_str(), r.texts.get("en")?.as_str())))
-            .collect();
+        let mut pool: Vec<(&str, &str)> =
+            parallel.records.iter().filter_map(|r| Some((r.texts.get(lang.as_str())?.as_str(), r.texts.get("en")?.as_str()))).collect();
         if pool.len() < shots + 1 {
             return Err(PruneError::Invalid(format!(
                 "the parallel corpus has {} {lang}–en pairs; a {shots}-shot prompt needs at least {}",

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rosetta_model::LinearId;
-use rosetta_model::weights::sparse::{pack_bits as pack, unpack_bits as unpack};
 use rosetta_model::burn::prelude::*;
+use rosetta_model::weights::sparse::{pack_bits as pack, unpack_bits as unpack};
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{PruneError, Result};

@@ -183,7 +183,8 @@ pub fn build(
     };
 
     // 1. Source-language answers.
-    let ids: Vec<String> = instructions.iter().enumerate().map(|(i, r)| r.id.clone().unwrap_or_else(|| format!("instruction-{i}"))).collect();
+    let ids: Vec<String> =
+        instructions.iter().enumerate().map(|(i, r)| r.id.clone().unwrap_or_else(|| format!("instruction-{i}"))).collect();
     let mut items: Vec<Item> = Vec::new();
     match config.answers {
         Answers::Reference => {
@@ -195,10 +196,23 @@ pub fn build(
             let jobs = instructions
                 .iter()
                 .zip(&ids)
-                .map(|(r, id)| Ok(Job { id: format!("{id}/{}", fingerprint(&r.instruction)), prompt: tokenizer.encode(&chat_prompt(tokenizer, &r.instruction)?, false)? }))
+                .map(|(r, id)| {
+                    Ok(Job {
+                        id: format!("{id}/{}", fingerprint(&r.instruction)),
+                        prompt: tokenizer.encode(&chat_prompt(tokenizer, &r.instruction)?, false)?,
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut log = GenerationLog::open(&out.join("answers.jsonl"))?;
-            let stats = log.run(model, tokenizer, &jobs, &greedy(config.max_new_tokens, eos.clone()), config.batch_size, interrupt.after_batches, |d, t| progress("answers", d, t))?;
+            let stats = log.run(
+                model,
+                tokenizer,
+                &jobs,
+                &greedy(config.max_new_tokens, eos.clone()),
+                config.batch_size,
+                interrupt.after_batches,
+                |d, t| progress("answers", d, t),
+            )?;
             generation.insert("answers".to_string(), stats);
             if log.len() < jobs.len() {
                 return Err(SdrrlError::Interrupted { stage: "answers" });
@@ -217,14 +231,18 @@ pub fn build(
     // 2. Translations of instructions and answers, line by line.
     let mut translated: HashMap<(String, String), (String, String)> = HashMap::new(); // (target, id) → (x_t, y_t)
     let mut translation_origin = "model (few-shot)";
-    let needs_translations = [Kind::Translated, Kind::TargetInstruction, Kind::SourceInstruction, Kind::Completion].iter().any(|k| config.shares.get(*k) > 0.0);
+    let needs_translations =
+        [Kind::Translated, Kind::TargetInstruction, Kind::SourceInstruction, Kind::Completion].iter().any(|k| config.shares.get(*k) > 0.0);
     if !needs_translations {
         translation_origin = "none";
     } else if let Some(path) = &config.translations {
         translation_origin = "file";
         let (records, _) = rosetta_data::instruction::read_instructions(path, None, rosetta_data::BadLines::Fail)?;
         for r in records {
-            let id = r.id.clone().ok_or_else(|| SdrrlError::File { path: path.clone(), reason: "every translation needs the `id` of its instruction".into() })?;
+            let id = r.id.clone().ok_or_else(|| SdrrlError::File {
+                path: path.clone(),
+                reason: "every translation needs the `id` of its instruction".into(),
+            })?;
             translated.insert((r.lang.clone(), id), (r.instruction, r.response));
         }
     } else {
@@ -240,13 +258,24 @@ pub fn build(
                 for (field, text) in [("instruction", &item.x), ("answer", &item.y)] {
                     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                         let prompt = translation_prompt(&examples, source, t, line.trim());
-                        jobs.push(Job { id: format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim())), prompt: tokenizer.encode(&prompt, true)? });
+                        jobs.push(Job {
+                            id: format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim())),
+                            prompt: tokenizer.encode(&prompt, true)?,
+                        });
                     }
                 }
             }
         }
         let mut log = GenerationLog::open(&out.join("translations.jsonl"))?;
-        let stats = log.run(model, tokenizer, &jobs, &greedy(config.translate_max_tokens, stop), config.batch_size, interrupt.after_batches, |d, n| progress("translations", d, n))?;
+        let stats = log.run(
+            model,
+            tokenizer,
+            &jobs,
+            &greedy(config.translate_max_tokens, stop),
+            config.batch_size,
+            interrupt.after_batches,
+            |d, n| progress("translations", d, n),
+        )?;
         generation.insert("translations".to_string(), stats);
         if log.len() < jobs.len() {
             return Err(SdrrlError::Interrupted { stage: "translations" });
@@ -289,15 +318,43 @@ pub fn build(
     };
     for item in &items {
         let base = json!({"instruction_id": item.id, "answer": item.answer, "model": inputs.model_name});
-        candidates.entry(Kind::Source).or_default().push(record(Kind::Source, format!("{}/source", item.id), source, &item.x, &item.y, base.clone()));
+        candidates.entry(Kind::Source).or_default().push(record(
+            Kind::Source,
+            format!("{}/source", item.id),
+            source,
+            &item.x,
+            &item.y,
+            base.clone(),
+        ));
         for t in &config.targets {
             let Some((xt, yt)) = translated.get(&(t.clone(), item.id.clone())) else { continue };
             let mut p = base.clone();
             p["translation"] = json!(translation_origin);
             p["target"] = json!(t);
-            candidates.entry(Kind::Translated).or_default().push(record(Kind::Translated, format!("{}/{t}/translated", item.id), t, xt, yt, p.clone()));
-            candidates.entry(Kind::TargetInstruction).or_default().push(record(Kind::TargetInstruction, format!("{}/{t}/x_t-y_en", item.id), t, xt, &item.y, p.clone()));
-            candidates.entry(Kind::SourceInstruction).or_default().push(record(Kind::SourceInstruction, format!("{}/{t}/x_en-y_t", item.id), t, &item.x, yt, p));
+            candidates.entry(Kind::Translated).or_default().push(record(
+                Kind::Translated,
+                format!("{}/{t}/translated", item.id),
+                t,
+                xt,
+                yt,
+                p.clone(),
+            ));
+            candidates.entry(Kind::TargetInstruction).or_default().push(record(
+                Kind::TargetInstruction,
+                format!("{}/{t}/x_t-y_en", item.id),
+                t,
+                xt,
+                &item.y,
+                p.clone(),
+            ));
+            candidates.entry(Kind::SourceInstruction).or_default().push(record(
+                Kind::SourceInstruction,
+                format!("{}/{t}/x_en-y_t", item.id),
+                t,
+                &item.x,
+                yt,
+                p,
+            ));
         }
     }
 
@@ -317,7 +374,14 @@ pub fn build(
                 }
                 let p = json!({"instruction_id": item.id, "answer": item.answer, "model": inputs.model_name, "target": t,
                     "lexicon_entries": lexicon.len(), "swapped_words": nx + ny, "rate": config.code_switch_rate});
-                candidates.entry(Kind::CodeSwitch).or_default().push(record(Kind::CodeSwitch, format!("{}/{t}/code-switch", item.id), t, &x, &y, p));
+                candidates.entry(Kind::CodeSwitch).or_default().push(record(
+                    Kind::CodeSwitch,
+                    format!("{}/{t}/code-switch", item.id),
+                    t,
+                    &x,
+                    &y,
+                    p,
+                ));
             }
         }
     }
@@ -337,7 +401,15 @@ pub fn build(
             }
         }
         let mut log = GenerationLog::open(&out.join("completions.jsonl"))?;
-        let stats = log.run(model, tokenizer, &jobs, &greedy(config.max_new_tokens, eos.clone()), config.batch_size, interrupt.after_batches, |d, n| progress("completions", d, n))?;
+        let stats = log.run(
+            model,
+            tokenizer,
+            &jobs,
+            &greedy(config.max_new_tokens, eos.clone()),
+            config.batch_size,
+            interrupt.after_batches,
+            |d, n| progress("completions", d, n),
+        )?;
         generation.insert("completions".to_string(), stats);
         if log.len() < jobs.len() {
             return Err(SdrrlError::Interrupted { stage: "completions" });
@@ -347,12 +419,23 @@ pub fn build(
             let g = log.get(&job.id).expect("every job ran");
             let (text, finished) = config.filters.settle(&g.text, g.finished);
             let response = format!("{prefix} {text}").trim().to_string();
-            if let Some(skip) = config.filters.check(text, t, finished, Some(inputs.langid)).or_else(|| config.filters.check(&response, t, true, Some(inputs.langid))) {
+            if let Some(skip) = config
+                .filters
+                .check(text, t, finished, Some(inputs.langid))
+                .or_else(|| config.filters.check(&response, t, true, Some(inputs.langid)))
+            {
                 skipped.add("completion", skip);
                 continue;
             }
             let p = json!({"instruction_id": item.id, "answer": item.answer, "model": inputs.model_name, "target": t, "prefix_words": prefix.split_whitespace().count()});
-            candidates.entry(Kind::Completion).or_default().push(record(Kind::Completion, format!("{}/{t}/completion", item.id), t, xt, &response, p));
+            candidates.entry(Kind::Completion).or_default().push(record(
+                Kind::Completion,
+                format!("{}/{t}/completion", item.id),
+                t,
+                xt,
+                &response,
+                p,
+            ));
         }
     }
 
@@ -364,22 +447,28 @@ pub fn build(
                 let instruction = format!("Translate into {}:\n{}", language_name(t), texts[0]);
                 let id = r.id.clone().unwrap_or_default();
                 let p = json!({"parallel_id": id, "parallel_source": r.source, "target": t});
-                candidates.entry(Kind::Parallel).or_default().push(record(Kind::Parallel, format!("parallel/{id}/{t}"), t, &instruction, texts[1], p));
+                candidates.entry(Kind::Parallel).or_default().push(record(
+                    Kind::Parallel,
+                    format!("parallel/{id}/{t}"),
+                    t,
+                    &instruction,
+                    texts[1],
+                    p,
+                ));
             }
         }
     }
 
     // Sample to the shares.
-    let available: BTreeMap<String, usize> = Kind::ALL.iter().map(|k| (k.name().to_string(), candidates.get(k).map_or(0, Vec::len))).collect();
+    let available: BTreeMap<String, usize> =
+        Kind::ALL.iter().map(|k| (k.name().to_string(), candidates.get(k).map_or(0, Vec::len))).collect();
     // A kind left without candidates (every generation filtered) is reported and left out; the
     // others keep their shares among themselves.
-    let missing: Vec<String> = Kind::ALL.iter().filter(|k| config.shares.get(**k) > 0.0 && available[k.name()] == 0).map(|k| k.name().to_string()).collect();
+    let missing: Vec<String> =
+        Kind::ALL.iter().filter(|k| config.shares.get(**k) > 0.0 && available[k.name()] == 0).map(|k| k.name().to_string()).collect();
     let active: Vec<Kind> = Kind::ALL.into_iter().filter(|k| config.shares.get(*k) > 0.0 && available[k.name()] > 0).collect();
     let share_sum: f64 = active.iter().map(|k| config.shares.get(*k)).sum();
-    let total = active
-        .iter()
-        .map(|k| available[k.name()] as f64 / (config.shares.get(*k) / share_sum))
-        .fold(f64::INFINITY, f64::min);
+    let total = active.iter().map(|k| available[k.name()] as f64 / (config.shares.get(*k) / share_sum)).fold(f64::INFINITY, f64::min);
     let mut chosen: Vec<TransferRecord> = Vec::new();
     let mut written = BTreeMap::new();
     for kind in &active {
@@ -402,7 +491,8 @@ pub fn build(
     }
     write_atomically(&transfer, text.as_bytes())?;
     let stats = BuildStats { instructions: instructions.len(), available, written, missing, skipped, generation, transfer };
-    let stats_json = serde_json::to_vec_pretty(&json!({"stats": stats, "config": config})).map_err(|e| SdrrlError::Invalid(e.to_string()))?;
+    let stats_json =
+        serde_json::to_vec_pretty(&json!({"stats": stats, "config": config})).map_err(|e| SdrrlError::Invalid(e.to_string()))?;
     write_atomically(&out.join("stats.json"), &stats_json)?;
     Ok(stats)
 }

@@ -31,7 +31,15 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [Kind::Source, Kind::Translated, Kind::TargetInstruction, Kind::SourceInstruction, Kind::CodeSwitch, Kind::Completion, Kind::Parallel];
+    pub const ALL: [Kind; 7] = [
+        Kind::Source,
+        Kind::Translated,
+        Kind::TargetInstruction,
+        Kind::SourceInstruction,
+        Kind::CodeSwitch,
+        Kind::Completion,
+        Kind::Parallel,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -72,7 +80,15 @@ fn one() -> f64 {
 
 impl Default for Shares {
     fn default() -> Self {
-        Shares { source: 1.0, translated: 1.0, target_instruction: 1.0, source_instruction: 1.0, code_switch: 1.0, completion: 1.0, parallel: 1.0 }
+        Shares {
+            source: 1.0,
+            translated: 1.0,
+            target_instruction: 1.0,
+            source_instruction: 1.0,
+            code_switch: 1.0,
+            completion: 1.0,
+            parallel: 1.0,
+        }
     }
 }
 
@@ -91,7 +107,15 @@ impl Shares {
 
     /// The translate-then-SFT baseline: source-language pairs and their translations only.
     pub fn translate_baseline() -> Self {
-        Shares { source: 1.0, translated: 1.0, target_instruction: 0.0, source_instruction: 0.0, code_switch: 0.0, completion: 0.0, parallel: 0.0 }
+        Shares {
+            source: 1.0,
+            translated: 1.0,
+            target_instruction: 0.0,
+            source_instruction: 0.0,
+            code_switch: 0.0,
+            completion: 0.0,
+            parallel: 0.0,
+        }
     }
 }
 

@@ -70,7 +70,8 @@ pub fn repeated_trigram_fraction(text: &str) -> f64 {
 
 /// `text` cut after its last sentence end (`.`, `!`, `?`, `。`, `！`, `？`), if that keeps at least half.
 pub fn last_full_sentence(text: &str) -> Option<&str> {
-    let end = text.char_indices().filter(|(_, c)| matches!(c, '.' | '!' | '?' | '。' | '！' | '？')).map(|(i, c)| i + c.len_utf8()).last()?;
+    let end =
+        text.char_indices().filter(|(_, c)| matches!(c, '.' | '!' | '?' | '。' | '！' | '？')).map(|(i, c)| i + c.len_utf8()).last()?;
     (end * 2 >= text.len()).then(|| text[..end].trim_end())
 }
 

@@ -13,7 +13,10 @@ pub struct LanguageId {
 pub const MIN_LETTERS: usize = 12;
 
 fn trigrams(text: &str) -> HashMap<String, f64> {
-    let chars: Vec<char> = std::iter::once(' ').chain(text.to_lowercase().chars().map(|c| if c.is_alphabetic() { c } else { ' ' })).chain(std::iter::once(' ')).collect();
+    let chars: Vec<char> = std::iter::once(' ')
+        .chain(text.to_lowercase().chars().map(|c| if c.is_alphabetic() { c } else { ' ' }))
+        .chain(std::iter::once(' '))
+        .collect();
     let mut counts: HashMap<String, f64> = HashMap::new();
     for w in chars.windows(3) {
         if w.iter().all(|c| *c == ' ') || (w[1] == ' ' && (w[0] == ' ' || w[2] == ' ')) {

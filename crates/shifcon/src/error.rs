@@ -5,9 +5,13 @@
 pub enum ShifconError {
     #[error("{0}")]
     Invalid(String),
-    #[error("{what}: {count} sentences in `{lang}`, but a covariance estimate in {dims} dimensions needs at least {needed}; give more parallel sentences (or fewer --dims)")]
+    #[error(
+        "{what}: {count} sentences in `{lang}`, but a covariance estimate in {dims} dimensions needs at least {needed}; give more parallel sentences (or fewer --dims)"
+    )]
     TooFewSentences { what: String, lang: String, count: usize, dims: usize, needed: usize },
-    #[error("band {to}..{back} is outside this model's residual sites 0..={sites} (it has {sites} layers); choose 0 ≤ L_to < L_bk ≤ {sites}")]
+    #[error(
+        "band {to}..{back} is outside this model's residual sites 0..={sites} (it has {sites} layers); choose 0 ≤ L_to < L_bk ≤ {sites}"
+    )]
     BandOutOfRange { to: usize, back: usize, sites: usize },
     #[error(transparent)]
     Kernel(#[from] rosetta_kernels::KernelError),

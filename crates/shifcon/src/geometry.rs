@@ -124,7 +124,9 @@ fn check_states(states: &BTreeMap<String, Vec<Matrix>>, english: &str) -> Result
     let n = en.first().map_or(0, |m| m.rows);
     for (lang, per_site) in states {
         if per_site.len() != sites || per_site.iter().any(|m| m.rows != n) {
-            return Err(ShifconError::Invalid(format!("`{lang}` has states of another shape than `{english}` (parallel sentences must align)")));
+            return Err(ShifconError::Invalid(format!(
+                "`{lang}` has states of another shape than `{english}` (parallel sentences must align)"
+            )));
         }
     }
     if states.len() < 2 {
@@ -141,7 +143,13 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
     let needed = 2 * MIN_SENTENCES;
     for lang in states.keys() {
         if n < needed {
-            return Err(ShifconError::TooFewSentences { what: "geometry".into(), lang: lang.clone(), count: n, dims: options.distance.dims, needed });
+            return Err(ShifconError::TooFewSentences {
+                what: "geometry".into(),
+                lang: lang.clone(),
+                count: n,
+                dims: options.distance.dims,
+                needed,
+            });
         }
     }
     if !(options.beta > 0.0 && options.beta < 1.0) {
@@ -180,7 +188,14 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
             let shift_norm = norm(&v_en.iter().zip(&v_l).map(|(e, l)| e - l).collect::<Vec<_>>());
             langs.insert(
                 lang.clone(),
-                LanguageAtSite { shifted: shifted_distance, raw, parallel_cosine, mismatched_cosine, retrieval_top1: hits as f64 / n as f64, shift_norm },
+                LanguageAtSite {
+                    shifted: shifted_distance,
+                    raw,
+                    parallel_cosine,
+                    mismatched_cosine,
+                    retrieval_top1: hits as f64 / n as f64,
+                    shift_norm,
+                },
             );
         }
         for (lang, per_site) in states {
@@ -235,7 +250,9 @@ fn pca_2d(states: &BTreeMap<String, Vec<Matrix>>, site: usize, points: usize) ->
         .into_iter()
         .map(|(lang, m)| {
             let projected = m.minus_row(&mean).matmul(&axes);
-            let points = (0..projected.rows).map(|i| [projected.get(i, 0) as f32, projected.data.get(i * projected.cols + 1).copied().unwrap_or(0.0) as f32]).collect();
+            let points = (0..projected.rows)
+                .map(|i| [projected.get(i, 0) as f32, projected.data.get(i * projected.cols + 1).copied().unwrap_or(0.0) as f32])
+                .collect();
             (lang, points)
         })
         .collect();

@@ -39,7 +39,7 @@ pub fn plan_from_extras(extras: Option<&serde_json::Value>) -> Result<Option<Shi
     let Some(plan) = extras.and_then(|e| e.get("shifcon")).and_then(|s| s.get("plan")).filter(|p| !p.is_null()) else {
         return Ok(None);
     };
-    serde_json::from_value(plan.clone())
-        .map(Some)
-        .map_err(|e| ShifconError::Invalid(format!("rosetta.json: shifcon.plan is unreadable ({e}); re-export the model or drop the record")))
+    serde_json::from_value(plan.clone()).map(Some).map_err(|e| {
+        ShifconError::Invalid(format!("rosetta.json: shifcon.plan is unreadable ({e}); re-export the model or drop the record"))
+    })
 }

@@ -308,7 +308,8 @@ pub fn cholesky(m: &Matrix) -> Result<Matrix> {
                 let d = m.get(i, i) - s;
                 if !(d > 0.0) {
                     return Err(ShifconError::Invalid(
-                        "a covariance matrix is not positive definite (constant or duplicated sentence states?); raise the shrinkage".into(),
+                        "a covariance matrix is not positive definite (constant or duplicated sentence states?); raise the shrinkage"
+                            .into(),
                     ));
                 }
                 l.set(i, j, d.sqrt());

@@ -124,14 +124,26 @@ impl ShifconMethod {
             (None, None) => None,
         };
         let inference = model.valid();
-        let texts: BTreeMap<String, Vec<&str>> = self.vector_texts.iter().map(|(l, t)| (l.clone(), t.iter().map(String::as_str).collect())).collect();
+        let texts: BTreeMap<String, Vec<&str>> =
+            self.vector_texts.iter().map(|(l, t)| (l.clone(), t.iter().map(String::as_str).collect())).collect();
         let plan = match band {
             Some((to, back)) => ShiftPlan::estimate_blocking(&inference, tokenizer, &texts, &self.section.english, to, back)?,
             None => {
                 let sites: Vec<usize> = (0..=layers).collect();
                 let mut states = BTreeMap::new();
                 for (lang, sentences) in &texts {
-                    states.insert(lang.clone(), sentence_states_blocking(&inference, tokenizer, sentences, &sites, &StateOptions::default(), &Interventions::none(), |_| {})?);
+                    states.insert(
+                        lang.clone(),
+                        sentence_states_blocking(
+                            &inference,
+                            tokenizer,
+                            sentences,
+                            &sites,
+                            &StateOptions::default(),
+                            &Interventions::none(),
+                            |_| {},
+                        )?,
+                    );
                 }
                 let options = GeometryOptions { english: self.section.english.clone(), beta: self.section.beta, ..Default::default() };
                 let geometry: Geometry = analyse(&states, &options)?;
@@ -192,9 +204,19 @@ impl Method for ShifconMethod {
         Ok(())
     }
 
-    fn loss(&mut self, model: &CausalLm, tokenizer: &TextTokenizer, rows: &[PackedRow], micro: MicroBatch) -> rosetta_train::Result<MethodLoss> {
+    fn loss(
+        &mut self,
+        model: &CausalLm,
+        tokenizer: &TextTokenizer,
+        rows: &[PackedRow],
+        micro: MicroBatch,
+    ) -> rosetta_train::Result<MethodLoss> {
         let device = model.device();
-        let shift = if self.section.shift_generation { self.plan_or_error()?.per_token_interventions(rows, &device) } else { Interventions::none() };
+        let shift = if self.section.shift_generation {
+            self.plan_or_error()?.per_token_interventions(rows, &device)
+        } else {
+            Interventions::none()
+        };
         let generation = packed_loss(model, rows, micro.normalizer, &shift)?;
         let mut parts = BTreeMap::new();
         parts.insert("generation".to_string(), generation.clone().into_scalar::<f32>() as f64);
@@ -230,7 +252,8 @@ impl Method for ShifconMethod {
     }
 
     fn restore(&mut self, state: serde_json::Value) -> rosetta_train::Result<()> {
-        self.state = serde_json::from_value(state).map_err(|e| TrainError::Resume(format!("the checkpoint's ShifCon state is unreadable ({e}); start a new run.out")))?;
+        self.state = serde_json::from_value(state)
+            .map_err(|e| TrainError::Resume(format!("the checkpoint's ShifCon state is unreadable ({e}); start a new run.out")))?;
         if self.state.plan.is_none() {
             return Err(TrainError::Resume("the checkpoint has no ShifCon language vectors; start a new run.out".into()));
         }

@@ -114,7 +114,16 @@ impl ShiftPlan {
                     needed: crate::subspace::MIN_SENTENCES,
                 });
             }
-            let states = crate::states::sentence_states(model, tokenizer, sentences, &[to, back], &Default::default(), &Interventions::none(), |_| {}).await?;
+            let states = crate::states::sentence_states(
+                model,
+                tokenizer,
+                sentences,
+                &[to, back],
+                &Default::default(),
+                &Interventions::none(),
+                |_| {},
+            )
+            .await?;
             let mean = |m: &crate::Matrix| m.column_means().iter().map(|&v| v as f32).collect::<Vec<f32>>();
             vectors.insert(lang.clone(), SiteVectors { at_to: mean(&states[0]), at_back: mean(&states[1]) });
         }
@@ -177,7 +186,10 @@ impl ShiftPlan {
             return Ok(Interventions::none());
         }
         let (toward, back) = self.deltas(lang).ok_or_else(|| {
-            ShifconError::Invalid(format!("no language vector for `{lang}` (the plan has: {})", self.vectors.keys().cloned().collect::<Vec<_>>().join(", ")))
+            ShifconError::Invalid(format!(
+                "no language vector for `{lang}` (the plan has: {})",
+                self.vectors.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
         })?;
         let row = |v: Vec<f32>| {
             let d = v.len();
@@ -219,9 +231,7 @@ impl ShiftPlan {
         };
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * s]), device);
         let per_token = |t: Tensor<2>| t.select(0, index.clone()).reshape([b, s, d]);
-        Interventions::none()
-            .shift_per_token(self.to, per_token(table(|d| &d.0)))
-            .shift_per_token(self.back, per_token(table(|d| &d.1)))
+        Interventions::none().shift_per_token(self.to, per_token(table(|d| &d.0))).shift_per_token(self.back, per_token(table(|d| &d.1)))
     }
 }
 
@@ -250,7 +260,11 @@ mod tests {
         assert_eq!(toward, vec![-3.0, -3.0]);
         assert_eq!(back, vec![-5.0, -5.0]);
         // The same site: v_en − v_l then v_l − v_en sums to zero.
-        let same_site = ShiftPlan { back: 1, vectors: p.vectors.iter().map(|(l, v)| (l.clone(), SiteVectors { at_to: v.at_to.clone(), at_back: v.at_to.clone() })).collect(), ..p.clone() };
+        let same_site = ShiftPlan {
+            back: 1,
+            vectors: p.vectors.iter().map(|(l, v)| (l.clone(), SiteVectors { at_to: v.at_to.clone(), at_back: v.at_to.clone() })).collect(),
+            ..p.clone()
+        };
         let (toward, back) = same_site.deltas("hu").unwrap();
         assert!(toward.iter().zip(&back).all(|(a, b)| a + b == 0.0));
         assert!(p.deltas("en").is_none() && p.deltas("xx").is_none());

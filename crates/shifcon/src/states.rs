@@ -55,7 +55,11 @@ pub fn pooled_states(model: &CausalLm, batch: &TokenBatch, sites: &[usize], inte
     sites
         .iter()
         .map(|site| {
-            trace.residual.get(site).and_then(|c| c.pooled().cloned()).ok_or_else(|| ShifconError::Invalid(format!("site {site} was not captured")))
+            trace
+                .residual
+                .get(site)
+                .and_then(|c| c.pooled().cloned())
+                .ok_or_else(|| ShifconError::Invalid(format!("site {site} was not captured")))
         })
         .collect()
 }

@@ -38,12 +38,7 @@ fn group(pattern: &str) -> Result<ParamGroup> {
 
 /// The weights LoRA adapts: `layers.N.<module>.weight` of the target projections.
 pub fn lora_group(lora: &LoraSection) -> Result<ParamGroup> {
-    let modules: Vec<&str> = lora
-        .targets
-        .iter()
-        .filter_map(|t| LinearKind::from_short_name(t))
-        .map(|k| k.hf_path())
-        .collect();
+    let modules: Vec<&str> = lora.targets.iter().filter_map(|t| LinearKind::from_short_name(t)).map(|k| k.hf_path()).collect();
     group(&format!(r"^layers\.\d+\.({})\.weight$", modules.join("|").replace('.', r"\.")))
 }
 

@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
+use rosetta_model::CausalLm;
 use rosetta_model::atomic::StagedDir;
 use rosetta_model::burn::module::Module;
 use rosetta_model::burn::optim::ModuleOptimizer;
 use rosetta_model::burn::store::ModuleRecord;
 use rosetta_model::burn::tensor::Bytes;
-use rosetta_model::CausalLm;
 
 use crate::error::{Result, TrainError};
 use crate::stream::StreamState;
@@ -95,18 +95,15 @@ impl CheckpointStore {
             .find(|(_, p)| p != path)
             .map(|(_, p)| p.display().to_string())
             .unwrap_or_else(|| "the start (no older checkpoint)".into());
-        let corrupt = |file: &str, reason: String| TrainError::CorruptCheckpoint {
-            path: path.join(file),
-            reason,
-            fallback: fallback.clone(),
-        };
+        let corrupt =
+            |file: &str, reason: String| TrainError::CorruptCheckpoint { path: path.join(file), reason, fallback: fallback.clone() };
         let read = |file: &str| std::fs::read(path.join(file)).map_err(|e| corrupt(file, e.to_string()));
         let state: RunState = serde_json::from_slice(&read("state.json")?).map_err(|e| corrupt("state.json", e.to_string()))?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(read("model.bpk")?)).map_err(|e| corrupt("model.bpk", e.to_string()))?;
+        let record =
+            ModuleRecord::from_bytes(Bytes::from_bytes_vec(read("model.bpk")?)).map_err(|e| corrupt("model.bpk", e.to_string()))?;
         let model = model.try_load_record(record).map_err(|e| corrupt("model.bpk", e.to_string()))?;
-        let optimizer = optimizer
-            .from_bytes(Bytes::from_bytes_vec(read("optimizer.bpk")?))
-            .map_err(|e| corrupt("optimizer.bpk", e.to_string()))?;
+        let optimizer =
+            optimizer.from_bytes(Bytes::from_bytes_vec(read("optimizer.bpk")?)).map_err(|e| corrupt("optimizer.bpk", e.to_string()))?;
         Ok((model, optimizer, state))
     }
 }

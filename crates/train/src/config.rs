@@ -304,14 +304,10 @@ impl TrainConfig {
     /// Reads and checks a TOML config; unknown keys (typos) are errors that name the key.
     /// Relative paths in it are relative to the config file's directory.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        let mut config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
+        let mut config: TrainConfig =
+            toml::from_str(&text).map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         config.validate().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
         Ok(config)

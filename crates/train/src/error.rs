@@ -13,9 +13,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] rosetta_data::DataError),
 
-    #[error(
-        "{path}: checkpoint is unreadable or corrupt ({reason}); remove it to resume from {fallback}"
-    )]
+    #[error("{path}: checkpoint is unreadable or corrupt ({reason}); remove it to resume from {fallback}")]
     CorruptCheckpoint { path: PathBuf, reason: String, fallback: String },
 
     #[error("{0}")]

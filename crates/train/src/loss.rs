@@ -12,10 +12,7 @@ pub fn batch_and_mask(rows: &[PackedRow]) -> Result<(TokenBatch, Vec<f32>)> {
     let ids = rows.iter().flat_map(|r| r.ids.iter().copied()).collect();
     let segments = rows.iter().flat_map(|r| r.segments.iter().copied()).collect();
     let batch = TokenBatch::packed(ids, segments, rows.len(), seq)?;
-    let mask = rows
-        .iter()
-        .flat_map(|r| (0..seq - 1).map(move |t| if r.predicts_next(t) { 1.0 } else { 0.0 }))
-        .collect();
+    let mask = rows.iter().flat_map(|r| (0..seq - 1).map(move |t| if r.predicts_next(t) { 1.0 } else { 0.0 })).collect();
     Ok((batch, mask))
 }
 

@@ -3,7 +3,9 @@
 //! exactly the rows the interrupted one would have.
 
 use rosetta_data::monolingual::read_documents;
-use rosetta_data::{BadLines, Document, Example, InstructionRecord, MixtureSampler, MixtureSpec, PackedRow, Packer, PackerState, SamplerState};
+use rosetta_data::{
+    BadLines, Document, Example, InstructionRecord, MixtureSampler, MixtureSpec, PackedRow, Packer, PackerState, SamplerState,
+};
 use rosetta_model::TextTokenizer;
 
 use crate::config::{DataSection, Objective};
@@ -63,9 +65,7 @@ impl TrainingStream {
         };
         let document_start = tokenizer.document_start_id();
         if matches!(items, Items::Documents(_)) && document_start.is_none() {
-            return Err(TrainError::Invalid(
-                "the tokenizer has no BOS, EOS or end-of-text token to separate documents".into(),
-            ));
+            return Err(TrainError::Invalid("the tokenizer has no BOS, EOS or end-of-text token to separate documents".into()));
         }
         Ok(TrainingStream { items, sampler, packer: Packer::new(data.seq_len), tokenizer, document_start })
     }

@@ -86,7 +86,8 @@ impl EvalSet {
         let langs = if config.data.eval_langs.is_empty() { mixture_langs } else { config.data.eval_langs.clone() };
         let mut texts = BTreeMap::new();
         for lang in langs {
-            let chosen: Vec<String> = docs.iter().filter(|d| d.lang == lang).take(config.data.eval_docs_per_lang).map(|d| d.text.clone()).collect();
+            let chosen: Vec<String> =
+                docs.iter().filter(|d| d.lang == lang).take(config.data.eval_docs_per_lang).map(|d| d.text.clone()).collect();
             if chosen.is_empty() {
                 return Err(TrainError::Invalid(format!("{}: no held-out documents in `{lang}`", path.display())));
             }
@@ -104,9 +105,7 @@ impl EvalSet {
                 options.interventions = method.eval_interventions(lang, &inference.device())?;
             }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?
-                .into_iter()
-                .fold(TextCost::default(), TextCost::add);
+            let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?.into_iter().fold(TextCost::default(), TextCost::add);
             out.insert(lang.clone(), cost);
         }
         Ok(out)
@@ -116,7 +115,12 @@ impl EvalSet {
 fn eval_json(step: usize, result: &EvalResult) -> serde_json::Value {
     let langs: serde_json::Map<String, serde_json::Value> = result
         .iter()
-        .map(|(l, c)| (l.clone(), json!({"bits_per_char": c.bits_per_char(), "bits_per_byte": c.bits_per_byte(), "tokens": c.tokens, "chars": c.chars})))
+        .map(|(l, c)| {
+            (
+                l.clone(),
+                json!({"bits_per_char": c.bits_per_char(), "bits_per_byte": c.bits_per_byte(), "tokens": c.tokens, "chars": c.chars}),
+            )
+        })
         .collect();
     json!({"step": step, "eval": langs})
 }
@@ -294,9 +298,8 @@ pub fn train_with(
     rosetta_model::atomic::write_file(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, options.resume.then_some(start_step))?;
-    let last_checkpoint = |store: &CheckpointStore| {
-        store.latest().map(|(_, p)| p.display().to_string()).unwrap_or_else(|| "none (the base model)".into())
-    };
+    let last_checkpoint =
+        |store: &CheckpointStore| store.latest().map(|(_, p)| p.display().to_string()).unwrap_or_else(|| "none (the base model)".into());
 
     let mut first_eval = None;
     let mut last_eval = None;
@@ -318,14 +321,11 @@ pub fn train_with(
         step += 1;
         let step_start = Instant::now();
         let lr = learning_rate(o, step, total);
-        let micro_batches: Vec<Vec<rosetta_data::PackedRow>> = (0..config.data.grad_accum)
-            .map(|_| stream.next_rows(config.data.batch_size))
-            .collect::<Result<_>>()?;
+        let micro_batches: Vec<Vec<rosetta_data::PackedRow>> =
+            (0..config.data.grad_accum).map(|_| stream.next_rows(config.data.batch_size)).collect::<Result<_>>()?;
         let predictions: usize = micro_batches.iter().flatten().map(|r| r.num_predictions()).sum();
         if predictions == 0 {
-            return Err(TrainError::Invalid(format!(
-                "step {step}: the batch has no target tokens (every SFT response empty?)"
-            )));
+            return Err(TrainError::Invalid(format!("step {step}: the batch has no target tokens (every SFT response empty?)")));
         }
         let normalizer = predictions as f32;
         let mut loss_sum = 0f64;
@@ -357,7 +357,10 @@ pub fn train_with(
                             })
                         })
                         .collect();
-                    handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Invalid("a device thread panicked".into())))).collect()
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Invalid("a device thread panicked".into()))))
+                        .collect()
                 });
                 for result in results {
                     let (value, grads) = result?;
@@ -373,7 +376,12 @@ pub fn train_with(
         }
         let grad_norm = clip_global_norm(&model, &mut grads, o.grad_clip)?;
         if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite { what: "gradient norm", step, rows: rows_description(), checkpoint: last_checkpoint(&store) });
+            return Err(TrainError::NonFinite {
+                what: "gradient norm",
+                step,
+                rows: rows_description(),
+                checkpoint: last_checkpoint(&store),
+            });
         }
         model = optimizer.step(lr, model, grads);
         if let Some(freeze) = &row_freeze {

@@ -26,13 +26,7 @@ impl BarChart {
         let legend_rows = if self.series.len() > 1 { svg::legend_rows(&self.series, width - 90.0) } else { 0 };
         let height = 360.0 + legend_rows.saturating_sub(1) as f64 * svg::LEGEND_ROW;
         let frame = Frame { left: 70.0, top: 36.0, width: width - 90.0, height: 250.0 };
-        let hi = self
-            .groups
-            .iter()
-            .flat_map(|g| g.values.iter().copied())
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max)
-            * 1.1;
+        let hi = self.groups.iter().flat_map(|g| g.values.iter().copied()).filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.1;
         let hi = if hi > 0.0 { hi } else { 1.0 };
         let mut s = svg::open(width, height, &self.title);
         svg::y_axis(&mut s, frame, 0.0, hi, &self.y_label);

@@ -50,7 +50,13 @@ impl Heatmap {
                 );
             }
             if let Some(label) = self.row_labels.get(r) {
-                let _ = write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"#, left - 4.0, y + cell_h * 0.75, svg::escape(label));
+                let _ = write!(
+                    s,
+                    r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"#,
+                    left - 4.0,
+                    y + cell_h * 0.75,
+                    svg::escape(label)
+                );
             }
         }
         let _ = write!(

@@ -37,7 +37,11 @@ impl ScatterChart {
             (y_lo, y_hi) = (y_lo.min(0.0) - 1.0, y_hi.max(0.0) + 1.0);
         }
         let mut s = svg::open(width, height, &self.title);
-        let _ = write!(s, r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#ccc"/>"##, frame.left, frame.top, frame.width, frame.height);
+        let _ = write!(
+            s,
+            r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#ccc"/>"##,
+            frame.left, frame.top, frame.width, frame.height
+        );
         for (i, group) in self.groups.iter().enumerate() {
             for &(x, y) in group.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()) {
                 let _ = write!(

@@ -33,10 +33,7 @@ pub fn close(mut s: String) -> String {
 pub fn stack_vertically(svgs: &[String]) -> String {
     let size = |svg: &str, attr: &str| -> f64 {
         let key = format!(" {attr}=\"");
-        svg.find(&key)
-            .and_then(|i| svg[i + key.len()..].split('"').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        svg.find(&key).and_then(|i| svg[i + key.len()..].split('"').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
     };
     let width = svgs.iter().map(|s| size(s, "width")).fold(0.0, f64::max);
     let height: f64 = svgs.iter().map(|s| size(s, "height")).sum();
@@ -58,11 +55,7 @@ pub fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     }
     let raw = (hi - lo) / target.max(1) as f64;
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * magnitude);
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(10.0 * magnitude);
     let start = (lo / step).ceil() * step;
     let mut out = Vec::new();
     let mut t = start;

@@ -31,9 +31,7 @@ impl BpeTables {
     /// Reads the model section of a `tokenizer.json`. Only BPE without a subword prefix or word
     /// suffix can be extended this way (the LLaMA, Mistral and Qwen2 families all are).
     pub fn from_json(json: Value, origin: &str) -> Result<Self> {
-        let model = json
-            .get("model")
-            .ok_or_else(|| VocabError::tokenizer(origin, "no `model` section in tokenizer.json"))?;
+        let model = json.get("model").ok_or_else(|| VocabError::tokenizer(origin, "no `model` section in tokenizer.json"))?;
         let kind = model.get("type").and_then(Value::as_str).unwrap_or("BPE");
         if kind != "BPE" {
             return Err(VocabError::NotExtendable {
@@ -131,11 +129,7 @@ impl MergeRanks {
     pub fn segment(&self, word: &str) -> Vec<String> {
         let mut symbols: Vec<String> = word.chars().map(String::from).collect();
         loop {
-            let best = symbols
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, w)| self.0.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, i)))
-                .min();
+            let best = symbols.windows(2).enumerate().filter_map(|(i, w)| self.0.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, i))).min();
             let Some((_, i)) = best else { return symbols };
             let right = symbols.remove(i + 1);
             symbols[i].push_str(&right);

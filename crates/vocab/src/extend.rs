@@ -158,12 +158,7 @@ pub fn extend(base: &BpeTables, target: &BpeTables, corpus: &[String], options: 
         Mode::Replace => replaced.iter().map(|(id, _)| *id).collect(),
     };
 
-    let candidates: Vec<String> = target
-        .merges
-        .iter()
-        .map(|(a, b)| format!("{a}{b}"))
-        .filter(|t| !rest.vocab.contains_key(t))
-        .collect();
+    let candidates: Vec<String> = target.merges.iter().map(|(a, b)| format!("{a}{b}")).filter(|t| !rest.vocab.contains_key(t)).collect();
     let mut rejected: HashSet<String> = HashSet::new();
     let mut chosen: Vec<Merge> = Vec::new();
     let mut rounds = 0;
@@ -206,7 +201,12 @@ pub fn extend(base: &BpeTables, target: &BpeTables, corpus: &[String], options: 
             let new_tokens = chosen
                 .iter()
                 .zip(&ids)
-                .map(|(m, &id)| NewToken { id, token: format!("{}{}", m.0, m.1), merge: m.clone(), count: usage.get(&id).copied().unwrap_or(0) })
+                .map(|(m, &id)| NewToken {
+                    id,
+                    token: format!("{}{}", m.0, m.1),
+                    merge: m.clone(),
+                    count: usage.get(&id).copied().unwrap_or(0),
+                })
                 .collect();
             return Ok(Extension { tables, remaining_base: rest, new_tokens, replaced, usage, rejected: rejected.len(), rounds });
         }
@@ -265,9 +265,8 @@ fn with_tokens(rest: &BpeTables, chosen: &[Merge], ids: &[u32]) -> BpeTables {
 
 /// How often each id occurs when `tokenizer` encodes `texts` (no special tokens).
 pub fn count_ids(tokenizer: &Tokenizer, texts: &[String]) -> Result<HashMap<u32, usize>> {
-    let encodings = tokenizer
-        .encode_batch(texts.to_vec(), false)
-        .map_err(|e| VocabError::Invalid(format!("encoding the corpus failed: {e}")))?;
+    let encodings =
+        tokenizer.encode_batch(texts.to_vec(), false).map_err(|e| VocabError::Invalid(format!("encoding the corpus failed: {e}")))?;
     let mut counts = HashMap::new();
     for e in &encodings {
         for &id in e.get_ids() {

@@ -31,9 +31,7 @@ impl Fertility {
 /// Per-language token counts of `documents` under `tokenizer` (no special tokens).
 pub fn fertility(tokenizer: &Tokenizer, documents: &[Document]) -> Result<BTreeMap<String, Fertility>> {
     let texts: Vec<String> = documents.iter().map(|d| d.text.clone()).collect();
-    let encodings = tokenizer
-        .encode_batch(texts, false)
-        .map_err(|e| VocabError::Invalid(format!("encoding failed: {e}")))?;
+    let encodings = tokenizer.encode_batch(texts, false).map_err(|e| VocabError::Invalid(format!("encoding failed: {e}")))?;
     let mut out: BTreeMap<String, Fertility> = BTreeMap::new();
     for (doc, enc) in documents.iter().zip(&encodings) {
         let f = out.entry(doc.lang.clone()).or_default();

@@ -90,11 +90,8 @@ impl Rows {
 
 fn host_rows(t: Tensor<2>) -> Result<Rows> {
     let d = t.dims()[1];
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| VocabError::Invalid(format!("cannot read the embedding: {e:?}")))?;
+    let data =
+        t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| VocabError::Invalid(format!("cannot read the embedding: {e:?}")))?;
     Ok(Rows { data, d })
 }
 
@@ -131,9 +128,9 @@ pub fn vocabulary_rows(model: &CausalLm, extension: &Extension, method: InitMeth
             old_pieces(&ranks, base, &t.token)
                 .into_iter()
                 .map(|(p, id)| {
-                    id.map(|i| i as usize)
-                        .filter(|&i| i < vocab)
-                        .ok_or_else(|| VocabError::Mismatch(format!("piece {p:?} of new token {:?} is not in the model's vocabulary", t.token)))
+                    id.map(|i| i as usize).filter(|&i| i < vocab).ok_or_else(|| {
+                        VocabError::Mismatch(format!("piece {p:?} of new token {:?} is not in the model's vocabulary", t.token))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()
         })

@@ -30,7 +30,8 @@ pub use train::BpeTrainOptions;
 /// The base tokenizer's BPE tables, checked against the model it belongs to.
 pub fn base_tables(tokenizer: &TextTokenizer, model_vocab: usize) -> Result<BpeTables> {
     let origin = tokenizer.origin().to_string();
-    let json: Value = serde_json::from_str(&tokenizer.to_json()?).map_err(|e| VocabError::Tokenizer { origin: origin.clone(), reason: e.to_string() })?;
+    let json: Value =
+        serde_json::from_str(&tokenizer.to_json()?).map_err(|e| VocabError::Tokenizer { origin: origin.clone(), reason: e.to_string() })?;
     let tables = BpeTables::from_json(json, &origin)?;
     if tables.id_end() as usize > model_vocab {
         return Err(VocabError::Mismatch(format!(
@@ -61,7 +62,13 @@ pub fn plan(base: &TextTokenizer, base_tables: &BpeTables, texts: &[String], opt
 
 /// Resizes `model` for `extension` and returns the extended tokenizer with the record that goes
 /// into `rosetta.json` (the trainer reads `new_token_ids` from it for stage 1).
-pub fn apply(model: &mut CausalLm, tokenizer: &TextTokenizer, extension: &Extension, init: InitMethod, seed: u64) -> Result<(TextTokenizer, Value)> {
+pub fn apply(
+    model: &mut CausalLm,
+    tokenizer: &TextTokenizer,
+    extension: &Extension,
+    init: InitMethod,
+    seed: u64,
+) -> Result<(TextTokenizer, Value)> {
     let rows = init::vocabulary_rows(model, extension, init, seed)?;
     model.resize_vocabulary(&rows)?;
     let extended = tokenizer.with_inner(extension.tokenizer()?);

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
+use tokenizers::Tokenizer;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::BpeTrainer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::Tokenizer;
 
 use crate::bpe::BpeTables;
 use crate::error::{Result, VocabError};
@@ -45,10 +45,8 @@ pub fn train_bpe(base: &Tokenizer, origin: &str, texts: &[String], options: BpeT
     json["model"] = json!({"type": "BPE", "vocab": {}, "merges": [], "dropout": null, "unk_token": null,
         "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
         "ignore_merges": false});
-    let mut tokenizer: Tokenizer = json
-        .to_string()
-        .parse()
-        .map_err(|e| VocabError::tokenizer(origin, format!("cannot rebuild its pipeline for training: {e}")))?;
+    let mut tokenizer: Tokenizer =
+        json.to_string().parse().map_err(|e| VocabError::tokenizer(origin, format!("cannot rebuild its pipeline for training: {e}")))?;
     let alphabet: HashSet<char> = if byte_level { ByteLevel::alphabet().into_iter().collect() } else { HashSet::new() };
     let trainer = BpeTrainer::builder()
         .vocab_size(options.vocab_size)
@@ -57,8 +55,6 @@ pub fn train_bpe(base: &Tokenizer, origin: &str, texts: &[String], options: BpeT
         .show_progress(false)
         .build();
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
-    tokenizer
-        .train(&mut trainer, texts.iter())
-        .map_err(|e| VocabError::Invalid(format!("BPE training failed: {e}")))?;
+    tokenizer.train(&mut trainer, texts.iter()).map_err(|e| VocabError::Invalid(format!("BPE training failed: {e}")))?;
     Ok(tokenizer)
 }

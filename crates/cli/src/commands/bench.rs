@@ -70,9 +70,9 @@ pub struct ForwardArgs {
 
 fn reference_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
     explicit.or_else(|| std::env::var_os("ROSETTA_PYTHON").map(PathBuf::from)).or_else(|| {
-        let venv = std::env::var_os("ROSETTA_VENV").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta/venv")
-        });
+        let venv = std::env::var_os("ROSETTA_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta/venv"));
         let python = venv.join("bin/python");
         python.exists().then_some(python)
     })
@@ -169,12 +169,18 @@ fn train_step(args: TrainArgs) -> Result<()> {
             "bench_train.py",
             &[
                 model_path.display().to_string(),
-                "--batch".into(), args.batch.to_string(),
-                "--seq".into(), args.seq.to_string(),
-                "--steps".into(), args.steps.to_string(),
-                "--warmup".into(), args.warmup.to_string(),
-                "--threads".into(), threads.to_string(),
-                "--lora-rank".into(), if mode == "lora" { args.lora_rank.to_string() } else { "0".into() },
+                "--batch".into(),
+                args.batch.to_string(),
+                "--seq".into(),
+                args.seq.to_string(),
+                "--steps".into(),
+                args.steps.to_string(),
+                "--warmup".into(),
+                args.warmup.to_string(),
+                "--threads".into(),
+                threads.to_string(),
+                "--lora-rank".into(),
+                if mode == "lora" { args.lora_rank.to_string() } else { "0".into() },
             ],
         )?;
         let ratio = reference.as_ref().and_then(|r| r["tokens_per_second"].as_f64()).map(|t| tps / t);
@@ -243,25 +249,30 @@ fn forward(args: ForwardArgs) -> Result<()> {
         "bench_forward.py",
         &[
             model_path.display().to_string(),
-            "--batch".into(), batches,
-            "--seq".into(), args.seq.to_string(),
-            "--iters".into(), args.iters.to_string(),
-            "--warmup".into(), args.warmup.to_string(),
-            "--threads".into(), threads.to_string(),
+            "--batch".into(),
+            batches,
+            "--seq".into(),
+            args.seq.to_string(),
+            "--iters".into(),
+            args.iters.to_string(),
+            "--warmup".into(),
+            args.warmup.to_string(),
+            "--threads".into(),
+            threads.to_string(),
         ],
     )?;
     if let Some(value) = &reference {
-            for r in value["results"].as_array().into_iter().flatten() {
-                eprintln!(
-                    "transformers (torch {}, {} threads): batch {} × seq {}: {:.3} s/forward, {:.0} tokens/s",
-                    value["torch"].as_str().unwrap_or("?"),
-                    value["threads"],
-                    r["batch"],
-                    r["seq"],
-                    r["seconds"].as_f64().unwrap_or(f64::NAN),
-                    r["tokens_per_second"].as_f64().unwrap_or(f64::NAN)
-                );
-            }
+        for r in value["results"].as_array().into_iter().flatten() {
+            eprintln!(
+                "transformers (torch {}, {} threads): batch {} × seq {}: {:.3} s/forward, {:.0} tokens/s",
+                value["torch"].as_str().unwrap_or("?"),
+                value["threads"],
+                r["batch"],
+                r["seq"],
+                r["seconds"].as_f64().unwrap_or(f64::NAN),
+                r["tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
     }
     let ratios: Vec<Value> = match &reference {
         Some(reference) => ours

@@ -118,11 +118,17 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
     // read W, write x + 0.5
     measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| flat(weights[i].clone().add_scalar(0.5)))));
     // read W and the norms, write S
-    measured.push(("wanda score", 8.0 * n + 4.0 * inp as f64, measure(device, iters, |i| {
-        flat(wanda_scores(weights[i].clone(), norms[i].clone()).expect("shapes were made to match"))
-    })));
+    measured.push((
+        "wanda score",
+        8.0 * n + 4.0 * inp as f64,
+        measure(device, iters, |i| flat(wanda_scores(weights[i].clone(), norms[i].clone()).expect("shapes were made to match"))),
+    ));
     // read S, write keep (the binary search rereads each row 31 times, from cache)
-    measured.push(("exact-k mask (50%)", 8.0 * n, measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity")))));
+    measured.push((
+        "exact-k mask (50%)",
+        8.0 * n,
+        measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity"))),
+    ));
     let two_four = Sparsity::NM { n: 2, m: 4 };
     let two_four_time = match two_four.validate(inp) {
         Ok(()) => measure(device, iters, |i| flat(prune_keep(scores[i].clone(), two_four).expect("validated above"))),
@@ -130,18 +136,28 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
     };
     measured.push(("2:4 mask", 8.0 * n, two_four_time));
     // read W and keep, write W
-    measured.push(("apply mask (new buffer)", 12.0 * n, measure(device, iters, |i| {
-        flat(apply_keep(weights[i].clone(), keeps[i].clone()).expect("shapes were made to match"))
-    })));
-    measured.push(("apply mask (in place)", 12.0 * n, measure(device, iters, |i| {
-        let weight = owned.lock().expect("single-threaded")[i].take().expect("each copy is used once");
-        flat(apply_keep(weight, keeps[i].clone()).expect("shapes were made to match"))
-    })));
+    measured.push((
+        "apply mask (new buffer)",
+        12.0 * n,
+        measure(device, iters, |i| flat(apply_keep(weights[i].clone(), keeps[i].clone()).expect("shapes were made to match"))),
+    ));
+    measured.push((
+        "apply mask (in place)",
+        12.0 * n,
+        measure(device, iters, |i| {
+            let weight = owned.lock().expect("single-threaded")[i].take().expect("each copy is used once");
+            flat(apply_keep(weight, keeps[i].clone()).expect("shapes were made to match"))
+        }),
+    ));
     // read x [tokens = out, d = inp] and the token mask, write Σx² and max|x| per feature
-    measured.push(("feature statistics", 4.0 * n + 4.0 * out as f64 + 8.0 * inp as f64, measure(device, iters, |i| {
-        let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone())).expect("shapes were made to match");
-        Tensor::cat(vec![sum_sq, max_abs], 0)
-    })));
+    measured.push((
+        "feature statistics",
+        4.0 * n + 4.0 * out as f64 + 8.0 * inp as f64,
+        measure(device, iters, |i| {
+            let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone())).expect("shapes were made to match");
+            Tensor::cat(vec![sum_sq, max_abs], 0)
+        }),
+    ));
     Ok(measured)
 }
 
@@ -190,8 +206,9 @@ pub fn run(args: Args) -> Result<()> {
                 measure(&device, args.iters, |i| {
                     if backward {
                         let (a, p) = (a_ad[i].clone().require_grad(), p_ad[i].clone().require_grad());
-                        let loss = if fused { contrastive_loss(a.clone(), p, options) } else { contrastive_loss_reference(a.clone(), p, options) }
-                            .expect("shapes were checked");
+                        let loss =
+                            if fused { contrastive_loss(a.clone(), p, options) } else { contrastive_loss_reference(a.clone(), p, options) }
+                                .expect("shapes were checked");
                         let grads = loss.backward();
                         a.grad(&grads).map(|g| g.sum()).unwrap_or_else(|| Tensor::zeros([1], &device))
                     } else if fused {
@@ -219,14 +236,18 @@ pub fn run(args: Args) -> Result<()> {
                 label: format!("{n}×{d}"),
                 values: vec![composed_forward.device_ms / fused_forward.device_ms, composed_both.device_ms / fused_both.device_ms],
             });
-            let cell_json = |m: &Measured| json!({"ms": m.device_ms, "wall_ms": m.wall_ms, "timing": m.timing, "reserved_bytes": m.reserved_bytes});
+            let cell_json =
+                |m: &Measured| json!({"ms": m.device_ms, "wall_ms": m.wall_ms, "timing": m.timing, "reserved_bytes": m.reserved_bytes});
             records.push(json!({"n": n, "d": d,
                 "fused_forward": cell_json(&fused_forward), "composed_forward": cell_json(&composed_forward),
                 "fused_forward_backward": cell_json(&fused_both), "composed_forward_backward": cell_json(&composed_both)}));
         }
     }
     println!("contrastive InfoNCE on {} (scale 20, shift; ms per call, {timing} time)", args.device);
-    println!("{}", table(&["n×d", "fused fwd ms", "composed fwd ms", "fused f+b ms", "composed f+b ms", "fused MiB", "composed MiB"], &rows));
+    println!(
+        "{}",
+        table(&["n×d", "fused fwd ms", "composed fwd ms", "fused f+b ms", "composed f+b ms", "fused MiB", "composed MiB"], &rows)
+    );
 
     // Masking: every kernel on a SmolLM2 MLP matrix and a 7B-sized one (feature statistics read
     // the same matrix as [tokens, d] activations).
@@ -258,13 +279,28 @@ pub fn run(args: Args) -> Result<()> {
                     match m {
                         Ok(m) => {
                             let gb_per_s = rate(bytes, &m);
-                            mask_rows.push(vec![label.clone(), kernel.to_string(), ms(m.device_ms), ms(m.wall_ms), format!("{:.1}", bytes / 1e6), format!("{gb_per_s:.2}")]);
+                            mask_rows.push(vec![
+                                label.clone(),
+                                kernel.to_string(),
+                                ms(m.device_ms),
+                                ms(m.wall_ms),
+                                format!("{:.1}", bytes / 1e6),
+                                format!("{gb_per_s:.2}"),
+                            ]);
                             mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "ms": m.device_ms, "wall_ms": m.wall_ms,
                                 "timing": m.timing, "bytes_moved": bytes, "gb_per_s": gb_per_s}));
                         }
                         Err(e) => {
-                            mask_rows.push(vec![label.clone(), kernel.to_string(), "failed".into(), short(&e), String::new(), String::new()]);
-                            mask_records.push(json!({"rows": out, "cols": inp, "kernel": kernel, "bytes_moved": bytes, "error": e.to_string()}));
+                            mask_rows.push(vec![
+                                label.clone(),
+                                kernel.to_string(),
+                                "failed".into(),
+                                short(&e),
+                                String::new(),
+                                String::new(),
+                            ]);
+                            mask_records
+                                .push(json!({"rows": out, "cols": inp, "kernel": kernel, "bytes_moved": bytes, "error": e.to_string()}));
                         }
                     }
                 }
@@ -275,7 +311,10 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    println!("\nmasking kernels on {} (ms per call, {timing} time; bytes = each input read once and each output written once)", args.device);
+    println!(
+        "\nmasking kernels on {} (ms per call, {timing} time; bytes = each input read once and each output written once)",
+        args.device
+    );
     println!("{}", table(&["weight", "kernel", "ms", "wall ms", "MB moved", "GB/s"], &mask_rows));
 
     let report = json!({"benchmark": "kernels", "device": args.device, "fused_path": fused_available, "contrastive": records, "masking": mask_records});

@@ -8,8 +8,8 @@ use rosetta_data::BadLines;
 use rosetta_data::corpus::CorpusDir;
 use rosetta_data::parallel::ParallelCorpus;
 use rosetta_model::{CausalLm, TextTokenizer};
-use rosetta_prune::calib::{CalibKind, code_prompts, monolingual_prompts, translation_prompts};
 use rosetta_prune::Calibration;
+use rosetta_prune::calib::{CalibKind, code_prompts, monolingual_prompts, translation_prompts};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CalibArgs {
@@ -69,7 +69,11 @@ impl CalibArgs {
     pub fn calibration(&self, kind: CalibKind, model: &CausalLm, tokenizer: &TextTokenizer) -> Result<Calibration> {
         let context = model.config().max_position_embeddings.min(2048);
         let limit = self.max_tokens.unwrap_or(context);
-        anyhow::ensure!(limit <= model.config().max_position_embeddings, "--max-tokens {limit} exceeds the model's context of {}", model.config().max_position_embeddings);
+        anyhow::ensure!(
+            limit <= model.config().max_position_embeddings,
+            "--max-tokens {limit} exceeds the model's context of {}",
+            model.config().max_position_embeddings
+        );
         let prompts = self.prompts(kind, tokenizer)?;
         Ok(Calibration::new(tokenizer, &prompts, self.batch_size, limit).with_context(|| format!("{kind} calibration"))?)
     }
@@ -77,11 +81,7 @@ impl CalibArgs {
 
 /// The text of code files: the given files/directories, or this repository's `crates/`.
 fn read_code(paths: &[PathBuf]) -> Result<Vec<String>> {
-    let roots: Vec<PathBuf> = if paths.is_empty() {
-        vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("..")]
-    } else {
-        paths.to_vec()
-    };
+    let roots: Vec<PathBuf> = if paths.is_empty() { vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("..")] } else { paths.to_vec() };
     let mut files = Vec::new();
     for root in &roots {
         collect(root, &mut files).with_context(|| format!("reading code from {}", root.display()))?;

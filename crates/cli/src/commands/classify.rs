@@ -81,10 +81,8 @@ pub fn run(args: Args) -> Result<()> {
         Task::TranslationChoice => 1.0 / (args.distractors + 1) as f64,
         Task::LanguageId => 1.0 / args.langs.len() as f64,
     };
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|(lang, (c, n))| vec![lang.clone(), n.to_string(), format!("{:.1}%", 100.0 * *c as f64 / *n as f64)])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        results.iter().map(|(lang, (c, n))| vec![lang.clone(), n.to_string(), format!("{:.1}%", 100.0 * *c as f64 / *n as f64)]).collect();
     println!("{:?}, zero-shot by mean log-probability per token (chance {:.0}%):", args.task, chance * 100.0);
     println!("{}", table(&["lang", "items", "accuracy"], &rows));
     if let Some(path) = &args.json {

@@ -114,7 +114,11 @@ fn stats(args: StatsArgs) -> Result<()> {
     for path in paths {
         if path.is_dir() {
             let dir = CorpusDir::new(&path);
-            files.extend([dir.parallel_train(), dir.parallel_test(), dir.monolingual_train(), dir.monolingual_test()].into_iter().filter(|p| p.exists()));
+            files.extend(
+                [dir.parallel_train(), dir.parallel_test(), dir.monolingual_train(), dir.monolingual_test()]
+                    .into_iter()
+                    .filter(|p| p.exists()),
+            );
         } else {
             files.push(path);
         }

@@ -117,7 +117,10 @@ pub fn run(args: Args) -> Result<()> {
     // Three decimals are plenty for norms in the tens and keep the file a third the size.
     let rounded: Vec<LayerFeatures> = settings
         .iter()
-        .map(|s| LayerFeatures { norms: s.norms.iter().map(|r| r.iter().map(|v| (v * 1000.0).round() / 1000.0).collect()).collect(), ..s.clone() })
+        .map(|s| LayerFeatures {
+            norms: s.norms.iter().map(|r| r.iter().map(|v| (v * 1000.0).round() / 1000.0).collect()).collect(),
+            ..s.clone()
+        })
         .collect();
     let report = json!({
         "schema": "rosetta-features-v1: norms[setting][layer][dim] = mean over prompts of the L2 norm over the prompt's tokens of the attention input",

@@ -3,9 +3,9 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use rosetta_model::Interventions;
 use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};
 use rosetta_model::tokenizer::chat::{CHATML, ChatMessage, render};
-use rosetta_model::Interventions;
 
 use crate::commands::shift_args::ShiftArgs;
 use crate::model_args::ModelArgs;

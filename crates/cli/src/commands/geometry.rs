@@ -80,7 +80,9 @@ pub fn run(args: Args) -> Result<()> {
         let texts: Vec<&str> = aligned.iter().take(n).map(|(_, t)| t[k]).collect();
         let options = StateOptions { batch_size: args.batch_size, ..Default::default() };
         let base = bar.position();
-        let per_site = sentence_states_blocking(&model, &checkpoint_tokenizer, &texts, &sites, &options, &Interventions::none(), |done| bar.set_position(base + done as u64))?;
+        let per_site = sentence_states_blocking(&model, &checkpoint_tokenizer, &texts, &sites, &options, &Interventions::none(), |done| {
+            bar.set_position(base + done as u64)
+        })?;
         states.insert(lang.clone(), per_site);
     }
     bar.finish_and_clear();
@@ -167,7 +169,10 @@ fn band_marker(g: &Geometry) -> Option<(f64, f64, String)> {
 fn distance_chart(g: &Geometry) -> String {
     let mut series: Vec<Series> = targets(g)
         .into_iter()
-        .map(|lang| Series { name: format!("{lang} (shifted)"), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].shifted.total())).collect() })
+        .map(|lang| Series {
+            name: format!("{lang} (shifted)"),
+            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].shifted.total())).collect(),
+        })
         .collect();
     series.push(Series { name: "mean".into(), points: g.sites.iter().map(|s| (s.site as f64, s.mean_shifted_distance)).collect() });
     LineChart {
@@ -184,11 +189,24 @@ fn alignment_chart(g: &Geometry) -> String {
     let mut cos = Vec::new();
     let mut retrieval = Vec::new();
     for lang in targets(g) {
-        cos.push(Series { name: format!("{lang} parallel"), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].parallel_cosine)).collect() });
-        cos.push(Series { name: format!("{lang} mismatched"), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].mismatched_cosine)).collect() });
-        retrieval.push(Series { name: lang.clone(), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].retrieval_top1)).collect() });
+        cos.push(Series {
+            name: format!("{lang} parallel"),
+            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].parallel_cosine)).collect(),
+        });
+        cos.push(Series {
+            name: format!("{lang} mismatched"),
+            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].mismatched_cosine)).collect(),
+        });
+        retrieval
+            .push(Series { name: lang.clone(), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].retrieval_top1)).collect() });
     }
-    let cos = LineChart { title: format!("Cosine of sentence states with {} (raw)", g.english), x_label: "residual site".into(), y_label: "mean cosine".into(), series: cos, band: band_marker(g) };
+    let cos = LineChart {
+        title: format!("Cosine of sentence states with {} (raw)", g.english),
+        x_label: "residual site".into(),
+        y_label: "mean cosine".into(),
+        series: cos,
+        band: band_marker(g),
+    };
     let retrieval = LineChart {
         title: format!("Translation retrieval from {} (centred states)", g.english),
         x_label: "residual site".into(),
@@ -209,7 +227,14 @@ fn pca_chart(g: &Geometry) -> String {
             let s = &g.sites[site];
             ScatterChart {
                 title: format!("Site {site}: sentence states, first two principal components"),
-                groups: s.pca.iter().map(|(lang, pts)| ScatterGroup { name: lang.clone(), points: pts.iter().map(|p| (p[0] as f64, p[1] as f64)).collect() }).collect(),
+                groups: s
+                    .pca
+                    .iter()
+                    .map(|(lang, pts)| ScatterGroup {
+                        name: lang.clone(),
+                        points: pts.iter().map(|p| (p[0] as f64, p[1] as f64)).collect(),
+                    })
+                    .collect(),
             }
             .to_svg()
         })

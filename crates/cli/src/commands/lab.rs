@@ -82,10 +82,15 @@ fn ensure_pkg(pkg: &Path, rebuild: bool) -> Result<()> {
     }
     let script = repo_root().join("scripts/build-lab.sh");
     if !script.is_file() {
-        bail!("no built lab at {} and no build script at {}: build it from a Rosetta checkout with scripts/build-lab.sh", pkg.display(), script.display());
+        bail!(
+            "no built lab at {} and no build script at {}: build it from a Rosetta checkout with scripts/build-lab.sh",
+            pkg.display(),
+            script.display()
+        );
     }
     eprintln!("building the lab page (wasm32; the first build takes several minutes)…");
-    let status = std::process::Command::new("bash").arg(&script).arg(pkg).status().with_context(|| format!("running {}", script.display()))?;
+    let status =
+        std::process::Command::new("bash").arg(&script).arg(pkg).status().with_context(|| format!("running {}", script.display()))?;
     if !status.success() {
         bail!("{} failed ({status}); its output above says why", script.display());
     }
@@ -180,7 +185,10 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
     } else if args.model.is_some() {
         bail!("{} does not exist", model.display());
     } else {
-        eprintln!("note: the default model is not at {} (fetch it with scripts/fetch-model.sh); the page opens with the file picker only", model.display());
+        eprintln!(
+            "note: the default model is not at {} (fetch it with scripts/fetch-model.sh); the page opens with the file picker only",
+            model.display()
+        );
     }
     if let Some(path) = &args.extended_tokenizer {
         let file = if path.is_dir() { path.join("tokenizer.json") } else { path.clone() };
@@ -191,14 +199,16 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
         rosetta_model::TextTokenizer::from_hf_json(&text, None, None, &file.display().to_string())?;
         place(&file, &data.join("extended-tokenizer.json"))?;
         let label = path.file_name().map_or("extended".into(), |n| n.to_string_lossy().into_owned());
-        manifest.extended_tokenizer = Some(ExtendedTokenizer { label: format!("extended ({label})"), file: "extended-tokenizer.json".into() });
+        manifest.extended_tokenizer =
+            Some(ExtendedTokenizer { label: format!("extended ({label})"), file: "extended-tokenizer.json".into() });
     }
     // The committed reports were measured on the default model: they go with it, not with others.
     let default_model = args.model.is_none();
     let report = |p: &str| Some(root.join(p)).filter(|p| default_model && p.is_file());
     if let Some(path) = args.geometry.clone().or_else(|| report("reports/shifcon/geometry.json")) {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str::<rosetta_shifcon::Geometry>(&text).with_context(|| format!("{} is not a `rosetta geometry` export", path.display()))?;
+        serde_json::from_str::<rosetta_shifcon::Geometry>(&text)
+            .with_context(|| format!("{} is not a `rosetta geometry` export", path.display()))?;
         place(&path, &data.join("geometry.json"))?;
         manifest.exports.geometry = Some("geometry.json".into());
     }
@@ -215,7 +225,13 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
 
 fn open_browser(url: &str) {
     for opener in ["xdg-open", "open"] {
-        if std::process::Command::new(opener).arg(url).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().is_ok() {
+        if std::process::Command::new(opener)
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok()
+        {
             return;
         }
     }

@@ -77,13 +77,21 @@ fn parse_sparsity(sparsity: f64, nm: Option<&str>) -> Result<Sparsity> {
         anyhow::ensure!(n > 0 && n < m, "--nm {n}:{m}: N:M sparsity keeps N of every M weights and needs 0 < N < M");
         return Ok(Sparsity::NM { n, m });
     }
-    anyhow::ensure!((0.0..1.0).contains(&sparsity), "--sparsity {sparsity} is outside [0, 1): 0 keeps everything, 1 would delete every weight");
+    anyhow::ensure!(
+        (0.0..1.0).contains(&sparsity),
+        "--sparsity {sparsity} is outside [0, 1): 0 keeps everything, 1 would delete every weight"
+    );
     Ok(Sparsity::Unstructured(sparsity))
 }
 
 /// Prunes a freshly loaded model; returns it with the summary, the masks' bytes and the seconds
 /// spent on calibration + masking.
-fn prune_loaded(args: &PruneArgs, checkpoint: &Checkpoint, mut model: CausalLm, sparsity: Sparsity) -> Result<(CausalLm, PruneSummary, Vec<u8>, f64)> {
+fn prune_loaded(
+    args: &PruneArgs,
+    checkpoint: &Checkpoint,
+    mut model: CausalLm,
+    sparsity: Sparsity,
+) -> Result<(CausalLm, PruneSummary, Vec<u8>, f64)> {
     let start = Instant::now();
     let mut calibration = match args.method {
         Method::Wanda => Some(args.calibration.calibration(args.calib, &model, &checkpoint.tokenizer)?),
@@ -176,7 +184,8 @@ fn variant(name: &str) -> Result<(Method, CalibKind, ScoreRule)> {
 }
 
 pub fn sweep(args: SweepArgs) -> Result<()> {
-    let variants: Vec<(String, (Method, CalibKind, ScoreRule))> = args.variants.iter().map(|v| Ok((v.clone(), variant(v)?))).collect::<Result<_>>()?;
+    let variants: Vec<(String, (Method, CalibKind, ScoreRule))> =
+        args.variants.iter().map(|v| Ok((v.clone(), variant(v)?))).collect::<Result<_>>()?;
     let sparsities: Vec<Sparsity> = args.sparsities.iter().map(|s| parse_sparsity(*s, None)).collect::<Result<_>>()?;
     let (corpus, _) = ParallelCorpus::read(&default_parallel_path(), BadLines::Fail)?;
     let checkpoint = args.model.open()?;
@@ -270,8 +279,14 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 })
                 .collect();
             series.sort_by(|a, b| a.name.cmp(&b.name));
-            LineChart { title: format!("{lang}: bits/char after pruning"), x_label: "sparsity".into(), y_label: "bits / char".into(), series, band: None }
-                .to_svg()
+            LineChart {
+                title: format!("{lang}: bits/char after pruning"),
+                x_label: "sparsity".into(),
+                y_label: "bits / char".into(),
+                series,
+                band: None,
+            }
+            .to_svg()
         })
         .collect();
     std::fs::create_dir_all(&args.out)?;

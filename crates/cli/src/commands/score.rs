@@ -89,8 +89,9 @@ pub fn run(args: Args) -> Result<()> {
     let langs: Vec<String> = if args.langs.is_empty() { corpus.language_counts().keys().cloned().collect() } else { args.langs.clone() };
     let (checkpoint, model) = args.model.load()?;
     let plan = args.shift.plan(&checkpoint, &model)?;
-    let results = score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size, plan.as_ref())
-        .with_context(|| format!("scoring {}", path.display()))?;
+    let results =
+        score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size, plan.as_ref())
+            .with_context(|| format!("scoring {}", path.display()))?;
     if let Some(p) = &plan {
         println!("shifted toward `{}` at site {}, back at site {}: {}", p.english, p.to, p.back, p.langs().join(", "));
     }
@@ -113,13 +114,7 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     let gap_header = format!("× {}", args.reference);
-    println!(
-        "{}",
-        table(
-            &["lang", "sentences", "chars", "tokens", "tok/char", "bits/char", "bits/byte", "bits/sent", &gap_header],
-            &rows
-        )
-    );
+    println!("{}", table(&["lang", "sentences", "chars", "tokens", "tok/char", "bits/char", "bits/byte", "bits/sent", &gap_header], &rows));
     println!("× {r}: bits to say the same sentences in this language ÷ bits in {r}", r = args.reference);
 
     if let Some(out) = &args.json {

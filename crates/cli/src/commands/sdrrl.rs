@@ -138,7 +138,9 @@ fn run_build(args: BuildArgs) -> Result<()> {
 
     let rows: Vec<Vec<String>> = Kind::ALL
         .iter()
-        .map(|k| vec![k.name().to_string(), stats.available[k.name()].to_string(), stats.written.get(k.name()).copied().unwrap_or(0).to_string()])
+        .map(|k| {
+            vec![k.name().to_string(), stats.available[k.name()].to_string(), stats.written.get(k.name()).copied().unwrap_or(0).to_string()]
+        })
         .collect();
     println!("{} instructions → {}", stats.instructions, stats.transfer.display());
     println!("{}", table(&["kind", "candidates", "written"], &rows));
@@ -148,7 +150,14 @@ fn run_build(args: BuildArgs) -> Result<()> {
     }
     for (stage, g) in &stats.generation {
         if g.prompts > 0 {
-            println!("{stage}: {} prompts, {} new tokens in {:.1} s ({:.1} tokens/s, batch {})", g.prompts, g.new_tokens, g.seconds, g.tokens_per_second(), g.batch_size);
+            println!(
+                "{stage}: {} prompts, {} new tokens in {:.1} s ({:.1} tokens/s, batch {})",
+                g.prompts,
+                g.new_tokens,
+                g.seconds,
+                g.tokens_per_second(),
+                g.batch_size
+            );
         }
     }
     Ok(())
@@ -197,7 +206,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let out = std::path::absolute(&args.out)?;
     let model = std::path::absolute(args.model.clone().unwrap_or_else(default_model_path))?;
     let corpus = CorpusDir::embedded();
-    let lora = if args.lora_rank > 0 { format!("\n[lora]\nrank = {}\nalpha = {}\n", args.lora_rank, 2 * args.lora_rank) } else { String::new() };
+    let lora =
+        if args.lora_rank > 0 { format!("\n[lora]\nrank = {}\nalpha = {}\n", args.lora_rank, 2 * args.lora_rank) } else { String::new() };
     let text = format!(
         r#"# Written by `rosetta sdrrl train`: SFT on a transfer set.
 [model]
@@ -275,12 +285,17 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let models: Vec<(String, PathBuf)> = args
         .models
         .iter()
-        .map(|m| m.split_once('=').map(|(n, p)| (n.to_string(), PathBuf::from(p))).ok_or_else(|| anyhow::anyhow!("--models: `{m}` is not NAME=PATH")))
+        .map(|m| {
+            m.split_once('=')
+                .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+                .ok_or_else(|| anyhow::anyhow!("--models: `{m}` is not NAME=PATH"))
+        })
         .collect::<Result<_>>()?;
     let corpus = CorpusDir::embedded();
     let path = args.instructions.clone().unwrap_or_else(|| corpus.instructions_test());
     let (instructions, _) = read_instructions(&path, Some("en"), BadLines::Fail)?;
-    let english: Vec<(String, String)> = instructions.iter().take(args.max_items).map(|r| (r.instruction.clone(), r.response.clone())).collect();
+    let english: Vec<(String, String)> =
+        instructions.iter().take(args.max_items).map(|r| (r.instruction.clone(), r.response.clone())).collect();
     let parallel_path = args.parallel.clone().unwrap_or_else(|| corpus.parallel_test());
     let (parallel, _) = ParallelCorpus::read(&parallel_path, BadLines::Fail)?;
     let mut translation: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -307,7 +322,13 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         let mean = |pairs: &[(String, String)]| -> Result<f64> {
             let mut sum = 0.0;
             for (x, y) in pairs {
-                let prompt = render(&template, &[ChatMessage::user(x.clone())], true, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())?;
+                let prompt = render(
+                    &template,
+                    &[ChatMessage::user(x.clone())],
+                    true,
+                    tokenizer.bos_token.as_deref(),
+                    tokenizer.eos_token.as_deref(),
+                )?;
                 sum += choice_logprobs_blocking(&model, tokenizer, &prompt, &[y])?[0];
                 bar.inc(1);
             }
@@ -328,8 +349,15 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let mut header = vec!["model".to_string(), "en answers".to_string()];
     header.extend(translation.keys().map(|t| format!("en→{t} reference")));
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    println!("mean log-probability per token (nats; higher is better) of references: {} English answers, {} translations per target", english.len(), args.max_items);
+    println!(
+        "mean log-probability per token (nats; higher is better) of references: {} English answers, {} translations per target",
+        english.len(),
+        args.max_items
+    );
     println!("{}", table(&header, &rows));
-    write_json(&args.out.join("eval.json"), &json!({"instructions": path, "parallel": parallel_path, "items": args.max_items, "models": report}))?;
+    write_json(
+        &args.out.join("eval.json"),
+        &json!({"instructions": path, "parallel": parallel_path, "items": args.max_items, "models": report}),
+    )?;
     Ok(())
 }

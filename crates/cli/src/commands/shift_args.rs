@@ -39,7 +39,12 @@ impl ShiftArgs {
             let plan = plan_from_extras(checkpoint.extras.as_ref())?;
             if let Some(p) = &plan {
                 p.check(model).context("the model's saved ShifCon plan")?;
-                eprintln!("applying the model's ShifCon shift (sites {}..{}, languages {}); --no-shift turns it off", p.to, p.back, p.langs().join(", "));
+                eprintln!(
+                    "applying the model's ShifCon shift (sites {}..{}, languages {}); --no-shift turns it off",
+                    p.to,
+                    p.back,
+                    p.langs().join(", ")
+                );
             }
             return Ok(plan);
         };
@@ -50,7 +55,11 @@ impl ShiftArgs {
                 let vectors: BTreeMap<String, Vec<Vec<f32>>> = serde_json::from_value(geometry["vectors"].clone())
                     .with_context(|| format!("{} has no `vectors` (write it with `rosetta geometry`)", path.display()))?;
                 for lang in [&spec.lang, &spec.english] {
-                    anyhow::ensure!(vectors.contains_key(lang.as_str()), "{} has no vectors for `{lang}`; rerun `rosetta geometry --langs` with it", path.display());
+                    anyhow::ensure!(
+                        vectors.contains_key(lang.as_str()),
+                        "{} has no vectors for `{lang}`; rerun `rosetta geometry --langs` with it",
+                        path.display()
+                    );
                 }
                 let wanted: BTreeMap<String, Vec<Vec<f32>>> =
                     vectors.into_iter().filter(|(l, _)| *l == spec.lang || *l == spec.english).collect();
@@ -66,7 +75,15 @@ impl ShiftArgs {
                     texts.entry(spec.english.clone()).or_default().push(t[0]);
                     texts.entry(spec.lang.clone()).or_default().push(t[1]);
                 }
-                eprintln!("estimating {}/{} vectors at sites {} and {} on {} sentences of {}", spec.lang, spec.english, spec.to, spec.back, aligned.len().min(self.shift_sentences), path.display());
+                eprintln!(
+                    "estimating {}/{} vectors at sites {} and {} on {} sentences of {}",
+                    spec.lang,
+                    spec.english,
+                    spec.to,
+                    spec.back,
+                    aligned.len().min(self.shift_sentences),
+                    path.display()
+                );
                 ShiftPlan::estimate_blocking(model, &checkpoint.tokenizer, &texts, &spec.english, spec.to, spec.back)?
             }
         };

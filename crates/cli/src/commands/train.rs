@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use rosetta_train::trainer::{EvalResult, Observer, RunOptions, RunSummary, StepMetrics, train_with};
 use rosetta_train::TrainConfig;
+use rosetta_train::trainer::{EvalResult, Observer, RunOptions, RunSummary, StepMetrics, train_with};
 
 use crate::model_args::default_model_path;
 use crate::output::progress;
@@ -50,11 +50,7 @@ impl Observer for Progress {
     }
 
     fn evaluated(&mut self, step: usize, result: &EvalResult) {
-        let text = result
-            .iter()
-            .map(|(l, c)| format!("{l} {:.3}", c.bits_per_char()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let text = result.iter().map(|(l, c)| format!("{l} {:.3}", c.bits_per_char())).collect::<Vec<_>>().join(", ");
         self.message(&format!("step {step}: held-out bits/char: {text}"));
     }
 
@@ -79,7 +75,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     if config.model.path.is_none() {
         let path = default_model_path();
-        anyhow::ensure!(path.exists(), "model.path is not set and the default model is not at {} (run scripts/fetch-model.sh)", path.display());
+        anyhow::ensure!(
+            path.exists(),
+            "model.path is not set and the default model is not at {} (run scripts/fetch-model.sh)",
+            path.display()
+        );
         config.model.path = Some(path);
     }
     run_config(&config, args.resume)?;

@@ -174,7 +174,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let checkpoint = args.model.open()?;
     let texts = args.corpus.texts(&args.lang)?;
     let options = BpeTrainOptions { vocab_size: args.vocab_size, min_frequency: args.min_frequency };
-    let trained = rosetta_vocab::train::train_bpe(checkpoint.tokenizer.inner(), &checkpoint.tokenizer.origin().to_string(), &texts, options)?;
+    let trained =
+        rosetta_vocab::train::train_bpe(checkpoint.tokenizer.inner(), &checkpoint.tokenizer.origin().to_string(), &texts, options)?;
     let json = trained.to_string(true).map_err(|e| anyhow::anyhow!("{e}"))?;
     write_result(&args.out, json.as_bytes())?;
     println!("trained a {}-token {} BPE on {} texts → {}", trained.get_vocab_size(false), args.lang, texts.len(), args.out.display());
@@ -186,13 +187,8 @@ fn extend(args: &ExtendArgs) -> Result<PathBuf> {
     let vocab = model.config().vocab_size;
     let base = rosetta_vocab::base_tables(&checkpoint.tokenizer, vocab)?;
     let texts = args.corpus.texts(&args.lang)?;
-    let options = ExtendOptions {
-        lang: args.lang.clone(),
-        new_tokens: args.new_tokens,
-        mode: args.mode,
-        first_new_id: vocab as u32,
-        max_rounds: 64,
-    };
+    let options =
+        ExtendOptions { lang: args.lang.clone(), new_tokens: args.new_tokens, mode: args.mode, first_new_id: vocab as u32, max_rounds: 64 };
     eprintln!("choosing {} {} tokens from {} texts…", args.new_tokens, args.lang, texts.len());
     let extension = rosetta_vocab::plan(&checkpoint.tokenizer, &base, &texts, &options)?;
     let (tokenizer, record) = rosetta_vocab::apply(&mut model, &checkpoint.tokenizer, &extension, args.init, args.seed)?;
@@ -247,12 +243,12 @@ fn held_out(dir: &CorpusDir) -> Result<Vec<Document>> {
 fn report(args: ReportArgs) -> Result<()> {
     let base = args.model.open()?;
     let extended = Checkpoint::open(&args.extended, None)?;
-    let record = extended
-        .extras
-        .as_ref()
-        .and_then(|e| e.get("vocab_extension"))
-        .cloned()
-        .with_context(|| format!("{} has no vocab_extension record in rosetta.json: give a directory written by `rosetta vocab extend`", args.extended.display()))?;
+    let record = extended.extras.as_ref().and_then(|e| e.get("vocab_extension")).cloned().with_context(|| {
+        format!(
+            "{} has no vocab_extension record in rosetta.json: give a directory written by `rosetta vocab extend`",
+            args.extended.display()
+        )
+    })?;
     let lang = record.get("lang").and_then(Value::as_str).unwrap_or("hu").to_string();
     let dir = args.corpus.dir();
     let docs = held_out(&dir)?;
@@ -273,9 +269,13 @@ fn report(args: ReportArgs) -> Result<()> {
             format!("{:.3}", b.tokens_per_word()),
             format!("{:.3}", a.tokens_per_word()),
         ]);
-        fertility_json.insert(l.clone(), json!({"before": fertility_record(b), "after": fertility_record(a), "tokens_per_char_change_percent": change}));
+        fertility_json.insert(
+            l.clone(),
+            json!({"before": fertility_record(b), "after": fertility_record(a), "tokens_per_char_change_percent": change}),
+        );
     }
-    let fertility_table = table(&["lang", "chars", "tok/char before", "tok/char after", "change", "tok/word before", "tok/word after"], &rows);
+    let fertility_table =
+        table(&["lang", "chars", "tok/char before", "tok/char after", "change", "tok/word before", "tok/word after"], &rows);
     println!("held-out fertility ({} documents of {}):\n{fertility_table}", docs.len(), dir.root.display());
 
     // The new tokens with their old segmentation, most used first.
@@ -289,7 +289,8 @@ fn report(args: ReportArgs) -> Result<()> {
     for &(id, count) in tokens.iter().take(40) {
         let text = extended.tokenizer.decode(&[id], false)?;
         let old = base.tokenizer.encode(&text, false)?;
-        let pieces: Vec<String> = old.iter().map(|&o| base.tokenizer.decode(&[o], false).map(|p| format!("{p:?}"))).collect::<rosetta_model::Result<_>>()?;
+        let pieces: Vec<String> =
+            old.iter().map(|&o| base.tokenizer.decode(&[o], false).map(|p| format!("{p:?}"))).collect::<rosetta_model::Result<_>>()?;
         token_rows.push(vec![id.to_string(), format!("{text:?}"), pieces.join(" + "), count.to_string()]);
     }
     let tokens_table = table(&["id", "new token", "old pieces", "uses (held-out)"], &token_rows);
@@ -299,7 +300,10 @@ fn report(args: ReportArgs) -> Result<()> {
         title: format!("Tokens per character, before and after extending for {lang}"),
         y_label: "tokens / char".into(),
         series: vec!["base".into(), "extended".into()],
-        groups: before.iter().map(|(l, b)| BarGroup { label: l.clone(), values: vec![b.tokens_per_char(), after[l].tokens_per_char()] }).collect(),
+        groups: before
+            .iter()
+            .map(|(l, b)| BarGroup { label: l.clone(), values: vec![b.tokens_per_char(), after[l].tokens_per_char()] })
+            .collect(),
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     write_result(&args.out.join("fertility.svg"), chart.to_svg().as_bytes())?;
@@ -323,7 +327,10 @@ fn report(args: ReportArgs) -> Result<()> {
         md.push_str(&format!("\n## Held-out bits/char\n\nBits per character do not depend on the tokenizer, so models with different vocabularies compare directly.\n\n```\n{t}\n```\n"));
     }
     write_result(&args.out.join("report.md"), md.as_bytes())?;
-    write_json(&args.out.join("report.json"), &json!({"lang": lang, "fertility": fertility_json, "new_tokens": token_rows, "bits_per_char": score_json, "extension": record}))?;
+    write_json(
+        &args.out.join("report.json"),
+        &json!({"lang": lang, "fertility": fertility_json, "new_tokens": token_rows, "bits_per_char": score_json, "extension": record}),
+    )?;
     println!("\nreport in {}", args.out.display());
     Ok(())
 }
@@ -333,7 +340,13 @@ fn fertility_record(f: &Fertility) -> Value {
         "tokens_per_char": f.tokens_per_char(), "tokens_per_word": f.tokens_per_word()})
 }
 
-fn score_models(specs: &[String], langs: &[String], dir: &CorpusDir, per_lang: usize, device_args: &ModelArgs) -> Result<(Option<String>, Value)> {
+fn score_models(
+    specs: &[String],
+    langs: &[String],
+    dir: &CorpusDir,
+    per_lang: usize,
+    device_args: &ModelArgs,
+) -> Result<(Option<String>, Value)> {
     if specs.is_empty() {
         return Ok((None, Value::Null));
     }

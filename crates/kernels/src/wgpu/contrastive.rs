@@ -4,11 +4,11 @@
 //! matmuls, registered with burn's autodiff as one operation. The logits `[n, n]` are never
 //! stored in the forward pass; both matmul kernels share `logit_block.wgsl`.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::CubeTensor;
@@ -47,7 +47,8 @@ fn logsumexp_both_ways(a: &CubeTensor, p: &CubeTensor, scale: f32) -> (CubeTenso
     let blocks = blocks(n);
     let partials = empty_f32(a, Shape::new([4, n, blocks as usize]));
     let diag = empty_f32(a, Shape::new([n]));
-    let source = concat!(include_str!("../../../../shaders/logit_block.wgsl"), include_str!("../../../../shaders/contrastive_partials.wgsl"));
+    let source =
+        concat!(include_str!("../../../../shaders/logit_block.wgsl"), include_str!("../../../../shaders/contrastive_partials.wgsl"));
     launch(
         a,
         Template { name: "contrastive_partials", source, values: block_values() },
@@ -184,6 +185,11 @@ impl<C: CheckpointStrategy> ContrastiveBackend for Autodiff<Cube, C> {
 
 /// The loss on a wgpu device, differentiable when the tensors track gradients.
 pub fn loss(anchors: Tensor<2>, positives: Tensor<2>, options: ContrastiveOptions) -> Tensor<1> {
-    let out = <Dispatch as ContrastiveBackend>::contrastive_infonce(anchors.into_dispatch(), positives.into_dispatch(), options.scale, options.shift);
+    let out = <Dispatch as ContrastiveBackend>::contrastive_infonce(
+        anchors.into_dispatch(),
+        positives.into_dispatch(),
+        options.scale,
+        options.shift,
+    );
     Tensor::from_dispatch(out)
 }

@@ -26,9 +26,7 @@ pub struct Template {
 
 impl KernelSource for Template {
     fn source(&self) -> SourceTemplate {
-        self.values
-            .iter()
-            .fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
+        self.values.iter().fold(SourceTemplate::new(self.source), |t, (k, v)| t.register(*k, v.clone()))
     }
 
     fn id(&self) -> KernelId {
@@ -78,9 +76,5 @@ pub fn prepared(tensor: CubeTensor) -> CubeTensor {
 
 pub fn launch(like: &CubeTensor, template: Template, cube_dim: CubeDim, count: (u32, u32, u32), buffers: Vec<Handle>) {
     let arguments = KernelArguments::new().with_buffers(buffers.into_iter().map(|h| h.binding()).collect());
-    like.client.launch(
-        Box::new(SourceKernel::new(template, cube_dim)),
-        CubeCount::Static(count.0, count.1, count.2),
-        arguments,
-    );
+    like.client.launch(Box::new(SourceKernel::new(template, cube_dim)), CubeCount::Static(count.0, count.1, count.2), arguments);
 }

@@ -6,7 +6,7 @@ use burn::backend::{Backend, Cube, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use cubecl::CubeDim;
 
-use super::launch::{MAX_GROUPS_PER_DIM, WORKGROUP, Template, empty_f32, groups_for, launch, prepared, row_grid, u32_buffer};
+use super::launch::{MAX_GROUPS_PER_DIM, Template, WORKGROUP, empty_f32, groups_for, launch, prepared, row_grid, u32_buffer};
 use crate::masking::Sparsity;
 
 // burn 0.22 runs every cubecl runtime as one `Cube` backend; the public API calls these only
@@ -112,7 +112,8 @@ impl MaskingBackend for Cube {
         let count = weight.shape().num_elements() / lanes;
         let in_place = weight.can_mut();
         let elem = element_type(lanes);
-        let binding = |slot: usize, name: &str, ty: &str| format!("@group(0) @binding({slot}) var<storage, read_write> {name}: array<{ty}>;\n");
+        let binding =
+            |slot: usize, name: &str, ty: &str| format!("@group(0) @binding({slot}) var<storage, read_write> {name}: array<{ty}>;\n");
         let (bindings, store) = if in_place {
             (binding(0, "weight", &elem) + &binding(1, "keep", &elem) + &binding(2, "info", "u32"), "weight[i]")
         } else {
@@ -123,11 +124,23 @@ impl MaskingBackend for Cube {
         let template = Template { name: "apply_mask", source: include_str!("../../../../shaders/apply_mask.wgsl"), values };
         let info = u32_buffer(&weight, &[count as u32]);
         if in_place {
-            launch(&weight, template, CubeDim::new_1d(WORKGROUP), elementwise_grid(count), vec![weight.handle.clone(), keep.handle.clone(), info]);
+            launch(
+                &weight,
+                template,
+                CubeDim::new_1d(WORKGROUP),
+                elementwise_grid(count),
+                vec![weight.handle.clone(), keep.handle.clone(), info],
+            );
             weight
         } else {
             let out = empty_f32(&weight, weight.shape());
-            launch(&weight, template, CubeDim::new_1d(WORKGROUP), elementwise_grid(count), vec![weight.handle.clone(), keep.handle.clone(), out.handle.clone(), info]);
+            launch(
+                &weight,
+                template,
+                CubeDim::new_1d(WORKGROUP),
+                elementwise_grid(count),
+                vec![weight.handle.clone(), keep.handle.clone(), out.handle.clone(), info],
+            );
             out
         }
     }

@@ -54,7 +54,8 @@ pub async fn fetch_text(url: &str) -> Result<String, String> {
 
 pub async fn fetch_manifest(url: &str) -> Result<Manifest, String> {
     let text = fetch_text(url).await?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{url} is not a lab manifest ({e}): rebuild it with `rosetta lab`"))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| format!("{url} is not a lab manifest ({e}): rebuild it with `rosetta lab`"))?;
     manifest.validate().map_err(|e| format!("{url}: {e}"))?;
     Ok(manifest)
 }
@@ -92,13 +93,15 @@ pub fn checkpoint_from_picked(mut files: Vec<PickedFile>) -> Result<Checkpoint, 
             .map(|f| String::from_utf8(f.bytes.clone()).map_err(|_| format!("{name} is not UTF-8 text")))
             .transpose()
     };
-    let shards: Vec<(String, Vec<u8>)> = files.iter().filter(|f| f.name.ends_with(".safetensors")).map(|f| (f.name.clone(), f.bytes.clone())).collect();
+    let shards: Vec<(String, Vec<u8>)> =
+        files.iter().filter(|f| f.name.ends_with(".safetensors")).map(|f| (f.name.clone(), f.bytes.clone())).collect();
     let config = text("config.json", &files)?;
     let tokenizer = text("tokenizer.json", &files)?;
     match (config, tokenizer, shards.is_empty()) {
         (Some(config), Some(tokenizer), false) => {
             let tokenizer_config = text("tokenizer_config.json", &files)?;
-            Checkpoint::from_hf_bytes(&config, &tokenizer, tokenizer_config.as_deref(), shards, "picked HF model").map_err(|e| e.to_string())
+            Checkpoint::from_hf_bytes(&config, &tokenizer, tokenizer_config.as_deref(), shards, "picked HF model")
+                .map_err(|e| e.to_string())
         }
         (config, tokenizer, no_shards) => {
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
@@ -122,7 +125,11 @@ pub fn checkpoint_from_picked(mut files: Vec<PickedFile>) -> Result<Checkpoint, 
 }
 
 /// The model's fetched files as a checkpoint.
-pub async fn checkpoint_from_server(base: &str, files: &ModelFiles, mut progress: impl FnMut(u64, Option<u64>)) -> Result<Checkpoint, String> {
+pub async fn checkpoint_from_server(
+    base: &str,
+    files: &ModelFiles,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Checkpoint, String> {
     let mut done = 0u64;
     let mut picked = Vec::new();
     for name in &files.files {

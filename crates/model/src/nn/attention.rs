@@ -44,11 +44,7 @@ impl SelfAttention {
         let [batch, seq, _] = x.dims();
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         state.record_linear_input(
-            &[
-                LinearId::new(layer, LinearKind::QProj),
-                LinearId::new(layer, LinearKind::KProj),
-                LinearId::new(layer, LinearKind::VProj),
-            ],
+            &[LinearId::new(layer, LinearKind::QProj), LinearId::new(layer, LinearKind::KProj), LinearId::new(layer, LinearKind::VProj)],
             &x,
         );
         let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
@@ -70,15 +66,8 @@ impl SelfAttention {
         let kv_len = k.dims()[2];
         let (k, v) = (self.repeat_kv(k, batch, kv_len), self.repeat_kv(v, batch, kv_len));
 
-        let mask = state
-            .attention_mask
-            .as_ref()
-            .map(|m| m.clone().expand([batch, h, seq, kv_len]));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: mask.is_none(),
-        };
+        let mask = state.attention_mask.as_ref().map(|m| m.clone().expand([batch, h, seq, kv_len]));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: mask.is_none() };
         let context = attention(q, k, v, mask, None, options);
         let context = context.swap_dims(1, 2).reshape([batch, seq, h * hd]);
         state.record_linear_input(&[LinearId::new(layer, LinearKind::OProj)], &context);
@@ -91,8 +80,11 @@ impl SelfAttention {
         if groups == 1 {
             return t;
         }
-        t.unsqueeze_dim::<5>(2)
-            .expand([batch, self.num_kv_heads, groups, len, self.head_dim])
-            .reshape([batch, self.num_heads, len, self.head_dim])
+        t.unsqueeze_dim::<5>(2).expand([batch, self.num_kv_heads, groups, len, self.head_dim]).reshape([
+            batch,
+            self.num_heads,
+            len,
+            self.head_dim,
+        ])
     }
 }

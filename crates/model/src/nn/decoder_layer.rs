@@ -26,9 +26,7 @@ impl DecoderLayer {
         state: &mut PassState<'_>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
-        let attended = self
-            .self_attn
-            .forward(layer, self.input_layernorm.forward(h.clone()), state, cache);
+        let attended = self.self_attn.forward(layer, self.input_layernorm.forward(h.clone()), state, cache);
         let h = h + attended;
         let fed = self.mlp.forward(layer, self.post_attention_layernorm.forward(h.clone()), state);
         h + fed

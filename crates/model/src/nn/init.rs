@@ -24,15 +24,10 @@ pub fn linear(weight: HostTensor, bias: Option<HostTensor>, device: &Device) -> 
 
 pub fn rms_norm(weight: HostTensor, epsilon: f64, device: &Device) -> RmsNorm {
     let d = weight.data.len();
-    RmsNorm {
-        gamma: Param::from_data(TensorData::new(weight.data, [d]), device),
-        epsilon,
-    }
+    RmsNorm { gamma: Param::from_data(TensorData::new(weight.data, [d]), device), epsilon }
 }
 
 pub fn embedding(weight: HostTensor, device: &Device) -> Embedding {
     let shape = [weight.shape[0], weight.shape[1]];
-    Embedding {
-        weight: Param::from_data(TensorData::new(weight.data, shape), device),
-    }
+    Embedding { weight: Param::from_data(TensorData::new(weight.data, shape), device) }
 }

@@ -18,10 +18,7 @@ impl SwiGluMlp {
     /// # Shapes
     /// `x: [batch, seq, d_model] -> [batch, seq, d_model]`.
     pub(crate) fn forward(&self, layer: usize, x: Tensor<3>, state: &mut PassState<'_>) -> Tensor<3> {
-        state.record_linear_input(
-            &[LinearId::new(layer, LinearKind::GateProj), LinearId::new(layer, LinearKind::UpProj)],
-            &x,
-        );
+        state.record_linear_input(&[LinearId::new(layer, LinearKind::GateProj), LinearId::new(layer, LinearKind::UpProj)], &x);
         let hidden = silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x);
         state.record_linear_input(&[LinearId::new(layer, LinearKind::DownProj)], &hidden);
         self.down_proj.forward(hidden)

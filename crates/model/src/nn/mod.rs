@@ -3,6 +3,6 @@
 
 pub mod attention;
 pub mod decoder_layer;
+pub(crate) mod init;
 pub mod mlp;
 pub mod rotary;
-pub(crate) mod init;

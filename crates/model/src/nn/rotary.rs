@@ -20,21 +20,12 @@ impl RotaryEmbedding {
     pub fn new(config: &ModelConfig) -> Self {
         let dim = config.head_dim;
         let base = config.rope_theta;
-        let default: Vec<f64> = (0..dim / 2)
-            .map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64))
-            .collect();
+        let default: Vec<f64> = (0..dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64)).collect();
         let inv_freq: Vec<f64> = match &config.rope_scaling {
             None => default,
             Some(RopeScaling::Linear { factor }) => default.iter().map(|f| f / factor).collect(),
-            Some(RopeScaling::Factors { divisors }) => {
-                default.iter().zip(divisors).map(|(f, d)| f / *d as f64).collect()
-            }
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => {
+            Some(RopeScaling::Factors { divisors }) => default.iter().zip(divisors).map(|(f, d)| f / *d as f64).collect(),
+            Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
                 let old_context = *original_max_position_embeddings as f64;
                 let low_freq_wavelen = old_context / low_freq_factor;
                 let high_freq_wavelen = old_context / high_freq_factor;
@@ -54,10 +45,7 @@ impl RotaryEmbedding {
                     .collect()
             }
         };
-        RotaryEmbedding {
-            inv_freq: inv_freq.into_iter().map(|f| f as f32).collect(),
-            head_dim: dim,
-        }
+        RotaryEmbedding { inv_freq: inv_freq.into_iter().map(|f| f as f32).collect(), head_dim: dim }
     }
 
     /// cos and sin tables for `positions` (row-major `[batch, seq]`).
@@ -78,10 +66,7 @@ impl RotaryEmbedding {
         }
         debug_assert_eq!(cos.len(), batch * seq * 2 * half);
         let shape = [batch, 1, seq, self.head_dim];
-        (
-            Tensor::from_data(TensorData::new(cos, shape), device),
-            Tensor::from_data(TensorData::new(sin, shape), device),
-        )
+        (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
     }
 }
 

@@ -49,11 +49,8 @@ pub fn render(
     env.add_function("raise_exception", |message: String| -> std::result::Result<String, Error> {
         Err(Error::new(ErrorKind::InvalidOperation, message))
     });
-    env.add_template("chat", template)
-        .map_err(|e| ModelError::ChatTemplate(format!("the template does not parse: {e}")))?;
-    let tmpl = env
-        .get_template("chat")
-        .map_err(|e| ModelError::ChatTemplate(e.to_string()))?;
+    env.add_template("chat", template).map_err(|e| ModelError::ChatTemplate(format!("the template does not parse: {e}")))?;
+    let tmpl = env.get_template("chat").map_err(|e| ModelError::ChatTemplate(e.to_string()))?;
     tmpl.render(context! {
         messages => messages
             .iter()

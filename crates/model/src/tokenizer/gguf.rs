@@ -19,7 +19,8 @@ use crate::error::{ModelError, Result};
 use crate::weights::gguf::{GgufFile, GgufValue};
 
 const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp token types.
@@ -56,7 +57,8 @@ pub fn byte_to_unicode() -> [char; 256] {
 }
 
 fn byte_level_split(pre: &str) -> Value {
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let byte_level =
+        |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let split = |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
     match pre {
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
@@ -114,16 +116,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizerInfo> {
         None => vec![1; tokens.len()],
     };
     let merges = file.string_array("tokenizer.ggml.merges")?;
-    let token_at = |key: &str| {
-        file.get(key)
-            .and_then(GgufValue::as_u64)
-            .and_then(|id| tokens.get(id as usize).cloned())
-    };
+    let token_at = |key: &str| file.get(key).and_then(GgufValue::as_u64).and_then(|id| tokens.get(id as usize).cloned());
     let add_bos_default = model == "llama";
-    let add_bos_token = file
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(GgufValue::as_bool)
-        .unwrap_or(add_bos_default);
+    let add_bos_token = file.get("tokenizer.ggml.add_bos_token").and_then(GgufValue::as_bool).unwrap_or(add_bos_default);
     let bos_token = token_at("tokenizer.ggml.bos_token_id");
 
     let (vocab_tokens, model_json, pre_tokenizer, decoder, normalizer) = match model.as_str() {
@@ -131,14 +126,11 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizerInfo> {
             let table = byte_to_unicode();
             let alphabet: std::collections::HashSet<char> = table.iter().copied().collect();
             let respell = |t: &str| -> String {
-                if t.chars().all(|c| alphabet.contains(&c)) {
-                    t.to_string()
-                } else {
-                    t.bytes().map(|b| table[b as usize]).collect()
-                }
+                if t.chars().all(|c| alphabet.contains(&c)) { t.to_string() } else { t.bytes().map(|b| table[b as usize]).collect() }
             };
             let vocab_tokens: Vec<String> = tokens.iter().map(|t| respell(t)).collect();
-            let merges = merges.ok_or_else(|| ModelError::tokenizer(origin.clone(), "byte-level BPE GGUF without `tokenizer.ggml.merges`"))?;
+            let merges =
+                merges.ok_or_else(|| ModelError::tokenizer(origin.clone(), "byte-level BPE GGUF without `tokenizer.ggml.merges`"))?;
             let merges: Vec<Value> = merges
                 .iter()
                 .map(|m| {

@@ -29,10 +29,7 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer")
-            .field("origin", &self.origin)
-            .field("vocab_size", &self.vocab_size())
-            .finish()
+        f.debug_struct("TextTokenizer").field("origin", &self.origin).field("vocab_size", &self.vocab_size()).finish()
     }
 }
 
@@ -55,9 +52,8 @@ impl TextTokenizer {
         origin: impl Into<Origin>,
     ) -> Result<Self> {
         let origin = origin.into();
-        let inner: Tokenizer = tokenizer_json
-            .parse()
-            .map_err(|e| ModelError::tokenizer(origin.clone(), format!("not a valid tokenizer.json: {e}")))?;
+        let inner: Tokenizer =
+            tokenizer_json.parse().map_err(|e| ModelError::tokenizer(origin.clone(), format!("not a valid tokenizer.json: {e}")))?;
         let config: Value = match tokenizer_config_json {
             Some(text) => serde_json::from_str(text)
                 .map_err(|e| ModelError::tokenizer(origin.clone(), format!("tokenizer_config.json is not valid JSON: {e}")))?,
@@ -81,10 +77,7 @@ impl TextTokenizer {
             eos_token: special_token(&config, "eos_token"),
             unk_token: special_token(&config, "unk_token"),
             pad_token: special_token(&config, "pad_token"),
-            add_bos_token: config
-                .get("add_bos_token")
-                .and_then(Value::as_bool)
-                .unwrap_or(has_bos_post_processor),
+            add_bos_token: config.get("add_bos_token").and_then(Value::as_bool).unwrap_or(has_bos_post_processor),
             chat_template,
         })
     }
@@ -174,9 +167,7 @@ impl TextTokenizer {
 
     /// The contents of `tokenizer.json`.
     pub fn to_json(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| ModelError::tokenizer(self.origin.clone(), format!("cannot serialise: {e}")))
+        self.inner.to_string(true).map_err(|e| ModelError::tokenizer(self.origin.clone(), format!("cannot serialise: {e}")))
     }
 
     /// The contents of `tokenizer_config.json` for an HF export.
@@ -188,12 +179,9 @@ impl TextTokenizer {
             "clean_up_tokenization_spaces": false,
             "model_max_length": model_max_length,
         });
-        for (key, value) in [
-            ("bos_token", &self.bos_token),
-            ("eos_token", &self.eos_token),
-            ("unk_token", &self.unk_token),
-            ("pad_token", &self.pad_token),
-        ] {
+        for (key, value) in
+            [("bos_token", &self.bos_token), ("eos_token", &self.eos_token), ("unk_token", &self.unk_token), ("pad_token", &self.pad_token)]
+        {
             if let Some(v) = value {
                 config[key] = json!(v);
             }

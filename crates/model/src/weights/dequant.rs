@@ -51,16 +51,48 @@ impl GgmlType {
     /// ggml's name for a type id, also for ids Rosetta cannot dequantise (for error messages).
     pub fn name_of_id(id: u32) -> String {
         const NAMES: [&str; 40] = [
-            "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
-            "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
-            "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
-            "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4",
-            "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+            "F32",
+            "F16",
+            "Q4_0",
+            "Q4_1",
+            "Q4_2",
+            "Q4_3",
+            "Q5_0",
+            "Q5_1",
+            "Q8_0",
+            "Q8_1",
+            "Q2_K",
+            "Q3_K",
+            "Q4_K",
+            "Q5_K",
+            "Q6_K",
+            "Q8_K",
+            "IQ2_XXS",
+            "IQ2_XS",
+            "IQ3_XXS",
+            "IQ1_S",
+            "IQ4_NL",
+            "IQ3_S",
+            "IQ2_S",
+            "IQ4_XS",
+            "I8",
+            "I16",
+            "I32",
+            "I64",
+            "F64",
+            "IQ1_M",
+            "BF16",
+            "Q4_0_4_4",
+            "Q4_0_4_8",
+            "Q4_0_8_8",
+            "TQ1_0",
+            "TQ2_0",
+            "IQ4_NL_4_4",
+            "IQ4_NL_4_8",
+            "IQ4_NL_8_8",
+            "MXFP4",
         ];
-        NAMES
-            .get(id as usize)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| format!("type id {id}"))
+        NAMES.get(id as usize).map(|s| s.to_string()).unwrap_or_else(|| format!("type id {id}"))
     }
 
     pub fn name(self) -> &'static str {
@@ -81,8 +113,7 @@ impl GgmlType {
         }
     }
 
-    pub const SUPPORTED: &'static str =
-        "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+    pub const SUPPORTED: &'static str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
     /// Elements per block.
     pub fn block_size(self) -> usize {
@@ -235,12 +266,7 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
     // the last 4 (ggml's kmask1/kmask2 unpacking).
     let mut aux = [0u32; 4];
     for (i, word) in aux.iter_mut().take(3).enumerate() {
-        *word = u32::from_le_bytes([
-            raw_scales[4 * i],
-            raw_scales[4 * i + 1],
-            raw_scales[4 * i + 2],
-            raw_scales[4 * i + 3],
-        ]);
+        *word = u32::from_le_bytes([raw_scales[4 * i], raw_scales[4 * i + 1], raw_scales[4 * i + 2], raw_scales[4 * i + 3]]);
     }
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
@@ -280,14 +306,7 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
 
 /// Scale and min number `j` (of 8) of a Q4_K/Q5_K super-block, 6 bits each.
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
-    }
+    if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) }
 }
 
 fn q4_k(b: &[u8], y: &mut [f32]) {

@@ -181,8 +181,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.length(what, 1)?;
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| ModelError::gguf(self.origin.clone(), format!("{what} is not UTF-8")))
+        String::from_utf8(bytes.to_vec()).map_err(|_| ModelError::gguf(self.origin.clone(), format!("{what} is not UTF-8")))
     }
 
     fn value(&mut self, type_id: u32, key: &str, depth: usize) -> Result<GgufValue> {
@@ -213,10 +212,7 @@ impl<'a> Cursor<'a> {
             11 => GgufValue::I64(i64::from_le_bytes(self.array(&what)?)),
             12 => GgufValue::F64(f64::from_le_bytes(self.array(&what)?)),
             other => {
-                return Err(ModelError::gguf(
-                    self.origin.clone(),
-                    format!("`{key}` has unknown value type {other}"),
-                ));
+                return Err(ModelError::gguf(self.origin.clone(), format!("`{key}` has unknown value type {other}")));
             }
         })
     }
@@ -233,10 +229,7 @@ impl GgufFile {
             }
             let version = cur.u32("the version")?;
             if !(2..=3).contains(&version) {
-                return Err(ModelError::gguf(
-                    origin.clone(),
-                    format!("GGUF version {version} is not supported (supported: 2, 3)"),
-                ));
+                return Err(ModelError::gguf(origin.clone(), format!("GGUF version {version} is not supported (supported: 2, 3)")));
             }
             // A tensor info takes at least 8+4+8+4+8 bytes, a key/value at least 8+4+1.
             let n_tensors = cur.length("the tensor count", 32)?;
@@ -263,10 +256,7 @@ impl GgufFile {
                 let offset = cur.u64(&format!("the offset of `{name}`"))? as usize;
                 tensors.push(GgufTensorInfo { name, dims, type_id, offset });
             }
-            let alignment = metadata
-                .get("general.alignment")
-                .and_then(GgufValue::as_u64)
-                .unwrap_or(32) as usize;
+            let alignment = metadata.get("general.alignment").and_then(GgufValue::as_u64).unwrap_or(32) as usize;
             if alignment == 0 || !alignment.is_power_of_two() {
                 return Err(ModelError::gguf(origin.clone(), format!("general.alignment {alignment} is not a power of two")));
             }
@@ -315,10 +305,7 @@ impl GgufFile {
         let end = start.and_then(|s| s.checked_add(n_bytes));
         match (start, end) {
             (Some(start), Some(end)) if end <= self.blob.len() => Ok((ty, &self.blob[start..end])),
-            _ => Err(corrupt(format!(
-                "data runs past the end of the file ({} bytes); the file is truncated",
-                self.blob.len()
-            ))),
+            _ => Err(corrupt(format!("data runs past the end of the file ({} bytes); the file is truncated", self.blob.len()))),
         }
     }
 
@@ -336,15 +323,11 @@ impl GgufFile {
     /// A string array from the metadata (tokens, merges).
     pub fn string_array(&self, key: &str) -> Result<Option<Vec<String>>> {
         let Some(value) = self.get(key) else { return Ok(None) };
-        let items = value
-            .as_array()
-            .ok_or_else(|| ModelError::gguf(self.origin.clone(), format!("`{key}` is not an array")))?;
+        let items = value.as_array().ok_or_else(|| ModelError::gguf(self.origin.clone(), format!("`{key}` is not an array")))?;
         items
             .iter()
             .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ModelError::gguf(self.origin.clone(), format!("`{key}` holds a non-string")))
+                v.as_str().map(str::to_string).ok_or_else(|| ModelError::gguf(self.origin.clone(), format!("`{key}` holds a non-string")))
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)

@@ -73,10 +73,7 @@ fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
 
 impl GgufSource {
     pub fn new(file: GgufFile, config: &ModelConfig) -> Self {
-        let permuted_qk = matches!(
-            file.get("general.architecture").and_then(GgufValue::as_str),
-            Some("llama") | Some("mistral")
-        );
+        let permuted_qk = matches!(file.get("general.architecture").and_then(GgufValue::as_str), Some("llama") | Some("mistral"));
         GgufSource {
             file,
             permuted_qk,
@@ -126,10 +123,7 @@ impl WeightSource for GgufSource {
     }
 
     fn names(&self) -> Vec<String> {
-        self.candidate_names()
-            .into_iter()
-            .filter(|n| gguf_name(n).is_some_and(|g| self.file.tensor_info(&g).is_some()))
-            .collect()
+        self.candidate_names().into_iter().filter(|n| gguf_name(n).is_some_and(|g| self.file.tensor_info(&g).is_some())).collect()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
@@ -145,12 +139,7 @@ impl WeightSource for GgufSource {
         let missing = || ModelError::MissingTensor {
             origin: self.file.origin.clone(),
             tensor: gguf_name(name).unwrap_or_else(|| name.to_string()),
-            architecture: self
-                .file
-                .get("general.architecture")
-                .and_then(GgufValue::as_str)
-                .unwrap_or("?")
-                .to_string(),
+            architecture: self.file.get("general.architecture").and_then(GgufValue::as_str).unwrap_or("?").to_string(),
         };
         let gguf = gguf_name(name).ok_or_else(missing)?;
         let info = self.file.tensor_info(&gguf).ok_or_else(missing)?;
@@ -179,10 +168,7 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         "llama" => Architecture::Llama,
         "qwen2" => Architecture::Qwen2,
         other => {
-            return Err(ModelError::UnknownArchitecture {
-                origin: origin.clone(),
-                architecture: other.to_string(),
-            });
+            return Err(ModelError::UnknownArchitecture { origin: origin.clone(), architecture: other.to_string() });
         }
     };
     let key = |k: &str| format!("{arch_name}.{k}");
@@ -198,9 +184,8 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let hidden_size = get_usize("embedding_length")?;
     let num_attention_heads = get_usize("attention.head_count")?;
     let num_key_value_heads = opt_usize("attention.head_count_kv").unwrap_or(num_attention_heads);
-    let head_dim = opt_usize("attention.key_length")
-        .or_else(|| opt_usize("rope.dimension_count"))
-        .unwrap_or(hidden_size / num_attention_heads.max(1));
+    let head_dim =
+        opt_usize("attention.key_length").or_else(|| opt_usize("rope.dimension_count")).unwrap_or(hidden_size / num_attention_heads.max(1));
     let vocab_size = match opt_usize("vocab_size") {
         Some(v) => v,
         None => file
@@ -216,9 +201,7 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     } else {
         match file.get(&key("rope.scaling.type")).and_then(GgufValue::as_str) {
             None | Some("none") => None,
-            Some("linear") => Some(RopeScaling::Linear {
-                factor: opt_f64("rope.scaling.factor").unwrap_or(1.0),
-            }),
+            Some("linear") => Some(RopeScaling::Linear { factor: opt_f64("rope.scaling.factor").unwrap_or(1.0) }),
             Some(other) => {
                 return Err(ModelError::gguf(
                     origin.clone(),

@@ -32,10 +32,7 @@ impl Blob {
     pub fn open(path: &Path) -> Result<Self> {
         use crate::error::ModelError;
         let file = std::fs::File::open(path).map_err(|e| ModelError::io(path.display().to_string(), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ModelError::io(path.display().to_string(), e))?
-            .len();
+        let len = file.metadata().map_err(|e| ModelError::io(path.display().to_string(), e))?.len();
         if len == 0 {
             return Ok(Blob::Owned(Vec::new()));
         }

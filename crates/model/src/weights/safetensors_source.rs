@@ -23,10 +23,8 @@ impl SafetensorsFile {
         let origin = origin.into();
         // `read_metadata` checks the header, every tensor's byte range and the total length, so
         // truncation is caught here, not at first use.
-        let (header_len, metadata) = SafeTensors::read_metadata(&blob).map_err(|e| ModelError::Safetensors {
-            origin: origin.clone(),
-            reason: describe(&e),
-        })?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&blob).map_err(|e| ModelError::Safetensors { origin: origin.clone(), reason: describe(&e) })?;
         let sparse = match metadata.metadata().as_ref().and_then(|m| m.get(sparse::SPARSE_METADATA_KEY)) {
             None => BTreeMap::new(),
             Some(text) => sparse::parse_sparse_metadata(text).ok_or_else(|| ModelError::Safetensors {
@@ -79,7 +77,10 @@ impl SafetensorsFile {
     }
 
     fn read_sparse(&self, name: &str, rows: usize, cols: usize) -> Result<HostTensor> {
-        let corrupt = |reason: String| ModelError::Safetensors { origin: self.origin.clone(), reason: format!("compressed weight `{name}`: {reason}") };
+        let corrupt = |reason: String| ModelError::Safetensors {
+            origin: self.origin.clone(),
+            reason: format!("compressed weight `{name}`: {reason}"),
+        };
         let values = self.read_dense(&format!("{name}{}", sparse::VALUES_SUFFIX)).ok_or_else(|| corrupt("no values".into()))??;
         let info = self.metadata.info(&format!("{name}{}", sparse::KEEP_SUFFIX)).ok_or_else(|| corrupt("no keep-bitmap".into()))?;
         if info.dtype != Dtype::U8 {
@@ -100,10 +101,7 @@ impl SafetensorsFile {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
+            Dtype::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
             other => {
                 return Some(Err(ModelError::UnsupportedDtype {
                     origin: self.origin.clone(),

@@ -54,16 +54,20 @@ impl DistillState {
 }
 
 async fn prepare(lab: Lab, room: DistillState) -> Result<Distiller, String> {
-    let (Some(loaded), Some(manifest), Some(lang), Some(device)) = (lab.loaded(), lab.manifest.get_untracked(), lab.target_lang(), lab.device()) else {
+    let (Some(loaded), Some(manifest), Some(lang), Some(device)) =
+        (lab.loaded(), lab.manifest.get_untracked(), lab.target_lang(), lab.device())
+    else {
         return Err("load a model first".into());
     };
     let config = DistillConfig::default();
     room.status.set(format!("The teacher answers {ROWS} English sentences…"));
     room.progress.set(Some(0.0));
     let rows = ROWS.min(manifest.parallel.len());
-    let lessons = teach(&loaded.model, &loaded.tokenizer, &manifest, &lang, rows, &config, |done, total| room.progress.set(Some(done as f64 / total as f64)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let lessons = teach(&loaded.model, &loaded.tokenizer, &manifest, &lang, rows, &config, |done, total| {
+        room.progress.set(Some(done as f64 / total as f64))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     room.progress.set(None);
     Distiller::new(loaded.model.config(), lessons, config, &device).map_err(|e| e.to_string())
 }

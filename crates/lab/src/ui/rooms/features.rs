@@ -54,7 +54,11 @@ fn scored_texts(manifest: &crate::Manifest) -> Vec<(String, Vec<&str>)> {
 
 async fn compute(lab: Lab, room: FeatureState, version: usize) {
     let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get_untracked()) else { return };
-    room.status.set(format!("Running {} translation and {} monolingual prompts…", manifest.translation_prompts.len(), manifest.monolingual_prompts.len()));
+    room.status.set(format!(
+        "Running {} translation and {} monolingual prompts…",
+        manifest.translation_prompts.len(),
+        manifest.monolingual_prompts.len()
+    ));
     room.progress.set(Some(0.0));
     let result = async {
         let translation = magnitudes(&loaded.model, &loaded.tokenizer, "translation", &manifest.translation_prompts).await?;
@@ -63,7 +67,15 @@ async fn compute(lab: Lab, room: FeatureState, version: usize) {
         let monolingual = magnitudes(&loaded.model, &loaded.tokenizer, "monolingual", &manifest.monolingual_prompts).await?;
         room.progress.set(Some(0.7));
         loader::pause().await;
-        let dense = pruned_bits_per_char(&loaded.model, &loaded.tokenizer, &manifest.translation_prompts, 0.0, &scored_texts(&manifest), loader::pause).await?;
+        let dense = pruned_bits_per_char(
+            &loaded.model,
+            &loaded.tokenizer,
+            &manifest.translation_prompts,
+            0.0,
+            &scored_texts(&manifest),
+            loader::pause,
+        )
+        .await?;
         Ok::<_, crate::LabError>((translation, monolingual, dense))
     }
     .await;
@@ -83,7 +95,15 @@ async fn prune(lab: Lab, room: FeatureState, sparsity: f32) {
     let Some(ticket) = room.request.ticket().await else { return };
     let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get_untracked()) else { return };
     room.status.set(format!("Pruning {:.0}% of every linear layer (Wanda, translation calibration)…", sparsity * 100.0));
-    let result = pruned_bits_per_char(&loaded.model, &loaded.tokenizer, &manifest.translation_prompts, sparsity, &scored_texts(&manifest), loader::pause).await;
+    let result = pruned_bits_per_char(
+        &loaded.model,
+        &loaded.tokenizer,
+        &manifest.translation_prompts,
+        sparsity,
+        &scored_texts(&manifest),
+        loader::pause,
+    )
+    .await;
     if !room.request.is_current(ticket) {
         return; // a newer slider value is on its way
     }
@@ -114,9 +134,7 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
         }
     });
     let maps = move |which: usize| {
-        Signal::derive(move || {
-            room.current(room.ready.get()).map(|m| heatmap(if which == 0 { &m.0 } else { &m.1 })).unwrap_or_default()
-        })
+        Signal::derive(move || room.current(room.ready.get()).map(|m| heatmap(if which == 0 { &m.0 } else { &m.1 })).unwrap_or_default())
     };
     let large = move || {
         let m = room.current(room.ready.get())?;
@@ -150,7 +168,10 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
             groups: dense
                 .iter()
                 .enumerate()
-                .map(|(i, (lang, bpc))| BarGroup { label: lang.clone(), values: std::iter::once(*bpc).chain(pruned.as_ref().map(|(_, p)| p[i].1)).collect() })
+                .map(|(i, (lang, bpc))| BarGroup {
+                    label: lang.clone(),
+                    values: std::iter::once(*bpc).chain(pruned.as_ref().map(|(_, p)| p[i].1)).collect(),
+                })
                 .collect(),
         }
         .to_svg()

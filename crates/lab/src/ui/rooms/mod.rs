@@ -44,7 +44,12 @@ fn rosetta_data_name(code: &str) -> String {
 
 /// A room's status line: what is running, its progress, or what went wrong.
 #[component]
-pub fn Status(status: RwSignal<String>, progress: RwSignal<Option<f64>>, error: RwSignal<Option<String>>, #[prop(into)] testid: String) -> impl IntoView {
+pub fn Status(
+    status: RwSignal<String>,
+    progress: RwSignal<Option<f64>>,
+    error: RwSignal<Option<String>>,
+    #[prop(into)] testid: String,
+) -> impl IntoView {
     view! {
         <p class="status" data-testid=format!("{testid}-status")>{move || status.get()}</p>
         {move || progress.get().map(|p| view! { <progress max="1" value=p></progress> })}

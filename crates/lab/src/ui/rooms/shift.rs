@@ -9,7 +9,10 @@ use leptos::task::spawn_local;
 use rosetta_shifcon::{Geometry, ShiftPlan};
 
 use super::{Chart, Latest, Status, TargetSelect, needs_model};
-use crate::shift::{MIN_GEOMETRY_SENTENCES, NextTokenView, compute_geometry, distance_chart, next_token_view, plan, scatter_chart, shifted_bits_per_char, shifted_points};
+use crate::shift::{
+    MIN_GEOMETRY_SENTENCES, NextTokenView, compute_geometry, distance_chart, next_token_view, plan, scatter_chart, shifted_bits_per_char,
+    shifted_points,
+};
 use crate::ui::{Lab, loader};
 
 /// Sentences per language the page measures (the geometry's minimum: fast enough on a CPU).
@@ -52,7 +55,11 @@ async fn compute(lab: Lab, room: ShiftState, version: usize) {
     let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get_untracked()) else { return };
     room.status.set(format!("Measuring {} languages × {SENTENCES} sentences at every layer…", manifest.langs.len()));
     room.progress.set(Some(0.0));
-    let result = compute_geometry(&loaded.model, &loaded.tokenizer, &manifest, SENTENCES.min(manifest.parallel.len()), loader::pause, |f| room.progress.set(Some(f as f64))).await;
+    let result =
+        compute_geometry(&loaded.model, &loaded.tokenizer, &manifest, SENTENCES.min(manifest.parallel.len()), loader::pause, |f| {
+            room.progress.set(Some(f as f64))
+        })
+        .await;
     room.progress.set(None);
     match result.and_then(|g| plan(&g).map(|p| (g, p))) {
         Ok((geometry, plan)) => {
@@ -70,7 +77,11 @@ async fn compute(lab: Lab, room: ShiftState, version: usize) {
 /// The scatter, next-token guesses and bits/char at the current slider values.
 async fn apply(lab: Lab, room: ShiftState, version: usize) {
     let Some(ticket) = room.request.ticket().await else { return };
-    let (Some(loaded), Some(manifest), Some(geometry), Some(lang)) = (lab.loaded(), lab.manifest.get_untracked(), room.current(version), lab.target_lang()) else { return };
+    let (Some(loaded), Some(manifest), Some(geometry), Some(lang)) =
+        (lab.loaded(), lab.manifest.get_untracked(), room.current(version), lab.target_lang())
+    else {
+        return;
+    };
     let (geometry, plan) = (&geometry.0, &geometry.1);
     let (strength, layer, sentence) = lab.state.with_untracked(|s| (s.strength, s.layer, s.sentence));
     let site = &geometry.sites[layer.unwrap_or(geometry.band.to + 1).min(geometry.num_layers)];
@@ -80,7 +91,8 @@ async fn apply(lab: Lab, room: ShiftState, version: usize) {
         let points = shifted_points(&loaded.model, &loaded.tokenizer, site, plan, &lang, &texts, strength).await?;
         let device = loaded.model.device();
         let plain = next_token_view(&loaded.model, &loaded.tokenizer, text, &rosetta_model::Interventions::none(), 8).await?;
-        let shifted = next_token_view(&loaded.model, &loaded.tokenizer, text, &plan.scaled_interventions(&lang, strength, &device)?, 8).await?;
+        let shifted =
+            next_token_view(&loaded.model, &loaded.tokenizer, text, &plan.scaled_interventions(&lang, strength, &device)?, 8).await?;
         let base_bpc = shifted_bits_per_char(&loaded.model, &loaded.tokenizer, plan, &lang, &texts, 0.0).await?;
         let bpc = shifted_bits_per_char(&loaded.model, &loaded.tokenizer, plan, &lang, &texts, strength).await?;
         Ok::<_, crate::LabError>((points, plain, shifted, base_bpc, bpc))

@@ -100,9 +100,12 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
                 .map_err(|_| format!("{} is not UTF-8 text", file.name))
                 .and_then(|json| TextTokenizer::from_hf_json(&json, None, None, &file.name).map_err(|e| e.to_string()))
                 .and_then(|t| match lab.loaded() {
-                    Some(l) if t.vocab_size() < l.tokenizer.vocab_size() => {
-                        Err(format!("{} has {} tokens, fewer than the model's {}: it is not an extension of this tokenizer", file.name, t.vocab_size(), l.tokenizer.vocab_size()))
-                    }
+                    Some(l) if t.vocab_size() < l.tokenizer.vocab_size() => Err(format!(
+                        "{} has {} tokens, fewer than the model's {}: it is not an extension of this tokenizer",
+                        file.name,
+                        t.vocab_size(),
+                        l.tokenizer.vocab_size()
+                    )),
                     _ => Ok(t),
                 });
             match result {
