@@ -6,6 +6,8 @@
 # Usage: scripts/build-lab.sh [PKG_DIR]   (default $ROSETTA_CACHE/lab/pkg; `rosetta lab` reads it)
 # Prints the sizes of the wasm before and after wasm-opt. ROSETTA_LAB_WASM_OPT=0 skips wasm-opt
 # (≈5 min on 2 cores for a 40 MB module; the tests run the same code without it).
+# ROSETTA_LAB_PROFILE picks the cargo profile: `lab` (release speed, the default: what visitors
+# get) or `web-test` (what CI builds once for the browser tests and the lab's end-to-end test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -14,9 +16,13 @@ tools_bin="$(scripts/setup-web.sh)"
 export PATH="$tools_bin:$PATH"
 out="${1:-$ROSETTA_CACHE/lab/pkg}"
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
+profile="${ROSETTA_LAB_PROFILE:-lab}"
+export CLIPPY_CONF_DIR="${ROSETTA_WASM_CLIPPY_CONF:-$ROSETTA_ROOT/.config/clippy-wasm}"
 
-cargo build -p rosetta-lab --target wasm32-unknown-unknown --profile lab --locked -j "$jobs"
-raw="$CARGO_TARGET_DIR/wasm32-unknown-unknown/lab/rosetta_lab.wasm"
+# The same package set and features as scripts/test-browser.sh: one wasm32 build serves both.
+cargo build --target wasm32-unknown-unknown --profile "$profile" --locked -j "$jobs" \
+  -p rosetta-lab -p rosetta-model -p rosetta-kernels --features rosetta-model/wgpu,rosetta-kernels/wgpu
+raw="$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/rosetta_lab.wasm"
 staging="$(mktemp -d "${TMPDIR:-/tmp}/rosetta-lab-pkg.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$staging" "$raw"

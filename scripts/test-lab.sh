@@ -14,12 +14,21 @@ artifacts="${ROSETTA_ARTIFACTS:-$ROSETTA_ROOT/out/test-artifacts}/lab"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rosetta-lab-test.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-pkg="$ROSETTA_CACHE/lab/pkg-test"
-# wasm-opt only shrinks and speeds up the same code; the tests skip its ~5 minutes.
-ROSETTA_LAB_WASM_OPT=0 scripts/build-lab.sh "$pkg"
-cargo build -p rosetta-cli --locked -j "$jobs"
+# scripts/test.sh has built the page (profile web-test, shared with the browser tests) and hands
+# it over in ROSETTA_LAB_PKG; alone, this builds it. wasm-opt only shrinks and speeds up the same
+# code; the tests skip its ~5 minutes.
+pkg="${ROSETTA_LAB_PKG:-}"
+if [[ -z "$pkg" ]]; then
+  pkg="$ROSETTA_CACHE/lab/pkg-test"
+  ROSETTA_LAB_PROFILE=web-test ROSETTA_LAB_WASM_OPT=0 scripts/build-lab.sh "$pkg"
+fi
+# The CLI and the fixture writer from the workspace's own build (the same features as the test
+# build, so after scripts/test.sh this compiles nothing); `cargo run -p` would resolve features
+# for one package and rebuild burn.
+source scripts/lint-env.sh
+cargo build --workspace --bins --examples --locked -j "$jobs"
 rosetta="$CARGO_TARGET_DIR/debug/rosetta"
-cargo run -q -p rosetta-tests --example lab_fixture --locked -j "$jobs" -- "$work/tiny" >/dev/null
+"$CARGO_TARGET_DIR/debug/examples/lab_fixture" "$work/tiny" >/dev/null
 "$rosetta" vocab extend "$work/tiny" --lang hu --new-tokens 60 --out "$work/tiny-hu" >/dev/null
 
 rm -rf "$artifacts"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of Rosetta on a fresh machine: installs what the tests need (pinned, cached
-# outside the clone), then the Rust tests (unit, parity with HF transformers, CLI end to end),
-# then the wasm32 build check. `.ci/run` calls exactly this.
+# outside the clone), then the Rust tests (unit, parity with HF transformers, CLI end to end), the
+# wasm32 builds in headless Chromium, and the web lab end to end. `.ci/run` calls exactly this.
+#
+# Built to fit CI's limit from a cold cache (2 cores): each of burn's two builds — native (dev
+# profile) and wasm32 (profile `web-test`) — is made once and every later step reuses it; lints
+# ride on those builds (scripts/lint-env.sh) instead of compiling burn a third and fourth time.
+# Every step's time is printed at the end.
 #
 # Reference tests must run here: ROSETTA_REQUIRE_REFERENCE=1 turns a missing prerequisite into
 # a failure instead of a "SKIPPED" line.
@@ -10,22 +15,37 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
 export ROSETTA_REQUIRE_REFERENCE=1
+# The Vulkan loader wants a runtime dir; without one it prints warnings on every adapter query.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
-step() { printf '\n==> %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
-step "prerequisites: Python reference venv (background), default model, browser tools and lavapipe"
+started=$SECONDS
+step_name=""
+step_start=$SECONDS
+timings=()
+step() {
+  if [[ -n "$step_name" ]]; then timings+=("$(printf '%5ds  %s' $((SECONDS - step_start)) "$step_name")"); fi
+  step_name="$*"
+  step_start=$SECONDS
+  printf '\n==> %s (%s)\n' "$*" "$(date +%H:%M:%S)"
+}
+
+step "style: cargo fmt --check"
+cargo fmt --all --check
+
+step "prerequisites: Python reference venv (background), default model, browser tools, lavapipe"
 python_log="$ROSETTA_CACHE/setup-python.log"
 scripts/setup-python.sh >"$python_log" 2>&1 &
 python_pid=$!
 scripts/fetch-model.sh
 # wasm32 target, wasm-bindgen-cli, Debian chromium + chromedriver, Mesa lavapipe (the software
-# Vulkan adapter the native WGSL parity tests run on).
+# Vulkan adapter the native WGSL parity tests run on), the pinned npm tools.
 scripts/setup-web.sh >/dev/null
-# The Vulkan loader wants a runtime dir; without one it prints warnings on every adapter query.
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-step "build tests (while the venv installs)"
-cargo build --workspace --tests --locked -j "$jobs"
+source scripts/lint-env.sh
+
+step "native build: every target of the workspace, linted (clippy -D warnings)"
+cargo build --workspace --all-targets --locked -j "$jobs"
 
 step "wait for the Python reference venv"
 if ! wait "$python_pid"; then
@@ -35,7 +55,7 @@ if ! wait "$python_pid"; then
 fi
 export ROSETTA_PYTHON="$ROSETTA_VENV/bin/python"
 
-step "run the tests (cargo-nextest: a hung test times out instead of stalling CI)"
+step "native tests (cargo-nextest: a hung test times out instead of stalling CI)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked -j "$jobs" --profile ci
   cargo test --workspace --locked --doc -j "$jobs"
@@ -43,13 +63,17 @@ else
   cargo test --workspace --locked -j "$jobs"
 fi
 
-step "wasm32 build of the model crate (browser: flex + wgpu)"
-cargo build -p rosetta-model --target wasm32-unknown-unknown --no-default-features --features flex,wgpu --locked -j "$jobs"
+step "wasm32 build: browser tests and the lab page, one profile, linted (sync readbacks refused)"
+scripts/test-browser.sh --build-only
+ROSETTA_LAB_PROFILE=web-test ROSETTA_LAB_WASM_OPT=0 scripts/build-lab.sh "$ROSETTA_CACHE/lab/pkg-test"
 
 step "browser: the WGSL kernels and the model on Chromium's WebGPU (SwiftShader)"
 scripts/test-browser.sh
 
 step "browser: the web lab end to end (every room on WebGPU and on the CPU fallback)"
-scripts/test-lab.sh
+ROSETTA_LAB_PKG="$ROSETTA_CACHE/lab/pkg-test" scripts/test-lab.sh
 
-step "all tests passed"
+step "done"
+printf '\nstep times (total %d s):\n' $((SECONDS - started))
+printf '%s\n' "${timings[@]}"
+echo "all tests passed"

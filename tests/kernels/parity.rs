@@ -3,6 +3,7 @@
 //! application in and out of place, feature statistics — on shapes that are not multiples of the
 //! workgroup, n = 1, d = 1. The WGSL side runs on whatever wgpu adapter the machine has (Mesa's
 //! lavapipe in CI); the references on the CPU backend. Tolerances are stated per check.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 use rosetta_kernels::masking::{

@@ -1,4 +1,5 @@
 //! Bad input gives a clear error naming the file (and tensor), never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_model::burn::prelude::Device;
 use rosetta_model::{Checkpoint, ModelError};

@@ -1,5 +1,6 @@
 //! Batching is invisible to the numbers: a packed row of documents, a padded row and an
 //! incrementally decoded row give the logits each sequence gets on its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_model::{Interventions, KvCache, Padding, TokenBatch};
 use rosetta_tests::fixtures::tiny_model;

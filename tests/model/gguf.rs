@@ -1,5 +1,6 @@
 //! GGUF: dequantisation against the `gguf` package, and the real default model
 //! (SmolLM2-135M-Instruct, Q4_1) against the same file loaded by transformers (`gguf_file=`).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_model::burn::prelude::*;
 use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};

@@ -3,6 +3,7 @@
 //! qwen2 (q/k/v bias). Logits within 1e-4 in f32, the same 20-token greedy continuation, the
 //! same last-position logits for a left-padded batch, the same hidden states at every residual
 //! site — and the same again after exporting and reloading in transformers.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_model::burn::prelude::*;
 use rosetta_model::export::{ExportOptions, export_hf};

@@ -4,12 +4,13 @@
 //! activation norms within 1e-4 relative. Rosetta batches with padding (excluded from the
 //! statistics); the reference runs one sample at a time — so this also checks that padding
 //! never leaks in. Plus bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_kernels::masking::Sparsity;
 use rosetta_model::burn::prelude::*;
 use rosetta_model::{Checkpoint, LinearId, LinearKind};
 use rosetta_prune::calibration::Calibration;
-use rosetta_prune::{Method, PruneError, PruneOptions, ScoreRule, prune_model};
+use rosetta_prune::{PruneError, PruneMethod, PruneOptions, ScoreRule, prune_model};
 use rosetta_tests::{python, read_json, run_python, skip, temp_dir, tiny_models, write_json};
 use serde_json::json;
 
@@ -68,8 +69,12 @@ fn wanda_masks_and_norms_match_the_reference() {
         // Batches of 5 with right padding: the statistics must ignore the padding.
         let mut calibration = Calibration::from_ids(calib.clone(), 5, 0).unwrap();
         let mut code_calibration = Calibration::from_ids(code.clone(), 4, 0).unwrap();
-        let options =
-            PruneOptions { method: Method::Wanda, sparsity, rule: if mt_code { ScoreRule::MtCode } else { ScoreRule::Plain }, seed: 0 };
+        let options = PruneOptions {
+            method: PruneMethod::Wanda,
+            sparsity,
+            rule: if mt_code { ScoreRule::MtCode } else { ScoreRule::Plain },
+            seed: 0,
+        };
         let code_arg = mt_code.then_some(&mut code_calibration);
         let (masks, summary) = prune_model(&mut model, Some(&mut calibration), code_arg, &options, |_, _| {}).unwrap();
 
@@ -121,11 +126,11 @@ fn bad_settings_and_calibration_are_clear_errors() {
         (Sparsity::NM { n: 4, m: 4 }, "N:M"),
         (Sparsity::NM { n: 2, m: 5 }, "divisible"),
     ] {
-        let options = PruneOptions { method: Method::Wanda, sparsity, rule: ScoreRule::Plain, seed: 0 };
+        let options = PruneOptions { method: PruneMethod::Wanda, sparsity, rule: ScoreRule::Plain, seed: 0 };
         let err = prune_model(&mut model, Some(&mut calibration), None, &options, |_, _| {}).unwrap_err().to_string();
         assert!(err.contains(needle), "{sparsity:?}: {err}");
     }
-    let options = PruneOptions { method: Method::Wanda, sparsity: Sparsity::Unstructured(0.5), rule: ScoreRule::Plain, seed: 0 };
+    let options = PruneOptions { method: PruneMethod::Wanda, sparsity: Sparsity::Unstructured(0.5), rule: ScoreRule::Plain, seed: 0 };
     assert!(prune_model(&mut model, None, None, &options, |_, _| {}).unwrap_err().to_string().contains("calibration"));
     let mt_code = PruneOptions { rule: ScoreRule::MtCode, ..options };
     assert!(prune_model(&mut model, Some(&mut calibration), None, &mt_code, |_, _| {}).unwrap_err().to_string().contains("code"));
@@ -137,12 +142,12 @@ fn bad_settings_and_calibration_are_clear_errors() {
         Err(PruneError::PromptTooLong { index: 0, limit: 64, .. }) => {}
         other => panic!("a prompt over the context must be refused, got {:?}", other.map(|c| c.tokens)),
     }
-    assert!("sparse".parse::<Method>().is_err());
+    assert!("sparse".parse::<PruneMethod>().is_err());
 }
 
 #[test]
 fn magnitude_and_random_prune_exactly_the_requested_fraction_per_row() {
-    for method in [Method::Magnitude, Method::Random] {
+    for method in [PruneMethod::Magnitude, PruneMethod::Random] {
         let mut model = rosetta_tests::fixtures::tiny_model(2);
         let options = PruneOptions { method, sparsity: Sparsity::Unstructured(0.25), rule: ScoreRule::Plain, seed: 3 };
         let (masks, summary) = prune_model(&mut model, None, None, &options, |_, _| {}).unwrap();
@@ -160,7 +165,7 @@ fn pruned_weights_store_compressed_and_read_back_exactly() {
     use rosetta_model::export::{ExportDtype, ExportOptions, export_hf};
     let mut model = rosetta_tests::fixtures::tiny_model(8);
     let tokenizer = rosetta_tests::fixtures::tiny_tokenizer();
-    let options = PruneOptions { method: Method::Magnitude, sparsity: Sparsity::Unstructured(0.5), rule: ScoreRule::Plain, seed: 0 };
+    let options = PruneOptions { method: PruneMethod::Magnitude, sparsity: Sparsity::Unstructured(0.5), rule: ScoreRule::Plain, seed: 0 };
     prune_model(&mut model, None, None, &options, |_, _| {}).unwrap();
     let dir = temp_dir("sparse-export");
     let size = |sparse: bool, dtype: ExportDtype| {
@@ -211,8 +216,7 @@ fn pruned_weights_store_compressed_and_read_back_exactly() {
     std::fs::write(&path, safetensors::serialize(views, metadata).unwrap()).unwrap();
     let err = Checkpoint::open(&sparse_dir, None)
         .and_then(|c| c.load(&Device::flex()))
-        .err()
-        .expect("a cut compressed weight must be refused")
+        .expect_err("a cut compressed weight must be refused")
         .to_string();
     assert!(err.contains("model.layers.0.mlp.up_proj.weight") && err.contains("keep-bitmap"), "{err}");
 }

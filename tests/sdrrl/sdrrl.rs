@@ -1,6 +1,7 @@
 //! SDRRL's transfer-set build on a tiny random model: every kind in the configured shares with
 //! its provenance, generation that resumes where it stopped (also after a torn line), the model's
 //! own few-shot translations, and the bad inputs the issue names.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::collections::BTreeMap;
 use std::path::Path;

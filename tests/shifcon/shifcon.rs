@@ -2,6 +2,7 @@
 //! geometry and band on a real forward pass, the shift's algebra inside the model (toward then
 //! back is the identity, per-token equals per-row), ShifCon training that exports its plan and
 //! resumes exactly, and the bad inputs the issue names.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use rosetta_model::{Checkpoint, Interventions, TokenBatch};
 use rosetta_shifcon::geometry::{GeometryOptions, analyse};
 use rosetta_shifcon::states::{StateOptions, sentence_states_blocking};
 use rosetta_shifcon::subspace::{DistanceOptions, subspace_distance};
-use rosetta_shifcon::{Matrix, ShifconError, ShiftPlan, plan_from_extras};
+use rosetta_shifcon::{Matrix, ShifconConfig, ShifconError, ShifconMethod, ShiftPlan, plan_from_extras};
 use rosetta_tests::fixtures::{tiny_deep_model, tiny_tokenizer, tiny_train_config, write_tiny_deep_hf};
 use rosetta_tests::{python, read_json, run_python, skip, temp_dir, write_json};
 use rosetta_train::trainer::{Quiet, RunOptions, train_with};
@@ -164,22 +165,26 @@ fn shifcon_config(model: &std::path::Path, out: &std::path::Path, band: Option<[
     config.run.steps = 6;
     config.run.checkpoint_every = 2;
     config.run.eval_every = 6;
-    config.shifcon = Some(rosetta_train::config::ShifconSection {
-        parallel: CorpusDir::embedded().parallel_train(),
-        english: "en".into(),
-        langs: vec!["hu".into()],
-        band,
-        beta: 0.3,
-        vector_sentences: 24,
-        update_vectors_every: 3,
-        generation_weight: 0.5,
-        contrastive_weight: 2.0,
-        scale: 1.0,
-        pairs_per_batch: 4,
-        shift_generation: true,
-        shift_contrastive: true,
-    });
+    let mut settings = ShifconConfig::new(CorpusDir::embedded().parallel_train(), vec!["hu".into()]);
+    settings.band = band;
+    settings.vector_sentences = 24;
+    settings.update_vectors_every = 3;
+    settings.pairs_per_batch = 4;
+    config.methods.insert("shifcon".into(), settings.to_table());
     config
+}
+
+/// Edits the config's `[shifcon]` table through its typed form.
+fn edit_settings(config: &mut rosetta_train::TrainConfig, edit: impl FnOnce(&mut ShifconConfig)) {
+    let table = config.methods.get_mut("shifcon").unwrap();
+    let mut settings: ShifconConfig = toml::Value::Table(table.clone()).try_into().unwrap();
+    edit(&mut settings);
+    *table = settings.to_table();
+}
+
+/// The method the config's table describes, built the way `rosetta train` builds it.
+fn method(config: &rosetta_train::TrainConfig) -> ShifconMethod {
+    ShifconMethod::from_table(&config.methods["shifcon"], &config.base_dir, config.run.seed).unwrap()
 }
 
 fn losses(metrics: &std::path::Path) -> Vec<(f64, f64)> {
@@ -200,8 +205,7 @@ fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
 
     // Band chosen by the geometry.
     let config = shifcon_config(&model_dir, &dir.join("auto"), None);
-    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
-    let summary = train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method)).unwrap();
+    let summary = train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method(&config))).unwrap();
     let uninterrupted = losses(&summary.metrics);
     assert_eq!(uninterrupted.len(), 6);
     assert!(uninterrupted.iter().all(|(l, c)| l.is_finite() && *c > 0.0), "{uninterrupted:?}");
@@ -216,14 +220,34 @@ fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
     // Interrupted after step 3 (vectors re-estimated at 3) and resumed: the same losses.
     let config = shifcon_config(&model_dir, &dir.join("resumed"), Some([plan.to, plan.back]));
     let fixed = shifcon_config(&model_dir, &dir.join("fixed"), Some([plan.to, plan.back]));
-    let mut method = rosetta_shifcon::method::ShifconMethod::new(fixed.shifcon.as_ref().unwrap(), fixed.run.seed).unwrap();
-    let reference = losses(&train_with(&fixed, &RunOptions::default(), &mut Quiet, Some(&mut method)).unwrap().metrics);
-    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
-    train_with(&config, &RunOptions { resume: false, stop_after: Some(4) }, &mut Quiet, Some(&mut method)).unwrap();
-    let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
-    let resumed =
-        losses(&train_with(&config, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method)).unwrap().metrics);
+    let reference = losses(&train_with(&fixed, &RunOptions::default(), &mut Quiet, Some(&mut method(&fixed))).unwrap().metrics);
+    train_with(&config, &RunOptions { resume: false, stop_after: Some(4) }, &mut Quiet, Some(&mut method(&config))).unwrap();
+    let resumed = losses(
+        &train_with(&config, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method(&config))).unwrap().metrics,
+    );
     assert_eq!(resumed, reference, "a resumed ShifCon run must repeat the uninterrupted losses");
+
+    // A run checkpointed before method tables moved to the method crate (its state.json has the
+    // parsed section at the top level, `"shifcon": {…}`, and no `"methods"`) still resumes exactly.
+    let legacy = shifcon_config(&model_dir, &dir.join("legacy"), Some([plan.to, plan.back]));
+    train_with(&legacy, &RunOptions { resume: false, stop_after: Some(4) }, &mut Quiet, Some(&mut method(&legacy))).unwrap();
+    let state_path = dir.join("legacy/checkpoints/step-000004/state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let identity = state["config"].as_object_mut().unwrap();
+    let section = identity.remove("methods").unwrap()["shifcon"].clone();
+    assert!(section["parallel"].is_string() && section["vector_sentences"] == 24, "{section}");
+    identity.insert("shifcon".into(), section);
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let resumed = losses(
+        &train_with(&legacy, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method(&legacy))).unwrap().metrics,
+    );
+    assert_eq!(resumed, reference, "a pre-change ShifCon checkpoint must resume with the same losses");
+    // Changed settings are still refused on resume, by name.
+    let mut changed = legacy.clone();
+    edit_settings(&mut changed, |s| s.pairs_per_batch = 6);
+    changed.run.steps = 8;
+    let err = train_with(&changed, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method(&changed))).unwrap_err();
+    assert!(err.to_string().contains("methods"), "{err}");
 }
 
 #[test]
@@ -247,15 +271,23 @@ fn bad_shifcon_input_is_refused_with_the_fix() {
     let parallel = dir.join("parallel.jsonl");
     std::fs::write(&parallel, "{\"en\": \"Hello\", \"de\": \"Hallo\"}\n".repeat(40)).unwrap();
     let mut config = shifcon_config(&dir.join("model"), &dir.join("run"), Some([1, 3]));
-    config.shifcon.as_mut().unwrap().parallel = parallel.clone();
-    let err = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), 0).err().expect("hu is missing");
+    edit_settings(&mut config, |s| s.parallel = parallel.clone());
+    let err = ShifconMethod::from_table(&config.methods["shifcon"], &config.base_dir, 0).err().expect("hu is missing");
     assert!(err.to_string().contains("`hu`") && err.to_string().contains("de, en"), "{err}");
     // A band the config orders wrongly is a config error naming the field.
     let mut config = shifcon_config(&dir.join("model"), &dir.join("run"), Some([4, 2]));
-    assert!(config.validate().unwrap_err().contains("shifcon.band"));
-    config.shifcon.as_mut().unwrap().band = None;
-    config.shifcon.as_mut().unwrap().langs = vec!["en".into()];
-    assert!(config.validate().unwrap_err().contains("shifcon.langs"));
+    let err = ShifconConfig::from_table(&config.methods["shifcon"], &config.base_dir).unwrap_err().to_string();
+    assert!(err.contains("shifcon.band"), "{err}");
+    edit_settings(&mut config, |s| {
+        s.band = None;
+        s.langs = vec!["en".into()];
+    });
+    let err = ShifconConfig::from_table(&config.methods["shifcon"], &config.base_dir).unwrap_err().to_string();
+    assert!(err.contains("shifcon.langs"), "{err}");
+    // A method table with no method handed to the trainer, or on several devices, is refused.
+    let config = shifcon_config(&dir.join("model"), &dir.join("run"), Some([1, 3]));
+    let err = rosetta_train::train(&config, &RunOptions::default(), &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("[shifcon]") && err.contains("no method"), "{err}");
 }
 
 /// The training path through the fused WGSL contrastive kernel (its custom backward inside the
@@ -272,9 +304,8 @@ fn shifcon_trains_through_the_wgsl_contrastive_kernel() {
         config.run.steps = 2;
         config.run.eval_every = 2;
         config.data.eval = None;
-        config.shifcon.as_mut().unwrap().update_vectors_every = 0;
-        let mut method = rosetta_shifcon::method::ShifconMethod::new(config.shifcon.as_ref().unwrap(), config.run.seed).unwrap();
-        train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method)).map(|s| losses(&s.metrics))
+        edit_settings(&mut config, |s| s.update_vectors_every = 0);
+        train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method(&config))).map(|s| losses(&s.metrics))
     };
     let gpu = match run("wgpu") {
         Ok(l) => l,

@@ -4,6 +4,7 @@
 //! A test that needs the reference stack (torch + transformers) or the default model and finds
 //! it missing prints `SKIPPED: <why>` and returns — unless `ROSETTA_REQUIRE_REFERENCE=1`
 //! (set by `.ci/run`), where a missing prerequisite fails the test instead.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! The trainer end to end on a tiny model and real corpus text: it learns, it resumes exactly,
 //! LoRA and freezing train what they say, data parallelism adds up, bad input is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::path::{Path, PathBuf};
 
@@ -166,7 +167,7 @@ fn bad_configs_and_data_are_refused() {
             assert!(err.contains(s), "{err:?} does not mention {s:?}");
         }
     };
-    let good = config.to_toml();
+    let good = config.to_toml(&Default::default());
     check(good.replace("steps = 12", "stepz = 12"), &["bad.toml", "stepz"]);
     check(good.replace("hu:0.75,en:0.25", "hu:0.75,xx:0.25"), &["`xx`", "matches no document", "hu ("]);
     check(good.replace("hu:0.75,en:0.25", "hu:0.7,en:0.2"), &["sum to"]);

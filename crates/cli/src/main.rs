@@ -83,6 +83,23 @@ fn main() {
         for cause in error.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
+        if let Some(hint) = flag_hint(&error) {
+            eprintln!("  hint: {hint}");
+        }
         std::process::exit(1);
     }
+}
+
+/// Libraries name their settings (the lab shows the same errors); here they get the flag that
+/// sets them on the command line.
+fn flag_hint(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        if let Some(rosetta_data::DataError::BadLine { .. }) = cause.downcast_ref() {
+            return Some("pass --skip-bad-lines to skip such lines");
+        }
+        if let Some(rosetta_vocab::VocabError::NotEnoughTokens { .. }) = cause.downcast_ref() {
+            return Some("lower --new-tokens (or give more target-language text with --text)");
+        }
+        None
+    })
 }

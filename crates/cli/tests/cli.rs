@@ -1,5 +1,6 @@
 //! The `rosetta` binary end to end: commands a person runs, and what they see when the input is
 //! bad (exit code 1, a message naming the file, never a panic).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
 

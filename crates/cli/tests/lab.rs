@@ -1,6 +1,7 @@
 //! `rosetta lab --no-serve` as a person runs it: the static site it assembles (page, model,
 //! manifest, exports) reads back, and bad input fails with a message naming the file. The page
 //! itself runs in `scripts/test-lab.sh` (headless Chromium).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `rosetta vocab`, `features` and `prune` as a person runs them on a tiny model: the files they
 //! write load back, and bad settings fail with a message that says what to change.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
 
@@ -146,6 +147,13 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     for svg in ["distance.svg", "alignment.svg", "pca.svg"] {
         assert!(std::fs::read_to_string(out_dir.join(svg)).unwrap().starts_with("<svg"), "{svg}");
     }
+    // The CLI and the lab draw the same chart for the same geometry, shading the band's sites
+    // to..=back-1 (each ±½), no more and no fewer.
+    let parsed: rosetta_shifcon::Geometry = serde_json::from_value(geometry.clone()).unwrap();
+    let drawn_by_cli = std::fs::read_to_string(out_dir.join("distance.svg")).unwrap();
+    assert_eq!(drawn_by_cli, rosetta_lab::shift::distance_chart(&parsed), "the lab's distance chart differs from the CLI's");
+    assert_eq!(rosetta_shifcon::charts::band_span(&parsed.band), (to as f64 - 0.5, back as f64 - 0.5));
+    assert!(drawn_by_cli.contains(&format!("band {to}..{back}")));
 
     // Shift steering with the vectors just measured, and with vectors estimated on the fly.
     let spec = format!("hu→en@{to}..{back}");

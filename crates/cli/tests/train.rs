@@ -1,5 +1,6 @@
 //! `rosetta train`, `data` and `plot` as a person runs them — including killing a training run
 //! with SIGKILL at an arbitrary moment and resuming it.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
 

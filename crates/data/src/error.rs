@@ -8,7 +8,7 @@ pub enum DataError {
     #[error("{path}: cannot read: {error}")]
     Io { path: PathBuf, error: std::io::Error },
 
-    #[error("{path}:{line}: {reason} (pass --skip-bad-lines to skip such lines)")]
+    #[error("{path}:{line}: {reason} (set skip_bad_lines to skip such lines)")]
     BadLine { path: PathBuf, line: usize, reason: String },
 
     #[error("{path}: {reason}")]

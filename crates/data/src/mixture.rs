@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::error::{DataError, Result};
 use crate::monolingual::Document;
 use crate::parallel::looks_like_language_code;
-use crate::rng::SplitMix64;
+use rosetta_rng::SplitMix64;
 
 /// One part of a mixture: a language, optionally narrowed to one source, and its weight.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

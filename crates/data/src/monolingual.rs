@@ -42,7 +42,7 @@ pub fn read_documents(path: &Path, plain_text_lang: Option<&str>, bad_lines: Bad
     } else {
         let lang = plain_text_lang.ok_or_else(|| DataError::BadFile {
             path: path.to_path_buf(),
-            reason: "plain text has no language field; give its language (e.g. --lang hu) or use JSONL".into(),
+            reason: "plain text has no language field; give its language (`data.lang` in a training config, --lang on the command line) or use JSONL".into(),
         })?;
         let mut docs = Vec::new();
         let mut report = SkipReport::default();

@@ -11,7 +11,7 @@ use crate::error::{DataError, Result};
 use crate::languages::language_name;
 use crate::monolingual::Document;
 use crate::parallel::ParallelCorpus;
-use crate::rng::SplitMix64;
+use rosetta_rng::SplitMix64;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChoiceItem {

@@ -26,7 +26,7 @@ impl Sparsity {
     pub fn validate(&self, width: usize) -> Result<()> {
         match *self {
             Sparsity::Unstructured(s) if !(0.0..1.0).contains(&s) => Err(KernelError::Sparsity(s)),
-            Sparsity::NM { n, m } if n == 0 || n >= m || width % m != 0 => Err(KernelError::NM { n, m, width }),
+            Sparsity::NM { n, m } if n == 0 || n >= m || !width.is_multiple_of(m) => Err(KernelError::NM { n, m, width }),
             _ => Ok(()),
         }
     }

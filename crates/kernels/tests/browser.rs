@@ -6,6 +6,7 @@
 //! Tolerances are those of `tests/kernels/parity.rs`: 1e-4 relative on losses and gradients
 //! (f32 sums in a different order), exact on masks.
 #![cfg(all(target_family = "wasm", feature = "wgpu"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::cell::RefCell;
 

@@ -210,13 +210,15 @@ impl Distiller {
         &self.lessons[self.lessons.len() - self.config.held_out..]
     }
 
-    fn student(&self) -> &CausalLm {
-        self.student.as_ref().expect("the student is only taken out inside `train_step`")
+    /// The student; `None` only inside [`Self::train_step`], where the optimizer owns it, so a
+    /// failed step is reported, not a panic.
+    fn student(&self) -> Result<&CausalLm> {
+        self.student.as_ref().ok_or_else(|| LabError::Invalid("the student was lost in a failed training step: press Reset".into()))
     }
 
     /// The soft cross-entropy of the student on `lessons` (autodiff graph attached).
     fn loss(&self, lessons: &[&Lesson]) -> Result<Tensor<1>> {
-        let student = self.student();
+        let student = self.student()?;
         let device = student.device();
         let k = self.config.top_k;
         let sequences: Vec<Vec<u32>> = lessons.iter().map(|l| l.target_ids.iter().chain(&l.answer).copied().collect()).collect();
@@ -256,7 +258,8 @@ impl Distiller {
                 self.step
             )));
         }
-        let student = self.student.take().expect("student present between steps");
+        let student =
+            self.student.take().ok_or_else(|| LabError::Invalid("the student was lost in a failed training step: press Reset".into()))?;
         let grads = GradientsParams::from_grads(loss.backward(), &student);
         self.student = Some(self.optimizer.step(self.config.learning_rate, student, grads));
         self.step += 1;
@@ -272,7 +275,7 @@ impl Distiller {
 
     /// The student's greedy answers to the held-out target-language prompts.
     pub async fn samples(&self, tokenizer: &TextTokenizer) -> Result<Vec<Sample>> {
-        let student = self.student().valid();
+        let student = self.student()?.valid();
         let generation =
             GenerationConfig { max_new_tokens: self.config.answer_tokens, sampling: Sampling::Greedy, ..GenerationConfig::default() };
         let lessons = self.held_out_lessons();

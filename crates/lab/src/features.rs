@@ -11,7 +11,7 @@ use rosetta_kernels::masking::Sparsity;
 use rosetta_model::scoring::{ScoreOptions, score_texts};
 use rosetta_model::{CausalLm, TextTokenizer};
 use rosetta_prune::features::{LayerFeatures, outliers};
-use rosetta_prune::{Calibration, Method, PruneOptions, ScoreRule, prune_model};
+use rosetta_prune::{Calibration, PruneMethod, PruneOptions, ScoreRule, prune_model};
 use rosetta_viz::Heatmap;
 
 use crate::error::{LabError, Result};
@@ -19,19 +19,8 @@ use crate::page_state::MAX_SPARSITY;
 
 const BATCH: usize = 4;
 
-/// The part of `rosetta features`' `features.json` the lab shows: one [`LayerFeatures`] per
-/// calibration setting.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct FeatureExport {
-    pub model: String,
-    pub settings: Vec<LayerFeatures>,
-}
+pub use rosetta_prune::features::FeatureExport;
 
-impl FeatureExport {
-    pub fn setting(&self, name: &str) -> Option<&LayerFeatures> {
-        self.settings.iter().find(|s| s.setting == name)
-    }
-}
 /// A dimension is "large-magnitude" above this many times its layer's median norm.
 pub const OUTLIER_FACTOR: f32 = 5.0;
 
@@ -90,14 +79,14 @@ pub async fn pruned_bits_per_char<F: Future<Output = ()>>(
     if sparsity > 0.0 {
         let mut calibration = calibration(model, tokenizer, translation_prompts)?;
         let options =
-            PruneOptions { method: Method::Wanda, sparsity: Sparsity::Unstructured(sparsity as f64), rule: ScoreRule::Plain, seed: 0 };
+            PruneOptions { method: PruneMethod::Wanda, sparsity: Sparsity::Unstructured(sparsity as f64), rule: ScoreRule::Plain, seed: 0 };
         prune_model(&mut pruned, Some(&mut calibration), None, &options, |_, _| {})?;
     }
     let mut out = Vec::with_capacity(texts.len());
     for (lang, texts) in texts {
         pause().await;
         let costs = score_texts(&pruned, tokenizer, texts, &ScoreOptions::for_model(&pruned)).await?;
-        out.push((lang.clone(), costs.into_iter().reduce(|a, b| a.add(b)).unwrap_or_default().bits_per_char()));
+        out.push((lang.clone(), costs.into_iter().reduce(|a, b| a + b).unwrap_or_default().bits_per_char()));
     }
     Ok(out)
 }

@@ -14,7 +14,8 @@
 //!   model's answers (SDRRL's idea, Zhang et al., ACL 2024).
 //!
 //! The rooms' computations are plain Rust over the method crates and build natively too (their
-//! unit tests run there, and `rosetta lab` writes the [`manifest`] with this crate). The page —
+//! unit tests run there). The [`manifest`] the page reads first is `rosetta_data::lab_manifest`,
+//! which `rosetta lab` writes without depending on this crate. The page —
 //! leptos components, model loading, the backend choice — is the `ui` module, wasm only.
 //! [`page_state`] is what a shared link reproduces.
 
@@ -22,7 +23,6 @@ pub mod distill;
 pub mod error;
 pub mod features;
 pub mod fertility;
-pub mod manifest;
 pub mod page_state;
 pub mod shift;
 #[cfg(test)]
@@ -33,3 +33,4 @@ mod ui;
 pub use error::{LabError, Result};
 pub use manifest::Manifest;
 pub use page_state::{PageState, Room};
+pub use rosetta_data::lab_manifest as manifest;

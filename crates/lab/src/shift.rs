@@ -10,25 +10,22 @@ use std::future::Future;
 use rosetta_model::readback::to_vec_f32;
 use rosetta_model::scoring::{ScoreOptions, score_texts, scoring_ids};
 use rosetta_model::{CausalLm, Interventions, TextTokenizer, TokenBatch};
+pub use rosetta_shifcon::MIN_GEOMETRY_SENTENCES;
+pub use rosetta_shifcon::charts::{distance_chart, scatter_chart};
 use rosetta_shifcon::geometry::SiteGeometry;
 use rosetta_shifcon::states::{StateOptions, sentence_states};
-use rosetta_shifcon::subspace::MIN_SENTENCES;
-use rosetta_shifcon::{Geometry, GeometryOptions, Matrix, ShiftPlan, analyse};
-use rosetta_viz::{LineChart, ScatterChart, ScatterGroup, Series};
+use rosetta_shifcon::{Geometry, GeometryOptions, MeasureOptions, ShiftPlan, measure_geometry};
 
 use crate::error::{LabError, Result};
 use crate::manifest::Manifest;
-
-/// The geometry needs twice the subspace estimator's minimum (half fit the vectors, half measure).
-pub const MIN_GEOMETRY_SENTENCES: usize = 2 * MIN_SENTENCES;
 
 /// Sentences are states in one forward pass each; this many per batch between pauses.
 const CHUNK: usize = 4;
 const MAX_TOKENS: usize = 64;
 
-/// Language geometry of `model` on the first `per_lang` parallel rows of `manifest`. `pause` is
-/// awaited between batches (the page yields to the browser there); `progress` hears the fraction
-/// done.
+/// Language geometry of `model` on the first `per_lang` parallel rows of `manifest`, through
+/// `rosetta-shifcon`'s one measurement path. `pause` is awaited between batches (the page yields
+/// to the browser there); `progress` hears the fraction done.
 pub async fn compute_geometry<F: Future<Output = ()>>(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
@@ -38,31 +35,16 @@ pub async fn compute_geometry<F: Future<Output = ()>>(
     mut progress: impl FnMut(f32),
 ) -> Result<Geometry> {
     let available = manifest.parallel.len();
-    if per_lang < MIN_GEOMETRY_SENTENCES || per_lang > available {
-        return Err(LabError::Invalid(format!(
-            "the geometry needs between {MIN_GEOMETRY_SENTENCES} and {available} sentences per language (asked for {per_lang})"
-        )));
+    if per_lang > available {
+        return Err(LabError::Invalid(format!("the manifest has {available} parallel sentences per language (asked for {per_lang})")));
     }
-    let sites: Vec<usize> = (0..=model.num_layers()).collect();
-    let options = StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS };
-    let total = (manifest.langs.len() * per_lang) as f32;
-    let mut states: BTreeMap<String, Vec<Matrix>> = BTreeMap::new();
-    let mut done = 0usize;
-    for lang in &manifest.langs {
-        let texts: Vec<&str> = manifest.sentences(lang).into_iter().take(per_lang).collect();
-        let mut parts: Vec<Vec<Matrix>> = Vec::new();
-        for chunk in texts.chunks(CHUNK) {
-            parts.push(sentence_states(model, tokenizer, chunk, &sites, &options, &Interventions::none(), |_| {}).await?);
-            done += chunk.len();
-            progress(done as f32 / total);
-            pause().await;
-        }
-        let per_site = (0..sites.len())
-            .map(|s| parts.iter().map(|p| &p[s]).fold(None::<Matrix>, |acc, m| Some(acc.map_or_else(|| m.clone(), |a| a.stack(m)))));
-        states.insert(lang.clone(), per_site.map(|m| m.expect("at least one chunk")).collect());
-    }
-    let options = GeometryOptions { english: manifest.english.clone(), pca_points: per_lang, ..GeometryOptions::default() };
-    Ok(analyse(&states, &options)?)
+    let texts: BTreeMap<String, Vec<&str>> =
+        manifest.langs.iter().map(|lang| (lang.clone(), manifest.sentences(lang).into_iter().take(per_lang).collect())).collect();
+    let options = MeasureOptions {
+        states: StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS },
+        geometry: GeometryOptions { english: manifest.english.clone(), pca_points: per_lang, ..GeometryOptions::default() },
+    };
+    Ok(measure_geometry(model, tokenizer, &texts, &options, pause, |done, total| progress(done as f32 / total.max(1) as f32)).await?)
 }
 
 /// The plan at the geometry's chosen band.
@@ -86,47 +68,6 @@ pub async fn shifted_points(
     let states = sentence_states(model, tokenizer, texts, &[site.site], &options, &interventions, |_| {}).await?;
     let m = &states[0];
     Ok((0..m.rows).map(|i| site.project_state(&m.row(i).iter().map(|&v| v as f32).collect::<Vec<_>>())).collect())
-}
-
-/// The subspace distance to English per site (raw, and after the shift) with the band shaded.
-pub fn distance_chart(geometry: &Geometry) -> String {
-    let mut series = Vec::new();
-    for lang in geometry.langs.iter().filter(|l| **l != geometry.english) {
-        let points = |shifted: bool| {
-            geometry
-                .sites
-                .iter()
-                .filter_map(|s| s.langs.get(lang).map(|l| (s.site as f64, if shifted { l.shifted.total() } else { l.raw.total() })))
-                .collect()
-        };
-        series.push(Series { name: format!("{lang} raw"), points: points(false) });
-        series.push(Series { name: format!("{lang} shifted"), points: points(true) });
-    }
-    LineChart {
-        title: "Subspace distance to English per layer".into(),
-        x_label: "layer (site)".into(),
-        y_label: "distance".into(),
-        series,
-        band: Some((geometry.band.to as f64, geometry.band.back as f64, format!("band {}..{}", geometry.band.to, geometry.band.back))),
-    }
-    .to_svg()
-}
-
-/// The PCA plane at `site`: every language as measured, plus `moved` (a language's sentences
-/// under the shift) when given.
-pub fn scatter_chart(site: &SiteGeometry, moved: Option<(&str, f32, &[[f32; 2]])>) -> String {
-    let mut groups: Vec<ScatterGroup> = site
-        .pca
-        .iter()
-        .map(|(lang, points)| ScatterGroup { name: lang.clone(), points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect() })
-        .collect();
-    if let Some((lang, strength, points)) = moved {
-        groups.push(ScatterGroup {
-            name: format!("{lang} shifted ×{strength:.2}"),
-            points: points.iter().map(|p| (p[0] as f64, p[1] as f64)).collect(),
-        });
-    }
-    ScatterChart { title: format!("Sentence states at layer {} (PCA)", site.site), groups }.to_svg()
 }
 
 /// The model's guess for the next token after the first half of a sentence, and the sentence's
@@ -184,7 +125,7 @@ pub async fn shifted_bits_per_char(
     let interventions = plan.scaled_interventions(lang, strength, &model.device())?;
     let options = ScoreOptions { interventions, ..ScoreOptions::for_model(model) };
     let costs = score_texts(model, tokenizer, texts, &options).await?;
-    let total = costs.into_iter().reduce(|a, b| a.add(b)).unwrap_or_default();
+    let total = costs.into_iter().reduce(|a, b| a + b).unwrap_or_default();
     Ok(total.bits_per_char())
 }
 
@@ -232,7 +173,7 @@ mod tests {
 
     fn view_bits(model: &CausalLm, tokenizer: &TextTokenizer, texts: &[&str]) -> f64 {
         let costs = block_on(score_texts(model, tokenizer, texts, &ScoreOptions::for_model(model))).unwrap();
-        costs.into_iter().reduce(|a, b| a.add(b)).unwrap().bits_per_char()
+        costs.into_iter().reduce(|a, b| a + b).unwrap().bits_per_char()
     }
 
     #[test]
@@ -248,6 +189,6 @@ mod tests {
     fn too_few_sentences_is_refused_with_the_range() {
         let (model, tokenizer) = tiny_model_and_tokenizer(2);
         let err = block_on(compute_geometry(&model, &tokenizer, &tiny_manifest(), 3, || async {}, |_| {})).unwrap_err();
-        assert!(err.to_string().contains("between 16"), "{err}");
+        assert!(err.to_string().contains("3 sentences") && err.to_string().contains("16"), "{err}");
     }
 }

@@ -49,7 +49,10 @@ impl StagedDir {
     /// made is replaced by accident.
     pub fn new(target: &Path, overwrite: bool) -> Result<Self> {
         if target.exists() && !overwrite {
-            return Err(write_error(target, "already exists; choose another output or pass --overwrite"));
+            return Err(write_error(
+                target,
+                "already exists; choose another output or allow replacing it (the overwrite option, --overwrite on the command line)",
+            ));
         }
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;

@@ -108,22 +108,22 @@ impl ModelConfig {
                 return fail(format!("`{name}` must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return fail(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim ({}) must be even for rotary embeddings", self.head_dim));
         }
         if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
             return fail("rms_norm_eps and rope_theta must be positive".into());
         }
-        if let Some(RopeScaling::Factors { divisors }) = &self.rope_scaling {
-            if divisors.len() != self.head_dim / 2 {
-                return fail(format!("rope_freqs has {} entries, expected head_dim/2 = {}", divisors.len(), self.head_dim / 2));
-            }
+        if let Some(RopeScaling::Factors { divisors }) = &self.rope_scaling
+            && divisors.len() != self.head_dim / 2
+        {
+            return fail(format!("rope_freqs has {} entries, expected head_dim/2 = {}", divisors.len(), self.head_dim / 2));
         }
         Ok(())
     }

@@ -74,7 +74,7 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
 
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut compressed: std::collections::BTreeMap<String, [usize; 2]> = Default::default();
-    for (name, t) in model.to_hf_tensors() {
+    for (name, t) in model.to_hf_tensors()? {
         if config.tie_word_embeddings && name == names::LM_HEAD {
             continue;
         }

@@ -4,8 +4,7 @@
 //! The loop reads the last position's logits back every step, so it is written once, async,
 //! for WebGPU; native callers use [`generate_blocking`].
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rosetta_rng::SplitMix64;
 use web_time::Instant;
 
 use crate::batch::{Padding, TokenBatch};
@@ -89,7 +88,7 @@ impl GenerationOutput {
 }
 
 /// Picks the next token from one row of logits.
-pub fn sample_token(logits: &mut [f32], history: &[u32], config: &GenerationConfig, rng: &mut impl Rng) -> u32 {
+pub fn sample_token(logits: &mut [f32], history: &[u32], config: &GenerationConfig, rng: &mut SplitMix64) -> u32 {
     if let Some(penalty) = config.repetition_penalty {
         for &t in history {
             if let Some(l) = logits.get_mut(t as usize) {
@@ -132,7 +131,7 @@ pub fn sample_token(logits: &mut [f32], history: &[u32], config: &GenerationConf
         candidates.truncate(keep);
     }
     let total: f32 = probs.iter().sum();
-    let mut draw = rng.random::<f32>() * total;
+    let mut draw = rng.next_f32() * total;
     for (i, q) in probs.iter().enumerate() {
         draw -= q;
         if draw <= 0.0 {
@@ -165,7 +164,7 @@ pub async fn generate(
     }
     let rows = prompts.len();
     let vocab = model.config().vocab_size;
-    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut rng = SplitMix64::new(config.seed);
     let mut cache = KvCache::new(model.num_layers(), rows);
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); rows];
     let mut finished: Vec<Option<StopReason>> = vec![None; rows];
@@ -235,14 +234,14 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_argmax() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = SplitMix64::new(0);
         let mut logits = vec![0.1, 3.0, -1.0, 2.9];
         assert_eq!(sample_token(&mut logits, &[], &config(Sampling::Greedy), &mut rng), 1);
     }
 
     #[test]
     fn top_k_one_is_greedy_and_top_p_keeps_the_head() {
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = SplitMix64::new(7);
         let random = |top_k, top_p| config(Sampling::Random { temperature: 1.0, top_k, top_p });
         for _ in 0..20 {
             let mut logits = vec![0.0, 5.0, 1.0, 4.0];
@@ -254,7 +253,7 @@ mod tests {
 
     #[test]
     fn repetition_penalty_demotes_seen_tokens() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = SplitMix64::new(0);
         let mut cfg = config(Sampling::Greedy);
         cfg.repetition_penalty = Some(2.0);
         let mut logits = vec![0.0, 3.0, 2.0];

@@ -18,7 +18,7 @@
 //!
 //! An empty [`Interventions`] costs nothing: every hook is a branch on an empty collection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use burn::prelude::*;
 
@@ -66,6 +66,31 @@ impl LinearKind {
 
     pub fn from_short_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.short_name() == name)
+    }
+
+    /// The weight's shape `[out, in]` (HF orientation) in a model of `config`.
+    pub fn shape(self, config: &crate::config::ModelConfig) -> [usize; 2] {
+        let d = config.hidden_size;
+        let q = config.num_attention_heads * config.head_dim;
+        let kv = config.num_key_value_heads * config.head_dim;
+        let ffn = config.intermediate_size;
+        match self {
+            LinearKind::QProj => [q, d],
+            LinearKind::KProj | LinearKind::VProj => [kv, d],
+            LinearKind::OProj => [d, q],
+            LinearKind::GateProj | LinearKind::UpProj => [ffn, d],
+            LinearKind::DownProj => [d, ffn],
+        }
+    }
+
+    /// Whether the projection has a bias in a model of `config` (qwen2's q/k/v, optional
+    /// `attention_bias` / `mlp_bias` in llama).
+    pub fn has_bias(self, config: &crate::config::ModelConfig) -> bool {
+        match self {
+            LinearKind::QProj | LinearKind::KProj | LinearKind::VProj => config.qkv_bias,
+            LinearKind::OProj => config.o_bias,
+            LinearKind::GateProj | LinearKind::UpProj | LinearKind::DownProj => config.mlp_bias,
+        }
     }
 }
 
@@ -121,7 +146,8 @@ pub struct ResidualShift {
 pub struct Interventions {
     pub capture: BTreeMap<usize, Pooling>,
     pub shifts: Vec<ResidualShift>,
-    pub feature_stats: bool,
+    /// The linear layers whose input statistics to record (empty: none).
+    pub feature_stats: BTreeSet<LinearId>,
 }
 
 impl Interventions {
@@ -130,7 +156,7 @@ impl Interventions {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.capture.is_empty() && self.shifts.is_empty() && !self.feature_stats
+        self.capture.is_empty() && self.shifts.is_empty() && self.feature_stats.is_empty()
     }
 
     pub fn capture(mut self, site: usize, pooling: Pooling) -> Self {
@@ -150,16 +176,34 @@ impl Interventions {
         self
     }
 
-    pub fn with_feature_stats(mut self) -> Self {
-        self.feature_stats = true;
+    /// Records the input statistics of the linear layers `ids` (all of a model's:
+    /// `CausalLm::linear_ids`; one layer's: `CausalLm::layer_linear_ids`).
+    pub fn with_feature_stats(mut self, ids: impl IntoIterator<Item = LinearId>) -> Self {
+        self.feature_stats.extend(ids);
         self
+    }
+
+    /// The part that acts on the residual stream up to site `site`: captures and shifts at sites
+    /// ≤ `site`, statistics of layers before it. A caller that stops at a site (sentence states
+    /// at a band's sites, say) leaves out what lies beyond it with this, explicitly — the model
+    /// refuses interventions outside the layers it runs.
+    pub fn up_to_site(&self, site: usize) -> Self {
+        Interventions {
+            capture: self.capture.iter().filter(|(s, _)| **s <= site).map(|(s, p)| (*s, *p)).collect(),
+            shifts: self.shifts.iter().filter(|s| s.site <= site).cloned().collect(),
+            feature_stats: self.feature_stats.iter().filter(|id| id.layer < site).copied().collect(),
+        }
+    }
+
+    /// Every residual site an intervention names, ascending.
+    pub fn sites(&self) -> Vec<usize> {
+        let sites: BTreeSet<usize> = self.capture.keys().copied().chain(self.shifts.iter().map(|s| s.site)).collect();
+        sites.into_iter().collect()
     }
 
     /// The largest site an intervention names (to validate against the model's depth).
     pub fn max_site(&self) -> Option<usize> {
-        let captured = self.capture.keys().copied().max();
-        let shifted = self.shifts.iter().map(|s| s.site).max();
-        captured.max(shifted)
+        self.sites().last().copied()
     }
 }
 
@@ -245,6 +289,9 @@ impl FeatureStatsMap {
 pub struct Trace {
     pub residual: BTreeMap<usize, CapturedState>,
     pub feature_stats: BTreeMap<LinearId, FeatureStats>,
+    /// An error a hook met inside the pass (layers return tensors, not results); the forward
+    /// methods return it instead of the trace.
+    pub(crate) failure: Option<crate::error::ModelError>,
 }
 
 /// Mean of `hidden` over the positions where `valid` is 1.

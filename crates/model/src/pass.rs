@@ -24,13 +24,19 @@ impl PassState<'_> {
     /// # Shapes
     /// `x: [batch, seq, d_in]`.
     pub fn record_linear_input(&mut self, ids: &[LinearId], x: &Tensor<3>) {
-        if !self.interventions.feature_stats {
+        let wanted: Vec<LinearId> = ids.iter().filter(|id| self.interventions.feature_stats.contains(id)).copied().collect();
+        if wanted.is_empty() || self.trace.failure.is_some() {
             return;
         }
         let [batch, _, _] = x.dims();
         // The feature-statistics kernel on wgpu (one pass over x), tensor ops elsewhere.
-        let (per_sequence_sq, per_sequence_max) = rosetta_kernels::sequence_feature_stats(x.clone(), self.valid.clone())
-            .expect("the valid-token mask is [batch, seq] of this pass");
+        let (per_sequence_sq, per_sequence_max) = match rosetta_kernels::sequence_feature_stats(x.clone(), self.valid.clone()) {
+            Ok(stats) => stats,
+            Err(e) => {
+                self.trace.failure = Some(crate::error::ModelError::invalid(format!("feature statistics of {}: {e}", wanted[0])));
+                return;
+            }
+        };
         let stats = FeatureStats {
             sum_sq: per_sequence_sq.clone().sum_dim(0).squeeze_dim(0),
             max_abs: per_sequence_max.max_dim(0).squeeze_dim(0),
@@ -38,8 +44,8 @@ impl PassState<'_> {
             tokens: self.valid_tokens,
             sequences: batch,
         };
-        for id in ids {
-            self.trace.feature_stats.insert(*id, stats.clone());
+        for id in wanted {
+            self.trace.feature_stats.insert(id, stats.clone());
         }
     }
 }

@@ -24,8 +24,10 @@ pub struct TextCost {
     pub bytes: usize,
 }
 
-impl TextCost {
-    pub fn add(self, other: TextCost) -> TextCost {
+impl std::ops::Add for TextCost {
+    type Output = TextCost;
+
+    fn add(self, other: TextCost) -> TextCost {
         TextCost {
             bits: self.bits + other.bits,
             tokens: self.tokens + other.tokens,
@@ -33,7 +35,9 @@ impl TextCost {
             bytes: self.bytes + other.bytes,
         }
     }
+}
 
+impl TextCost {
     pub fn bits_per_char(&self) -> f64 {
         self.bits / self.chars.max(1) as f64
     }

@@ -1,6 +1,7 @@
 //! A tiny random llama and its byte-level BPE tokenizer: fixtures for tests across the workspace,
 //! and the model the web lab's browser tests load (small enough to keep CI fast). Fixed data,
 //! not user input — the `expect`s below cannot fail on it.
+#![allow(clippy::expect_used, reason = "fixed fixture data: the expects cannot fail on it")]
 
 use serde_json::json;
 

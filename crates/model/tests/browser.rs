@@ -6,6 +6,7 @@
 //! Tolerance: 1e-3 absolute on logits of magnitude ~1 (f32 sums in another order through 3
 //! layers, softmax and RMSNorm).
 #![cfg(all(target_family = "wasm", feature = "wgpu", feature = "flex"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use burn::prelude::*;
 use rosetta_model::readback::to_vec_f32;

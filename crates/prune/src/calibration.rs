@@ -25,10 +25,10 @@ impl Calibration {
     /// silently truncated.
     pub fn new(tokenizer: &TextTokenizer, prompts: &[String], batch_size: usize, max_tokens: usize) -> Result<Self> {
         if prompts.is_empty() {
-            return Err(PruneError::Invalid("the calibration set is empty: give at least one prompt (--prompts ≥ 1)".into()));
+            return Err(PruneError::Invalid("the calibration set is empty: give at least one prompt".into()));
         }
         if batch_size == 0 {
-            return Err(PruneError::Invalid("--batch-size must be at least 1".into()));
+            return Err(PruneError::Invalid("the calibration batch size must be at least 1".into()));
         }
         let mut sequences = Vec::with_capacity(prompts.len());
         for (index, prompt) in prompts.iter().enumerate() {
@@ -50,7 +50,7 @@ impl Calibration {
             return Err(PruneError::Invalid("the calibration set is empty or has an empty prompt".into()));
         }
         if batch_size == 0 {
-            return Err(PruneError::Invalid("--batch-size must be at least 1".into()));
+            return Err(PruneError::Invalid("the calibration batch size must be at least 1".into()));
         }
         let tokens = sequences.iter().map(Vec::len).sum();
         let prompts = sequences.len();
@@ -88,7 +88,7 @@ impl Calibration {
     /// them, merged over batches (padding excluded), without advancing.
     pub fn layer_stats(&self, model: &CausalLm) -> Result<BTreeMap<LinearId, FeatureStats>> {
         let layer = self.next_layer;
-        let interventions = Interventions::none().with_feature_stats();
+        let interventions = Interventions::none().with_feature_stats(CausalLm::layer_linear_ids(layer));
         let mut merged = FeatureStatsMap::default();
         for (batch, hidden) in self.batches.iter().zip(&self.hidden) {
             let (_, trace) = model.forward_layers(batch, hidden.clone(), layer..layer + 1, &interventions)?;
@@ -115,7 +115,7 @@ impl Calibration {
     /// Statistics of every linear layer from one plain forward pass of `model` (no pruning in
     /// between): the magnitude-feature analysis.
     pub fn all_stats(&self, model: &CausalLm) -> Result<BTreeMap<LinearId, FeatureStats>> {
-        let interventions = Interventions::none().with_feature_stats();
+        let interventions = Interventions::none().with_feature_stats(model.linear_ids());
         let mut merged = FeatureStatsMap::default();
         for batch in &self.batches {
             let (_, trace) = model.forward_hidden(batch, &interventions)?;

@@ -5,7 +5,7 @@ pub enum PruneError {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "calibration prompt {index} is {tokens} tokens, longer than the {limit}-token context; use fewer --shots, shorter prompts, or a larger --max-tokens (≤ the model's context)"
+        "calibration prompt {index} is {tokens} tokens, longer than the {limit}-token context; use fewer shots, shorter prompts, or a larger token limit (≤ the model's context)"
     )]
     PromptTooLong { index: usize, tokens: usize, limit: usize },
     #[error(transparent)]

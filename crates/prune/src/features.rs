@@ -22,6 +22,19 @@ pub struct LayerFeatures {
     pub norms: Vec<Vec<f32>>,
 }
 
+/// The part of `rosetta features`' `features.json` the lab shows: one [`LayerFeatures`] per
+/// calibration setting.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FeatureExport {
+    pub model: String,
+    pub settings: Vec<LayerFeatures>,
+}
+
+impl FeatureExport {
+    pub fn setting(&self, name: &str) -> Option<&LayerFeatures> {
+        self.settings.iter().find(|s| s.setting == name)
+    }
+}
 impl LayerFeatures {
     /// Reads the statistics back asynchronously (WebGPU cannot block); natively see
     /// [`LayerFeatures::from_stats_blocking`].

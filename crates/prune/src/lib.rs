@@ -6,7 +6,7 @@
 //!
 //! During few-shot translation a few hidden features carry very large activations. Pruning with
 //! Wanda scores |W_ij|·‖X_j‖ calibrated on translation prompts keeps the weights that read those
-//! features. Flow: [`calib`] builds prompts → [`calibration::Calibration`] tokenises them and
+//! features. Flow: `rosetta_data::prompts` builds the prompt texts → [`calibration::Calibration`] tokenises them and
 //! carries the residual stream layer by layer → [`prune::prune_model`] scores, masks (through
 //! `rosetta-kernels`) and zeroes each layer in order → [`masks`] stores the masks bit-packed;
 //! [`features`] is the analysis (per-layer feature norms, top-x% overlap between settings).
@@ -14,14 +14,13 @@
 //! Unlike the reference code, padding never enters the statistics (the model crate's feature
 //! statistics mask it), so batching does not change the result.
 
-pub mod calib;
 pub mod calibration;
 pub mod error;
 pub mod features;
 pub mod masks;
 pub mod prune;
 
-pub use calib::CalibKind;
 pub use calibration::Calibration;
 pub use error::{PruneError, Result};
-pub use prune::{Method, PruneOptions, PruneSummary, ScoreRule, prune_model};
+pub use prune::{PruneMethod, PruneOptions, PruneSummary, ScoreRule, prune_model};
+pub use rosetta_data::prompts::CalibKind;

@@ -12,17 +12,14 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{PruneError, Result};
 
-/// The safetensors bytes of `masks`.
+/// The safetensors bytes of `masks` (native: written by the CLI).
+#[cfg(not(target_family = "wasm"))]
 pub fn masks_to_safetensors(masks: &BTreeMap<LinearId, Tensor<2, Bool>>) -> Result<Vec<u8>> {
     let mut packed = Vec::new();
     for (id, keep) in masks {
         let [rows, cols] = keep.dims();
-        let values = keep
-            .clone()
-            .into_data()
-            .convert::<bool>()
-            .try_to_vec::<bool>()
-            .map_err(|e| PruneError::Invalid(format!("cannot read mask {id}: {e:?}")))?;
+        let values = rosetta_model::readback::block_on(rosetta_model::readback::to_vec_bool(keep.clone()))
+            .map_err(|e| PruneError::Invalid(format!("cannot read mask {id}: {e}")))?;
         packed.push((format!("{}.keep", id.hf_weight_name()), vec![rows, cols.div_ceil(8)], pack(&values, rows, cols), cols));
     }
     let views = packed

@@ -7,19 +7,18 @@
 
 use std::collections::BTreeMap;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rosetta_kernels::masking::{Sparsity, apply_mask, prune_mask, wanda_scores};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::intervention::FeatureStats;
 use rosetta_model::{CausalLm, LinearId, LinearKind};
+use rosetta_rng::SplitMix64;
 
 use crate::calibration::Calibration;
 use crate::error::{PruneError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Method {
+pub enum PruneMethod {
     /// |W_ij| · ‖X_j‖ from calibration activations.
     Wanda,
     /// |W_ij| alone.
@@ -28,13 +27,13 @@ pub enum Method {
     Random,
 }
 
-impl std::str::FromStr for Method {
+impl std::str::FromStr for PruneMethod {
     type Err = PruneError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "wanda" => Ok(Method::Wanda),
-            "magnitude" => Ok(Method::Magnitude),
-            "random" => Ok(Method::Random),
+            "wanda" => Ok(PruneMethod::Wanda),
+            "magnitude" => Ok(PruneMethod::Magnitude),
+            "random" => Ok(PruneMethod::Random),
             other => Err(PruneError::Invalid(format!("unknown pruning method `{other}` (use wanda, magnitude or random)"))),
         }
     }
@@ -57,7 +56,7 @@ pub fn scaler_row(stats: &FeatureStats) -> Tensor<1> {
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
-    pub method: Method,
+    pub method: PruneMethod,
     pub sparsity: Sparsity,
     pub rule: ScoreRule,
     pub seed: u64,
@@ -96,23 +95,23 @@ pub fn prune_model(
         return Err(PruneError::Invalid(format!("sparsity must be in [0, 1), got {s}")));
     }
     match (options.method, options.rule, calibration.is_some(), code.is_some()) {
-        (Method::Wanda, _, false, _) => return Err(PruneError::Invalid("Wanda needs calibration prompts".into())),
-        (Method::Wanda, ScoreRule::MtCode, _, false) => {
+        (PruneMethod::Wanda, _, false, _) => return Err(PruneError::Invalid("Wanda needs calibration prompts".into())),
+        (PruneMethod::Wanda, ScoreRule::MtCode, _, false) => {
             return Err(PruneError::Invalid("the mt-code score needs code calibration prompts as well".into()));
         }
         _ => {}
     }
     let layers = model.num_layers();
-    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut rng = SplitMix64::new(options.seed);
     let mut masks = BTreeMap::new();
     let mut summary = PruneSummary::default();
     for layer in 0..layers {
         let stats = match (options.method, calibration.as_deref()) {
-            (Method::Wanda, Some(c)) => Some(c.layer_stats(model)?),
+            (PruneMethod::Wanda, Some(c)) => Some(c.layer_stats(model)?),
             _ => None,
         };
         let code_stats = match (options.rule, code.as_deref()) {
-            (ScoreRule::MtCode, Some(c)) if options.method == Method::Wanda => Some(c.layer_stats(model)?),
+            (ScoreRule::MtCode, Some(c)) if options.method == PruneMethod::Wanda => Some(c.layer_stats(model)?),
             _ => None,
         };
         for kind in LinearKind::ALL {
@@ -120,11 +119,11 @@ pub fn prune_model(
             let weight = model.weight(id)?;
             let [rows, cols] = weight.dims();
             let scores = match options.method {
-                Method::Wanda => {
+                PruneMethod::Wanda => {
                     let get = |s: &BTreeMap<LinearId, FeatureStats>| {
                         s.get(&id).map(scaler_row).ok_or_else(|| PruneError::Invalid(format!("no activation statistics for {id}")))
                     };
-                    let mt = get(stats.as_ref().expect("checked above"))?;
+                    let mt = get(stats.as_ref().ok_or_else(|| PruneError::Invalid("Wanda needs calibration statistics".into()))?)?;
                     let scaler = match &code_stats {
                         Some(code) => {
                             let code = get(code)?.clamp_min(1e-12);
@@ -136,9 +135,9 @@ pub fn prune_model(
                     summary.activation_norms.insert(id, norms.clone());
                     wanda_scores(weight.clone(), norms)?
                 }
-                Method::Magnitude => weight.clone().abs(),
-                Method::Random => {
-                    let values: Vec<f32> = (0..rows * cols).map(|_| rng.random::<f32>()).collect();
+                PruneMethod::Magnitude => weight.clone().abs(),
+                PruneMethod::Random => {
+                    let values: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32()).collect();
                     Tensor::<1>::from_floats(values.as_slice(), &weight.device()).reshape([rows, cols])
                 }
             };
@@ -151,13 +150,13 @@ pub fn prune_model(
         }
         // The next layer sees this layer's pruned outputs.
         if let Some(c) = calibration.as_deref_mut()
-            && options.method == Method::Wanda
+            && options.method == PruneMethod::Wanda
         {
             c.advance(model)?;
         }
         if let Some(c) = code.as_deref_mut()
             && options.rule == ScoreRule::MtCode
-            && options.method == Method::Wanda
+            && options.method == PruneMethod::Wanda
         {
             c.advance(model)?;
         }

@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use rosetta_data::rng::SplitMix64;
 use rosetta_data::{InstructionRecord, ParallelCorpus, language_name};
 use rosetta_model::generate::{GenerationConfig, Sampling};
 use rosetta_model::tokenizer::chat::{CHATML, ChatMessage, render};
 use rosetta_model::{CausalLm, TextTokenizer};
+use rosetta_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -159,7 +159,7 @@ pub fn build(
     for t in &config.targets {
         if !present.contains_key(t) {
             return Err(SdrrlError::Invalid(format!(
-                "target `{t}` is absent from the parallel data (it has: {}); choose targets it covers or give another --parallel",
+                "target `{t}` is absent from the parallel data (it has: {}); choose targets it covers or give another parallel file",
                 present.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
@@ -218,7 +218,7 @@ pub fn build(
                 return Err(SdrrlError::Interrupted { stage: "answers" });
             }
             for (r, id) in instructions.iter().zip(&ids) {
-                let g = log.get(&format!("{id}/{}", fingerprint(&r.instruction))).expect("every job ran");
+                let g = log.get(&format!("{id}/{}", fingerprint(&r.instruction))).ok_or(SdrrlError::Interrupted { stage: "answers" })?;
                 let (text, finished) = config.filters.settle(&g.text, g.finished);
                 match config.filters.check(text, source, finished, Some(inputs.langid)) {
                     None => items.push(Item { id: id.clone(), x: r.instruction.clone(), y: text.to_string(), answer: "self" }),
@@ -290,7 +290,9 @@ pub fn build(
                             lines.push(String::new());
                             continue;
                         }
-                        let g = log.get(&format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim()))).expect("every job ran");
+                        let g = log
+                            .get(&format!("{t}/{}/{field}/{n}/{}", item.id, fingerprint(line.trim())))
+                            .ok_or(SdrrlError::Interrupted { stage: "translations" })?;
                         // A translation that runs to the limit never found its line end.
                         if let Some(skip) = config.filters.check(&g.text, t, g.finished, Some(inputs.langid)) {
                             skipped.add(&format!("translation/{field}"), skip);
@@ -416,7 +418,7 @@ pub fn build(
         }
         for job in &jobs {
             let (t, item, xt, prefix) = &prefixes[&job.id];
-            let g = log.get(&job.id).expect("every job ran");
+            let g = log.get(&job.id).ok_or(SdrrlError::Interrupted { stage: "completions" })?;
             let (text, finished) = config.filters.settle(&g.text, g.finished);
             let response = format!("{prefix} {text}").trim().to_string();
             if let Some(skip) = config
@@ -467,14 +469,19 @@ pub fn build(
     let missing: Vec<String> =
         Kind::ALL.iter().filter(|k| config.shares.get(**k) > 0.0 && available[k.name()] == 0).map(|k| k.name().to_string()).collect();
     let active: Vec<Kind> = Kind::ALL.into_iter().filter(|k| config.shares.get(*k) > 0.0 && available[k.name()] > 0).collect();
-    let share_sum: f64 = active.iter().map(|k| config.shares.get(*k)).sum();
-    let total = active.iter().map(|k| available[k.name()] as f64 / (config.shares.get(*k) / share_sum)).fold(f64::INFINITY, f64::min);
+    // The largest multiple of the shares every kind can fill. With whole-number shares the
+    // multiple is whole too, so 2:1 comes out as exactly 2:1 (a fractional multiple would floor
+    // each kind on its own: 4.5 × (2, 1) gives 9 and 4).
+    let mut scale = active.iter().map(|k| available[k.name()] as f64 / config.shares.get(*k)).fold(f64::INFINITY, f64::min);
+    if active.iter().all(|k| config.shares.get(*k).fract() == 0.0) {
+        scale = scale.floor();
+    }
     let mut chosen: Vec<TransferRecord> = Vec::new();
     let mut written = BTreeMap::new();
     for kind in &active {
-        let want = (total * config.shares.get(*kind) / share_sum).floor() as usize;
+        let want = (scale * config.shares.get(*kind)).floor() as usize;
         let mut pool = candidates.remove(kind).unwrap_or_default();
-        SplitMix64::new(config.seed ^ (*kind as u64 + 1) * 0x9E37).shuffle(&mut pool);
+        SplitMix64::new(config.seed ^ ((*kind as u64 + 1) * 0x9E37)).shuffle(&mut pool);
         pool.truncate(want);
         written.insert(kind.name().to_string(), pool.len());
         chosen.extend(pool);

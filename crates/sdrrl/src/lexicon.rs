@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rosetta_data::rng::SplitMix64;
+use rosetta_rng::SplitMix64;
 
 /// Lower-cased alphabetic words.
 pub fn words(text: &str) -> Vec<String> {

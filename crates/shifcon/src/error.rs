@@ -6,7 +6,7 @@ pub enum ShifconError {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "{what}: {count} sentences in `{lang}`, but a covariance estimate in {dims} dimensions needs at least {needed}; give more parallel sentences (or fewer --dims)"
+        "{what}: {count} sentences in `{lang}`, but a covariance estimate in {dims} dimensions needs at least {needed}; give more parallel sentences (or fewer subspace dimensions)"
     )]
     TooFewSentences { what: String, lang: String, count: usize, dims: usize, needed: usize },
     #[error(

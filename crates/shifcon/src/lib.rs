@@ -12,25 +12,35 @@
 //!
 //! Flow: [`states`] turns parallel sentences into per-site sentence states → [`geometry`]
 //! measures language vectors, [`subspace`] distances, cosines and PCA per site and chooses the
-//! band → [`shift::ShiftPlan`] holds the vectors at the band's two sites and turns them into
+//! band ([`measure::measure_geometry`] is that whole path, shared by the CLI, training and the
+//! lab; [`charts`] draws it) → [`shift::ShiftPlan`] holds the vectors at the band's two sites and turns them into
 //! model interventions (per batch or per token) → [`method::ShifconMethod`] is the training
 //! objective plugged into `rosetta-train`. [`linalg`] is the small f64 algebra underneath.
 //!
 //! Deliberate differences from the released code are listed in [`shift`] (vector site and
 //! normalisation) and [`geometry`] (held-out shifted distance, contiguous band).
 
+pub mod charts;
+#[cfg(not(target_family = "wasm"))]
+pub mod config;
 pub mod error;
 pub mod geometry;
 pub mod linalg;
+pub mod measure;
 #[cfg(not(target_family = "wasm"))]
 pub mod method;
 pub mod shift;
 pub mod states;
 pub mod subspace;
 
+#[cfg(not(target_family = "wasm"))]
+pub use config::ShifconConfig;
 pub use error::{Result, ShifconError};
 pub use geometry::{Band, Geometry, GeometryOptions, analyse};
 pub use linalg::Matrix;
+pub use measure::{MIN_GEOMETRY_SENTENCES, MeasureOptions, measure_geometry};
+#[cfg(not(target_family = "wasm"))]
+pub use method::ShifconMethod;
 pub use shift::{ShiftPlan, ShiftSpec};
 pub use subspace::{DistanceOptions, SubspaceDistance, subspace_distance};
 

@@ -19,26 +19,27 @@
 
 use std::collections::BTreeMap;
 
-use rosetta_data::rng::SplitMix64;
 use rosetta_data::{BadLines, PackedRow, ParallelCorpus};
 use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::{CausalLm, Interventions, TextTokenizer};
-use rosetta_train::config::ShifconSection;
+use rosetta_rng::SplitMix64;
 use rosetta_train::loss::packed_loss;
 use rosetta_train::{Method, MethodLoss, MicroBatch, TrainError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::config::ShifconConfig;
 use crate::error::ShifconError;
-use crate::geometry::{Geometry, GeometryOptions, analyse};
+use crate::geometry::{Geometry, GeometryOptions};
+use crate::measure::{MIN_GEOMETRY_SENTENCES, MeasureOptions, measure_geometry_blocking};
 use crate::shift::ShiftPlan;
-use crate::states::{StateOptions, pooled_states, sentence_batch, sentence_states_blocking};
-use crate::subspace::MIN_SENTENCES;
+use crate::states::{pooled_states, sentence_batch};
 
+/// A ShifCon error reaches the trainer whole (message and causes), as a method's error.
 impl From<ShifconError> for TrainError {
     fn from(e: ShifconError) -> Self {
-        TrainError::Invalid(e.to_string())
+        TrainError::Method(Box::new(e))
     }
 }
 
@@ -55,7 +56,7 @@ struct ShifconState {
 }
 
 pub struct ShifconMethod {
-    section: ShifconSection,
+    section: ShifconConfig,
     /// (English, target) pairs per target language, in a seeded order.
     pairs: BTreeMap<String, Vec<(String, String)>>,
     /// Parallel sentences for the language vectors: `texts[lang]`, aligned across languages.
@@ -64,13 +65,20 @@ pub struct ShifconMethod {
 }
 
 impl ShifconMethod {
+    /// The method a training config's `[shifcon]` table describes (`base_dir`: the config's
+    /// directory, for relative paths).
+    pub fn from_table(table: &toml::Table, base_dir: &std::path::Path, seed: u64) -> Result<Self, ShifconError> {
+        Self::new(&ShifconConfig::from_table(table, base_dir)?, seed)
+    }
+
     /// Reads the parallel file and checks every language has enough sentences.
-    pub fn new(section: &ShifconSection, seed: u64) -> Result<Self, ShifconError> {
+    pub fn new(section: &ShifconConfig, seed: u64) -> Result<Self, ShifconError> {
+        section.validate()?;
         let (corpus, _) = ParallelCorpus::read(&section.parallel, BadLines::Fail)?;
         let mut all = vec![section.english.clone()];
         all.extend(section.langs.iter().cloned());
         let aligned = corpus.aligned(&all)?;
-        let need = section.vector_sentences.max(2 * MIN_SENTENCES);
+        let need = section.vector_sentences.max(MIN_GEOMETRY_SENTENCES);
         if aligned.len() < need {
             return Err(ShifconError::TooFewSentences {
                 what: format!("{} (records with all of {})", section.parallel.display(), all.join(", ")),
@@ -112,12 +120,14 @@ impl ShifconMethod {
     }
 
     fn plan_or_error(&self) -> Result<&ShiftPlan, TrainError> {
-        self.state.plan.as_ref().ok_or_else(|| TrainError::Invalid("ShifCon has no language vectors yet (start was not called)".into()))
+        self.state
+            .plan
+            .as_ref()
+            .ok_or_else(|| ShifconError::Invalid("ShifCon has no language vectors yet (start was not called)".into()).into())
     }
 
     /// Estimates the vectors (and, without a configured band, the band) on `model`.
     fn estimate(&mut self, model: &CausalLm, tokenizer: &TextTokenizer) -> Result<(), ShifconError> {
-        let layers = model.num_layers();
         let band = match (self.section.band, &self.state.plan) {
             (Some([to, back]), _) => Some((to, back)),
             (None, Some(plan)) => Some((plan.to, plan.back)),
@@ -129,24 +139,11 @@ impl ShifconMethod {
         let plan = match band {
             Some((to, back)) => ShiftPlan::estimate_blocking(&inference, tokenizer, &texts, &self.section.english, to, back)?,
             None => {
-                let sites: Vec<usize> = (0..=layers).collect();
-                let mut states = BTreeMap::new();
-                for (lang, sentences) in &texts {
-                    states.insert(
-                        lang.clone(),
-                        sentence_states_blocking(
-                            &inference,
-                            tokenizer,
-                            sentences,
-                            &sites,
-                            &StateOptions::default(),
-                            &Interventions::none(),
-                            |_| {},
-                        )?,
-                    );
-                }
-                let options = GeometryOptions { english: self.section.english.clone(), beta: self.section.beta, ..Default::default() };
-                let geometry: Geometry = analyse(&states, &options)?;
+                let options = MeasureOptions {
+                    geometry: GeometryOptions { english: self.section.english.clone(), beta: self.section.beta, ..Default::default() },
+                    ..Default::default()
+                };
+                let geometry: Geometry = measure_geometry_blocking(&inference, tokenizer, &texts, &options, |_, _| {})?;
                 self.state.distances = geometry.sites.iter().map(|s| s.mean_shifted_distance).collect();
                 ShiftPlan::from_site_vectors(&self.section.english, geometry.band.to, geometry.band.back, &geometry.vectors)?
             }
@@ -190,13 +187,18 @@ impl ShifconMethod {
                 None => loss,
             });
         }
-        Ok(total.expect("a band has at least one site").div_scalar(sites.len() as f32))
+        let total = total.ok_or_else(|| ShifconError::Invalid(format!("the band {}..{} has no sites", plan.to, plan.back)))?;
+        Ok(total.div_scalar(sites.len() as f32))
     }
 }
 
 impl Method for ShifconMethod {
     fn name(&self) -> &'static str {
-        "shifcon"
+        crate::config::TABLE
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.section).unwrap_or_default()
     }
 
     fn start(&mut self, model: &CausalLm, tokenizer: &TextTokenizer) -> rosetta_train::Result<()> {
@@ -233,7 +235,7 @@ impl Method for ShifconMethod {
 
     fn after_step(&mut self, model: &CausalLm, tokenizer: &TextTokenizer, step: usize) -> rosetta_train::Result<()> {
         let every = self.section.update_vectors_every;
-        if every > 0 && step % every == 0 {
+        if every > 0 && step.is_multiple_of(every) {
             self.estimate(model, tokenizer)?;
         }
         Ok(())

@@ -224,8 +224,10 @@ impl ShiftPlan {
         let table = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
             let mut data = vec![0.0f32; d];
             for lang in &langs {
-                let deltas = self.deltas(lang).expect("langs() have vectors");
-                data.extend_from_slice(pick(&deltas));
+                match self.deltas(lang) {
+                    Some(deltas) => data.extend_from_slice(pick(&deltas)),
+                    None => data.extend(std::iter::repeat_n(0.0, d)),
+                }
             }
             Tensor::<2>::from_data(TensorData::new(data, [langs.len() + 1, d]), device)
         };

@@ -3,6 +3,8 @@
 //! [`rosetta_model::Pooling::MeanAfterFirst`]). The language vectors, the geometry and the
 //! contrastive loss all use this one definition.
 
+use std::future::Future;
+
 use rosetta_model::burn::prelude::*;
 use rosetta_model::readback::to_vec_f32;
 use rosetta_model::scoring::scoring_ids;
@@ -45,13 +47,13 @@ pub fn pooled_states(model: &CausalLm, batch: &TokenBatch, sites: &[usize], inte
     if last > n {
         return Err(ShifconError::Invalid(format!("site {last} is outside the model (sites 0..={n})")));
     }
-    let mut wanted = interventions.clone();
+    // A shift after the last site (ShifCon's shift back at L_bk) cannot change these states.
+    let mut wanted = interventions.up_to_site(last);
     for &site in sites {
         wanted = wanted.capture(site, Pooling::MeanAfterFirst);
     }
-    // Site s is captured as layer s starts; the last site itself needs the whole model.
-    let layers = if last == n { 0..n } else { 0..last + 1 };
-    let (_, trace) = model.forward_layers(batch, None, layers, &wanted)?;
+    // The range 0..last covers sites 0..=last: no layer past the last site runs.
+    let (_, trace) = model.forward_layers(batch, None, 0..last, &wanted)?;
     sites
         .iter()
         .map(|site| {
@@ -73,10 +75,26 @@ pub async fn sentence_states(
     sites: &[usize],
     options: &StateOptions,
     interventions: &Interventions,
+    progress: impl FnMut(usize),
+) -> Result<Vec<Matrix>> {
+    sentence_states_paced(model, tokenizer, texts, sites, options, interventions, || std::future::ready(()), progress).await
+}
+
+/// [`sentence_states`] that awaits `pause` after every batch: the browser gets the thread back
+/// between forward passes (the lab passes a `setTimeout(0)` future; native callers nothing).
+#[allow(clippy::too_many_arguments)]
+pub async fn sentence_states_paced<F: Future<Output = ()>>(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    sites: &[usize],
+    options: &StateOptions,
+    interventions: &Interventions,
+    pause: impl Fn() -> F,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Matrix>> {
     if options.batch_size == 0 {
-        return Err(ShifconError::Invalid("batch size must be at least 1".into()));
+        return Err(ShifconError::Invalid("the state batch size must be at least 1".into()));
     }
     let d = model.config().hidden_size;
     let mut out: Vec<Matrix> = sites.iter().map(|_| Matrix::zeros(texts.len(), d)).collect();
@@ -97,6 +115,7 @@ pub async fn sentence_states(
         }
         done += chunk.len();
         progress(done);
+        pause().await;
     }
     Ok(out)
 }

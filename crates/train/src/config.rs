@@ -24,8 +24,18 @@
 //! [lora]                                      # omit for full fine-tuning
 //! rank = 8
 //! alpha = 16.0
+//!
+//! [shifcon]                                   # a training method's own table (at most one)
+//! parallel = "data/corpus/parallel.train.jsonl"
+//! langs = ["hu"]
 //! ```
+//!
+//! Any other top-level table belongs to a training **method** (ShifCon's `[shifcon]`, …). The
+//! trainer does not read it: it carries the table verbatim in [`TrainConfig::methods`], and the
+//! method's own crate parses and validates it (`rosetta_shifcon::ShifconConfig::from_table`).
+//! On resume the method's parsed settings ([`crate::Method::settings`]) are compared.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,77 +55,17 @@ pub struct TrainConfig {
     pub lora: Option<LoraSection>,
     #[serde(default)]
     pub freeze: FreezeSection,
-    /// ShifCon training (`rosetta-shifcon`); omit for plain CPT/SFT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shifcon: Option<ShifconSection>,
+    /// Training methods' own tables (`[shifcon]` → `"shifcon"`), verbatim: the method crate
+    /// parses them. Empty for plain CPT/SFT.
+    #[serde(skip)]
+    pub methods: BTreeMap<String, toml::Table>,
+    /// The directory relative paths in the config (method tables included) are relative to.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
-/// ShifCon (Zhang et al., ACL 2025): the generation loss on the shifted forward pass plus a
-/// symmetric InfoNCE between English and target sentence states over the layer band.
-///
-/// ```toml
-/// [shifcon]
-/// parallel = "data/corpus/parallel.train.jsonl"  # pairs for the language vectors and the contrastive loss
-/// langs = ["hu"]                # target languages; English inputs are never shifted
-/// band = [10, 19]               # [L_to, L_bk) residual sites; omit to choose by subspace distance
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShifconSection {
-    pub parallel: PathBuf,
-    #[serde(default = "english")]
-    pub english: String,
-    pub langs: Vec<String>,
-    /// `[L_to, L_bk)`; `None` = the band the geometry analysis chooses with `beta`.
-    pub band: Option<[usize; 2]>,
-    #[serde(default = "default_beta")]
-    pub beta: f64,
-    /// Sentences per language for the language vectors (and the band choice).
-    #[serde(default = "default_vector_sentences")]
-    pub vector_sentences: usize,
-    /// Re-estimate the language vectors with the current model every N steps (0: never).
-    #[serde(default)]
-    pub update_vectors_every: usize,
-    #[serde(default = "default_generation_weight")]
-    pub generation_weight: f64,
-    #[serde(default = "default_contrastive_weight")]
-    pub contrastive_weight: f64,
-    /// InfoNCE logit scale (1 / temperature); the released script uses 1.0.
-    #[serde(default = "one_f64")]
-    pub scale: f64,
-    /// Parallel pairs per micro-batch for the contrastive loss.
-    #[serde(default = "default_pairs")]
-    pub pairs_per_batch: usize,
-    /// Generation loss on the shifted forward (the method) or the plain one (ablation).
-    #[serde(default = "yes")]
-    pub shift_generation: bool,
-    /// Contrastive loss on shifted target states (the method) or unshifted ones (the paper's
-    /// ablation, which hurts).
-    #[serde(default = "yes")]
-    pub shift_contrastive: bool,
-}
-
-fn english() -> String {
-    "en".into()
-}
-fn default_beta() -> f64 {
-    0.3
-}
-fn default_vector_sentences() -> usize {
-    200
-}
-fn default_generation_weight() -> f64 {
-    0.5
-}
-fn default_contrastive_weight() -> f64 {
-    2.0
-}
-fn one_f64() -> f64 {
-    1.0
-}
-fn default_pairs() -> usize {
-    8
-}
+/// The sections the trainer itself reads; every other top-level table is a method's.
+pub const TRAINER_SECTIONS: [&str; 6] = ["model", "data", "optim", "run", "lora", "freeze"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -306,10 +256,33 @@ impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
-        let mut config: TrainConfig =
-            toml::from_str(&text).map_err(|e| TrainError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut config = Self::from_toml_str(&text).map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         config.validate().map_err(|reason| TrainError::Config { path: path.to_path_buf(), reason })?;
+        Ok(config)
+    }
+
+    /// Parses a config: the trainer's sections strictly (unknown keys are errors naming the
+    /// key), every other top-level table kept verbatim as a method's table.
+    pub fn from_toml_str(text: &str) -> std::result::Result<Self, String> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut methods = BTreeMap::new();
+        let foreign: Vec<String> = table.keys().filter(|k| !TRAINER_SECTIONS.contains(&k.as_str())).cloned().collect();
+        for key in foreign {
+            match table.remove(&key) {
+                Some(toml::Value::Table(method)) => {
+                    methods.insert(key, method);
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown top-level key `{key}`: a config holds the sections {} and at most one method table such as [shifcon]",
+                        TRAINER_SECTIONS.map(|s| format!("[{s}]")).join(", ")
+                    ));
+                }
+            }
+        }
+        let mut config: TrainConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        config.methods = methods;
         Ok(config)
     }
 
@@ -324,12 +297,24 @@ impl TrainConfig {
         self.model.tokenizer.iter_mut().for_each(resolve);
         self.data.train.iter_mut().for_each(resolve);
         self.data.eval.iter_mut().for_each(resolve);
-        self.shifcon.iter_mut().for_each(|sc| resolve(&mut sc.parallel));
         resolve(&mut self.run.out);
+        self.base_dir = base.to_path_buf();
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    /// The config as TOML, each method table replaced by that method's parsed settings (paths
+    /// absolute, defaults filled in) so the saved copy describes the run on its own.
+    pub fn to_toml(&self, method_settings: &BTreeMap<String, serde_json::Value>) -> String {
+        let mut table = toml::Table::try_from(self).unwrap_or_default();
+        for (name, raw) in &self.methods {
+            let settings = method_settings.get(name).and_then(|s| toml::Value::try_from(s).ok());
+            table.insert(name.clone(), settings.unwrap_or_else(|| toml::Value::Table(raw.clone())));
+        }
+        for (name, settings) in method_settings.iter().filter(|(n, _)| !self.methods.contains_key(*n)) {
+            if let Ok(value) = toml::Value::try_from(settings) {
+                table.insert(name.clone(), value);
+            }
+        }
+        toml::to_string_pretty(&table).unwrap_or_default()
     }
 
     /// Checks ranges and combinations; the message names the field.
@@ -346,7 +331,7 @@ impl TrainConfig {
         if self.model.devices.is_empty() {
             return Err("model.devices is empty".into());
         }
-        if d.batch_size % self.model.devices.len() != 0 {
+        if !d.batch_size.is_multiple_of(self.model.devices.len()) {
             return Err(format!(
                 "data.batch_size ({}) must be a multiple of the number of devices ({})",
                 d.batch_size,
@@ -380,27 +365,9 @@ impl TrainConfig {
                 return Err("[lora] trains adapters; combine it only with freeze.trainable = \"all\"".into());
             }
         }
-        if let Some(sc) = &self.shifcon {
-            if sc.langs.is_empty() || sc.langs.contains(&sc.english) {
-                return Err(format!("shifcon.langs must name target languages other than shifcon.english (`{}`)", sc.english));
-            }
-            if !(sc.beta > 0.0 && sc.beta < 1.0) {
-                return Err(format!("shifcon.beta must be in (0, 1) (got {})", sc.beta));
-            }
-            if sc.pairs_per_batch < 2 {
-                return Err("shifcon.pairs_per_batch must be ≥ 2 (in-batch negatives)".into());
-            }
-            if sc.generation_weight < 0.0 || sc.contrastive_weight < 0.0 || !(sc.scale > 0.0) {
-                return Err("shifcon weights must be ≥ 0 and shifcon.scale positive".into());
-            }
-            if let Some([to, back]) = sc.band
-                && to >= back
-            {
-                return Err(format!("shifcon.band = [{to}, {back}] must have L_to < L_bk"));
-            }
-            if self.model.devices.len() > 1 {
-                return Err("[shifcon] trains on one device; list one entry in model.devices".into());
-            }
+        if self.methods.len() > 1 {
+            let names: Vec<String> = self.methods.keys().map(|k| format!("[{k}]")).collect();
+            return Err(format!("a run trains with at most one method, but the config has {}", names.join(" and ")));
         }
         if d.objective == Objective::Sft && d.mix.is_some() {
             return Err("data.mix applies to causal-lm documents; SFT uses every instruction record".into());
@@ -409,7 +376,8 @@ impl TrainConfig {
     }
 
     /// The parts of the config that change the computation: a resumed run must agree on them.
-    pub fn identity(&self) -> serde_json::Value {
+    /// `methods` are the methods' parsed settings ([`crate::Method::settings`]) by table name.
+    pub fn identity(&self, methods: &BTreeMap<String, serde_json::Value>) -> serde_json::Value {
         serde_json::json!({
             "model": self.model,
             "data": self.data,
@@ -417,7 +385,7 @@ impl TrainConfig {
             "seed": self.run.seed,
             "lora": self.lora,
             "freeze": self.freeze,
-            "shifcon": self.shifcon,
+            "methods": methods,
         })
     }
 }
@@ -438,25 +406,38 @@ out = "runs/x"
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        let config = TrainConfig::from_toml_str(MINIMAL).unwrap();
         config.validate().unwrap();
         assert_eq!(config.data.seq_len, 256);
         assert_eq!(config.optim.warmup_steps, 10);
         assert_eq!(config.model.devices, vec!["cpu"]);
-        let again: TrainConfig = toml::from_str(&config.to_toml()).unwrap();
+        let again = TrainConfig::from_toml_str(&config.to_toml(&BTreeMap::new())).unwrap();
         assert_eq!(again, config);
     }
 
     #[test]
     fn typos_and_bad_values_are_named() {
         let typo = MINIMAL.replace("steps = 10", "stepz = 10");
-        let err = toml::from_str::<TrainConfig>(&typo).unwrap_err().to_string();
+        let err = TrainConfig::from_toml_str(&typo).unwrap_err();
         assert!(err.contains("stepz"), "{err}");
-        let mut config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        let mut config = TrainConfig::from_toml_str(MINIMAL).unwrap();
         config.optim.min_lr = 1.0;
         assert!(config.validate().unwrap_err().contains("min_lr"));
-        let mut config: TrainConfig = toml::from_str(MINIMAL).unwrap();
+        let mut config = TrainConfig::from_toml_str(MINIMAL).unwrap();
         config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()] });
         assert!(config.validate().unwrap_err().contains("`qproj`"));
+    }
+
+    #[test]
+    fn method_tables_are_carried_verbatim_and_foreign_keys_refused() {
+        let text = format!("{MINIMAL}\n[shifcon]\nlangs = [\"hu\"]\nsomething_new = 3\n");
+        let config = TrainConfig::from_toml_str(&text).unwrap();
+        let table = &config.methods["shifcon"];
+        assert_eq!(table["something_new"].as_integer(), Some(3), "the trainer does not interpret a method's table");
+        let err = TrainConfig::from_toml_str(&format!("stray = 1\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("`stray`"), "{err}");
+        let two = format!("{text}\n[other]\nx = 1\n");
+        let err = TrainConfig::from_toml_str(&two).unwrap().validate().unwrap_err();
+        assert!(err.contains("[other]") && err.contains("[shifcon]"), "{err}");
     }
 }

@@ -30,6 +30,10 @@ pub enum TrainError {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// A training method's own error (ShifCon's, …), kept whole: its message and its causes.
+    #[error(transparent)]
+    Method(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -3,7 +3,9 @@
 //! `rosetta-shifcon`, SDRRL, …) supplies the loss of a micro-batch, how held-out text of a
 //! language is scored, its own resumable state and what the exported model records.
 //!
-//! Methods run on one device (the first of `model.devices`).
+//! A method is configured by its own table in the run's TOML (`[shifcon]`), which the trainer
+//! carries verbatim ([`crate::TrainConfig::methods`]) and the method's crate parses. Methods run
+//! on one device: the trainer refuses a method with several `model.devices`.
 
 use std::collections::BTreeMap;
 
@@ -31,8 +33,13 @@ pub struct MicroBatch {
 }
 
 pub trait Method {
-    /// Recorded in metrics and in the exported model's `rosetta.json`.
+    /// The name of the method's config table (`shifcon` for `[shifcon]`); also its key in the
+    /// exported model's `rosetta.json`.
     fn name(&self) -> &'static str;
+
+    /// The method's settings as it parsed its table (defaults filled in, paths absolute). Saved
+    /// with every checkpoint and compared on resume, and written into the run's saved config.
+    fn settings(&self) -> serde_json::Value;
 
     /// Called once with the prepared model before the first step of a fresh run (not on resume,
     /// where [`Method::restore`] brings the state back).

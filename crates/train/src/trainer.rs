@@ -105,7 +105,7 @@ impl EvalSet {
                 options.interventions = method.eval_interventions(lang, &inference.device())?;
             }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?.into_iter().fold(TextCost::default(), TextCost::add);
+            let cost = score_texts_blocking(&inference, tokenizer, &refs, &options)?.into_iter().fold(TextCost::default(), |a, b| a + b);
             out.insert(lang.clone(), cost);
         }
         Ok(out)
@@ -197,6 +197,48 @@ fn reduce_onto(model: &CausalLm, parts: Vec<GradientsParams>, main: &Device) -> 
     reduce.out
 }
 
+/// A config's method table and the method handed to the trainer must agree, and a method trains
+/// on one device.
+fn check_method(config: &TrainConfig, method: Option<&dyn Method>) -> std::result::Result<(), String> {
+    let table = config.methods.keys().next();
+    match (table, method) {
+        (Some(table), None) => Err(format!(
+            "[{table}] configures a training method, but no method was given to the trainer (callers build it from the table \
+             with the method's crate, as `rosetta train` does)"
+        )),
+        (Some(table), Some(m)) if table != m.name() => {
+            Err(format!("the config's method table is [{table}], but the trainer was given the `{}` method", m.name()))
+        }
+        (_, Some(m)) if config.model.devices.len() > 1 => {
+            Err(format!("{} trains on one device; list one entry in model.devices", m.name()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A checkpoint's config identity in the current layout. Before method tables were carried
+/// verbatim (Rosetta 0.1 up to the change of shape), a method's parsed section sat at the top
+/// level (`"shifcon": {…}`) in the same form [`Method::settings`] gives now; it moves under
+/// `"methods"`, so such runs resume.
+fn upgrade_identity(mut stored: serde_json::Value) -> serde_json::Value {
+    let Some(object) = stored.as_object_mut() else { return stored };
+    if object.contains_key("methods") {
+        return stored;
+    }
+    let known = ["model", "data", "optim", "seed", "lora", "freeze"];
+    let legacy: Vec<String> = object.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+    let mut methods = serde_json::Map::new();
+    for key in legacy {
+        if let Some(section) = object.remove(&key)
+            && !section.is_null()
+        {
+            methods.insert(key, section);
+        }
+    }
+    object.insert("methods".into(), serde_json::Value::Object(methods));
+    stored
+}
+
 /// Runs (or resumes) the training run `config` describes.
 pub fn train(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer) -> Result<RunSummary> {
     train_with(config, options, observer, None)
@@ -209,22 +251,19 @@ pub fn train_with(
     observer: &mut dyn Observer,
     mut method: Option<&mut dyn Method>,
 ) -> Result<RunSummary> {
-    config.validate().map_err(|reason| TrainError::Config { path: config.run.out.join("config.toml"), reason })?;
-    if let Some(m) = &method
-        && config.model.devices.len() > 1
-    {
-        return Err(TrainError::Config {
-            path: config.run.out.join("config.toml"),
-            reason: format!("{} trains on one device; list one entry in model.devices", m.name()),
-        });
-    }
+    let config_path = || config.run.out.join("config.toml");
+    config.validate().map_err(|reason| TrainError::Config { path: config_path(), reason })?;
+    check_method(config, method.as_deref()).map_err(|reason| TrainError::Config { path: config_path(), reason })?;
+    let method_settings: BTreeMap<String, serde_json::Value> =
+        method.as_deref().map(|m| (m.name().to_string(), m.settings())).into_iter().collect();
+    let identity = config.identity(&method_settings);
     let out = &config.run.out;
     let store = CheckpointStore::new(out, config.run.keep_last);
     let latest = store.latest();
     match (options.resume, &latest) {
         (false, Some((step, path))) => {
             return Err(TrainError::Resume(format!(
-                "{} already holds checkpoints (latest: step {step} at {}); pass --resume to continue it, \
+                "{} already holds checkpoints (latest: step {step} at {}); resume it (RunOptions::resume; --resume on the command line), \
                  or choose another run.out — nothing was overwritten",
                 out.display(),
                 path.display()
@@ -232,7 +271,7 @@ pub fn train_with(
         }
         (true, None) => {
             return Err(TrainError::Resume(format!(
-                "nothing to resume: {} has no checkpoints; start without --resume",
+                "nothing to resume: {} has no checkpoints; start it without resuming",
                 store.dir.display()
             )));
         }
@@ -267,12 +306,13 @@ pub fn train_with(
     let mut start_step = 0;
     let mut tokens_seen = 0u64;
     if options.resume {
-        let (_, path) = latest.clone().expect("checked above");
+        let (_, path) = latest.clone().ok_or_else(|| TrainError::Resume(format!("nothing to resume in {}", store.dir.display())))?;
         let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer)?;
-        if state.config != config.identity() {
-            let differs: Vec<&str> = ["model", "data", "optim", "seed", "lora", "freeze"]
+        let stored = upgrade_identity(state.config.clone());
+        if stored != identity {
+            let differs: Vec<&str> = ["model", "data", "optim", "seed", "lora", "freeze", "methods"]
                 .into_iter()
-                .filter(|k| state.config.get(*k) != config.identity().get(*k))
+                .filter(|k| stored.get(*k) != identity.get(*k))
                 .collect();
             return Err(TrainError::Resume(format!(
                 "{} was written by a run with different settings ({}); resume with the same config or start a new run.out",
@@ -295,7 +335,7 @@ pub fn train_with(
     {
         m.start(&model, &tokenizer)?;
     }
-    rosetta_model::atomic::write_file(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    rosetta_model::atomic::write_file(&out.join("config.toml"), config.to_toml(&method_settings).as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, options.resume.then_some(start_step))?;
     let last_checkpoint =
@@ -405,20 +445,20 @@ pub fn train_with(
         metrics.write(&serde_json::to_value(&step_metrics).unwrap_or_default())?;
         observer.step(&step_metrics);
 
-        if step % config.run.eval_every == 0 || step == total {
-            if let Some(set) = &eval_set {
-                let result = set.run(&model, &tokenizer, method.as_deref())?;
-                metrics.write(&eval_json(step, &result))?;
-                observer.evaluated(step, &result);
-                last_eval = Some(result);
-            }
+        if (step % config.run.eval_every == 0 || step == total)
+            && let Some(set) = &eval_set
+        {
+            let result = set.run(&model, &tokenizer, method.as_deref())?;
+            metrics.write(&eval_json(step, &result))?;
+            observer.evaluated(step, &result);
+            last_eval = Some(result);
         }
         if step % config.run.checkpoint_every == 0 || step == total {
             let state = RunState {
                 step,
                 tokens_seen,
                 stream: stream.state(),
-                config: config.identity(),
+                config: identity.clone(),
                 rosetta_version: env!("CARGO_PKG_VERSION").to_string(),
                 method: method.as_deref().map(|m| m.state()).unwrap_or_default(),
             };

@@ -7,7 +7,7 @@ pub enum VocabError {
     #[error("{origin} cannot be extended: {reason}")]
     NotExtendable { origin: String, reason: String },
     #[error(
-        "asked for {requested} new tokens, but the {lang} corpus supports only {available} (tokens the base vocabulary lacks, reachable by BPE merges and used in the corpus); lower --new-tokens or give more {lang} text"
+        "asked for {requested} new tokens, but the {lang} corpus supports only {available} (tokens the base vocabulary lacks, reachable by BPE merges and used in the corpus); ask for fewer new tokens or give more {lang} text"
     )]
     NotEnoughTokens { lang: String, requested: usize, available: usize },
     #[error("model and tokenizer do not match: {0}")]

@@ -126,7 +126,7 @@ fn free_ids(base: &BpeTables, k: usize) -> Result<(BpeTables, Vec<(u32, String)>
     }
     if removed.len() < k {
         return Err(VocabError::Invalid(format!(
-            "replace mode: only {} base tokens can be removed without breaking other merges; lower --new-tokens or use --mode add",
+            "replace mode: only {} base tokens can be removed without breaking other merges; ask for fewer new tokens or use the `add` mode",
             removed.len()
         )));
     }
@@ -144,7 +144,7 @@ fn free_ids(base: &BpeTables, k: usize) -> Result<(BpeTables, Vec<(u32, String)>
 pub fn extend(base: &BpeTables, target: &BpeTables, corpus: &[String], options: &ExtendOptions) -> Result<Extension> {
     let k = options.new_tokens;
     if k == 0 {
-        return Err(VocabError::Invalid("--new-tokens must be at least 1".into()));
+        return Err(VocabError::Invalid("the number of new tokens must be at least 1".into()));
     }
     if corpus.is_empty() {
         return Err(VocabError::Invalid(format!("no {} text to verify the new tokens on", options.lang)));

@@ -9,10 +9,9 @@
 //!   trained or downloaded here, so the similarity is the cosine between the token's mean-of-
 //!   pieces vector and each overlapping token's row in the model's own embedding space.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::{CausalLm, VocabRow};
+use rosetta_rng::SplitMix64;
 
 use crate::bpe::BpeTables;
 use crate::error::{Result, VocabError};
@@ -90,8 +89,8 @@ impl Rows {
 
 fn host_rows(t: Tensor<2>) -> Result<Rows> {
     let d = t.dims()[1];
-    let data =
-        t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| VocabError::Invalid(format!("cannot read the embedding: {e:?}")))?;
+    let data = rosetta_model::readback::block_on(rosetta_model::readback::to_vec_f32(t))
+        .map_err(|e| VocabError::Invalid(format!("cannot read the embedding: {e}")))?;
     Ok(Rows { data, d })
 }
 
@@ -139,10 +138,10 @@ pub fn vocabulary_rows(model: &CausalLm, extension: &Extension, method: InitMeth
     let vectors: Vec<(Vec<f32>, Option<Vec<f32>>)> = match method {
         InitMethod::Mean => pieces.iter().map(|p| (embedding.mean_of(p), head.as_ref().map(|h| h.mean_of(p)))).collect(),
         InitMethod::Random => {
-            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rng = SplitMix64::new(seed);
             let (em, es) = embedding.moments();
             let hm = head.as_ref().map(Rows::moments);
-            let mut sample = |mean: &[f32], std: &[f32]| mean.iter().zip(std).map(|(m, s)| m + s * normal(&mut rng)).collect::<Vec<f32>>();
+            let mut sample = |mean: &[f32], std: &[f32]| mean.iter().zip(std).map(|(m, s)| m + s * rng.normal()).collect::<Vec<f32>>();
             pieces
                 .iter()
                 .map(|_| {
@@ -201,13 +200,6 @@ fn focus(
             (embedding.weighted(&weights), head.map(|h| h.weighted(&weights)))
         })
         .collect()
-}
-
-/// A standard normal sample (Box–Muller).
-fn normal(rng: &mut StdRng) -> f32 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod bpe;
 pub mod error;
 pub mod extend;
 pub mod fertility;
+/// Native only: new rows are computed on the host from read-back embeddings.
+#[cfg(not(target_family = "wasm"))]
 pub mod init;
 pub mod train;
 
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 pub use bpe::BpeTables;
 pub use error::{Result, VocabError};
 pub use extend::{ExtendOptions, Extension, Mode, NewToken};
+#[cfg(not(target_family = "wasm"))]
 pub use init::InitMethod;
 pub use train::BpeTrainOptions;
 
@@ -62,6 +65,7 @@ pub fn plan(base: &TextTokenizer, base_tables: &BpeTables, texts: &[String], opt
 
 /// Resizes `model` for `extension` and returns the extended tokenizer with the record that goes
 /// into `rosetta.json` (the trainer reads `new_token_ids` from it for stage 1).
+#[cfg(not(target_family = "wasm"))]
 pub fn apply(
     model: &mut CausalLm,
     tokenizer: &TextTokenizer,

@@ -155,7 +155,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(1e-4, model, grads);
             // Reading one parameter back waits for the update to finish on any backend.
-            let _ = model.norm.gamma.val().slice([0..1]).into_data();
+            let _ = model.norm.gamma.val().slice(0..1).into_data();
             if step >= args.warmup {
                 seconds += start.elapsed().as_secs_f64();
             }

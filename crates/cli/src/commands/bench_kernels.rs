@@ -56,10 +56,10 @@ struct Measured {
 /// `f` launched; inputs must already be on the device (made before, by `inputs`), and `f(i)`
 /// must use inputs of its own for every `i`, so no call reads what the previous one left warm.
 /// An error when the device cannot run it (a software adapter's buffer limit, say).
-fn measure(device: &Device, iters: usize, f: impl Fn(usize) -> Tensor<1> + Sync) -> Result<Measured> {
+fn measure(device: &Device, iters: usize, f: impl Fn(usize) -> Result<Tensor<1>> + Sync) -> Result<Measured> {
     // One element read back surfaces any failure and waits for the work, without timing a copy.
-    let read = |t: Tensor<1>| t.slice([0..1]).try_into_data().map(drop).map_err(|e| anyhow::anyhow!("{e}"));
-    read(f(0))?;
+    let read = |t: Tensor<1>| t.slice(0..1).try_into_data().map(drop).map_err(|e| anyhow::anyhow!("{e}"));
+    read(f(0)?)?;
     device.memory_cleanup();
     let before = device.memory_pool_usage().map(|u| u.bytes_reserved);
     let mut device_seconds = 0.0;
@@ -69,7 +69,7 @@ fn measure(device: &Device, iters: usize, f: impl Fn(usize) -> Tensor<1> + Sync)
         // Nothing queued before may fall into the window.
         device.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
         let (out, window) = device.profile(|| f(i)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        read(out)?;
+        read(out?)?;
         if window.timing_method() == TimingMethod::Device {
             timing = "device";
         }
@@ -116,22 +116,18 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
     let flat = |t: Tensor<2>| t.reshape([out * inp]);
     let mut measured = Vec::new();
     // read W, write x + 0.5
-    measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| flat(weights[i].clone().add_scalar(0.5)))));
+    measured.push(("x + 0.5 (burn, for scale)", 8.0 * n, measure(device, iters, |i| Ok(flat(weights[i].clone().add_scalar(0.5))))));
     // read W and the norms, write S
     measured.push((
         "wanda score",
         8.0 * n + 4.0 * inp as f64,
-        measure(device, iters, |i| flat(wanda_scores(weights[i].clone(), norms[i].clone()).expect("shapes were made to match"))),
+        measure(device, iters, |i| Ok(flat(wanda_scores(weights[i].clone(), norms[i].clone())?))),
     ));
     // read S, write keep (the binary search rereads each row 31 times, from cache)
-    measured.push((
-        "exact-k mask (50%)",
-        8.0 * n,
-        measure(device, iters, |i| flat(prune_keep(scores[i].clone(), half).expect("valid sparsity"))),
-    ));
+    measured.push(("exact-k mask (50%)", 8.0 * n, measure(device, iters, |i| Ok(flat(prune_keep(scores[i].clone(), half)?)))));
     let two_four = Sparsity::NM { n: 2, m: 4 };
     let two_four_time = match two_four.validate(inp) {
-        Ok(()) => measure(device, iters, |i| flat(prune_keep(scores[i].clone(), two_four).expect("validated above"))),
+        Ok(()) => measure(device, iters, |i| Ok(flat(prune_keep(scores[i].clone(), two_four)?))),
         Err(e) => Err(e.into()),
     };
     measured.push(("2:4 mask", 8.0 * n, two_four_time));
@@ -139,14 +135,15 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
     measured.push((
         "apply mask (new buffer)",
         12.0 * n,
-        measure(device, iters, |i| flat(apply_keep(weights[i].clone(), keeps[i].clone()).expect("shapes were made to match"))),
+        measure(device, iters, |i| Ok(flat(apply_keep(weights[i].clone(), keeps[i].clone())?))),
     ));
     measured.push((
         "apply mask (in place)",
         12.0 * n,
         measure(device, iters, |i| {
-            let weight = owned.lock().expect("single-threaded")[i].take().expect("each copy is used once");
-            flat(apply_keep(weight, keeps[i].clone()).expect("shapes were made to match"))
+            let mut copies = owned.lock().map_err(|_| anyhow::anyhow!("a measurement panicked"))?;
+            let weight = copies[i].take().ok_or_else(|| anyhow::anyhow!("in-place copy {i} was used twice"))?;
+            Ok(flat(apply_keep(weight, keeps[i].clone())?))
         }),
     ));
     // read x [tokens = out, d = inp] and the token mask, write Σx² and max|x| per feature
@@ -154,8 +151,8 @@ fn masking_rows(device: &Device, iters: usize, out: usize, inp: usize) -> Result
         "feature statistics",
         4.0 * n + 4.0 * out as f64 + 8.0 * inp as f64,
         measure(device, iters, |i| {
-            let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone())).expect("shapes were made to match");
-            Tensor::cat(vec![sum_sq, max_abs], 0)
+            let (sum_sq, max_abs) = feature_stats(weights[i].clone(), Some(tokens.clone()))?;
+            Ok(Tensor::cat(vec![sum_sq, max_abs], 0))
         }),
     ));
     Ok(measured)
@@ -206,15 +203,17 @@ pub fn run(args: Args) -> Result<()> {
                 measure(&device, args.iters, |i| {
                     if backward {
                         let (a, p) = (a_ad[i].clone().require_grad(), p_ad[i].clone().require_grad());
-                        let loss =
-                            if fused { contrastive_loss(a.clone(), p, options) } else { contrastive_loss_reference(a.clone(), p, options) }
-                                .expect("shapes were checked");
+                        let loss = if fused {
+                            contrastive_loss(a.clone(), p, options)
+                        } else {
+                            contrastive_loss_reference(a.clone(), p, options)
+                        }?;
                         let grads = loss.backward();
-                        a.grad(&grads).map(|g| g.sum()).unwrap_or_else(|| Tensor::zeros([1], &device))
+                        Ok(a.grad(&grads).map(|g| g.sum()).unwrap_or_else(|| Tensor::zeros([1], &device)))
                     } else if fused {
-                        contrastive_loss(a_set[i].clone(), p_set[i].clone(), options).expect("shapes were checked")
+                        Ok(contrastive_loss(a_set[i].clone(), p_set[i].clone(), options)?)
                     } else {
-                        contrastive_loss_reference(a_set[i].clone(), p_set[i].clone(), options).expect("shapes were checked")
+                        Ok(contrastive_loss_reference(a_set[i].clone(), p_set[i].clone(), options)?)
                     }
                 })
             };

@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use rosetta_data::BadLines;
 use rosetta_data::corpus::CorpusDir;
 use rosetta_data::parallel::ParallelCorpus;
+use rosetta_data::prompts::{CalibKind, code_prompts, monolingual_prompts, translation_prompts};
 use rosetta_model::{CausalLm, TextTokenizer};
 use rosetta_prune::Calibration;
-use rosetta_prune::calib::{CalibKind, code_prompts, monolingual_prompts, translation_prompts};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CalibArgs {
@@ -75,7 +75,7 @@ impl CalibArgs {
             model.config().max_position_embeddings
         );
         let prompts = self.prompts(kind, tokenizer)?;
-        Ok(Calibration::new(tokenizer, &prompts, self.batch_size, limit).with_context(|| format!("{kind} calibration"))?)
+        Calibration::new(tokenizer, &prompts, self.batch_size, limit).with_context(|| format!("{kind} calibration"))
     }
 }
 

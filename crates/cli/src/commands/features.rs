@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use rosetta_prune::calib::CalibKind;
+use rosetta_prune::CalibKind;
 use rosetta_prune::features::{LayerFeatures, outliers, overlap};
 use rosetta_viz::{Heatmap, LineChart, Series};
 use serde_json::json;

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rosetta_data::{BadLines, ParallelCorpus};
-use rosetta_model::Interventions;
-use rosetta_shifcon::geometry::{Geometry, GeometryOptions, analyse};
-use rosetta_shifcon::states::{StateOptions, sentence_states_blocking};
+use rosetta_shifcon::charts;
+use rosetta_shifcon::geometry::{Geometry, GeometryOptions};
+use rosetta_shifcon::measure::{MeasureOptions, measure_geometry_blocking};
+use rosetta_shifcon::states::StateOptions;
 use rosetta_shifcon::subspace::DistanceOptions;
-use rosetta_viz::{LineChart, ScatterChart, ScatterGroup, Series};
 use serde_json::json;
 
 use crate::model_args::ModelArgs;
@@ -57,47 +57,32 @@ pub fn run(args: Args) -> Result<()> {
     let parallel = args.parallel.clone().unwrap_or_else(|| rosetta_data::corpus::CorpusDir::embedded().parallel_train());
     let (corpus, _) = ParallelCorpus::read(&parallel, BadLines::Fail)?;
     let aligned = corpus.aligned(&args.langs)?;
-    anyhow::ensure!(
-        aligned.len() >= args.sentences.min(32).max(16),
-        "{}: only {} records have all of {}; choose languages that occur together (or fewer of them)",
-        parallel.display(),
-        aligned.len(),
-        args.langs.join(", ")
-    );
     let n = args.sentences.min(aligned.len());
     if n < args.sentences {
         eprintln!("note: {} has {n} records with all of {}; using those", parallel.display(), args.langs.join(", "));
     }
+    let texts: BTreeMap<String, Vec<&str>> =
+        args.langs.iter().enumerate().map(|(k, lang)| (lang.clone(), aligned.iter().take(n).map(|(_, t)| t[k]).collect())).collect();
+    rosetta_shifcon::measure::check_sentences(&texts, &args.english)
+        .with_context(|| format!("{}: records with all of {}", parallel.display(), args.langs.join(", ")))?;
     let (_, model) = args.model.load()?;
     let checkpoint_tokenizer = args.model.open()?.tokenizer;
     let layers = model.num_layers();
-    let sites: Vec<usize> = (0..=layers).collect();
 
-    let forward_start = Instant::now();
-    let bar = progress((n * args.langs.len()) as u64, "sentence states");
-    let mut states = BTreeMap::new();
-    for (k, lang) in args.langs.iter().enumerate() {
-        let texts: Vec<&str> = aligned.iter().take(n).map(|(_, t)| t[k]).collect();
-        let options = StateOptions { batch_size: args.batch_size, ..Default::default() };
-        let base = bar.position();
-        let per_site = sentence_states_blocking(&model, &checkpoint_tokenizer, &texts, &sites, &options, &Interventions::none(), |done| {
-            bar.set_position(base + done as u64)
-        })?;
-        states.insert(lang.clone(), per_site);
-    }
-    bar.finish_and_clear();
-    let forward_seconds = forward_start.elapsed().as_secs_f64();
-
-    let analysis_start = Instant::now();
-    let options = GeometryOptions {
-        english: args.english.clone(),
-        distance: DistanceOptions { dims: args.dims, shrinkage: args.shrinkage },
-        beta: args.beta,
-        ..Default::default()
+    let options = MeasureOptions {
+        states: StateOptions { batch_size: args.batch_size, ..Default::default() },
+        geometry: GeometryOptions {
+            english: args.english.clone(),
+            distance: DistanceOptions { dims: args.dims, shrinkage: args.shrinkage },
+            beta: args.beta,
+            ..Default::default()
+        },
     };
-    let geometry = analyse(&states, &options)?;
-    let analysis_seconds = analysis_start.elapsed().as_secs_f64();
-
+    let start = Instant::now();
+    let bar = progress((n * args.langs.len()) as u64, "sentence states, then the analysis");
+    let geometry = measure_geometry_blocking(&model, &checkpoint_tokenizer, &texts, &options, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
     print_table(&geometry);
     let band = &geometry.band;
     println!(
@@ -112,22 +97,18 @@ pub fn run(args: Args) -> Result<()> {
         band.smallest_sites,
         if band.contiguous { "are that window" } else { "are not contiguous" }
     );
-    println!(
-        "time: {n} sentences × {} languages × {} sites: forward {forward_seconds:.1} s, analysis {analysis_seconds:.1} s",
-        args.langs.len(),
-        layers + 1
-    );
+    println!("time: {n} sentences × {} languages × {} sites: {seconds:.1} s (forward passes and analysis)", args.langs.len(), layers + 1);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut record = serde_json::to_value(&geometry)?;
     record["model"] = json!(args.model.model_path()?.display().to_string());
     record["parallel"] = json!(parallel.display().to_string());
     record["timing"] = json!({"sentences": n, "languages": args.langs.len(), "sites": layers + 1,
-        "forward_seconds": forward_seconds, "analysis_seconds": analysis_seconds, "device": format!("{:?}", args.model.device)});
+        "seconds": seconds, "device": format!("{:?}", args.model.device)});
     write_json(&args.out.join("geometry.json"), &record)?;
-    write_result(&args.out.join("distance.svg"), distance_chart(&geometry).as_bytes())?;
-    write_result(&args.out.join("alignment.svg"), alignment_chart(&geometry).as_bytes())?;
-    write_result(&args.out.join("pca.svg"), pca_chart(&geometry).as_bytes())?;
+    write_result(&args.out.join("distance.svg"), charts::distance_chart(&geometry).as_bytes())?;
+    write_result(&args.out.join("alignment.svg"), charts::alignment_chart(&geometry).as_bytes())?;
+    write_result(&args.out.join("pca.svg"), charts::pca_chart(&geometry).as_bytes())?;
     println!("wrote {}/{{geometry.json, distance.svg, alignment.svg, pca.svg}}", args.out.display());
     Ok(())
 }
@@ -160,84 +141,4 @@ fn print_table(g: &Geometry) {
         .collect();
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     println!("{}", table(&header, &rows));
-}
-
-fn band_marker(g: &Geometry) -> Option<(f64, f64, String)> {
-    Some((g.band.to as f64, (g.band.back - 1) as f64, format!("band {}..{}", g.band.to, g.band.back)))
-}
-
-fn distance_chart(g: &Geometry) -> String {
-    let mut series: Vec<Series> = targets(g)
-        .into_iter()
-        .map(|lang| Series {
-            name: format!("{lang} (shifted)"),
-            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].shifted.total())).collect(),
-        })
-        .collect();
-    series.push(Series { name: "mean".into(), points: g.sites.iter().map(|s| (s.site as f64, s.mean_shifted_distance)).collect() });
-    LineChart {
-        title: format!("Subspace distance to {} after the shift, per residual site", g.english),
-        x_label: "residual site (input of layer)".into(),
-        y_label: "sqrt(Σ log² λ) + ‖Δμ‖".into(),
-        series,
-        band: band_marker(g),
-    }
-    .to_svg()
-}
-
-fn alignment_chart(g: &Geometry) -> String {
-    let mut cos = Vec::new();
-    let mut retrieval = Vec::new();
-    for lang in targets(g) {
-        cos.push(Series {
-            name: format!("{lang} parallel"),
-            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].parallel_cosine)).collect(),
-        });
-        cos.push(Series {
-            name: format!("{lang} mismatched"),
-            points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].mismatched_cosine)).collect(),
-        });
-        retrieval
-            .push(Series { name: lang.clone(), points: g.sites.iter().map(|s| (s.site as f64, s.langs[lang].retrieval_top1)).collect() });
-    }
-    let cos = LineChart {
-        title: format!("Cosine of sentence states with {} (raw)", g.english),
-        x_label: "residual site".into(),
-        y_label: "mean cosine".into(),
-        series: cos,
-        band: band_marker(g),
-    };
-    let retrieval = LineChart {
-        title: format!("Translation retrieval from {} (centred states)", g.english),
-        x_label: "residual site".into(),
-        y_label: "top-1 accuracy".into(),
-        series: retrieval,
-        band: band_marker(g),
-    };
-    rosetta_viz::stack_vertically(&[cos.to_svg(), retrieval.to_svg()])
-}
-
-/// PCA scatters at the first layer's output, the band's middle and the last layer.
-fn pca_chart(g: &Geometry) -> String {
-    let last = g.num_layers;
-    let middle = (g.band.to + g.band.back) / 2;
-    let charts: Vec<String> = [1.min(last), middle, last]
-        .into_iter()
-        .map(|site| {
-            let s = &g.sites[site];
-            ScatterChart {
-                title: format!("Site {site}: sentence states, first two principal components"),
-                groups: s
-                    .pca
-                    .iter()
-                    .map(|(lang, pts)| ScatterGroup {
-                        name: lang.clone(),
-                        points: pts.iter().map(|p| (p[0] as f64, p[1] as f64)).collect(),
-                    })
-                    .collect(),
-            }
-            .to_svg()
-        })
-        .collect();
-    rosetta_viz::stack_vertically(&charts)
 }

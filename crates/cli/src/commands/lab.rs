@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rosetta_data::corpus::CorpusDir;
-use rosetta_lab::features::FeatureExport;
-use rosetta_lab::manifest::{self, ExtendedTokenizer, ManifestOptions, ModelFiles, ModelFormat};
+use rosetta_data::lab_manifest::{self as manifest, ExtendedTokenizer, ManifestOptions, ModelFiles, ModelFormat};
+use rosetta_prune::features::FeatureExport;
 
 use crate::model_args::default_model_path;
 use crate::static_server;
@@ -156,13 +156,6 @@ fn place_model(model: &Path, data: &Path) -> Result<ModelFiles> {
     Ok(ModelFiles { name, format: ModelFormat::Hf, files, bytes })
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("json.part");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 /// Assembles the site and returns its directory.
 pub fn assemble(args: &Args) -> Result<PathBuf> {
     let root = repo_root();
@@ -196,7 +189,7 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
             bail!("no tokenizer.json at {}", path.display());
         }
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        rosetta_model::TextTokenizer::from_hf_json(&text, None, None, &file.display().to_string())?;
+        rosetta_model::TextTokenizer::from_hf_json(&text, None, None, file.display().to_string())?;
         place(&file, &data.join("extended-tokenizer.json"))?;
         let label = path.file_name().map_or("extended".into(), |n| n.to_string_lossy().into_owned());
         manifest.extended_tokenizer =
@@ -219,7 +212,7 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
         manifest.exports.features = Some("features.json".into());
     }
     manifest.validate().map_err(anyhow::Error::msg)?;
-    write_atomically(&data.join(manifest::FILE_NAME), &serde_json::to_string_pretty(&manifest)?)?;
+    rosetta_model::atomic::write_file(&data.join(manifest::FILE_NAME), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     Ok(out)
 }
 

@@ -11,9 +11,9 @@ use rosetta_data::{BadLines, ParallelCorpus};
 use rosetta_kernels::masking::Sparsity;
 use rosetta_model::export::{ExportOptions, export_hf};
 use rosetta_model::{CausalLm, Checkpoint};
-use rosetta_prune::calib::CalibKind;
+use rosetta_prune::CalibKind;
 use rosetta_prune::masks::masks_to_safetensors;
-use rosetta_prune::{Method, PruneOptions, PruneSummary, ScoreRule, prune_model};
+use rosetta_prune::{PruneMethod, PruneOptions, PruneSummary, ScoreRule, prune_model};
 use rosetta_viz::{LineChart, Series, stack_vertically};
 use serde_json::json;
 
@@ -26,8 +26,8 @@ use crate::output::{progress, table, write_json, write_result};
 pub struct PruneArgs {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, default_value = "wanda", value_parser = |s: &str| s.parse::<Method>().map_err(|e| e.to_string()))]
-    method: Method,
+    #[arg(long, default_value = "wanda", value_parser = |s: &str| s.parse::<PruneMethod>().map_err(|e| e.to_string()))]
+    method: PruneMethod,
     /// Calibration prompts for Wanda.
     #[arg(long, default_value = "translation", value_parser = |s: &str| s.parse::<CalibKind>().map_err(|e| e.to_string()))]
     calib: CalibKind,
@@ -94,11 +94,11 @@ fn prune_loaded(
 ) -> Result<(CausalLm, PruneSummary, Vec<u8>, f64)> {
     let start = Instant::now();
     let mut calibration = match args.method {
-        Method::Wanda => Some(args.calibration.calibration(args.calib, &model, &checkpoint.tokenizer)?),
+        PruneMethod::Wanda => Some(args.calibration.calibration(args.calib, &model, &checkpoint.tokenizer)?),
         _ => None,
     };
     let mut code = match (args.method, args.score) {
-        (Method::Wanda, ScoreRule::MtCode) => Some(args.calibration.calibration(CalibKind::Code, &model, &checkpoint.tokenizer)?),
+        (PruneMethod::Wanda, ScoreRule::MtCode) => Some(args.calibration.calibration(CalibKind::Code, &model, &checkpoint.tokenizer)?),
         _ => None,
     };
     if let (Some(path), Some(c)) = (&args.save_calibration, &calibration) {
@@ -172,19 +172,19 @@ pub struct SweepArgs {
     out: PathBuf,
 }
 
-fn variant(name: &str) -> Result<(Method, CalibKind, ScoreRule)> {
+fn variant(name: &str) -> Result<(PruneMethod, CalibKind, ScoreRule)> {
     Ok(match name {
-        "magnitude" => (Method::Magnitude, CalibKind::Translation, ScoreRule::Plain),
-        "random" => (Method::Random, CalibKind::Translation, ScoreRule::Plain),
-        "wanda-monolingual" => (Method::Wanda, CalibKind::Monolingual, ScoreRule::Plain),
-        "wanda-translation" => (Method::Wanda, CalibKind::Translation, ScoreRule::Plain),
-        "wanda-mt-code" => (Method::Wanda, CalibKind::Translation, ScoreRule::MtCode),
+        "magnitude" => (PruneMethod::Magnitude, CalibKind::Translation, ScoreRule::Plain),
+        "random" => (PruneMethod::Random, CalibKind::Translation, ScoreRule::Plain),
+        "wanda-monolingual" => (PruneMethod::Wanda, CalibKind::Monolingual, ScoreRule::Plain),
+        "wanda-translation" => (PruneMethod::Wanda, CalibKind::Translation, ScoreRule::Plain),
+        "wanda-mt-code" => (PruneMethod::Wanda, CalibKind::Translation, ScoreRule::MtCode),
         other => anyhow::bail!("unknown variant `{other}` (magnitude, random, wanda-monolingual, wanda-translation, wanda-mt-code)"),
     })
 }
 
 pub fn sweep(args: SweepArgs) -> Result<()> {
-    let variants: Vec<(String, (Method, CalibKind, ScoreRule))> =
+    let variants: Vec<(String, (PruneMethod, CalibKind, ScoreRule))> =
         args.variants.iter().map(|v| Ok((v.clone(), variant(v)?))).collect::<Result<_>>()?;
     let sparsities: Vec<Sparsity> = args.sparsities.iter().map(|s| parse_sparsity(*s, None)).collect::<Result<_>>()?;
     let (corpus, _) = ParallelCorpus::read(&default_parallel_path(), BadLines::Fail)?;

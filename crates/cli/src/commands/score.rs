@@ -216,7 +216,7 @@ pub fn score_parallel(
     Ok(plan
         .iter()
         .map(|(lang, records)| {
-            let sum = |l: &str| records.iter().fold(TextCost::default(), |acc, &r| acc.add(costs[&(r, l.to_string())]));
+            let sum = |l: &str| records.iter().fold(TextCost::default(), |acc, &r| acc + costs[&(r, l.to_string())]);
             LanguageScore { lang: lang.clone(), sentences: records.len(), cost: sum(lang), reference_cost: sum(reference) }
         })
         .collect())

@@ -86,16 +86,34 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The training methods `rosetta train` knows, by the name of their config table.
+pub const METHODS: [&str; 1] = [rosetta_shifcon::config::TABLE];
+
+/// The method a config's method table names, built by that method's crate from the table.
+pub fn method_for(config: &TrainConfig) -> Result<Option<Box<dyn rosetta_train::Method>>> {
+    let Some((name, table)) = config.methods.iter().next() else { return Ok(None) };
+    match name.as_str() {
+        rosetta_shifcon::config::TABLE => {
+            let method = rosetta_shifcon::ShifconMethod::from_table(table, &config.base_dir, config.run.seed)
+                .context("setting up ShifCon from the config's [shifcon] table")?;
+            Ok(Some(Box::new(method)))
+        }
+        other => anyhow::bail!(
+            "the config has a table [{other}], which is neither a trainer section ({}) nor a training method ({}); \
+             check its spelling",
+            rosetta_train::config::TRAINER_SECTIONS.map(|s| format!("[{s}]")).join(", "),
+            METHODS.map(|s| format!("[{s}]")).join(", ")
+        ),
+    }
+}
+
 /// Runs one training config with a progress bar and prints its outcome (also the stages of
 /// `rosetta vocab recipe`).
 pub fn run_config(config: &TrainConfig, resume: bool) -> Result<RunSummary> {
     let mut observer = Progress { bar: None };
-    // A method section picks the method; otherwise plain CPT/SFT.
-    let mut shifcon = match &config.shifcon {
-        Some(section) => Some(rosetta_shifcon::method::ShifconMethod::new(section, config.run.seed).context("setting up ShifCon")?),
-        None => None,
-    };
-    let method = shifcon.as_mut().map(|m| m as &mut dyn rosetta_train::Method);
+    // A method table picks the method; otherwise plain CPT/SFT.
+    let mut method = method_for(config)?;
+    let method = method.as_mut().map(|m| &mut **m as &mut dyn rosetta_train::Method);
     let summary = train_with(config, &RunOptions { resume, stop_after: None }, &mut observer, method)
         .with_context(|| format!("training run {}", config.run.out.display()))?;
     if let Some(bar) = observer.bar.take() {
@@ -113,4 +131,19 @@ pub fn run_config(config: &TrainConfig, resume: bool) -> Result<RunSummary> {
         println!("model exported to {}", dir.display());
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_method_table_is_a_clear_error() {
+        let text = "[data]\ntrain = [\"d.jsonl\"]\n[run]\nsteps = 1\nout = \"o\"\n[shifcn]\nlangs = [\"hu\"]\n";
+        let config = TrainConfig::from_toml_str(text).unwrap();
+        let err = format!("{:#}", method_for(&config).err().unwrap());
+        assert!(err.contains("[shifcn]") && err.contains("[shifcon]") && err.contains("[optim]"), "{err}");
+        let plain = TrainConfig::from_toml_str(&text.replace("[shifcn]\nlangs = [\"hu\"]\n", "")).unwrap();
+        assert!(method_for(&plain).unwrap().is_none());
+    }
 }

@@ -382,7 +382,7 @@ fn score_models(
 
 fn bits(model: &CausalLm, tokenizer: &TextTokenizer, texts: &[&str]) -> Result<TextCost> {
     let options = ScoreOptions::for_model(model);
-    Ok(score_texts_blocking(model, tokenizer, texts, &options)?.into_iter().fold(TextCost::default(), TextCost::add))
+    Ok(score_texts_blocking(model, tokenizer, texts, &options)?.into_iter().fold(TextCost::default(), |a, b| a + b))
 }
 
 fn recipe(args: RecipeArgs) -> Result<()> {

@@ -287,7 +287,7 @@ impl GgufFile {
             supported: GgmlType::SUPPORTED,
         })?;
         let corrupt = |reason: String| ModelError::gguf(self.origin.clone(), format!("tensor `{}`: {reason}", info.name));
-        if info.dims[0] % ty.block_size() != 0 {
+        if !info.dims[0].is_multiple_of(ty.block_size()) {
             return Err(corrupt(format!(
                 "first dimension {} is not a multiple of the {} block size {}",
                 info.dims[0],
@@ -410,7 +410,7 @@ pub fn write_gguf(kv: &[(&str, GgufValue)], tensors: &[(&str, Vec<usize>, u32, V
         offsets.push(offset);
         offset = (offset + data.len()).div_ceil(32) * 32;
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     let base = out.len();

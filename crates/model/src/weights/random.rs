@@ -2,8 +2,7 @@
 //! `initializer_range`, biases zero, norms one). Used for students trained from scratch (the
 //! lab's distillation room) and for test fixtures.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rosetta_rng::SplitMix64;
 
 use super::{HostTensor, WeightSource, names};
 use crate::config::ModelConfig;
@@ -14,22 +13,15 @@ pub struct RandomWeights {
     tensors: std::collections::BTreeMap<String, HostTensor>,
 }
 
-/// A standard normal sample (Box–Muller), to avoid another dependency for one distribution.
-fn normal(rng: &mut StdRng) -> f32 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
 impl RandomWeights {
     pub fn new(config: &ModelConfig, seed: u64, std: f32) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut tensors = std::collections::BTreeMap::new();
-        let mut add = |name: String, shape: Vec<usize>, fill: Option<f32>, rng: &mut StdRng| {
+        let mut add = |name: String, shape: Vec<usize>, fill: Option<f32>, rng: &mut SplitMix64| {
             let n: usize = shape.iter().product();
             let data = match fill {
                 Some(v) => vec![v; n],
-                None => (0..n).map(|_| normal(rng) * std).collect(),
+                None => (0..n).map(|_| rng.normal() * std).collect(),
             };
             tensors.insert(name, HostTensor::new(shape, data));
         };

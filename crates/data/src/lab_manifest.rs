@@ -117,9 +117,9 @@ impl Default for ManifestOptions {
 
 /// The texts of a manifest from a corpus directory (the held-out splits: nothing the trainer saw).
 #[cfg(not(target_family = "wasm"))]
-pub fn build(corpus: &rosetta_data::corpus::CorpusDir, options: &ManifestOptions) -> Result<Manifest, String> {
-    use rosetta_data::BadLines;
-    use rosetta_data::parallel::{ParallelCorpus, ParallelRecord};
+pub fn build(corpus: &crate::corpus::CorpusDir, options: &ManifestOptions) -> Result<Manifest, String> {
+    use crate::BadLines;
+    use crate::parallel::{ParallelCorpus, ParallelRecord};
 
     let english = options.langs.first().cloned().ok_or("no languages given")?;
     let (parallel, _) = ParallelCorpus::read(&corpus.parallel_test(), BadLines::Skip).map_err(|e| e.to_string())?;
@@ -139,11 +139,10 @@ pub fn build(corpus: &rosetta_data::corpus::CorpusDir, options: &ManifestOptions
     // Short few-shot prompts from the same rows keep the feature room fast.
     let short = ParallelCorpus { records: rows.iter().map(|(r, _)| (*r).clone()).collect() };
     let translation_prompts =
-        rosetta_prune::calib::translation_prompts(&short, &options.langs, options.prompts, 1, "\n", 0).map_err(|e| e.to_string())?;
+        crate::prompts::translation_prompts(&short, &options.langs, options.prompts, 1, "\n", 0).map_err(|e| e.to_string())?;
     let documents = corpus.read_monolingual_test().map_err(|e| e.to_string())?;
-    let monolingual_prompts =
-        rosetta_prune::calib::monolingual_prompts(&documents, &options.langs, options.prompts, options.max_chars * 2, 0)
-            .map_err(|e| e.to_string())?;
+    let monolingual_prompts = crate::prompts::monolingual_prompts(&documents, &options.langs, options.prompts, options.max_chars * 2, 0)
+        .map_err(|e| e.to_string())?;
     Ok(Manifest {
         schema: SCHEMA.into(),
         model: None,
@@ -198,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_embedded_corpus_gives_aligned_short_rows_and_prompts() {
-        let corpus = rosetta_data::corpus::CorpusDir::embedded();
+        let corpus = crate::corpus::CorpusDir::embedded();
         let m = build(&corpus, &ManifestOptions::default()).unwrap();
         m.validate().unwrap();
         assert_eq!(m.parallel.len(), 48);

@@ -1,14 +1,12 @@
-//! Calibration prompts: few-shot translation (Kim et al.'s `Src: s</s>Tgt: t</s>` style with
-//! language names), monolingual documents, and code.
+//! Calibration prompt texts (what pruning and the feature analysis feed the model; the tokenised
+//! batches are `rosetta_prune::calibration`): few-shot translation (Kim et al.'s
+//! `Src: s</s>Tgt: t</s>` style with language names), monolingual documents, and code.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rosetta_data::language_name;
-use rosetta_data::monolingual::Document;
-use rosetta_data::parallel::ParallelCorpus;
-
-use crate::error::{PruneError, Result};
+use crate::error::{DataError, Result};
+use crate::language_name;
+use crate::monolingual::Document;
+use crate::parallel::ParallelCorpus;
+use rosetta_rng::SplitMix64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,13 +17,13 @@ pub enum CalibKind {
 }
 
 impl std::str::FromStr for CalibKind {
-    type Err = PruneError;
+    type Err = DataError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "translation" | "mt" => Ok(CalibKind::Translation),
             "monolingual" | "mono" => Ok(CalibKind::Monolingual),
             "code" => Ok(CalibKind::Code),
-            other => Err(PruneError::Invalid(format!("unknown calibration `{other}` (use translation, monolingual or code)"))),
+            other => Err(DataError::Invalid(format!("unknown calibration `{other}` (use translation, monolingual or code)"))),
         }
     }
 }
@@ -53,28 +51,28 @@ pub fn translation_prompts(
 ) -> Result<Vec<String>> {
     let targets: Vec<&String> = langs.iter().filter(|l| l.as_str() != "en").collect();
     if targets.is_empty() {
-        return Err(PruneError::Invalid("translation calibration needs at least one non-English language in --langs".into()));
+        return Err(DataError::Invalid("translation calibration needs at least one non-English language among its languages".into()));
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut pools: Vec<Vec<(&str, &str)>> = Vec::new();
     for lang in &targets {
         let mut pool: Vec<(&str, &str)> =
             parallel.records.iter().filter_map(|r| Some((r.texts.get(lang.as_str())?.as_str(), r.texts.get("en")?.as_str()))).collect();
         if pool.len() < shots + 1 {
-            return Err(PruneError::Invalid(format!(
+            return Err(DataError::Invalid(format!(
                 "the parallel corpus has {} {lang}–en pairs; a {shots}-shot prompt needs at least {}",
                 pool.len(),
                 shots + 1
             )));
         }
-        pool.shuffle(&mut rng);
+        rng.shuffle(&mut pool);
         pools.push(pool);
     }
     let mut cursors = vec![0usize; targets.len()];
     let mut prompts = Vec::with_capacity(n);
     for i in 0..n {
         let t = i % targets.len();
-        let to_english = (i / targets.len()) % 2 == 0;
+        let to_english = (i / targets.len()).is_multiple_of(2);
         let lang = targets[t].as_str();
         let (src, tgt) = if to_english { (language_name(lang), "English") } else { ("English", language_name(lang)) };
         let mut prompt = String::new();
@@ -92,18 +90,18 @@ pub fn translation_prompts(
 
 /// `n` monolingual prompts, round robin over `langs`, each a document cut to `max_chars`.
 pub fn monolingual_prompts(documents: &[Document], langs: &[String], n: usize, max_chars: usize, seed: u64) -> Result<Vec<String>> {
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut pools: Vec<Vec<&str>> = Vec::new();
     for lang in langs {
         let mut pool: Vec<&str> = documents.iter().filter(|d| &d.lang == lang).map(|d| d.text.as_str()).collect();
         if pool.is_empty() {
-            return Err(PruneError::Invalid(format!("no monolingual `{lang}` documents for calibration")));
+            return Err(DataError::Invalid(format!("no monolingual `{lang}` documents for calibration")));
         }
-        pool.shuffle(&mut rng);
+        rng.shuffle(&mut pool);
         pools.push(pool);
     }
     if pools.is_empty() {
-        return Err(PruneError::Invalid("monolingual calibration needs at least one language in --langs".into()));
+        return Err(DataError::Invalid("monolingual calibration needs at least one language".into()));
     }
     Ok((0..n).map(|i| cut(pools[i % pools.len()][(i / pools.len()) % pools[i % pools.len()].len()], max_chars)).collect())
 }
@@ -121,7 +119,7 @@ pub fn code_prompts(sources: &[String], n: usize, max_chars: usize) -> Result<Ve
         }
     }
     if chunks.is_empty() {
-        return Err(PruneError::Invalid("no code text for calibration (give source files with --code)".into()));
+        return Err(DataError::Invalid("no code text for calibration: give source files to read code prompts from".into()));
     }
     Ok((0..n).map(|i| chunks[i % chunks.len()].clone()).collect())
 }
@@ -133,7 +131,7 @@ fn cut(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rosetta_data::ParallelRecord;
+    use crate::ParallelRecord;
     use std::collections::BTreeMap;
 
     fn corpus() -> ParallelCorpus {

@@ -1,0 +1,83 @@
+//! The LLaMA-family causal language model.
+//!
+//! Architecture: token embedding → N pre-norm decoder layers (RMSNorm, grouped-query attention
+//! with RoPE, SwiGLU MLP) → RMSNorm → LM head (tied to the embedding or not).
+//! Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language Models"; the reference
+//! implementation it matches logit for logit is HF transformers' `modeling_llama.py`
+//! (and `modeling_mistral.py`, `modeling_qwen2.py`), checked by `tests/model/parity.rs`.
+//!
+//! The model is one type, [`CausalLm`]; its operations are split by concern:
+//! - [`load`] — building it from a `WeightSource` (shapes checked per tensor) and handing its
+//!   tensors back under HF names for export;
+//! - [`forward`] — the forward pass: plain, with interventions, over a range of layers, with a
+//!   KV cache;
+//! - [`edit`] — weight edits per [`LinearId`] and vocabulary resizing.
+
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+
+use crate::config::ModelConfig;
+use crate::nn::attention::LayerCache;
+use crate::nn::decoder_layer::DecoderLayer;
+use crate::nn::rotary::RotaryEmbedding;
+
+pub mod edit;
+pub mod forward;
+pub mod load;
+
+pub use edit::VocabRow;
+
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when the head is tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: ModelConfig,
+    #[module(skip)]
+    rope: RotaryEmbedding,
+}
+
+/// Keys and values of the positions processed so far, for incremental decoding.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+    /// Per row, whether each cached position is a real token.
+    key_valid: Vec<Vec<bool>>,
+    /// Per row, the position id the next real token gets.
+    next_position: Vec<i64>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize, batch: usize) -> Self {
+        KvCache { layers: vec![None; num_layers], key_valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.key_valid.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn batch(&self) -> usize {
+        self.key_valid.len()
+    }
+}
+
+impl CausalLm {
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}

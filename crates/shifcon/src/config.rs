@@ -1,0 +1,168 @@
+//! ShifCon's training settings: the `[shifcon]` table of a training config, parsed and checked
+//! here (the trainer carries the table without reading it).
+//!
+//! ```toml
+//! [shifcon]
+//! parallel = "data/corpus/parallel.train.jsonl"  # pairs for the language vectors and the contrastive loss
+//! langs = ["hu"]                # target languages; English inputs are never shifted
+//! band = [10, 19]               # [L_to, L_bk) residual sites; omit to choose by subspace distance
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ShifconError};
+
+/// The table's name in a training config.
+pub const TABLE: &str = "shifcon";
+
+/// ShifCon (Zhang et al., ACL 2025): the generation loss on the shifted forward pass plus a
+/// symmetric InfoNCE between English and target sentence states over the layer band.
+///
+/// Serialised, it is the form a run's checkpoints record and compare on resume (the same fields
+/// as the trainer's `[shifcon]` section before method tables moved here, so older runs resume).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShifconConfig {
+    pub parallel: PathBuf,
+    #[serde(default = "english")]
+    pub english: String,
+    pub langs: Vec<String>,
+    /// `[L_to, L_bk)`; `None` = the band the geometry analysis chooses with `beta`.
+    pub band: Option<[usize; 2]>,
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// Sentences per language for the language vectors (and the band choice).
+    #[serde(default = "default_vector_sentences")]
+    pub vector_sentences: usize,
+    /// Re-estimate the language vectors with the current model every N steps (0: never).
+    #[serde(default)]
+    pub update_vectors_every: usize,
+    #[serde(default = "default_generation_weight")]
+    pub generation_weight: f64,
+    #[serde(default = "default_contrastive_weight")]
+    pub contrastive_weight: f64,
+    /// InfoNCE logit scale (1 / temperature); the released script uses 1.0.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Parallel pairs per micro-batch for the contrastive loss.
+    #[serde(default = "default_pairs")]
+    pub pairs_per_batch: usize,
+    /// Generation loss on the shifted forward (the method) or the plain one (ablation).
+    #[serde(default = "yes")]
+    pub shift_generation: bool,
+    /// Contrastive loss on shifted target states (the method) or unshifted ones (the paper's
+    /// ablation, which hurts).
+    #[serde(default = "yes")]
+    pub shift_contrastive: bool,
+}
+
+fn english() -> String {
+    "en".into()
+}
+fn default_beta() -> f64 {
+    0.3
+}
+fn default_vector_sentences() -> usize {
+    200
+}
+fn default_generation_weight() -> f64 {
+    0.5
+}
+fn default_contrastive_weight() -> f64 {
+    2.0
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_pairs() -> usize {
+    8
+}
+fn yes() -> bool {
+    true
+}
+
+impl ShifconConfig {
+    /// Settings with every default, for `parallel` and `langs`.
+    pub fn new(parallel: PathBuf, langs: Vec<String>) -> Self {
+        ShifconConfig {
+            parallel,
+            english: english(),
+            langs,
+            band: None,
+            beta: default_beta(),
+            vector_sentences: default_vector_sentences(),
+            update_vectors_every: 0,
+            generation_weight: default_generation_weight(),
+            contrastive_weight: default_contrastive_weight(),
+            scale: one(),
+            pairs_per_batch: default_pairs(),
+            shift_generation: true,
+            shift_contrastive: true,
+        }
+    }
+
+    /// Parses and checks the `[shifcon]` table of a training config; a relative `parallel` is
+    /// relative to `base_dir` (the config file's directory).
+    pub fn from_table(table: &toml::Table, base_dir: &Path) -> Result<Self> {
+        let mut config: ShifconConfig = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| ShifconError::Invalid(format!("[{TABLE}]: {}", e.message())))?;
+        if config.parallel.is_relative() {
+            config.parallel = base_dir.join(&config.parallel);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The table form, for configs built in code.
+    pub fn to_table(&self) -> toml::Table {
+        toml::Table::try_from(self).unwrap_or_default()
+    }
+
+    /// Ranges and combinations; the message names the setting.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(ShifconError::Invalid(m));
+        if self.langs.is_empty() || self.langs.contains(&self.english) {
+            return invalid(format!("shifcon.langs must name target languages other than shifcon.english (`{}`)", self.english));
+        }
+        if !(self.beta > 0.0 && self.beta < 1.0) {
+            return invalid(format!("shifcon.beta must be in (0, 1) (got {})", self.beta));
+        }
+        if self.pairs_per_batch < 2 {
+            return invalid("shifcon.pairs_per_batch must be ≥ 2 (in-batch negatives)".into());
+        }
+        if self.generation_weight < 0.0 || self.contrastive_weight < 0.0 || !(self.scale > 0.0) {
+            return invalid("shifcon.generation_weight and shifcon.contrastive_weight must be ≥ 0 and shifcon.scale positive".into());
+        }
+        if let Some([to, back]) = self.band
+            && to >= back
+        {
+            return invalid(format!("shifcon.band = [{to}, {back}] must have L_to < L_bk"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_parses_with_defaults_and_names_bad_settings() {
+        let table: toml::Table = "parallel = \"pairs.jsonl\"\nlangs = [\"hu\"]\n".parse().unwrap();
+        let config = ShifconConfig::from_table(&table, Path::new("/runs")).unwrap();
+        assert_eq!(config, ShifconConfig::new(PathBuf::from("/runs/pairs.jsonl"), vec!["hu".into()]));
+        assert_eq!(ShifconConfig::from_table(&config.to_table(), Path::new("/elsewhere")).unwrap(), config);
+
+        let typo: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nbetta = 0.2\n".parse().unwrap();
+        let err = ShifconConfig::from_table(&typo, Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("betta") && err.contains("[shifcon]"), "{err}");
+        let english: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"en\"]\n".parse().unwrap();
+        let err = ShifconConfig::from_table(&english, Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("shifcon.langs"), "{err}");
+        let band: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nband = [5, 3]\n".parse().unwrap();
+        assert!(ShifconConfig::from_table(&band, Path::new(".")).unwrap_err().to_string().contains("shifcon.band"));
+    }
+}
