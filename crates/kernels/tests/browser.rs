@@ -7,7 +7,10 @@
 //! (f32 sums in a different order), exact on masks.
 #![cfg(all(target_family = "wasm", feature = "wgpu"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
-#![allow(clippy::disallowed_methods, reason = "inputs are made on the CPU (flex) device and copied over with a synchronous read, which is fine off WebGPU; every WebGPU result is read with into_data_async")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "inputs are made on the CPU (flex) device and copied over with a synchronous read, which is fine off WebGPU; every WebGPU result is read with into_data_async"
+)]
 
 use std::cell::RefCell;
 
