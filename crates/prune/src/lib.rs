@@ -17,6 +17,8 @@
 pub mod calibration;
 pub mod error;
 pub mod features;
+/// Native only: masks are files the CLI writes and reads.
+#[cfg(not(target_family = "wasm"))]
 pub mod masks;
 pub mod prune;
 

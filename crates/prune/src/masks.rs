@@ -12,8 +12,7 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{PruneError, Result};
 
-/// The safetensors bytes of `masks` (native: written by the CLI).
-#[cfg(not(target_family = "wasm"))]
+/// The safetensors bytes of `masks`.
 pub fn masks_to_safetensors(masks: &BTreeMap<LinearId, Tensor<2, Bool>>) -> Result<Vec<u8>> {
     let mut packed = Vec::new();
     for (id, keep) in masks {

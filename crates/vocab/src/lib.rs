@@ -20,8 +20,8 @@ pub mod fertility;
 pub mod init;
 pub mod train;
 
-use rosetta_model::{CausalLm, TextTokenizer};
-use serde_json::{Value, json};
+use rosetta_model::TextTokenizer;
+use serde_json::Value;
 
 pub use bpe::BpeTables;
 pub use error::{Result, VocabError};
@@ -67,7 +67,7 @@ pub fn plan(base: &TextTokenizer, base_tables: &BpeTables, texts: &[String], opt
 /// into `rosetta.json` (the trainer reads `new_token_ids` from it for stage 1).
 #[cfg(not(target_family = "wasm"))]
 pub fn apply(
-    model: &mut CausalLm,
+    model: &mut rosetta_model::CausalLm,
     tokenizer: &TextTokenizer,
     extension: &Extension,
     init: InitMethod,
@@ -76,6 +76,7 @@ pub fn apply(
     let rows = init::vocabulary_rows(model, extension, init, seed)?;
     model.resize_vocabulary(&rows)?;
     let extended = tokenizer.with_inner(extension.tokenizer()?);
+    use serde_json::json;
     let record = json!({"vocab_extension": {
         "method": "Csaki et al. 2023 vocabulary extension",
         "base_tokenizer": tokenizer.origin().to_string(),

@@ -54,10 +54,7 @@ pub async fn choose(force_cpu: bool) -> (Device, Backend) {
                 .collect::<Vec<_>>()
                 .join(" · ");
             let detail = if detail.is_empty() { format!("{:?} adapter", info.device_type) } else { detail };
-            (
-                device,
-                Backend { name: "WebGPU".into(), detail, is_gpu: true, max_buffer: Some(limits.max_storage_buffer_binding_size as u64) },
-            )
+            (device, Backend { name: "WebGPU".into(), detail, is_gpu: true, max_buffer: Some(limits.max_storage_buffer_binding_size) })
         }
         Err(e) => cpu(format!("WebGPU could not start ({e:?})")),
     }
