@@ -203,7 +203,8 @@ impl Interventions {
 
     /// The largest site an intervention names (to validate against the model's depth).
     pub fn max_site(&self) -> Option<usize> {
-        self.sites().last().copied()
+        let captured = self.capture.keys().next_back().copied();
+        captured.max(self.shifts.iter().map(|s| s.site).max())
     }
 }
 

@@ -24,6 +24,10 @@ impl PassState<'_> {
     /// # Shapes
     /// `x: [batch, seq, d_in]`.
     pub fn record_linear_input(&mut self, ids: &[LinearId], x: &Tensor<3>) {
+        // The common case (no statistics asked for) costs a branch, not an allocation per layer.
+        if self.interventions.feature_stats.is_empty() {
+            return;
+        }
         let wanted: Vec<LinearId> = ids.iter().filter(|id| self.interventions.feature_stats.contains(id)).copied().collect();
         if wanted.is_empty() || self.trace.failure.is_some() {
             return;

@@ -64,6 +64,9 @@ pub struct TrainConfig {
     pub base_dir: PathBuf,
 }
 
+/// The keys of [`TrainConfig::identity`] besides `methods`: what a resumed run must agree on.
+pub const IDENTITY_KEYS: [&str; 6] = ["model", "data", "optim", "seed", "lora", "freeze"];
+
 /// The sections the trainer itself reads; every other top-level table is a method's.
 pub const TRAINER_SECTIONS: [&str; 6] = ["model", "data", "optim", "run", "lora", "freeze"];
 

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::adapt::{RowFreeze, prepare};
 use crate::checkpoint::{CheckpointStore, RunState};
-use crate::config::{Objective, TrainConfig};
+use crate::config::{IDENTITY_KEYS, Objective, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::loss::packed_loss;
 use crate::method::{Method, MethodLoss, MicroBatch};
@@ -225,8 +225,7 @@ fn upgrade_identity(mut stored: serde_json::Value) -> serde_json::Value {
     if object.contains_key("methods") {
         return stored;
     }
-    let known = ["model", "data", "optim", "seed", "lora", "freeze"];
-    let legacy: Vec<String> = object.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+    let legacy: Vec<String> = object.keys().filter(|k| !IDENTITY_KEYS.contains(&k.as_str())).cloned().collect();
     let mut methods = serde_json::Map::new();
     for key in legacy {
         if let Some(section) = object.remove(&key)
@@ -310,10 +309,7 @@ pub fn train_with(
         let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer)?;
         let stored = upgrade_identity(state.config.clone());
         if stored != identity {
-            let differs: Vec<&str> = ["model", "data", "optim", "seed", "lora", "freeze", "methods"]
-                .into_iter()
-                .filter(|k| stored.get(*k) != identity.get(*k))
-                .collect();
+            let differs: Vec<&str> = IDENTITY_KEYS.into_iter().chain(["methods"]).filter(|k| stored.get(*k) != identity.get(*k)).collect();
             return Err(TrainError::Resume(format!(
                 "{} was written by a run with different settings ({}); resume with the same config or start a new run.out",
                 path.display(),
