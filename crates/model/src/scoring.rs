@@ -76,14 +76,28 @@ pub fn scoring_ids(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
 }
 
 /// Log-probabilities (natural log) of each next token, `[batch, seq-1]`, for a right-padded batch.
+///
+/// The LM head runs on [`LOGPROB_CHUNK_POSITIONS`] positions at a time, so at most that many rows of
+/// logits exist at once (a batch of 8 × 128 would otherwise hold 200 MB of logits plus their
+/// exponentials).
 pub fn next_token_logprobs(model: &CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Result<Tensor<2>> {
     let device = model.device();
-    let (logits, _) = model.forward_with(batch, interventions)?;
-    let [b, s, v] = logits.dims();
-    let predicted = logits.slice([0..b, 0..s - 1, 0..v]);
-    let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).unsqueeze_dim::<3>(2);
-    Ok(target_logprobs(predicted, targets))
+    let (hidden, _) = model.forward_hidden(batch, interventions)?;
+    let [b, s, d] = hidden.dims();
+    let predicting = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([1, b * (s - 1), d]);
+    let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).reshape([1, b * (s - 1), 1]);
+    let positions = b * (s - 1);
+    let mut parts = Vec::with_capacity(positions.div_ceil(LOGPROB_CHUNK_POSITIONS));
+    for start in (0..positions).step_by(LOGPROB_CHUNK_POSITIONS) {
+        let end = (start + LOGPROB_CHUNK_POSITIONS).min(positions);
+        let logits = model.logits(predicting.clone().slice([0..1, start..end, 0..d]));
+        parts.push(target_logprobs(logits, targets.clone().slice([0..1, start..end, 0..1])));
+    }
+    Ok(Tensor::cat(parts, 1).reshape([b, s - 1]))
 }
+
+/// Positions whose logits [`next_token_logprobs`] holds at once.
+pub const LOGPROB_CHUNK_POSITIONS: usize = 256;
 
 /// `log softmax(logits)[target]` without materialising the whole log-softmax: the target's
 /// logit minus the max-shifted log-sum-exp over the vocabulary (fewer passes over `[.., vocab]`,

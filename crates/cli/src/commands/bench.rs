@@ -16,6 +16,8 @@ use crate::output::write_json;
 pub enum BenchCommand {
     /// Forward-pass tokens/s at the given batch sizes and sequence length.
     Forward(ForwardArgs),
+    /// Prefill and greedy-decode tokens/s and peak memory, beside llama.cpp and HF transformers.
+    Generate(GenerateArgs),
     /// Training-step tokens/s (forward, loss, backward, AdamW), full and LoRA.
     Train(TrainArgs),
     /// The WGSL kernels against composed tensor ops (time, memory, bytes moved).
@@ -68,6 +70,30 @@ pub struct ForwardArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batch: Vec<usize>,
+    /// Prompt length (synthetic ids; the content does not change the cost).
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Greedy tokens decoded after the prompt (no stop token ends them early).
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    /// Runs per measurement; the best is reported (as every peer reports).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Skip the peers (llama.cpp and PyTorch).
+    #[arg(long)]
+    no_reference: bool,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn reference_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
     explicit.or_else(|| std::env::var_os("ROSETTA_PYTHON").map(PathBuf::from)).or_else(|| {
         let venv = std::env::var_os("ROSETTA_VENV")
@@ -81,6 +107,7 @@ fn reference_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Forward(args) => forward(args),
+        BenchCommand::Generate(args) => generate(args),
         BenchCommand::Train(args) => train_step(args),
         BenchCommand::Kernels(args) => crate::commands::bench_kernels::run(args),
     }
@@ -99,6 +126,11 @@ fn synthetic_ids(rows: usize, seq: usize, vocab: u64) -> Vec<Vec<u32>> {
                 .collect()
         })
         .collect()
+}
+
+/// A reference script's command line: the model, then `--flag value` pairs.
+fn reference_args(model: &std::path::Path, flags: &[(&str, String)]) -> Vec<String> {
+    std::iter::once(model.display().to_string()).chain(flags.iter().flat_map(|(f, v)| [f.to_string(), v.clone()])).collect()
 }
 
 /// Runs a reference script of scripts/reference/ and returns its JSON, or None when no Python
@@ -122,6 +154,156 @@ fn run_reference(python: Option<PathBuf>, no_reference: bool, script: &str, args
         bail!("the PyTorch reference failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(Some(serde_json::from_slice(&output.stdout).context("reading the reference's JSON")?))
+}
+
+/// The llama.cpp peer (scripts/peers/llama_bench.mjs through npm node-llama-cpp, installed by
+/// scripts/setup-peers.sh) on a GGUF: prefill and decode tokens/s at batch 1. None, said on
+/// stderr, when the model is not a GGUF or the peer is not installed.
+fn run_llama(model: &std::path::Path, threads: usize, prompt_tokens: usize, new_tokens: usize, repeats: usize) -> Result<Option<Value>> {
+    if model.extension().is_none_or(|e| e != "gguf") {
+        eprintln!("llama.cpp: skipped — it reads GGUF files only");
+        return Ok(None);
+    }
+    let cache = std::env::var_os("ROSETTA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/rosetta"));
+    let modules = cache.join("tools/llama/node_modules");
+    if !modules.join("node-llama-cpp").exists() {
+        eprintln!("llama.cpp: skipped — not installed (run scripts/setup-peers.sh)");
+        return Ok(None);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers/llama_bench.mjs");
+    // Node resolves packages next to the script; a copy beside node_modules finds them.
+    let runner = modules.parent().unwrap_or(&modules).join("llama_bench.mjs");
+    std::fs::copy(&script, &runner).with_context(|| format!("copying {} to {}", script.display(), runner.display()))?;
+    let output = Command::new("node")
+        .arg(&runner)
+        .arg(model)
+        .args(["--threads", &threads.to_string(), "--prompt-tokens", &prompt_tokens.to_string()])
+        .args(["--new-tokens", &new_tokens.to_string(), "--repeats", &repeats.to_string()])
+        .output()
+        .context("running node (llama.cpp peer)")?;
+    if !output.status.success() {
+        bail!("the llama.cpp peer failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let line = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().to_string();
+    Ok(Some(serde_json::from_str(&line).with_context(|| format!("reading the llama.cpp peer's JSON: {line}"))?))
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};
+    if args.repeats == 0 || args.prompt_tokens == 0 || args.new_tokens == 0 || args.batch.contains(&0) {
+        bail!("--repeats, --prompt-tokens, --new-tokens and every --batch must be at least 1");
+    }
+    let model_path = args.model.model_path()?;
+    let (checkpoint, model) = args.model.load()?;
+    let (packed, projections) = model.packed_projections();
+    let storage = format!("{packed}/{projections} projections packed, {:.0} MB packed", model.packed_bytes() as f64 / 1e6);
+    eprintln!("rosetta: {storage}");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let config = GenerationConfig { max_new_tokens: args.new_tokens, sampling: Sampling::Greedy, ..Default::default() };
+    let mut ours = Vec::new();
+    for &batch in &args.batch {
+        let prompts = synthetic_ids(batch, args.prompt_tokens, checkpoint.config.vocab_size as u64);
+        let (mut prefill, mut decode) = (0f64, 0f64);
+        for _ in 0..args.repeats {
+            let out = generate_blocking(&model, &prompts, &config, &rosetta_model::Interventions::none(), |_, _| {})?;
+            prefill = prefill.max((batch * args.prompt_tokens) as f64 / out.prefill_seconds.max(1e-9));
+            decode = decode.max(out.decode_tokens_per_second());
+        }
+        eprintln!("rosetta ({}): batch {batch}: prefill {prefill:.0} tokens/s, decode {decode:.1} tokens/s", args.model.device);
+        ours.push(json!({"batch": batch, "prefill_tokens_per_second": prefill, "decode_tokens_per_second": decode}));
+    }
+    let peak = peak_rss_bytes();
+    if let Some(bytes) = peak {
+        eprintln!("rosetta: peak RSS {:.0} MB", bytes as f64 / 1e6);
+    }
+    let llama = if args.no_reference { None } else { run_llama(&model_path, threads, args.prompt_tokens, args.new_tokens, args.repeats)? };
+    if let Some(l) = &llama {
+        eprintln!(
+            "llama.cpp ({} threads): batch 1: prefill {:.0} tokens/s, decode {:.1} tokens/s",
+            l["threads"],
+            l["prefill_tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+            l["decode_tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    let batches = args.batch.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let transformers = run_reference(
+        args.python.clone(),
+        args.no_reference,
+        "bench_generate.py",
+        &reference_args(
+            &model_path,
+            &[
+                ("--batch", batches),
+                ("--prompt-tokens", args.prompt_tokens.to_string()),
+                ("--new-tokens", args.new_tokens.to_string()),
+                ("--repeats", args.repeats.to_string()),
+                ("--threads", threads.to_string()),
+            ],
+        ),
+    )?;
+    let find = |value: &Option<Value>, batch: &Value| -> Option<Value> {
+        value.as_ref()?["results"].as_array()?.iter().find(|r| &r["batch"] == batch).cloned()
+    };
+    let mut ratios = Vec::new();
+    for row in &ours {
+        let ratio = |peer: &Value, key: &str| row[key].as_f64().unwrap_or(0.0) / peer[key].as_f64().unwrap_or(f64::NAN);
+        let mut entry = json!({"batch": row["batch"]});
+        if let Some(t) = find(&transformers, &row["batch"]) {
+            entry["prefill_over_transformers"] = json!(ratio(&t, "prefill_tokens_per_second"));
+            entry["decode_over_transformers"] = json!(ratio(&t, "decode_tokens_per_second"));
+            eprintln!(
+                "transformers: batch {}: prefill {:.0} tokens/s, decode {:.1} tokens/s",
+                row["batch"],
+                t["prefill_tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+                t["decode_tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        if let Some(l) = llama.as_ref().filter(|_| row["batch"] == 1) {
+            entry["prefill_over_llama_cpp"] = json!(ratio(l, "prefill_tokens_per_second"));
+            entry["decode_over_llama_cpp"] = json!(ratio(l, "decode_tokens_per_second"));
+        }
+        ratios.push(entry);
+    }
+    for r in &ratios {
+        let show = |k: &str| r[k].as_f64().map_or("—".to_string(), |v| format!("{v:.2}"));
+        eprintln!(
+            "batch {}: rosetta / llama.cpp prefill {} decode {}; rosetta / transformers prefill {} decode {}",
+            r["batch"],
+            show("prefill_over_llama_cpp"),
+            show("decode_over_llama_cpp"),
+            show("prefill_over_transformers"),
+            show("decode_over_transformers")
+        );
+    }
+    let report = json!({
+        "benchmark": "generate",
+        "model": checkpoint.origin.0,
+        "device": args.model.device,
+        "precision": format!("{:?}", args.model.precision()),
+        "storage": storage,
+        "threads": threads,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "rosetta": ours,
+        "rosetta_peak_rss_bytes": peak,
+        "llama_cpp": llama,
+        "transformers": transformers,
+        "ratios": ratios,
+    });
+    match &args.json {
+        Some(path) => write_json(path, &report)?,
+        None => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(())
 }
 
 fn train_step(args: TrainArgs) -> Result<()> {
@@ -167,21 +349,17 @@ fn train_step(args: TrainArgs) -> Result<()> {
             args.python.clone(),
             args.no_reference,
             "bench_train.py",
-            &[
-                model_path.display().to_string(),
-                "--batch".into(),
-                args.batch.to_string(),
-                "--seq".into(),
-                args.seq.to_string(),
-                "--steps".into(),
-                args.steps.to_string(),
-                "--warmup".into(),
-                args.warmup.to_string(),
-                "--threads".into(),
-                threads.to_string(),
-                "--lora-rank".into(),
-                if mode == "lora" { args.lora_rank.to_string() } else { "0".into() },
-            ],
+            &reference_args(
+                &model_path,
+                &[
+                    ("--batch", args.batch.to_string()),
+                    ("--seq", args.seq.to_string()),
+                    ("--steps", args.steps.to_string()),
+                    ("--warmup", args.warmup.to_string()),
+                    ("--threads", threads.to_string()),
+                    ("--lora-rank", if mode == "lora" { args.lora_rank.to_string() } else { "0".into() }),
+                ],
+            ),
         )?;
         let ratio = reference.as_ref().and_then(|r| r["tokens_per_second"].as_f64()).map(|t| tps / t);
         if let (Some(r), Some(ratio)) = (&reference, ratio) {
@@ -247,19 +425,16 @@ fn forward(args: ForwardArgs) -> Result<()> {
         args.python.clone(),
         args.no_reference,
         "bench_forward.py",
-        &[
-            model_path.display().to_string(),
-            "--batch".into(),
-            batches,
-            "--seq".into(),
-            args.seq.to_string(),
-            "--iters".into(),
-            args.iters.to_string(),
-            "--warmup".into(),
-            args.warmup.to_string(),
-            "--threads".into(),
-            threads.to_string(),
-        ],
+        &reference_args(
+            &model_path,
+            &[
+                ("--batch", batches),
+                ("--seq", args.seq.to_string()),
+                ("--iters", args.iters.to_string()),
+                ("--warmup", args.warmup.to_string()),
+                ("--threads", threads.to_string()),
+            ],
+        ),
     )?;
     if let Some(value) = &reference {
         for r in value["results"].as_array().into_iter().flatten() {
@@ -286,8 +461,23 @@ fn forward(args: ForwardArgs) -> Result<()> {
             .collect(),
         None => Vec::new(),
     };
+    // llama.cpp's forward over a prompt is its prefill (batch 1; its logits are the last
+    // position's only, so it does less work than a forward with all logits).
+    let llama = if args.no_reference { None } else { run_llama(&model_path, threads, args.seq, 8, args.iters.min(3))? };
+    let llama_ratio = llama.as_ref().and_then(|l| {
+        let ours_b1 = ours.iter().find(|r| r["batch"] == 1)?["tokens_per_second"].as_f64()?;
+        let theirs = l["prefill_tokens_per_second"].as_f64()?;
+        eprintln!(
+            "llama.cpp ({} threads): prefill {theirs:.0} tokens/s; batch 1: rosetta / llama.cpp = {:.2}",
+            l["threads"],
+            ours_b1 / theirs
+        );
+        Some(ours_b1 / theirs)
+    });
     let report = json!({
         "benchmark": "forward",
+        "llama_cpp": llama,
+        "ratio_rosetta_over_llama_cpp_batch1": llama_ratio,
         "model": checkpoint.origin.0,
         "device": args.model.device,
         "threads": threads,

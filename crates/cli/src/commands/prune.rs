@@ -211,7 +211,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         }
         c
     };
-    let base = score(&checkpoint.load(&device)?)?;
+    let base = score(&checkpoint.load_with(&device, args.model.precision())?)?;
     eprintln!("unpruned: {base:?}");
     let mut records = vec![json!({"variant": "unpruned", "sparsity": 0.0, "bits_per_char": base, "seconds": 0.0})];
     let mut results: BTreeMap<(String, usize), (BTreeMap<String, f64>, f64)> = BTreeMap::new();
@@ -231,7 +231,8 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 dtype: "f32".into(),
                 save_calibration: None,
             };
-            let (model, summary, _, seconds) = prune_loaded(&prune_args, &checkpoint, checkpoint.load(&device)?, *sparsity)?;
+            let (model, summary, _, seconds) =
+                prune_loaded(&prune_args, &checkpoint, checkpoint.load_with(&device, args.model.precision())?, *sparsity)?;
             let bits = score(&model)?;
             eprintln!("{name} {sparsity:?}: {:.1}% zero, {seconds:.1} s; {bits:?}", summary.sparsity() * 100.0);
             records.push(json!({"variant": name, "sparsity": args.sparsities[si], "achieved_sparsity": summary.sparsity(),

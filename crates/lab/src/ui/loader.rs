@@ -180,7 +180,9 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 pub fn load(checkpoint: &Checkpoint, device: &Device, name: String, started: f64) -> Result<Loaded, String> {
-    let model = checkpoint.load(device).map_err(|e| e.to_string())?;
+    // f32 in the page until the quantized kernels have a wasm simd128 tile: in the browser they
+    // would run the scalar reference tile (see reports/inference).
+    let model = checkpoint.load_with(device, rosetta_model::Precision::F32).map_err(|e| e.to_string())?;
     Ok(Loaded { name, model, tokenizer: checkpoint.tokenizer.clone(), seconds: (now_ms() - started) / 1000.0 })
 }
 

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use super::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::intervention::{LinearId, LinearKind};
+use crate::nn::decoder_layer::StoredProjection;
 
 /// A row of a resized vocabulary.
 #[derive(Debug, Clone)]
@@ -29,26 +30,58 @@ impl CausalLm {
         LinearKind::ALL.into_iter().map(move |k| LinearId::new(layer, k))
     }
 
+    /// The dense weights of a projection; an error naming the fix when it is packed.
     pub fn linear(&self, id: LinearId) -> Result<&Linear> {
-        Ok(self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?.projection(id.kind))
+        let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
+        layer.projection(id.kind).ok_or_else(|| Self::packed_error(id))
     }
 
     pub fn linear_mut(&mut self, id: LinearId) -> Result<&mut Linear> {
         let error = self.layer_error(id.layer);
-        Ok(self.layers.get_mut(id.layer).ok_or(error)?.projection_mut(id.kind))
+        let layer = self.layers.get_mut(id.layer).ok_or(error)?;
+        let dense = match id.kind {
+            LinearKind::QProj => &mut layer.self_attn.q_proj,
+            LinearKind::KProj => &mut layer.self_attn.k_proj,
+            LinearKind::VProj => &mut layer.self_attn.v_proj,
+            LinearKind::OProj => &mut layer.self_attn.o_proj,
+            LinearKind::GateProj => &mut layer.mlp.gate_proj,
+            LinearKind::UpProj => &mut layer.mlp.up_proj,
+            LinearKind::DownProj => &mut layer.mlp.down_proj,
+        };
+        dense.as_mut().ok_or_else(|| Self::packed_error(id))
+    }
+
+    fn packed_error(id: LinearId) -> ModelError {
+        ModelError::invalid(format!(
+            "{id} is stored quantized (packed) and has no trainable f32 weights; load the model with `--precision f32`"
+        ))
     }
 
     fn layer_error(&self, layer: usize) -> ModelError {
         ModelError::invalid(format!("layer {layer} does not exist: this model has layers 0..{}", self.layers.len()))
     }
 
-    /// A linear weight in HF orientation `[out, in]`.
+    /// A linear weight in HF orientation `[out, in]` (dequantised when stored packed).
     pub fn weight(&self, id: LinearId) -> Result<Tensor<2>> {
-        Ok(self.linear(id)?.weight.val().transpose())
+        let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
+        match (layer.projection(id.kind), layer.packed(id.kind)) {
+            (Some(dense), _) => Ok(dense.weight.val().transpose()),
+            (None, Some(packed)) => {
+                let w = &packed.weight;
+                Ok(Tensor::from_data(TensorData::new(w.dequantize(), [w.rows(), w.cols()]), &self.device()))
+            }
+            (None, None) => Err(ModelError::invalid(format!("{id} holds no weights"))),
+        }
     }
 
-    /// Replaces a linear weight, given in HF orientation `[out, in]`.
+    /// Replaces a linear weight, given in HF orientation `[out, in]`. A packed projection becomes
+    /// dense (f32) with the new weight and its old bias.
     pub fn set_weight(&mut self, id: LinearId, weight: Tensor<2>) -> Result<()> {
+        let device = self.device();
+        let layer = self.layers.get_mut(id.layer).ok_or_else(|| ModelError::invalid(format!("layer {} does not exist", id.layer)))?;
+        if let Some(packed) = layer.packed(id.kind).cloned() {
+            layer.set_projection(id.kind, StoredProjection::Dense(packed.to_dense(&device)));
+        }
         let linear = self.linear_mut(id)?;
         let [d_in, d_out] = linear.weight.val().dims();
         if weight.dims() != [d_out, d_in] {
@@ -116,6 +149,8 @@ impl CausalLm {
             }
             Tensor::cat(parts, 0).select(0, inverse.clone())
         };
+        // The packed head no longer matches the vocabulary; logits use the f32 one.
+        self.packed_head = None;
         let embedding = assemble(self.embed_tokens.weight.val(), new_input);
         self.embed_tokens.weight = Param::from_tensor(embedding);
         if let Some(head) = &mut self.lm_head {

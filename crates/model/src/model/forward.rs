@@ -8,6 +8,7 @@ use super::{CausalLm, KvCache};
 use crate::batch::TokenBatch;
 use crate::error::{ModelError, Result};
 use crate::intervention::{CapturedState, Interventions, Pooling, Trace, masked_mean};
+use crate::nn::projection::{DEQUANTIZED_ROWS, Weights, project};
 use crate::pass::PassState;
 
 impl CausalLm {
@@ -100,6 +101,29 @@ impl CausalLm {
     /// Processes `batch` as the continuation of what `cache` holds and returns the logits of the
     /// new positions. The cache grows by `batch.seq` positions.
     pub fn forward_cached(&self, batch: &TokenBatch, cache: &mut KvCache, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
+        let (hidden, trace) = self.run_cached(batch, cache, interventions)?;
+        Ok((self.logits(hidden), trace))
+    }
+
+    /// [`Self::forward_cached`] returning the logits of the last position only — what decoding
+    /// reads — so a long prompt's prefill never holds `seq × vocab` logits.
+    ///
+    /// # Shapes
+    /// `batch: [b, s] -> [b, vocab]`.
+    pub fn forward_cached_last(
+        &self,
+        batch: &TokenBatch,
+        cache: &mut KvCache,
+        interventions: &Interventions,
+    ) -> Result<(Tensor<2>, Trace)> {
+        let (hidden, trace) = self.run_cached(batch, cache, interventions)?;
+        let [b, s, d] = hidden.dims();
+        let last = hidden.slice([0..b, s - 1..s, 0..d]);
+        Ok((self.logits(last).reshape([b as i32, -1]), trace))
+    }
+
+    /// The final hidden states of the new positions, the cache grown by them.
+    fn run_cached(&self, batch: &TokenBatch, cache: &mut KvCache, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
         self.check_interventions(batch, interventions)?;
         if batch.segments.is_some() {
             return Err(ModelError::invalid("packed batches (segment ids) cannot be decoded with a KV cache"));
@@ -109,8 +133,7 @@ impl CausalLm {
         }
         let mut trace = Trace::default();
         let hidden = self.run(batch, interventions, &mut trace, Some(cache));
-        let (hidden, trace) = Self::finish(hidden, trace)?;
-        Ok((self.logits(hidden), trace))
+        Self::finish(hidden, trace)
     }
 
     /// Projects final hidden states to vocabulary logits.
@@ -118,6 +141,16 @@ impl CausalLm {
     /// # Shapes
     /// `[b, s, d_model] -> [b, s, vocab]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        // The packed head serves decoding and prompts; from `DEQUANTIZED_ROWS` rows on, the f32
+        // head (always kept) is faster than dequantising the packed one. Its shape was checked at
+        // load; should it still fail, the f32 head gives the same logits.
+        let [b, s, _] = hidden.dims();
+        if let Some(head) = &self.packed_head
+            && b * s < DEQUANTIZED_ROWS
+            && let Ok(logits) = project(Weights::Packed(head), hidden.clone())
+        {
+            return logits;
+        }
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => {

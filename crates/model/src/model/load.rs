@@ -2,23 +2,34 @@
 //! HF names and in HF layout. Every projection is built and exported through [`LinearKind`], so
 //! the seven projections are named in one place (`LinearKind::hf_path`).
 
-use burn::nn::Linear;
+use std::sync::Arc;
+
 use burn::prelude::*;
+use rosetta_kernels::quant::PackedMatrix;
 
 use super::CausalLm;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::intervention::LinearKind;
 use crate::nn::attention::SelfAttention;
-use crate::nn::decoder_layer::DecoderLayer;
+use crate::nn::decoder_layer::{DecoderLayer, StoredProjection};
 use crate::nn::init;
 use crate::nn::mlp::SwiGluMlp;
+use crate::nn::projection::{PackedLinear, PackedSlots, Precision};
 use crate::nn::rotary::RotaryEmbedding;
 use crate::weights::{HostTensor, WeightSource, names};
 
 impl CausalLm {
-    /// Builds the model from a checkpoint, checking every tensor's presence and shape.
+    /// Builds the model from a checkpoint with f32 weights, checking every tensor's presence and
+    /// shape.
     pub fn from_source(config: &ModelConfig, source: &dyn WeightSource, device: &Device) -> Result<Self> {
+        Self::from_source_with(config, source, device, Precision::F32)
+    }
+
+    /// Builds the model, storing projections as `precision` says (see [`Precision`]): packed
+    /// where allowed, f32 otherwise.
+    pub fn from_source_with(config: &ModelConfig, source: &dyn WeightSource, device: &Device, precision: Precision) -> Result<Self> {
+        let packs = precision.packs_on(device);
         config.validate(source.origin())?;
         let d = config.hidden_size;
         let read = |name: &str, expected: &[usize]| -> Result<HostTensor> {
@@ -37,34 +48,64 @@ impl CausalLm {
             }
             source.read(name)
         };
-        let projection = |layer: usize, kind: LinearKind| -> Result<Linear> {
+        // A 2-D weight packed as `precision` asks, or `None` to load it f32.
+        let packed = |name: &str, shape: &[usize]| -> Result<Option<PackedMatrix>> {
+            if !packs {
+                return Ok(None);
+            }
+            let stored = source.storage_type(name).unwrap_or_default();
+            match precision {
+                Precision::Quantize(to) => {
+                    if !matches!(stored.as_str(), "F32" | "F16" | "BF16") {
+                        return Err(ModelError::invalid(format!(
+                            "{}: tensor `{name}` is already quantized ({stored}); --quantize takes f32/f16/bf16 checkpoints \
+                             (a quantized checkpoint runs on its own blocks without it)",
+                            source.origin_of(name)
+                        )));
+                    }
+                    let values = read(name, shape)?;
+                    PackedMatrix::quantize(to, shape[0], shape[1], &values.data)
+                        .map(Some)
+                        .map_err(|e| ModelError::invalid(format!("{}: tensor `{name}` ({stored}): {e}", source.origin_of(name))))
+                }
+                _ => source.read_packed(name),
+            }
+        };
+        let projection = |layer: usize, kind: LinearKind| -> Result<StoredProjection> {
             let prefix = names::layer(layer, kind.hf_path());
-            let weight = read(&format!("{prefix}.weight"), &kind.shape(config))?;
-            let bias = if kind.has_bias(config) { Some(read(&format!("{prefix}.bias"), &[kind.shape(config)[0]])?) } else { None };
-            Ok(init::linear(weight, bias, device))
+            let name = format!("{prefix}.weight");
+            let shape = kind.shape(config);
+            let bias = if kind.has_bias(config) { Some(read(&format!("{prefix}.bias"), &[shape[0]])?) } else { None };
+            if source.shape(&name).as_deref() == Some(&shape[..])
+                && let Some(weight) = packed(&name, &shape)?
+            {
+                return Ok(StoredProjection::Packed(Arc::new(PackedLinear { weight, bias: bias.map(|b| b.data) })));
+            }
+            Ok(StoredProjection::Dense(init::linear(read(&name, &shape)?, bias, device)))
         };
 
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let norm = |rest: &str| -> Result<_> { Ok(init::rms_norm(read(&names::layer(i, rest), &[d])?, config.rms_norm_eps, device)) };
-            layers.push(DecoderLayer {
+            let mut layer = DecoderLayer {
                 input_layernorm: norm("input_layernorm.weight")?,
                 self_attn: SelfAttention {
-                    q_proj: projection(i, LinearKind::QProj)?,
-                    k_proj: projection(i, LinearKind::KProj)?,
-                    v_proj: projection(i, LinearKind::VProj)?,
-                    o_proj: projection(i, LinearKind::OProj)?,
+                    q_proj: None,
+                    k_proj: None,
+                    v_proj: None,
+                    o_proj: None,
+                    packed: PackedSlots::default(),
                     num_heads: config.num_attention_heads,
                     num_kv_heads: config.num_key_value_heads,
                     head_dim: config.head_dim,
                 },
                 post_attention_layernorm: norm("post_attention_layernorm.weight")?,
-                mlp: SwiGluMlp {
-                    gate_proj: projection(i, LinearKind::GateProj)?,
-                    up_proj: projection(i, LinearKind::UpProj)?,
-                    down_proj: projection(i, LinearKind::DownProj)?,
-                },
-            });
+                mlp: SwiGluMlp { gate_proj: None, up_proj: None, down_proj: None, packed: PackedSlots::default() },
+            };
+            for kind in LinearKind::ALL {
+                layer.set_projection(kind, projection(i, kind)?);
+            }
+            layers.push(layer);
         }
         let embed_tokens = init::embedding(read(names::EMBED, &[config.vocab_size, d])?, device);
         let lm_head = if config.tie_word_embeddings {
@@ -72,11 +113,16 @@ impl CausalLm {
         } else {
             Some(init::linear(read(names::LM_HEAD, &[config.vocab_size, d])?, None, device))
         };
+        // The head is the largest matrix a decoding step reads: packed too when allowed (the f32
+        // copy stays for lookups, edits and export).
+        let head_name = if config.tie_word_embeddings { names::EMBED } else { names::LM_HEAD };
+        let packed_head = packed(head_name, &[config.vocab_size, d])?.map(|weight| Arc::new(PackedLinear { weight, bias: None }));
         Ok(CausalLm {
             embed_tokens,
             layers,
             norm: init::rms_norm(read(names::FINAL_NORM, &[d])?, config.rms_norm_eps, device),
             lm_head,
+            packed_head,
             config: config.clone(),
             rope: RotaryEmbedding::new(config),
         })
@@ -93,7 +139,16 @@ impl CausalLm {
         }
         let host2 = host::<2>;
         let host1 = host::<1>;
-        let linear = |prefix: String, l: &Linear, out: &mut Vec<(String, HostTensor)>| -> Result<()> {
+        let linear = |prefix: String, layer: &DecoderLayer, kind: LinearKind, out: &mut Vec<(String, HostTensor)>| -> Result<()> {
+            let dense;
+            let l = match (layer.projection(kind), layer.packed(kind)) {
+                (Some(l), _) => l,
+                (None, Some(p)) => {
+                    dense = p.to_dense(&self.device());
+                    &dense
+                }
+                (None, None) => return Err(ModelError::invalid(format!("{prefix} holds no weights"))),
+            };
             out.push((format!("{prefix}.weight"), host2(l.weight.val().transpose())?));
             if let Some(b) = &l.bias {
                 out.push((format!("{prefix}.bias"), host1(b.val())?));
@@ -106,7 +161,7 @@ impl CausalLm {
             out.push((p("input_layernorm.weight"), host1(layer.input_layernorm.gamma.val())?));
             out.push((p("post_attention_layernorm.weight"), host1(layer.post_attention_layernorm.gamma.val())?));
             for kind in LinearKind::ALL {
-                linear(p(kind.hf_path()), layer.projection(kind), &mut out)?;
+                linear(p(kind.hf_path()), layer, kind, &mut out)?;
             }
         }
         out.push((names::FINAL_NORM.to_string(), host1(self.norm.gamma.val())?));

@@ -13,12 +13,15 @@
 //!   KV cache;
 //! - [`edit`] — weight edits per [`LinearId`] and vocabulary resizing.
 
+use std::sync::Arc;
+
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::nn::attention::LayerCache;
 use crate::nn::decoder_layer::DecoderLayer;
+use crate::nn::projection::PackedLinear;
 use crate::nn::rotary::RotaryEmbedding;
 
 pub mod edit;
@@ -34,6 +37,10 @@ pub struct CausalLm {
     pub norm: RmsNorm,
     /// `None` when the head is tied to `embed_tokens`.
     pub lm_head: Option<Linear>,
+    /// The head packed for the quantized kernels (tied or not), when loading packed it; logits
+    /// use it over the f32 copy. Dropped by any edit of the embedding or head.
+    #[module(skip)]
+    pub packed_head: Option<Arc<PackedLinear>>,
     #[module(skip)]
     config: ModelConfig,
     #[module(skip)]
@@ -79,5 +86,16 @@ impl CausalLm {
 
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    /// Bytes of weights held packed (0 for an all-f32 model).
+    pub fn packed_bytes(&self) -> usize {
+        self.layers.iter().map(DecoderLayer::packed_bytes).sum::<usize>() + self.packed_head.as_ref().map_or(0, |h| h.weight.memory_bytes())
+    }
+
+    /// How many projections are packed, of how many.
+    pub fn packed_projections(&self) -> (usize, usize) {
+        let packed = self.layers.iter().map(|l| crate::LinearKind::ALL.iter().filter(|&&k| l.packed(k).is_some()).count()).sum();
+        (packed, 7 * self.layers.len())
     }
 }

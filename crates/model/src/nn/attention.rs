@@ -6,16 +6,20 @@ use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::projection::{PackedSlots, run_projections};
 use super::rotary::apply_rotary;
 use crate::intervention::{LinearId, LinearKind};
 use crate::pass::PassState;
 
 #[derive(Module, Debug)]
 pub struct SelfAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    /// Dense projections; `None` where the weight is packed (see [`super::projection`]).
+    pub q_proj: Option<Linear>,
+    pub k_proj: Option<Linear>,
+    pub v_proj: Option<Linear>,
+    pub o_proj: Option<Linear>,
+    #[module(skip)]
+    pub packed: PackedSlots,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
@@ -48,9 +52,14 @@ impl SelfAttention {
             &x,
         );
         let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
-        let q = apply_rotary(heads(self.q_proj.forward(x.clone()), h), &state.cos, &state.sin);
-        let k = apply_rotary(heads(self.k_proj.forward(x.clone()), kv), &state.cos, &state.sin);
-        let v = heads(self.v_proj.forward(x), kv);
+        let mut qkv =
+            run_projections(&[LinearKind::QProj, LinearKind::KProj, LinearKind::VProj], |k| self.weights(k), x, state).into_iter();
+        let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+            unreachable!("run_projections returns one tensor per kind")
+        };
+        let q = apply_rotary(heads(q, h), &state.cos, &state.sin);
+        let k = apply_rotary(heads(k, kv), &state.cos, &state.sin);
+        let v = heads(v, kv);
 
         let (k, v) = match cache {
             Some(slot) => {
@@ -71,7 +80,20 @@ impl SelfAttention {
         let context = attention(q, k, v, mask, None, options);
         let context = context.swap_dims(1, 2).reshape([batch, seq, h * hd]);
         state.record_linear_input(&[LinearId::new(layer, LinearKind::OProj)], &context);
-        self.o_proj.forward(context)
+        let mut out = run_projections(&[LinearKind::OProj], |k| self.weights(k), context, state);
+        out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))
+    }
+
+    /// The stored weights of projection `kind` (dense, packed).
+    pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&std::sync::Arc<super::projection::PackedLinear>>) {
+        let dense = match kind {
+            LinearKind::QProj => self.q_proj.as_ref(),
+            LinearKind::KProj => self.k_proj.as_ref(),
+            LinearKind::VProj => self.v_proj.as_ref(),
+            LinearKind::OProj => self.o_proj.as_ref(),
+            _ => None,
+        };
+        (dense, self.packed.get(kind))
     }
 
     /// Repeats each KV head for the query heads of its group (GQA).

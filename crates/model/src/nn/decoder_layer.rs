@@ -6,8 +6,10 @@ use burn::prelude::*;
 
 use super::attention::{LayerCache, SelfAttention};
 use super::mlp::SwiGluMlp;
+use super::projection::PackedLinear;
 use crate::intervention::LinearKind;
 use crate::pass::PassState;
+use std::sync::Arc;
 
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
@@ -17,21 +19,42 @@ pub struct DecoderLayer {
     pub mlp: SwiGluMlp,
 }
 
-/// The one table from a [`LinearKind`] to the field holding that projection; the accessors
-/// below are generated from it.
+/// The one table from a [`LinearKind`] to the field holding that projection (and the block
+/// whose packed slots hold it when packed); the accessors below are generated from it.
 macro_rules! projection_fields {
-    ($($kind:ident => $($field:ident).+;)*) => {
+    ($($kind:ident => $block:ident . $field:ident;)*) => {
         impl DecoderLayer {
-            /// The projection of kind `kind`.
-            pub fn projection(&self, kind: LinearKind) -> &Linear {
-                match kind { $(LinearKind::$kind => &self.$($field).+,)* }
+            /// The dense weights of projection `kind`, `None` when it is packed.
+            pub fn projection(&self, kind: LinearKind) -> Option<&Linear> {
+                match kind { $(LinearKind::$kind => self.$block.$field.as_ref(),)* }
             }
 
-            pub fn projection_mut(&mut self, kind: LinearKind) -> &mut Linear {
-                match kind { $(LinearKind::$kind => &mut self.$($field).+,)* }
+            /// The packed weights of projection `kind`, `None` when it is dense.
+            pub fn packed(&self, kind: LinearKind) -> Option<&Arc<PackedLinear>> {
+                match kind { $(LinearKind::$kind => self.$block.packed.get(kind),)* }
+            }
+
+            /// Stores projection `kind` as given: dense or packed, the other cleared.
+            pub fn set_projection(&mut self, kind: LinearKind, weights: StoredProjection) {
+                let (dense, packed) = match weights {
+                    StoredProjection::Dense(l) => (Some(l), None),
+                    StoredProjection::Packed(p) => (None, Some(p)),
+                };
+                match kind { $(LinearKind::$kind => { self.$block.$field = dense; self.$block.packed.set(kind, packed); })* }
+            }
+
+            /// Bytes held by this layer's packed weights.
+            pub fn packed_bytes(&self) -> usize {
+                self.self_attn.packed.memory_bytes() + self.mlp.packed.memory_bytes()
             }
         }
     };
+}
+
+/// A projection's weights as stored (see [`super::projection`]).
+pub enum StoredProjection {
+    Dense(Linear),
+    Packed(Arc<PackedLinear>),
 }
 
 projection_fields! {

@@ -4,14 +4,18 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
+use super::projection::{PackedLinear, PackedSlots, run_projections};
 use crate::intervention::{LinearId, LinearKind};
 use crate::pass::PassState;
 
 #[derive(Module, Debug)]
 pub struct SwiGluMlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    /// Dense projections; `None` where the weight is packed (see [`super::projection`]).
+    pub gate_proj: Option<Linear>,
+    pub up_proj: Option<Linear>,
+    pub down_proj: Option<Linear>,
+    #[module(skip)]
+    pub packed: PackedSlots,
 }
 
 impl SwiGluMlp {
@@ -19,8 +23,22 @@ impl SwiGluMlp {
     /// `x: [batch, seq, d_model] -> [batch, seq, d_model]`.
     pub(crate) fn forward(&self, layer: usize, x: Tensor<3>, state: &mut PassState<'_>) -> Tensor<3> {
         state.record_linear_input(&[LinearId::new(layer, LinearKind::GateProj), LinearId::new(layer, LinearKind::UpProj)], &x);
-        let hidden = silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x);
+        let mut gate_up = run_projections(&[LinearKind::GateProj, LinearKind::UpProj], |k| self.weights(k), x, state).into_iter();
+        let (Some(gate), Some(up)) = (gate_up.next(), gate_up.next()) else { unreachable!("run_projections returns one tensor per kind") };
+        let hidden = silu(gate) * up;
         state.record_linear_input(&[LinearId::new(layer, LinearKind::DownProj)], &hidden);
-        self.down_proj.forward(hidden)
+        let mut out = run_projections(&[LinearKind::DownProj], |k| self.weights(k), hidden, state);
+        out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))
+    }
+
+    /// The stored weights of projection `kind` (dense, packed).
+    pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&std::sync::Arc<PackedLinear>>) {
+        let dense = match kind {
+            LinearKind::GateProj => self.gate_proj.as_ref(),
+            LinearKind::UpProj => self.up_proj.as_ref(),
+            LinearKind::DownProj => self.down_proj.as_ref(),
+            _ => None,
+        };
+        (dense, self.packed.get(kind))
     }
 }

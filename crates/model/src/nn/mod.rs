@@ -5,4 +5,5 @@ pub mod attention;
 pub mod decoder_layer;
 pub(crate) mod init;
 pub mod mlp;
+pub mod projection;
 pub mod rotary;

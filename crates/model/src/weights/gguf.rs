@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::Blob;
+use rosetta_kernels::quant::PackedMatrix;
+
 use super::dequant::GgmlType;
 use crate::error::{ModelError, Origin, Result};
 
@@ -318,6 +320,19 @@ impl GgufFile {
     pub fn read_f32(&self, info: &GgufTensorInfo) -> Result<Vec<f32>> {
         let (ty, bytes) = self.tensor_bytes(info)?;
         Ok(ty.dequantize(bytes))
+    }
+
+    /// A 2-D quantized tensor kept quantized, in the kernels' packed layout (`None` when its type
+    /// has no packed form: float types, Q2_K, Q3_K, Q6_K).
+    pub fn read_packed(&self, info: &GgufTensorInfo) -> Result<Option<PackedMatrix>> {
+        let (ty, bytes) = self.tensor_bytes(info)?;
+        if ty.affine_bits().is_none() || info.dims.len() != 2 {
+            return Ok(None);
+        }
+        let (cols, rows) = (info.dims[0], info.dims[1]);
+        PackedMatrix::from_ggml(ty, rows, cols, bytes)
+            .map(Some)
+            .map_err(|e| ModelError::gguf(self.origin.clone(), format!("tensor `{}`: {e}", info.name)))
     }
 
     /// A string array from the metadata (tokens, merges).

@@ -6,9 +6,12 @@
 //! - for the `llama` architecture, permutes the rows of q and k (weights and biases) so that
 //!   rotary pairs are interleaved `(x0, x1), (x2, x3), ...` instead of HF's halves
 //!   `(x0, x_{d/2}), ...`; we apply the inverse (transformers' `_reverse_permute_weights`);
-//! - quantises; we dequantise to f32 ([`super::dequant`]).
+//! - quantises; we dequantise to f32 ([`super::dequant`]) or keep the blocks packed for the
+//!   quantized kernels ([`WeightSource::read_packed`]).
 
-use super::gguf::{GgufFile, GgufValue};
+use rosetta_kernels::quant::PackedMatrix;
+
+use super::gguf::{GgufFile, GgufTensorInfo, GgufValue};
 use super::{HostTensor, WeightSource, names};
 use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{ModelError, Origin, Result};
@@ -52,21 +55,28 @@ fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{mapped}"))
 }
 
-/// Rows of a q/k projection from llama.cpp's interleaved rotary order back to HF's halves.
-fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
-    let rows = t.shape[0];
-    let cols: usize = t.shape[1..].iter().product();
+/// For each HF row of a q/k projection, the llama.cpp row that holds it: llama.cpp interleaves
+/// the two rotary halves of every head (`order[dst] = src`).
+fn unpermuted_order(rows: usize, n_head: usize) -> Vec<usize> {
     let head_dim = rows / n_head;
     let half = head_dim / 2;
-    let mut out = vec![0f32; t.data.len()];
+    let mut order = vec![0; rows];
     for h in 0..n_head {
         for i in 0..half {
             for s in 0..2 {
-                let src = h * head_dim + i * 2 + s;
-                let dst = h * head_dim + s * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                order[h * head_dim + s * half + i] = h * head_dim + i * 2 + s;
             }
         }
+    }
+    order
+}
+
+/// Rows of a q/k projection from llama.cpp's interleaved rotary order back to HF's halves.
+fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
+    let cols: usize = t.shape[1..].iter().product();
+    let mut out = Vec::with_capacity(t.data.len());
+    for src in unpermuted_order(t.shape[0], n_head) {
+        out.extend_from_slice(&t.data[src * cols..(src + 1) * cols]);
     }
     HostTensor::new(t.shape, out)
 }
@@ -136,21 +146,50 @@ impl WeightSource for GgufSource {
     }
 
     fn read(&self, name: &str) -> Result<HostTensor> {
+        let info = self.info(name)?;
+        let tensor = HostTensor::new(info.shape(), self.file.read_f32(info)?);
+        Ok(match self.permuted_heads(name) {
+            Some(n_head) => unpermute_rows(tensor, n_head),
+            None => tensor,
+        })
+    }
+
+    fn read_packed(&self, name: &str) -> Result<Option<PackedMatrix>> {
+        let info = self.info(name)?;
+        let Some(packed) = self.file.read_packed(info)? else { return Ok(None) };
+        match self.permuted_heads(name) {
+            Some(n_head) => packed
+                .reorder_rows(&unpermuted_order(packed.rows(), n_head))
+                .map(Some)
+                .map_err(|e| ModelError::gguf(self.file.origin.clone(), format!("tensor `{}`: {e}", info.name))),
+            None => Ok(Some(packed)),
+        }
+    }
+}
+
+impl GgufSource {
+    fn info(&self, name: &str) -> Result<&GgufTensorInfo> {
         let missing = || ModelError::MissingTensor {
             origin: self.file.origin.clone(),
             tensor: gguf_name(name).unwrap_or_else(|| name.to_string()),
             architecture: self.file.get("general.architecture").and_then(GgufValue::as_str).unwrap_or("?").to_string(),
         };
         let gguf = gguf_name(name).ok_or_else(missing)?;
-        let info = self.file.tensor_info(&gguf).ok_or_else(missing)?;
-        let tensor = HostTensor::new(info.shape(), self.file.read_f32(info)?);
-        let is_q = name.contains("self_attn.q_proj.");
-        let is_k = name.contains("self_attn.k_proj.");
-        Ok(match (self.permuted_qk, is_q, is_k) {
-            (true, true, _) => unpermute_rows(tensor, self.num_heads),
-            (true, _, true) => unpermute_rows(tensor, self.num_kv_heads),
-            _ => tensor,
-        })
+        self.file.tensor_info(&gguf).ok_or_else(missing)
+    }
+
+    /// The head count whose rotary halves llama.cpp interleaved in this tensor's rows, if any.
+    fn permuted_heads(&self, name: &str) -> Option<usize> {
+        if !self.permuted_qk {
+            return None;
+        }
+        if name.contains("self_attn.q_proj.") {
+            Some(self.num_heads)
+        } else if name.contains("self_attn.k_proj.") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        }
     }
 }
 

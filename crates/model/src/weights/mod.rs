@@ -5,7 +5,8 @@
 //! ([`crate::model::CausalLm::from_source`]) therefore knows one naming scheme only; GGUF's
 //! names, layouts and quantisation are undone inside [`gguf_source`].
 
-pub mod dequant;
+/// The GGML block formats live with the kernels that multiply them.
+pub use rosetta_kernels::quant::blocks as dequant;
 pub mod gguf;
 pub mod gguf_source;
 pub mod random;
@@ -15,6 +16,8 @@ pub mod sparse;
 use std::ops::Deref;
 #[cfg(not(target_family = "wasm"))]
 use std::path::Path;
+
+use rosetta_kernels::quant::PackedMatrix;
 
 use crate::error::{Origin, Result};
 
@@ -90,6 +93,12 @@ pub trait WeightSource {
     fn storage_type(&self, name: &str) -> Option<String>;
     /// Reads the tensor as f32. Errors if it is absent or unreadable.
     fn read(&self, name: &str) -> Result<HostTensor>;
+    /// Reads a quantized 2-D tensor without dequantising it, in HF layout, or `None` when the
+    /// source does not store it in a form the quantized kernels take (float tensors, and every
+    /// tensor of sources without quantized storage).
+    fn read_packed(&self, _name: &str) -> Result<Option<PackedMatrix>> {
+        Ok(None)
+    }
 }
 
 /// HF parameter names of the decoder, in one place so loaders, exporters and the

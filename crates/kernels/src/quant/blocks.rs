@@ -1,9 +1,15 @@
-//! Dequantisation of GGML block formats to f32.
+//! GGML block formats: dequantisation to f32, and the affine form the packed kernels use.
 //!
 //! Layouts follow ggml's `ggml-quants.c` (`dequantize_row_*`); the Python `gguf` package's
 //! `gguf.quants.dequantize` is the reference the parity tests compare against.
 //! Every function takes exactly `n_blocks * type_size` bytes and returns `n_blocks * block_size`
 //! values; the caller has checked the sizes.
+//!
+//! The affine form ([`GgmlType::affine_blocks`]): every 32 consecutive weights of the types
+//! that have one scale (and min) per 32 elements are `w = scale · code + min` with an unsigned
+//! integer code — Q4_0 is `d·q − 8d`, Q8_0 `d·(q+128) − 128d`, a Q4_K sub-block
+//! `(d·sc)·q − dmin·m`. [`super::packed`] stores weights in that form so one integer kernel
+//! serves them all.
 
 use half::{bf16, f16};
 
@@ -169,6 +175,81 @@ impl GgmlType {
             GgmlType::Q6K => blocks.zip(outs).for_each(|(b, y)| q6_k(b, y)),
         }
         out
+    }
+}
+
+/// 32 weights as `scale · code + min` (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineBlock {
+    pub codes: [u8; 32],
+    pub scale: f32,
+    pub min: f32,
+}
+
+impl GgmlType {
+    /// Bits of the codes of the affine form, or `None` when the type has no single scale per 32
+    /// elements (Q2_K, Q3_K and Q6_K scale 16-element sub-blocks; float types have no codes).
+    pub fn affine_bits(self) -> Option<u32> {
+        match self {
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4K => Some(4),
+            GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q5K => Some(5),
+            GgmlType::Q8_0 => Some(8),
+            _ => None,
+        }
+    }
+
+    /// Hands the 32-element affine blocks of one ggml block (`type_size` bytes) to `emit`, in
+    /// element order. Does nothing for types without an affine form ([`Self::affine_bits`]).
+    pub fn affine_blocks(self, b: &[u8], emit: &mut impl FnMut(AffineBlock)) {
+        let mut codes = [0u8; 32];
+        match self {
+            GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                let d = read_f16(b);
+                let (min, qs) = if self == GgmlType::Q4_0 { (-8.0 * d, &b[2..18]) } else { (read_f16(&b[2..]), &b[4..20]) };
+                for j in 0..16 {
+                    codes[j] = qs[j] & 0x0F;
+                    codes[j + 16] = qs[j] >> 4;
+                }
+                emit(AffineBlock { codes, scale: d, min });
+            }
+            GgmlType::Q5_0 | GgmlType::Q5_1 => {
+                let d = read_f16(b);
+                let (min, rest) = if self == GgmlType::Q5_0 { (-16.0 * d, &b[2..]) } else { (read_f16(&b[2..]), &b[4..]) };
+                let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let qs = &rest[4..20];
+                for j in 0..16 {
+                    let (h0, h1) = q5_high_bits(qh, j);
+                    codes[j] = (qs[j] & 0x0F) | h0;
+                    codes[j + 16] = (qs[j] >> 4) | h1;
+                }
+                emit(AffineBlock { codes, scale: d, min });
+            }
+            GgmlType::Q8_0 => {
+                let d = read_f16(b);
+                for j in 0..32 {
+                    codes[j] = (b[2 + j] as i8 as i16 + 128) as u8;
+                }
+                emit(AffineBlock { codes, scale: d, min: -128.0 * d });
+            }
+            GgmlType::Q4K | GgmlType::Q5K => {
+                let d = read_f16(b);
+                let dmin = read_f16(&b[2..]);
+                let scales = &b[4..16];
+                let (qh, qs) = if self == GgmlType::Q5K { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+                for sub in 0..8 {
+                    let (sc, m) = scale_min_k4(sub, scales);
+                    let (chunk, high) = (sub / 2, sub % 2 == 1);
+                    let q = &qs[chunk * 32..chunk * 32 + 32];
+                    for l in 0..32 {
+                        let nibble = if high { q[l] >> 4 } else { q[l] & 0x0F };
+                        let fifth = qh.map_or(0, |qh| if qh[l] & (1u8 << sub) != 0 { 16 } else { 0 });
+                        codes[l] = nibble + fifth;
+                    }
+                    emit(AffineBlock { codes, scale: d * sc as f32, min: -(dmin * m as f32) });
+                }
+            }
+            _ => {}
+        }
     }
 }
 

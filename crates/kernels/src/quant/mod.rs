@@ -1,0 +1,18 @@
+//! Quantized weights on the CPU: GGML block formats ([`blocks`]), the packed layout the kernels
+//! read ([`packed`]), 8-bit activations ([`activation`]) and the integer matmul ([`matmul`]) with
+//! its SIMD tiles (`x86`: AVX-512 VNNI and AVX2; the scalar reference elsewhere).
+//!
+//! The model crate's linear layers dispatch here when a weight is stored packed
+//! (`rosetta_model::nn::projection`); nothing here knows about models.
+
+pub mod activation;
+pub mod blocks;
+pub mod matmul;
+pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use activation::QuantizedRows;
+pub use blocks::{AffineBlock, GgmlType};
+pub use matmul::{Tiles, matmul, matmul_many, matmul_quantized, matmul_with, reference_matmul};
+pub use packed::{CodeWidth, PackedMatrix, QuantizeTo};

@@ -1,0 +1,260 @@
+//! How a linear projection's weight is stored, and the forward that dispatches on it.
+//!
+//! Every projection of the decoder is either **dense** — burn's `Linear` (f32, trainable, any
+//! device) — or **packed** — quantized blocks in the kernels' layout ([`PackedMatrix`]), run by
+//! the integer matmul of `rosetta_kernels::quant` on the CPU. The model keeps, per projection,
+//! `Option<Linear>` in the module tree (so parameter paths and records do not change) and an
+//! `Option<Arc<PackedLinear>>` beside it, outside the tree; **exactly one of the two is set**.
+//! Loading decides ([`Precision`]); editing a packed weight ([`crate::CausalLm::set_weight`])
+//! makes it dense.
+
+use std::sync::Arc;
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, QuantizedRows, Tiles, matmul_many};
+
+use crate::error::{ModelError, Result};
+use crate::intervention::LinearKind;
+
+/// Which storage loading gives the projections (and the tied LM head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Keep quantized tensors quantized where the kernels take their type and the device is the
+    /// CPU; everything else f32. The default: a GGUF runs on its own blocks.
+    #[default]
+    Auto,
+    /// Dequantise everything to f32 (training, and the f32 reference path).
+    F32,
+    /// Quantize f32/f16/bf16 projections at load (a checkpoint already quantized is an error).
+    Quantize(QuantizeTo),
+}
+
+impl Precision {
+    pub const NAMES: &'static str = "auto, f32";
+
+    /// `auto` or `f32` (what `--precision` takes; quantizing is `--quantize`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(Precision::Auto),
+            "f32" => Some(Precision::F32),
+            _ => None,
+        }
+    }
+
+    /// Whether weights may be packed on `device`: the quantized kernels run on the CPU backend,
+    /// without autodiff (packed weights are frozen and not differentiable).
+    pub fn packs_on(self, device: &Device) -> bool {
+        self != Precision::F32 && is_plain_cpu(device)
+    }
+}
+
+#[cfg(feature = "flex")]
+fn is_plain_cpu(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+}
+
+#[cfg(not(feature = "flex"))]
+fn is_plain_cpu(_device: &Device) -> bool {
+    false
+}
+
+/// A projection's weight (HF orientation `[out, in]`) and bias, packed.
+#[derive(Clone)]
+pub struct PackedLinear {
+    pub weight: PackedMatrix,
+    pub bias: Option<Vec<f32>>,
+}
+
+impl std::fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedLinear({} × {}, {}, bias: {})",
+            self.weight.rows(),
+            self.weight.cols(),
+            self.weight.source.name(),
+            self.bias.is_some()
+        )
+    }
+}
+
+impl PackedLinear {
+    /// The same projection as a dense burn `Linear` on `device` (for edits and export).
+    pub fn to_dense(&self, device: &Device) -> Linear {
+        let (out, inp) = (self.weight.rows(), self.weight.cols());
+        let weight = Tensor::<2>::from_data(TensorData::new(self.weight.dequantize(), [out, inp]), device).transpose();
+        Linear {
+            weight: burn::module::Param::from_tensor(weight),
+            bias: self.bias.as_ref().map(|b| burn::module::Param::from_data(TensorData::new(b.clone(), [out]), device)),
+        }
+    }
+}
+
+/// The weights of one projection, as the model stores them.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    Dense(&'a Linear),
+    Packed(&'a PackedLinear),
+}
+
+impl<'a> Weights<'a> {
+    /// The stored pair, which holds exactly one (see the module docs).
+    pub fn of(dense: Option<&'a Linear>, packed: Option<&'a Arc<PackedLinear>>) -> Result<Self> {
+        match (dense, packed) {
+            (_, Some(p)) => Ok(Weights::Packed(p)),
+            (Some(d), None) => Ok(Weights::Dense(d)),
+            (None, None) => Err(ModelError::invalid("a projection holds neither dense nor packed weights")),
+        }
+    }
+}
+
+/// Applies projections that all read `x`: dense ones through burn, packed ones through the
+/// quantized matmul — `x` read back and quantized once for all of them.
+///
+/// # Shapes
+/// `x: [batch, seq, d_in] -> [batch, seq, d_out]` each.
+pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3>>> {
+    let [b, s, k] = x.dims();
+    let device = x.device();
+    let mut any_packed = false;
+    for w in weights {
+        if let Weights::Packed(packed) = w {
+            any_packed = true;
+            if packed.weight.cols() != k {
+                return Err(ModelError::invalid(format!(
+                    "a packed {}×{} projection got inputs of width {k}",
+                    packed.weight.rows(),
+                    packed.weight.cols()
+                )));
+            }
+        }
+    }
+    if any_packed && b * s >= DEQUANTIZED_ROWS {
+        return weights.iter().map(|w| dequantized_forward(*w, x.clone())).collect();
+    }
+    let quantized = if any_packed { Some(QuantizedRows::quantize(&host_values(x.clone())?, b * s, k)) } else { None };
+    // All packed weights in one set of tasks (see `matmul_many`).
+    let packed: Vec<&PackedLinear> = weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(*p) } else { None }).collect();
+    let mut packed_out = match &quantized {
+        Some(xq) => matmul_many(Tiles::best(), &packed.iter().map(|p| &p.weight).collect::<Vec<_>>(), xq).into_iter(),
+        None => Vec::new().into_iter(),
+    };
+    let mut out = Vec::with_capacity(weights.len());
+    for w in weights {
+        match w {
+            Weights::Dense(linear) => out.push(linear.forward(x.clone())),
+            Weights::Packed(packed) => {
+                let n = packed.weight.rows();
+                let mut y = packed_out.next().ok_or_else(|| ModelError::invalid("packed projection without output"))?;
+                if let Some(bias) = &packed.bias {
+                    for row in y.chunks_exact_mut(n) {
+                        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                    }
+                }
+                out.push(Tensor::from_data(TensorData::new(y, [b, s, n]), &device));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// From this many input rows on, a packed weight is dequantised a slice at a time and multiplied
+/// in f32 by burn's matmul (the `gemm` crate) instead of the integer kernels: measured on the
+/// 2-core benchmark machine, the integer tiles lead at decode and prompt sizes (1–128 rows), f32
+/// GEMM at scoring batches (8 × 128), where the work is compute-bound and dequantising a slice
+/// costs a few percent of multiplying by it (`reports/inference/`).
+pub const DEQUANTIZED_ROWS: usize = 256;
+
+/// Weight rows dequantised at a time on the f32 path (a 49 152-row head in 8 MB slices).
+const DEQUANTIZED_SLICE_ROWS: usize = 4096;
+
+/// A projection through f32 GEMM on dequantised slices of its weight (see [`DEQUANTIZED_ROWS`]).
+fn dequantized_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
+    let packed = match weights {
+        Weights::Dense(linear) => return Ok(linear.forward(x)),
+        Weights::Packed(packed) => packed,
+    };
+    let [b, s, k] = x.dims();
+    let device = x.device();
+    let (n, w) = (packed.weight.rows(), &packed.weight);
+    let x2 = x.reshape([b * s, k]);
+    let mut parts = Vec::with_capacity(n.div_ceil(DEQUANTIZED_SLICE_ROWS));
+    for start in (0..n).step_by(DEQUANTIZED_SLICE_ROWS) {
+        let end = (start + DEQUANTIZED_SLICE_ROWS).min(n);
+        let slice = Tensor::<2>::from_data(TensorData::new(w.dequantize_rows(start..end), [end - start, k]), &device);
+        parts.push(x2.clone().matmul(slice.transpose()));
+    }
+    let mut y = if parts.len() == 1 { parts.pop().ok_or_else(|| ModelError::invalid("empty projection"))? } else { Tensor::cat(parts, 1) };
+    if let Some(bias) = &packed.bias {
+        y = y + Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).unsqueeze_dim(0);
+    }
+    Ok(y.reshape([b, s, n]))
+}
+
+/// One projection (see [`project_all`]).
+pub fn project(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
+    let mut out = project_all(&[weights], x)?;
+    out.pop().ok_or_else(|| ModelError::invalid("a projection produced no output"))
+}
+
+/// The f32 values of a CPU tensor, row-major. Packed weights run only on the CPU backend, whose
+/// reads complete at once (also in the browser).
+#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "packed weights run only on the CPU backend"))]
+fn host_values(x: Tensor<3>) -> Result<Vec<f32>> {
+    x.into_data().try_into_vec::<f32>().map_err(|e| ModelError::invalid(format!("packed projection input is not f32: {e:?}")))
+}
+
+/// Packed weights by [`LinearKind`] (`None` where that projection is dense or not in the block
+/// that holds the slots).
+#[derive(Debug, Clone, Default)]
+pub struct PackedSlots([Option<Arc<PackedLinear>>; 7]);
+
+impl PackedSlots {
+    pub fn get(&self, kind: LinearKind) -> Option<&Arc<PackedLinear>> {
+        self.0[kind as usize].as_ref()
+    }
+
+    pub fn set(&mut self, kind: LinearKind, packed: Option<Arc<PackedLinear>>) {
+        self.0[kind as usize] = packed;
+    }
+
+    /// Bytes held by the packed weights.
+    pub fn memory_bytes(&self) -> usize {
+        self.0.iter().flatten().map(|p| p.weight.memory_bytes()).sum()
+    }
+}
+
+/// Runs the projections `kinds` of a block on `x` (see [`project_all`]). A failure is recorded
+/// in the pass's trace (the forward returns no `Result`) and zeros of the right shape stand in.
+pub(crate) fn run_projections<'a>(
+    kinds: &[LinearKind],
+    weights: impl Fn(LinearKind) -> (Option<&'a Linear>, Option<&'a Arc<PackedLinear>>),
+    x: Tensor<3>,
+    state: &mut crate::pass::PassState<'_>,
+) -> Vec<Tensor<3>> {
+    let [b, s, _] = x.dims();
+    let device = x.device();
+    let out_features = |kind: LinearKind| match weights(kind) {
+        (_, Some(p)) => p.weight.rows(),
+        (Some(d), None) => d.weight.dims()[1],
+        (None, None) => 0,
+    };
+    let result = kinds
+        .iter()
+        .map(|&k| {
+            let (d, p) = weights(k);
+            Weights::of(d, p)
+        })
+        .collect::<Result<Vec<_>>>()
+        .and_then(|w| project_all(&w, x));
+    match result {
+        Ok(out) => out,
+        Err(e) => {
+            if state.trace.failure.is_none() {
+                state.trace.failure = Some(e);
+            }
+            kinds.iter().map(|&k| Tensor::zeros([b, s, out_features(k)], &device)).collect()
+        }
+    }
+}
