@@ -38,6 +38,7 @@ fn a_packed_tiny_gguf_matches_its_f32_load() {
     assert!(packed.packed_head.is_some(), "the Q8_0 head is packed");
     assert_eq!(dense.packed_projections().0, 0);
 
+    // `short` runs the integer kernels, `long` (360 rows) the dequantised-GEMM route.
     let short: Vec<Vec<u32>> = vec![vec![256, 116, 104, 101], vec![256, 259, 97]];
     let long: Vec<Vec<u32>> = (0..3).map(|r| (0..120).map(|i| ((i * 7 + r * 13) % 255) as u32).collect()).collect();
     for ids in [short, long] {
@@ -96,13 +97,19 @@ fn quantizing_at_load_quantizes_and_refuses_quantized_input() {
     let f32_checkpoint = Checkpoint::open(&dir.join("model"), None).unwrap();
     let dense = f32_checkpoint.load_with(&Device::flex(), Precision::F32).unwrap();
     for to in [QuantizeTo::Q8_0, QuantizeTo::Q4_0, QuantizeTo::Q4_1] {
-        let mut quantized = f32_checkpoint.load_with(&Device::flex(), Precision::Quantize(to)).unwrap();
+        let quantized = f32_checkpoint.load_with(&Device::flex(), Precision::Quantize(to)).unwrap();
         assert_eq!(quantized.packed_projections(), (14, 14), "{to:?}");
-        // The head is quantized too; compared here through the projections alone (the packed
-        // head is held to its f32 load by the Q8_0 GGUF test).
-        assert!(quantized.packed_head.take().is_some(), "{to:?}: the head is packed");
+        assert!(quantized.packed_head.is_some(), "{to:?}: the head is packed");
         // The f32 model with the quantized weights (dequantised) is what the packed one computes.
+        // The head's f32 twin holds the quantized values (so large batches use the same head).
         let mut rounded = dense.clone();
+        rounded.lm_head = quantized.lm_head.clone();
+        assert!(
+            max_abs_diff(
+                &rounded.lm_head.as_ref().unwrap().weight.val().into_data().try_to_vec::<f32>().unwrap(),
+                &dense.lm_head.as_ref().unwrap().weight.val().into_data().try_to_vec::<f32>().unwrap()
+            ) > 0.0
+        );
         for id in dense.linear_ids() {
             let w = quantized.weight(id).unwrap();
             assert!(
@@ -138,10 +145,14 @@ fn smollm2_quantized_scores_and_generates_like_f32() {
     let (corpus, _) = ParallelCorpus::read(&CorpusDir::embedded().parallel_test(), BadLines::Fail).unwrap();
     let langs: Vec<String> = corpus.language_counts().keys().cloned().collect();
     assert!(langs.len() >= 5, "the embedded split has {langs:?}");
-    let options = ScoreOptions::for_model(&dense);
+    // One sentence per forward keeps every projection under `DEQUANTIZED_ROWS`: the integer
+    // kernels are what is compared here, not the dequantised-GEMM route of large batches.
+    let options = ScoreOptions { batch_size: 1, ..ScoreOptions::for_model(&dense) };
     for lang in &langs {
         let texts: Vec<&str> = corpus.records.iter().filter_map(|r| r.texts.get(lang).map(String::as_str)).take(8).collect();
         assert_eq!(texts.len(), 8, "{lang}");
+        let longest = texts.iter().map(|t| rosetta_model::scoring::scoring_ids(&checkpoint.tokenizer, t).unwrap().len()).max().unwrap();
+        assert!(longest < rosetta_model::nn::projection::DEQUANTIZED_ROWS, "{lang}: a text of {longest} tokens takes the GEMM route");
         let bits = |model: &CausalLm| {
             let costs = score_texts_blocking(model, &checkpoint.tokenizer, &texts, &options).unwrap();
             costs.into_iter().fold(rosetta_model::scoring::TextCost::default(), |a, b| a + b).bits_per_char()

@@ -82,6 +82,9 @@ pub fn scoring_ids(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
 /// exponentials).
 pub fn next_token_logprobs(model: &CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Result<Tensor<2>> {
     let device = model.device();
+    if batch.seq < 2 {
+        return Err(ModelError::invalid(format!("next-token log-probabilities need at least 2 positions, the batch has {}", batch.seq)));
+    }
     let (hidden, _) = model.forward_hidden(batch, interventions)?;
     let [b, s, d] = hidden.dims();
     let predicting = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([1, b * (s - 1), d]);

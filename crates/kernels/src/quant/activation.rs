@@ -52,7 +52,9 @@ impl QuantizedRows {
             let codes = &mut out.codes[r * cols..(r + 1) * cols];
             for (b, block) in row.chunks_exact(BLOCK).enumerate() {
                 let amax = block.iter().map(|v| v.abs()).fold(0f32, |m, v| if v > m { v } else { m });
-                let d = amax / CODE_MAX;
+                // A NaN or infinite input makes the block's scale NaN, so the outputs it feeds are
+                // NaN as on the f32 path (not a silently zeroed value).
+                let d = if block.iter().all(|v| v.is_finite()) { amax / CODE_MAX } else { f32::NAN };
                 let id = if d > 0.0 { 1.0 / d } else { 0.0 };
                 let mut sum = 0i32;
                 for (q, v) in block_codes.iter_mut().zip(block) {
@@ -122,6 +124,9 @@ mod tests {
         assert!((q.sums[0] - s0).abs() < 1e-3, "{} vs {s0}", q.sums[0]);
         let zeros = QuantizedRows::quantize(&[0.0; 32], 1, 32);
         assert_eq!((zeros.scales[0], zeros.sums[0]), (0.0, 0.0));
+        let mut bad = [1.0f32; 32];
+        bad[3] = f32::NAN;
+        assert!(QuantizedRows::quantize(&bad, 1, 32).scales[0].is_nan(), "a NaN input must not vanish");
     }
 
     #[test]

@@ -24,12 +24,11 @@ pub enum Tiles {
 impl Tiles {
     /// Every tile set this CPU can run, fastest first (the scalar reference last).
     pub fn available() -> Vec<Tiles> {
-        #[allow(unused_mut)]
-        let mut found = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        found.extend(super::x86::X86Tiles::detect().into_iter().map(Tiles::X86));
-        found.push(Tiles::Scalar);
-        found
+        let simd = super::x86::X86Tiles::detect().into_iter().map(Tiles::X86);
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = std::iter::empty();
+        simd.chain([Tiles::Scalar]).collect()
     }
 
     pub fn best() -> Tiles {
@@ -94,19 +93,28 @@ pub fn matmul_with(tiles: Tiles, w: &PackedMatrix, x: &[f32], m: usize) -> Resul
         });
     }
     let xq = QuantizedRows::quantize(x, m, k);
-    Ok(matmul_quantized(tiles, w, &xq))
+    matmul_quantized(tiles, w, &xq)
 }
 
 /// [`matmul`] on activations already quantized.
-pub fn matmul_quantized(tiles: Tiles, w: &PackedMatrix, xq: &QuantizedRows) -> Vec<f32> {
-    matmul_many(tiles, &[w], xq).pop().unwrap_or_default()
+pub fn matmul_quantized(tiles: Tiles, w: &PackedMatrix, xq: &QuantizedRows) -> Result<Vec<f32>> {
+    Ok(matmul_many(tiles, &[w], xq)?.pop().unwrap_or_default())
 }
 
 /// `x · Wᵢᵀ` for several weights that read the same activations (q/k/v, gate/up), quantized
 /// once and run as one set of tasks: one wake-up of the thread pool instead of one per weight,
 /// which is most of a decoding step's overhead at batch 1. Weights must have `xq.cols` inputs.
-pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) -> Vec<Vec<f32>> {
+pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) -> Result<Vec<Vec<f32>>> {
+    if let Some(w) = weights.iter().find(|w| w.cols() != xq.cols) {
+        return Err(KernelError::Shape {
+            op: "quantized matmul",
+            reason: format!("a {}×{} weight cannot multiply activations of width {}", w.rows(), w.cols(), xq.cols),
+        });
+    }
     let m = xq.rows;
+    if m == 0 {
+        return Ok(weights.iter().map(|_| Vec::new()).collect());
+    }
     let threads = thread_count();
     let x_chunk = if m == 1 { 1 } else { X_ROWS_PER_TASK };
     let x_tasks = m.div_ceil(x_chunk);
@@ -141,7 +149,7 @@ pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) 
             outs[i][row * n + wr.start..row * n + wr.end].copy_from_slice(values);
         }
     }
-    outs
+    Ok(outs)
 }
 
 #[cfg(not(target_family = "wasm"))]
@@ -206,7 +214,14 @@ mod tests {
     /// remainders in both tile directions and a single activation row (decoding).
     #[test]
     fn every_tile_set_matches_the_reference_for_every_type() {
-        let shapes = [(1, 7, 64), (3, 5, 96), (9, 11, 256), (16, 66, 512)];
+        // Block counts: 2, 3 (a pair and an odd block), 8, 11 (a full eight-block min step and a
+        // tail), 16.
+        let shapes = [(1, 7, 64), (3, 5, 96), (9, 11, 256), (5, 9, 352), (16, 66, 512)];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert!(Tiles::available().len() >= 2, "the AVX2 tiles must be among those tested here");
+        }
+        eprintln!("tile sets tested: {:?}", Tiles::available().iter().map(|t| t.name()).collect::<Vec<_>>());
         let types = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K];
         for tiles in Tiles::available() {
             for ty in types {
@@ -257,5 +272,8 @@ mod tests {
         let w = PackedMatrix::quantize(QuantizeTo::Q8_0, 2, 32, &[0.5; 64]).unwrap();
         let err = matmul(&w, &[0.0; 31], 1).unwrap_err().to_string();
         assert!(err.contains("31 activation values"), "{err}");
+        assert_eq!(matmul(&w, &[], 0).unwrap(), Vec::<f32>::new());
+        let wide = QuantizedRows::quantize(&[0.5; 64], 1, 64);
+        assert!(matmul_quantized(Tiles::Scalar, &w, &wide).unwrap_err().to_string().contains("width 64"));
     }
 }

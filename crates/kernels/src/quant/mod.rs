@@ -1,5 +1,5 @@
 //! Quantized weights on the CPU: GGML block formats ([`blocks`]), the packed layout the kernels
-//! read ([`packed`]), 8-bit activations ([`activation`]) and the integer matmul ([`matmul`]) with
+//! read ([`packed`]), 16-bit activations ([`activation`]) and the integer matmul ([`matmul`]) with
 //! its SIMD tiles (`x86`: AVX-512 VNNI and AVX2; the scalar reference elsewhere).
 //!
 //! The model crate's linear layers dispatch here when a weight is stored packed

@@ -90,7 +90,7 @@ impl PackedMatrix {
                 ty.name()
             ))
         })?;
-        if !cols.is_multiple_of(ty.block_size()) {
+        if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
             return Err(KernelError::Invalid(format!(
                 "rows of {cols} elements are not a whole number of {} blocks ({} elements each)",
                 ty.name(),
@@ -119,7 +119,7 @@ impl PackedMatrix {
     /// Quantizes an `[rows, cols]` f32 matrix (row-major) the way ggml's `quantize_row_*_ref`
     /// does. Errors when `cols` is not a multiple of 32 or `values` is not the matrix.
     pub fn quantize(to: QuantizeTo, rows: usize, cols: usize, values: &[f32]) -> Result<Self> {
-        if !cols.is_multiple_of(BLOCK) || rows.checked_mul(cols) != Some(values.len()) {
+        if cols == 0 || !cols.is_multiple_of(BLOCK) || rows.checked_mul(cols) != Some(values.len()) {
             return Err(KernelError::Invalid(format!(
                 "cannot quantize {} values as a {rows}×{cols} matrix to {:?}: rows must be a multiple of {BLOCK} elements",
                 values.len(),

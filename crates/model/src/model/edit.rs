@@ -80,6 +80,11 @@ impl CausalLm {
         let device = self.device();
         let layer = self.layers.get_mut(id.layer).ok_or_else(|| ModelError::invalid(format!("layer {} does not exist", id.layer)))?;
         if let Some(packed) = layer.packed(id.kind).cloned() {
+            // Checked before the conversion, so a refused edit leaves the projection packed.
+            let expected = [packed.weight.rows(), packed.weight.cols()];
+            if weight.dims() != expected {
+                return Err(ModelError::invalid(format!("{id}: new weight has shape {:?}, expected {expected:?}", weight.dims())));
+            }
             layer.set_projection(id.kind, StoredProjection::Dense(packed.to_dense(&device)));
         }
         let linear = self.linear_mut(id)?;

@@ -116,6 +116,9 @@ impl CausalLm {
         cache: &mut KvCache,
         interventions: &Interventions,
     ) -> Result<(Tensor<2>, Trace)> {
+        if batch.seq == 0 {
+            return Err(ModelError::invalid("a decoding step needs at least one position"));
+        }
         let (hidden, trace) = self.run_cached(batch, cache, interventions)?;
         let [b, s, d] = hidden.dims();
         let last = hidden.slice([0..b, s - 1..s, 0..d]);

@@ -30,6 +30,14 @@ impl CausalLm {
     /// where allowed, f32 otherwise.
     pub fn from_source_with(config: &ModelConfig, source: &dyn WeightSource, device: &Device, precision: Precision) -> Result<Self> {
         let packs = precision.packs_on(device);
+        if let Precision::Quantize(to) = precision
+            && !packs
+        {
+            return Err(ModelError::invalid(format!(
+                "--quantize {to:?} needs the CPU device without autodiff (the quantized kernels run there); \
+                 drop --quantize or use --device cpu"
+            )));
+        }
         config.validate(source.origin())?;
         let d = config.hidden_size;
         let read = |name: &str, expected: &[usize]| -> Result<HostTensor> {
@@ -117,6 +125,17 @@ impl CausalLm {
         // copy stays for lookups, edits and export).
         let head_name = if config.tie_word_embeddings { names::EMBED } else { names::LM_HEAD };
         let packed_head = packed(head_name, &[config.vocab_size, d])?.map(|weight| Arc::new(PackedLinear { weight, bias: None }));
+        // Quantized at load, the head's f32 twin (large batches, lookups, export) holds the
+        // quantized values too, so every path uses the same weights. (A GGUF's twin is its own
+        // blocks dequantised already.)
+        let (mut embed_tokens, mut lm_head) = (embed_tokens, lm_head);
+        if let (Precision::Quantize(_), Some(head)) = (precision, &packed_head) {
+            let values = Tensor::<2>::from_data(TensorData::new(head.weight.dequantize(), [config.vocab_size, d]), device);
+            match &mut lm_head {
+                Some(linear) => linear.weight = burn::module::Param::from_tensor(values.transpose()),
+                None => embed_tokens.weight = burn::module::Param::from_tensor(values),
+            }
+        }
         Ok(CausalLm {
             embed_tokens,
             layers,

@@ -137,7 +137,9 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
     // All packed weights in one set of tasks (see `matmul_many`).
     let packed: Vec<&PackedLinear> = weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(*p) } else { None }).collect();
     let mut packed_out = match &quantized {
-        Some(xq) => matmul_many(Tiles::best(), &packed.iter().map(|p| &p.weight).collect::<Vec<_>>(), xq).into_iter(),
+        Some(xq) => matmul_many(Tiles::best(), &packed.iter().map(|p| &p.weight).collect::<Vec<_>>(), xq)
+            .map_err(|e| ModelError::invalid(e.to_string()))?
+            .into_iter(),
         None => Vec::new().into_iter(),
     };
     let mut out = Vec::with_capacity(weights.len());
