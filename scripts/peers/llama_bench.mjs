@@ -36,11 +36,11 @@ for (let r = 0; r < repeats; r++) {
   const prefill = promptTokens / ((performance.now() - t0) / 1000);
   await sequence.clearHistory();
 
-  // Decode: the prompt's first eight tokens, then `newTokens` greedy ones; the clock starts at the
-  // first generated token (the prompt's own evaluation is prefill).
+  // Decode: the whole prompt, then `newTokens` greedy ones (the context Rosetta decodes in); the
+  // clock starts at the first generated token (the prompt's own evaluation is prefill).
   const tokens = [];
   let start = 0;
-  for await (const token of sequence.evaluate(prompt.slice(0, 8), { temperature: 0 })) {
+  for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
     if (tokens.length === 0) start = performance.now();
     tokens.push(token);
     if (tokens.length > newTokens) break;
