@@ -163,27 +163,46 @@ impl GgmlType {
             GgmlType::BF16 => blocks.zip(outs).for_each(|(b, y)| {
                 y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
             }),
-            GgmlType::Q4_0 => blocks.zip(outs).for_each(|(b, y)| q4_0(b, y)),
-            GgmlType::Q4_1 => blocks.zip(outs).for_each(|(b, y)| q4_1(b, y)),
-            GgmlType::Q5_0 => blocks.zip(outs).for_each(|(b, y)| q5_0(b, y)),
-            GgmlType::Q5_1 => blocks.zip(outs).for_each(|(b, y)| q5_1(b, y)),
-            GgmlType::Q8_0 => blocks.zip(outs).for_each(|(b, y)| q8_0(b, y)),
             GgmlType::Q2K => blocks.zip(outs).for_each(|(b, y)| q2_k(b, y)),
             GgmlType::Q3K => blocks.zip(outs).for_each(|(b, y)| q3_k(b, y)),
-            GgmlType::Q4K => blocks.zip(outs).for_each(|(b, y)| q4_k(b, y)),
-            GgmlType::Q5K => blocks.zip(outs).for_each(|(b, y)| q5_k(b, y)),
+            // One decoder of these layouts: the affine form the kernels pack, with ggml's formula.
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q5K => {
+                blocks.zip(outs).for_each(|(b, y)| {
+                    let mut values = y.chunks_exact_mut(32);
+                    self.affine_blocks(b, &mut |block| {
+                        if let Some(v) = values.next() {
+                            v.iter_mut().enumerate().for_each(|(j, v)| *v = block.value(j));
+                        }
+                    });
+                })
+            }
             GgmlType::Q6K => blocks.zip(outs).for_each(|(b, y)| q6_k(b, y)),
         }
         out
     }
 }
 
-/// 32 weights as `scale · code + min` (see the module docs).
+/// 32 weights as `scale · (code − zero) + offset` — ggml's own formula for each type (`zero` 8
+/// for Q4_0, 16 for Q5_0, 128 for Q8_0, else 0), so dequantising through it is exact — which the
+/// kernels use as `scale · code + min` ([`AffineBlock::min`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AffineBlock {
     pub codes: [u8; 32],
     pub scale: f32,
-    pub min: f32,
+    pub zero: u8,
+    pub offset: f32,
+}
+
+impl AffineBlock {
+    /// The constant term of `scale · code + min`.
+    pub fn min(&self) -> f32 {
+        self.offset - self.zero as f32 * self.scale
+    }
+
+    /// Value `j` as ggml computes it.
+    pub fn value(&self, j: usize) -> f32 {
+        self.scale * (self.codes[j] as i32 - self.zero as i32) as f32 + self.offset
+    }
 }
 
 impl GgmlType {
@@ -205,16 +224,16 @@ impl GgmlType {
         match self {
             GgmlType::Q4_0 | GgmlType::Q4_1 => {
                 let d = read_f16(b);
-                let (min, qs) = if self == GgmlType::Q4_0 { (-8.0 * d, &b[2..18]) } else { (read_f16(&b[2..]), &b[4..20]) };
+                let (zero, offset, qs) = if self == GgmlType::Q4_0 { (8, 0.0, &b[2..18]) } else { (0, read_f16(&b[2..]), &b[4..20]) };
                 for j in 0..16 {
                     codes[j] = qs[j] & 0x0F;
                     codes[j + 16] = qs[j] >> 4;
                 }
-                emit(AffineBlock { codes, scale: d, min });
+                emit(AffineBlock { codes, scale: d, zero, offset });
             }
             GgmlType::Q5_0 | GgmlType::Q5_1 => {
                 let d = read_f16(b);
-                let (min, rest) = if self == GgmlType::Q5_0 { (-16.0 * d, &b[2..]) } else { (read_f16(&b[2..]), &b[4..]) };
+                let (zero, offset, rest) = if self == GgmlType::Q5_0 { (16, 0.0, &b[2..]) } else { (0, read_f16(&b[2..]), &b[4..]) };
                 let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 let qs = &rest[4..20];
                 for j in 0..16 {
@@ -222,14 +241,14 @@ impl GgmlType {
                     codes[j] = (qs[j] & 0x0F) | h0;
                     codes[j + 16] = (qs[j] >> 4) | h1;
                 }
-                emit(AffineBlock { codes, scale: d, min });
+                emit(AffineBlock { codes, scale: d, zero, offset });
             }
             GgmlType::Q8_0 => {
                 let d = read_f16(b);
                 for j in 0..32 {
                     codes[j] = (b[2 + j] as i8 as i16 + 128) as u8;
                 }
-                emit(AffineBlock { codes, scale: d, min: -128.0 * d });
+                emit(AffineBlock { codes, scale: d, zero: 128, offset: 0.0 });
             }
             GgmlType::Q4K | GgmlType::Q5K => {
                 let d = read_f16(b);
@@ -245,7 +264,7 @@ impl GgmlType {
                         let fifth = qh.map_or(0, |qh| if qh[l] & (1u8 << sub) != 0 { 16 } else { 0 });
                         codes[l] = nibble + fifth;
                     }
-                    emit(AffineBlock { codes, scale: d * sc as f32, min: -(dmin * m as f32) });
+                    emit(AffineBlock { codes, scale: d * sc as f32, zero: 0, offset: -(dmin * m as f32) });
                 }
             }
             _ => {}
@@ -257,60 +276,11 @@ fn read_f16(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-fn q4_0(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let qs = &b[2..18];
-    for j in 0..16 {
-        y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
-        y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
-    }
-}
-
-fn q4_1(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let m = read_f16(&b[2..]);
-    let qs = &b[4..20];
-    for j in 0..16 {
-        y[j] = (qs[j] & 0x0F) as f32 * d + m;
-        y[j + 16] = (qs[j] >> 4) as f32 * d + m;
-    }
-}
-
 /// The fifth bits of Q5_0/Q5_1: bit j of `qh` belongs to element j.
 fn q5_high_bits(qh: u32, j: usize) -> (u8, u8) {
     let low = (((qh >> j) << 4) & 0x10) as u8;
     let high = ((qh >> (j + 12)) & 0x10) as u8;
     (low, high)
-}
-
-fn q5_0(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    let qs = &b[6..22];
-    for j in 0..16 {
-        let (h0, h1) = q5_high_bits(qh, j);
-        y[j] = (((qs[j] & 0x0F) | h0) as i32 - 16) as f32 * d;
-        y[j + 16] = (((qs[j] >> 4) | h1) as i32 - 16) as f32 * d;
-    }
-}
-
-fn q5_1(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let m = read_f16(&b[2..]);
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let qs = &b[8..24];
-    for j in 0..16 {
-        let (h0, h1) = q5_high_bits(qh, j);
-        y[j] = ((qs[j] & 0x0F) | h0) as f32 * d + m;
-        y[j + 16] = ((qs[j] >> 4) | h1) as f32 * d + m;
-    }
-}
-
-fn q8_0(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    for j in 0..32 {
-        y[j] = (b[2 + j] as i8) as f32 * d;
-    }
 }
 
 fn q2_k(b: &[u8], y: &mut [f32]) {
@@ -388,49 +358,6 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
 /// Scale and min number `j` (of 8) of a Q4_K/Q5_K super-block, 6 bits each.
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) }
-}
-
-fn q4_k(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let dmin = read_f16(&b[2..]);
-    let scales = &b[4..16];
-    let qs = &b[16..144];
-    for chunk in 0..4 {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
-        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
-        let q = &qs[chunk * 32..chunk * 32 + 32];
-        let y = &mut y[chunk * 64..chunk * 64 + 64];
-        for l in 0..32 {
-            y[l] = d1 * (q[l] & 0x0F) as f32 - min1;
-            y[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
-        }
-    }
-}
-
-fn q5_k(b: &[u8], y: &mut [f32]) {
-    let d = read_f16(b);
-    let dmin = read_f16(&b[2..]);
-    let scales = &b[4..16];
-    let qh = &b[16..48];
-    let qs = &b[48..176];
-    for chunk in 0..4 {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
-        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
-        let u1 = 1u8 << (2 * chunk);
-        let u2 = 2u8 << (2 * chunk);
-        let q = &qs[chunk * 32..chunk * 32 + 32];
-        let y = &mut y[chunk * 64..chunk * 64 + 64];
-        for l in 0..32 {
-            let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
-            let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
-            y[l] = d1 * ((q[l] & 0x0F) + h1) as f32 - min1;
-            y[l + 32] = d2 * ((q[l] >> 4) + h2) as f32 - min2;
-        }
-    }
 }
 
 fn q6_k(b: &[u8], y: &mut [f32]) {

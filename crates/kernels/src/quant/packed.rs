@@ -153,7 +153,7 @@ impl PackedMatrix {
             CodeWidth::Eight => self.codes.extend_from_slice(&block.codes),
         }
         self.scales.push(block.scale);
-        self.mins.push(block.min);
+        self.mins.push(block.min());
     }
 
     pub fn rows(&self) -> usize {
@@ -258,7 +258,7 @@ fn quantize_block(to: QuantizeTo, x: &[f32]) -> AffineBlock {
                 *c = ((v * id).round() as i32 + 128) as u8;
             }
             let d = f16_round(d);
-            AffineBlock { codes, scale: d, min: -128.0 * d }
+            AffineBlock { codes, scale: d, zero: 128, offset: 0.0 }
         }
         QuantizeTo::Q4_0 => {
             // The value of largest magnitude maps to -8, keeping its sign.
@@ -269,7 +269,7 @@ fn quantize_block(to: QuantizeTo, x: &[f32]) -> AffineBlock {
                 *c = ((v * id + 8.5) as i32).min(15) as u8;
             }
             let d = f16_round(d);
-            AffineBlock { codes, scale: d, min: -8.0 * d }
+            AffineBlock { codes, scale: d, zero: 8, offset: 0.0 }
         }
         QuantizeTo::Q4_1 => {
             let (min, max) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -278,7 +278,7 @@ fn quantize_block(to: QuantizeTo, x: &[f32]) -> AffineBlock {
             for (c, v) in codes.iter_mut().zip(x) {
                 *c = (((v - min) * id + 0.5) as i32).min(15) as u8;
             }
-            AffineBlock { codes, scale: f16_round(d), min: f16_round(min) }
+            AffineBlock { codes, scale: f16_round(d), zero: 0, offset: f16_round(min) }
         }
     }
 }

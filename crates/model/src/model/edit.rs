@@ -9,6 +9,7 @@ use super::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::intervention::{LinearId, LinearKind};
 use crate::nn::decoder_layer::StoredProjection;
+use crate::nn::projection::Weights;
 
 /// A row of a resized vocabulary.
 #[derive(Debug, Clone)]
@@ -38,17 +39,7 @@ impl CausalLm {
 
     pub fn linear_mut(&mut self, id: LinearId) -> Result<&mut Linear> {
         let error = self.layer_error(id.layer);
-        let layer = self.layers.get_mut(id.layer).ok_or(error)?;
-        let dense = match id.kind {
-            LinearKind::QProj => &mut layer.self_attn.q_proj,
-            LinearKind::KProj => &mut layer.self_attn.k_proj,
-            LinearKind::VProj => &mut layer.self_attn.v_proj,
-            LinearKind::OProj => &mut layer.self_attn.o_proj,
-            LinearKind::GateProj => &mut layer.mlp.gate_proj,
-            LinearKind::UpProj => &mut layer.mlp.up_proj,
-            LinearKind::DownProj => &mut layer.mlp.down_proj,
-        };
-        dense.as_mut().ok_or_else(|| Self::packed_error(id))
+        self.layers.get_mut(id.layer).ok_or(error)?.projection_slot_mut(id.kind).as_mut().ok_or_else(|| Self::packed_error(id))
     }
 
     fn packed_error(id: LinearId) -> ModelError {
@@ -64,21 +55,20 @@ impl CausalLm {
     /// A linear weight in HF orientation `[out, in]` (dequantised when stored packed).
     pub fn weight(&self, id: LinearId) -> Result<Tensor<2>> {
         let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
-        match (layer.projection(id.kind), layer.packed(id.kind)) {
-            (Some(dense), _) => Ok(dense.weight.val().transpose()),
-            (None, Some(packed)) => {
+        Ok(match layer.weights(id.kind)? {
+            Weights::Dense(dense) => dense.weight.val().transpose(),
+            Weights::Packed(packed) => {
                 let w = &packed.weight;
-                Ok(Tensor::from_data(TensorData::new(w.dequantize(), [w.rows(), w.cols()]), &self.device()))
+                Tensor::from_data(TensorData::new(w.dequantize(), [w.rows(), w.cols()]), &self.device())
             }
-            (None, None) => Err(ModelError::invalid(format!("{id} holds no weights"))),
-        }
+        })
     }
 
     /// Replaces a linear weight, given in HF orientation `[out, in]`. A packed projection becomes
     /// dense (f32) with the new weight and its old bias.
     pub fn set_weight(&mut self, id: LinearId, weight: Tensor<2>) -> Result<()> {
-        let device = self.device();
-        let layer = self.layers.get_mut(id.layer).ok_or_else(|| ModelError::invalid(format!("layer {} does not exist", id.layer)))?;
+        let (device, error) = (self.device(), self.layer_error(id.layer));
+        let layer = self.layers.get_mut(id.layer).ok_or(error)?;
         if let Some(packed) = layer.packed(id.kind).cloned() {
             // Checked before the conversion, so a refused edit leaves the projection packed.
             let expected = [packed.weight.rows(), packed.weight.cols()];

@@ -115,8 +115,8 @@ impl CausalLm {
             }
             layers.push(layer);
         }
-        let embed_tokens = init::embedding(read(names::EMBED, &[config.vocab_size, d])?, device);
-        let lm_head = if config.tie_word_embeddings {
+        let mut embed_tokens = init::embedding(read(names::EMBED, &[config.vocab_size, d])?, device);
+        let mut lm_head = if config.tie_word_embeddings {
             None
         } else {
             Some(init::linear(read(names::LM_HEAD, &[config.vocab_size, d])?, None, device))
@@ -128,7 +128,6 @@ impl CausalLm {
         // Quantized at load, the head's f32 twin (large batches, lookups, export) holds the
         // quantized values too, so every path uses the same weights. (A GGUF's twin is its own
         // blocks dequantised already.)
-        let (mut embed_tokens, mut lm_head) = (embed_tokens, lm_head);
         if let (Precision::Quantize(_), Some(head)) = (precision, &packed_head) {
             let values = Tensor::<2>::from_data(TensorData::new(head.weight.dequantize(), [config.vocab_size, d]), device);
             match &mut lm_head {
@@ -151,6 +150,7 @@ impl CausalLm {
     /// [`crate::readback`]; native only, like the export that needs it).
     #[cfg(not(target_family = "wasm"))]
     pub fn to_hf_tensors(&self) -> Result<Vec<(String, HostTensor)>> {
+        use crate::nn::projection::Weights;
         use crate::readback::{block_on, to_vec_f32};
         fn host<const D: usize>(t: Tensor<D>) -> Result<HostTensor> {
             let dims = t.dims().to_vec();
@@ -160,13 +160,12 @@ impl CausalLm {
         let host1 = host::<1>;
         let linear = |prefix: String, layer: &DecoderLayer, kind: LinearKind, out: &mut Vec<(String, HostTensor)>| -> Result<()> {
             let dense;
-            let l = match (layer.projection(kind), layer.packed(kind)) {
-                (Some(l), _) => l,
-                (None, Some(p)) => {
+            let l = match layer.weights(kind)? {
+                Weights::Dense(l) => l,
+                Weights::Packed(p) => {
                     dense = p.to_dense(&self.device());
                     &dense
                 }
-                (None, None) => return Err(ModelError::invalid(format!("{prefix} holds no weights"))),
             };
             out.push((format!("{prefix}.weight"), host2(l.weight.val().transpose())?));
             if let Some(b) = &l.bias {

@@ -96,6 +96,6 @@ impl CausalLm {
     /// How many projections are packed, of how many.
     pub fn packed_projections(&self) -> (usize, usize) {
         let packed = self.layers.iter().map(|l| crate::LinearKind::ALL.iter().filter(|&&k| l.packed(k).is_some()).count()).sum();
-        (packed, 7 * self.layers.len())
+        (packed, crate::LinearKind::ALL.len() * self.layers.len())
     }
 }

@@ -84,18 +84,6 @@ impl SelfAttention {
         out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))
     }
 
-    /// The stored weights of projection `kind` (dense, packed).
-    pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&std::sync::Arc<super::projection::PackedLinear>>) {
-        let dense = match kind {
-            LinearKind::QProj => self.q_proj.as_ref(),
-            LinearKind::KProj => self.k_proj.as_ref(),
-            LinearKind::VProj => self.v_proj.as_ref(),
-            LinearKind::OProj => self.o_proj.as_ref(),
-            _ => None,
-        };
-        (dense, self.packed.get(kind))
-    }
-
     /// Repeats each KV head for the query heads of its group (GQA).
     fn repeat_kv(&self, t: Tensor<4>, batch: usize, len: usize) -> Tensor<4> {
         let groups = self.num_heads / self.num_kv_heads;

@@ -6,10 +6,11 @@ use burn::prelude::*;
 
 use super::attention::{LayerCache, SelfAttention};
 use super::mlp::SwiGluMlp;
-use super::projection::PackedLinear;
+use std::sync::Arc;
+
+use super::projection::{PackedLinear, Weights};
 use crate::intervention::LinearKind;
 use crate::pass::PassState;
-use std::sync::Arc;
 
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
@@ -19,19 +20,33 @@ pub struct DecoderLayer {
     pub mlp: SwiGluMlp,
 }
 
-/// The one table from a [`LinearKind`] to the field holding that projection (and the block
-/// whose packed slots hold it when packed); the accessors below are generated from it.
+/// The one table from a [`LinearKind`] to the block and field holding that projection; the
+/// accessors of the layer and of its two blocks are generated from it.
 macro_rules! projection_fields {
-    ($($kind:ident => $block:ident . $field:ident;)*) => {
+    ($($block:ident: $ty:ident { $($kind:ident => $field:ident),* })*) => {
+        $(impl $ty {
+            /// The stored weights of projection `kind` (dense, packed); both `None` for a kind
+            /// this block does not hold.
+            pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&Arc<PackedLinear>>) {
+                let dense = match kind { $(LinearKind::$kind => self.$field.as_ref(),)* #[allow(unreachable_patterns)] _ => None };
+                (dense, self.packed.get(kind))
+            }
+        })*
+
         impl DecoderLayer {
             /// The dense weights of projection `kind`, `None` when it is packed.
             pub fn projection(&self, kind: LinearKind) -> Option<&Linear> {
-                match kind { $(LinearKind::$kind => self.$block.$field.as_ref(),)* }
+                match kind { $($(LinearKind::$kind => self.$block.$field.as_ref(),)*)* }
+            }
+
+            /// Where the dense weights of projection `kind` are stored (`None` when packed).
+            pub fn projection_slot_mut(&mut self, kind: LinearKind) -> &mut Option<Linear> {
+                match kind { $($(LinearKind::$kind => &mut self.$block.$field,)*)* }
             }
 
             /// The packed weights of projection `kind`, `None` when it is dense.
             pub fn packed(&self, kind: LinearKind) -> Option<&Arc<PackedLinear>> {
-                match kind { $(LinearKind::$kind => self.$block.packed.get(kind),)* }
+                match kind { $($(LinearKind::$kind => self.$block.packed.get(kind),)*)* }
             }
 
             /// Stores projection `kind` as given: dense or packed, the other cleared.
@@ -40,12 +55,12 @@ macro_rules! projection_fields {
                     StoredProjection::Dense(l) => (Some(l), None),
                     StoredProjection::Packed(p) => (None, Some(p)),
                 };
-                match kind { $(LinearKind::$kind => { self.$block.$field = dense; self.$block.packed.set(kind, packed); })* }
+                match kind { $($(LinearKind::$kind => { self.$block.$field = dense; self.$block.packed.set(kind, packed); })*)* }
             }
 
             /// Bytes held by this layer's packed weights.
             pub fn packed_bytes(&self) -> usize {
-                self.self_attn.packed.memory_bytes() + self.mlp.packed.memory_bytes()
+                0 $(+ self.$block.packed.memory_bytes())*
             }
         }
     };
@@ -58,13 +73,15 @@ pub enum StoredProjection {
 }
 
 projection_fields! {
-    QProj => self_attn.q_proj;
-    KProj => self_attn.k_proj;
-    VProj => self_attn.v_proj;
-    OProj => self_attn.o_proj;
-    GateProj => mlp.gate_proj;
-    UpProj => mlp.up_proj;
-    DownProj => mlp.down_proj;
+    self_attn: SelfAttention { QProj => q_proj, KProj => k_proj, VProj => v_proj, OProj => o_proj }
+    mlp: SwiGluMlp { GateProj => gate_proj, UpProj => up_proj, DownProj => down_proj }
+}
+
+impl DecoderLayer {
+    /// The weights of projection `kind` as stored.
+    pub fn weights(&self, kind: LinearKind) -> crate::error::Result<Weights<'_>> {
+        Weights::of(self.projection(kind), self.packed(kind))
+    }
 }
 
 impl DecoderLayer {

@@ -4,7 +4,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
-use super::projection::{PackedLinear, PackedSlots, run_projections};
+use super::projection::{PackedSlots, run_projections};
 use crate::intervention::{LinearId, LinearKind};
 use crate::pass::PassState;
 
@@ -29,16 +29,5 @@ impl SwiGluMlp {
         state.record_linear_input(&[LinearId::new(layer, LinearKind::DownProj)], &hidden);
         let mut out = run_projections(&[LinearKind::DownProj], |k| self.weights(k), hidden, state);
         out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))
-    }
-
-    /// The stored weights of projection `kind` (dense, packed).
-    pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&std::sync::Arc<PackedLinear>>) {
-        let dense = match kind {
-            LinearKind::GateProj => self.gate_proj.as_ref(),
-            LinearKind::UpProj => self.up_proj.as_ref(),
-            LinearKind::DownProj => self.down_proj.as_ref(),
-            _ => None,
-        };
-        (dense, self.packed.get(kind))
     }
 }

@@ -210,7 +210,7 @@ fn host_values(x: Tensor<3>) -> Result<Vec<f32>> {
 /// Packed weights by [`LinearKind`] (`None` where that projection is dense or not in the block
 /// that holds the slots).
 #[derive(Debug, Clone, Default)]
-pub struct PackedSlots([Option<Arc<PackedLinear>>; 7]);
+pub struct PackedSlots([Option<Arc<PackedLinear>>; LinearKind::ALL.len()]);
 
 impl PackedSlots {
     pub fn get(&self, kind: LinearKind) -> Option<&Arc<PackedLinear>> {
