@@ -9,6 +9,7 @@ is frozen — the same as Rosetta's LoRA. Prints one JSON object with seconds pe
 import argparse
 import json
 import os
+import resource
 import time
 
 import torch
@@ -73,7 +74,9 @@ def main():
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "lora_rank": args.lora_rank,
                       "batch": args.batch, "seq": args.seq, "seconds_per_step": seconds,
                       "tokens_per_second": args.batch * args.seq / seconds,
-                      "trainable_parameters": sum(p.numel() for p in params)}))
+                      "trainable_parameters": sum(p.numel() for p in params),
+                      # Linux reports kilobytes.
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@
 //! - [`masking`]: Wanda scores, exact-k / N:M pruning masks, mask application, and per-feature
 //!   activation statistics (magnitude-feature pruning).
 //!
+//! The fused CPU kernels of training, [`cpu`] (registered with burn's autodiff for the CPU
+//! backend): [`attention`] with its own backward, and the LM head fused with the loss,
+//! [`cross_entropy`]; each beside a plain-tensor reference.
+//!
 //! And the CPU kernels of quantized inference, [`quant`]: GGML block formats, a packed layout,
 //! and an integer matmul with SIMD tiles (AVX-512 VNNI, AVX2) beside a scalar reference.
 //!
@@ -15,16 +19,39 @@
 //! everywhere else; inputs are validated on the host first, so bad shapes or settings are errors,
 //! never GPU faults.
 
+pub mod attention;
 pub mod contrastive;
+pub mod cpu;
+pub mod cross_entropy;
 pub mod error;
+#[cfg(feature = "flex")]
+mod flex;
 pub mod masking;
 pub mod quant;
+pub mod swiglu;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
 pub use contrastive::{ContrastiveOptions, contrastive_loss, contrastive_loss_reference};
 pub use error::{KernelError, Result};
 pub use masking::{Sparsity, apply_keep, apply_mask, feature_stats, prune_keep, prune_mask, sequence_feature_stats, wanda_scores};
+
+/// Whether the fused CPU kernels can take tensors of `dtypes` on `device`: f32 on burn's CPU
+/// backend (with or without autodiff), built with feature `flex`.
+pub(crate) fn fused_cpu_supports(device: &burn::prelude::Device, dtypes: &[burn::tensor::DType]) -> bool {
+    #[cfg(feature = "flex")]
+    return flex::is_flex(device) && dtypes.iter().all(|d| *d == burn::tensor::DType::F32);
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (device, dtypes);
+        false
+    }
+}
+
+/// The error for a fused CPU kernel called where [`fused_cpu_supports`] says no.
+pub(crate) fn fused_cpu_refusal(op: &'static str, device: &burn::prelude::Device, dtype: burn::tensor::DType) -> KernelError {
+    error::shape_error(op, format!("the fused kernel runs f32 on the CPU backend (feature `flex`), not {dtype:?} on {device:?}"))
+}
 
 /// Whether `device` runs on burn's wgpu backend (with or without autodiff).
 #[cfg(feature = "wgpu")]

@@ -3,7 +3,6 @@
 
 use rosetta_data::PackedRow;
 use rosetta_model::burn::prelude::*;
-use rosetta_model::scoring::target_logprobs;
 use rosetta_model::{CausalLm, Interventions, Result, TokenBatch};
 
 /// The rows as a packed batch, and the `[rows, seq-1]` mask of positions that predict a target.
@@ -17,14 +16,16 @@ pub fn batch_and_mask(rows: &[PackedRow]) -> Result<(TokenBatch, Vec<f32>)> {
 }
 
 /// Σ over predicted tokens of −log p, divided by `normalizer` (the number of predicted tokens
-/// of the whole optimizer step, so micro-batches and devices add up to the mean).
+/// of the whole optimizer step, so micro-batches and devices add up to the mean). The head and
+/// the loss run as one op (`CausalLm::head_loss`), so the `[rows, vocab]` logits of the batch are
+/// never held for backward.
 pub fn packed_loss(model: &CausalLm, rows: &[PackedRow], normalizer: f32, interventions: &Interventions) -> Result<Tensor<1>> {
-    let device = model.device();
     let (batch, mask) = batch_and_mask(rows)?;
-    let (logits, _) = model.forward_with(&batch, interventions)?;
-    let [b, s, v] = logits.dims();
-    let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).unsqueeze_dim::<3>(2);
-    let logprobs = target_logprobs(logits.slice([0..b, 0..s - 1, 0..v]), targets);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s - 1]), &device);
-    Ok((logprobs * mask).sum().neg().div_scalar(normalizer))
+    let (hidden, _) = model.forward_hidden(&batch, interventions)?;
+    let [b, s, d] = hidden.dims();
+    // Position t predicts token t + 1: the last position of each row predicts nothing here.
+    let hidden = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([b * (s - 1), d]);
+    let targets: Vec<u32> = rows.iter().flat_map(|r| r.ids[1..].iter().copied()).collect();
+    let weights: Vec<f32> = mask.iter().map(|m| m / normalizer).collect();
+    model.head_loss(hidden, &targets, &weights)
 }

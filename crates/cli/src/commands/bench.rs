@@ -344,7 +344,13 @@ fn train_step(args: TrainArgs) -> Result<()> {
         }
         let per_step = seconds / args.steps as f64;
         let tps = (args.batch * args.seq) as f64 / per_step;
-        eprintln!("rosetta ({}, {mode}): {per_step:.2} s/step, {tps:.1} tokens/s", args.model.device);
+        // The process's peak so far: the full run's own, then the larger of the two.
+        let peak_rss = peak_rss_bytes();
+        eprintln!(
+            "rosetta ({}, {mode}): {per_step:.2} s/step, {tps:.1} tokens/s, peak RSS so far {:.0} MB",
+            args.model.device,
+            peak_rss.map_or(f64::NAN, |b| b as f64 / 1e6)
+        );
         let reference = run_reference(
             args.python.clone(),
             args.no_reference,
@@ -371,7 +377,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
                 r["tokens_per_second"].as_f64().unwrap_or(f64::NAN)
             );
         }
-        results.push(json!({"mode": mode, "rosetta": {"seconds_per_step": per_step, "tokens_per_second": tps}, "reference": reference, "ratio_rosetta_over_reference": ratio}));
+        results.push(json!({"mode": mode, "rosetta": {"seconds_per_step": per_step, "tokens_per_second": tps, "peak_rss_bytes_so_far": peak_rss}, "reference": reference, "ratio_rosetta_over_reference": ratio}));
     }
     let report = json!({
         "benchmark": "train",

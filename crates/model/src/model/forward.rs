@@ -164,6 +164,23 @@ impl CausalLm {
         }
     }
 
+    /// The causal-LM loss of final hidden states against next tokens:
+    /// `Σ_i w_i · (logsumexp(z_i) − z_{i, t_i})` with `z` the head's logits, through the head fused
+    /// with the loss on the CPU backend (the `[rows, vocab]` logits never exist whole; see
+    /// `rosetta_kernels::cross_entropy`) and plain tensor ops elsewhere. The f32 head serves it
+    /// (a packed head's twin holds the same values).
+    ///
+    /// # Shapes
+    /// `hidden: [n, d_model]`, `targets`, `row_weights: [n]` → `[1]`.
+    pub fn head_loss(&self, hidden: Tensor<2>, targets: &[u32], row_weights: &[f32]) -> Result<Tensor<1>> {
+        use rosetta_kernels::cross_entropy::{HeadLayout, linear_cross_entropy};
+        let (weight, layout) = match &self.lm_head {
+            Some(head) => (head.weight.val(), HeadLayout::VocabColumns),
+            None => (self.embed_tokens.weight.val(), HeadLayout::VocabRows),
+        };
+        linear_cross_entropy(hidden, weight, layout, targets, row_weights).map_err(|e| ModelError::invalid(e.to_string()))
+    }
+
     fn check_interventions(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<()> {
         let n = self.num_layers();
         if let Some(site) = interventions.max_site()

@@ -3,8 +3,6 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use super::projection::{PackedSlots, run_projections};
 use super::rotary::apply_rotary;
@@ -46,6 +44,7 @@ impl SelfAttention {
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
+        let x_device = x.device();
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         state.record_linear_input(
             &[LinearId::new(layer, LinearKind::QProj), LinearId::new(layer, LinearKind::KProj), LinearId::new(layer, LinearKind::VProj)],
@@ -72,29 +71,20 @@ impl SelfAttention {
             }
             None => (k, v),
         };
-        let kv_len = k.dims()[2];
-        let (k, v) = (self.repeat_kv(k, batch, kv_len), self.repeat_kv(v, batch, kv_len));
-
-        let mask = state.attention_mask.as_ref().map(|m| m.clone().expand([batch, h, seq, kv_len]));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: mask.is_none() };
-        let context = attention(q, k, v, mask, None, options);
+        let context = match rosetta_kernels::attention::attention(q, k, v, state.attention_mask.clone()) {
+            Ok(context) => context,
+            Err(e) => {
+                // Shapes come from the model's own config and masks; recorded like a projection's
+                // failure (the forward returns no `Result`), zeros stand in.
+                if state.trace.failure.is_none() {
+                    state.trace.failure = Some(crate::error::ModelError::invalid(e.to_string()));
+                }
+                Tensor::zeros([batch, h, seq, hd], &x_device)
+            }
+        };
         let context = context.swap_dims(1, 2).reshape([batch, seq, h * hd]);
         state.record_linear_input(&[LinearId::new(layer, LinearKind::OProj)], &context);
         let mut out = run_projections(&[LinearKind::OProj], |k| self.weights(k), context, state);
         out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))
-    }
-
-    /// Repeats each KV head for the query heads of its group (GQA).
-    fn repeat_kv(&self, t: Tensor<4>, batch: usize, len: usize) -> Tensor<4> {
-        let groups = self.num_heads / self.num_kv_heads;
-        if groups == 1 {
-            return t;
-        }
-        t.unsqueeze_dim::<5>(2).expand([batch, self.num_kv_heads, groups, len, self.head_dim]).reshape([
-            batch,
-            self.num_heads,
-            len,
-            self.head_dim,
-        ])
     }
 }

@@ -2,7 +2,6 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::projection::{PackedSlots, run_projections};
 use crate::intervention::{LinearId, LinearKind};
@@ -25,7 +24,17 @@ impl SwiGluMlp {
         state.record_linear_input(&[LinearId::new(layer, LinearKind::GateProj), LinearId::new(layer, LinearKind::UpProj)], &x);
         let mut gate_up = run_projections(&[LinearKind::GateProj, LinearKind::UpProj], |k| self.weights(k), x, state).into_iter();
         let (Some(gate), Some(up)) = (gate_up.next(), gate_up.next()) else { unreachable!("run_projections returns one tensor per kind") };
-        let hidden = silu(gate) * up;
+        let (dims, device) = (gate.dims(), gate.device());
+        let hidden = match rosetta_kernels::swiglu::swiglu(gate, up) {
+            Ok(hidden) => hidden,
+            Err(e) => {
+                // Recorded like a projection's failure (the forward returns no `Result`).
+                if state.trace.failure.is_none() {
+                    state.trace.failure = Some(crate::error::ModelError::invalid(e.to_string()));
+                }
+                Tensor::zeros(dims, &device)
+            }
+        };
         state.record_linear_input(&[LinearId::new(layer, LinearKind::DownProj)], &hidden);
         let mut out = run_projections(&[LinearKind::DownProj], |k| self.weights(k), hidden, state);
         out.pop().unwrap_or_else(|| unreachable!("run_projections returns one tensor per kind"))

@@ -40,7 +40,7 @@ impl Blob {
             return Ok(Blob::Owned(Vec::new()));
         }
         // SAFETY: read-only mapping of a file we do not modify; see the doc comment above. The
-        // workspace's one `unsafe` (the lint denies it everywhere else).
+        // workspace's few `unsafe` blocks (ARCHITECTURE lists them; the lint denies the rest).
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path.display().to_string(), e))?;
         Ok(Blob::Mapped(map))

@@ -1,0 +1,136 @@
+//! The LM head fused with the cross-entropy loss, on host slices: `[n, vocab]` logits exist one
+//! chunk of rows at a time, and the gradients are formed in the same pass (the loss is the end of
+//! the graph, so `∂loss/∂logits = w · (softmax − onehot)` is known before backward runs — the
+//! trick of Liger's fused linear cross-entropy). Neither the logits nor a log-softmax of the
+//! whole batch is ever held: at 49 152 tokens × 1 024 positions each is 200 MB.
+
+use super::exp;
+use super::gemm::{MatMut, MatRef, Threads, gemm};
+use super::rows::for_each_row;
+
+/// Rows of logits formed at once: 128 × 49 152 × 4 bytes = 25 MB.
+pub const CHUNK_ROWS: usize = 128;
+
+/// What [`linear_cross_entropy`] returns: the loss and, when asked for, its gradients.
+#[derive(Debug, Clone)]
+pub struct CrossEntropyOutput {
+    /// `Σ_i w_i · (lse_i − z_{i, t_i})`, summed in f64.
+    pub loss: f64,
+    /// `∂loss/∂hidden`, `[n, d]` row-major.
+    pub hidden_grad: Option<Vec<f32>>,
+    /// `∂loss/∂weight`, `[vocab, d]` row-major.
+    pub weight_grad: Option<Vec<f32>>,
+}
+
+/// The weighted cross-entropy of `logits = hidden · weightᵀ` at `targets`.
+///
+/// `hidden: [n, d]`, `weight: [vocab, d]` (any strides), `targets[i] < vocab`, `row_weights: [n]`
+/// (0 skips a row; the mean over a batch is `1 / count` on each counted row).
+pub fn linear_cross_entropy(
+    hidden: MatRef<'_>,
+    weight: MatRef<'_>,
+    targets: &[u32],
+    row_weights: &[f32],
+    want_hidden_grad: bool,
+    want_weight_grad: bool,
+) -> CrossEntropyOutput {
+    let ((n, d), (vocab, wd)) = (hidden.shape(), weight.shape());
+    assert!(d == wd && targets.len() == n && row_weights.len() == n, "linear_cross_entropy: checked by the caller");
+    let mut hidden_grad = want_hidden_grad.then(|| vec![0.0f32; n * d]);
+    let mut weight_grad = want_weight_grad.then(|| vec![0.0f32; vocab * d]);
+    let want_grads = want_hidden_grad || want_weight_grad;
+    let mut row_loss = vec![0.0f64; n];
+    let mut logits = vec![0.0f32; CHUNK_ROWS.min(n) * vocab];
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n);
+        let rows = end - start;
+        let z = &mut logits[..rows * vocab];
+        let h = hidden.rows(start, end);
+        gemm(MatMut::row_major(z, rows, vocab), h, weight.t(), 1.0, false, Threads::Pool);
+        let losses = &mut row_loss[start..end];
+        for_each_row(z, vocab, losses, |i, row, loss| {
+            let (target, w) = (targets[start + i] as usize, row_weights[start + i]);
+            let lse = exp::log_sum_exp(row);
+            *loss = if w == 0.0 { 0.0 } else { f64::from(w) * f64::from(lse - row[target]) };
+            if want_grads {
+                // w · (softmax − onehot); a skipped row contributes nothing.
+                exp::exp_shifted(row, lse, w);
+                row[target] -= w;
+            }
+        });
+        if !want_grads {
+            continue;
+        }
+        let g = MatRef::row_major(z, rows, vocab);
+        if let Some(dh) = &mut hidden_grad {
+            gemm(MatMut::row_major(&mut dh[start * d..end * d], rows, d), g, weight, 1.0, false, Threads::Pool);
+        }
+        if let Some(dw) = &mut weight_grad {
+            gemm(MatMut::row_major(dw, vocab, d), g.t(), h, 1.0, start > 0, Threads::Pool);
+        }
+    }
+    CrossEntropyOutput { loss: row_loss.iter().sum(), hidden_grad, weight_grad }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loss and gradients in f64 from the definition.
+    fn reference(h: &[f32], w: &[f32], n: usize, d: usize, v: usize, targets: &[u32], weights: &[f32]) -> (f64, Vec<f64>, Vec<f64>) {
+        let (mut loss, mut dh, mut dw) = (0.0, vec![0.0; n * d], vec![0.0; v * d]);
+        for i in 0..n {
+            let z: Vec<f64> = (0..v).map(|j| (0..d).map(|p| h[i * d + p] as f64 * w[j * d + p] as f64).sum()).collect();
+            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + z.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+            let wi = weights[i] as f64;
+            loss += wi * (lse - z[targets[i] as usize]);
+            for j in 0..v {
+                let g = wi * ((z[j] - lse).exp() - if j == targets[i] as usize { 1.0 } else { 0.0 });
+                for p in 0..d {
+                    dh[i * d + p] += g * w[j * d + p] as f64;
+                    dw[j * d + p] += g * h[i * d + p] as f64;
+                }
+            }
+        }
+        (loss, dh, dw)
+    }
+
+    #[test]
+    fn loss_and_gradients_match_the_definition_across_chunks_and_skipped_rows() {
+        let (n, d, v) = (CHUNK_ROWS + 37, 12, 53);
+        let h: Vec<f32> = (0..n * d).map(|i| ((i * 7 % 29) as f32 / 29.0 - 0.5) * 3.0).collect();
+        let w: Vec<f32> = (0..v * d).map(|i| ((i * 13 % 31) as f32 / 31.0 - 0.5) * 2.0).collect();
+        let targets: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
+        let weights: Vec<f32> = (0..n).map(|i| if i % 5 == 3 { 0.0 } else { 0.01 }).collect();
+        let (loss, dh, dw) = reference(&h, &w, n, d, v, &targets, &weights);
+        // The head given transposed ([d, vocab] storage, as an untied `Linear` holds it).
+        let mut wt = vec![0.0; v * d];
+        for j in 0..v {
+            for p in 0..d {
+                wt[p * v + j] = w[j * d + p];
+            }
+        }
+        for weight in [MatRef::row_major(&w, v, d), MatRef::row_major(&wt, d, v).t()] {
+            let out = linear_cross_entropy(MatRef::row_major(&h, n, d), weight, &targets, &weights, true, true);
+            assert!((out.loss - loss).abs() <= 1e-5 * loss.abs(), "{} vs {loss}", out.loss);
+            let close = |ours: &[f32], theirs: &[f64]| {
+                let scale = theirs.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                ours.iter().zip(theirs).all(|(a, b)| (*a as f64 - b).abs() <= 1e-5 * scale)
+            };
+            assert!(close(out.hidden_grad.as_deref().unwrap_or_default(), &dh));
+            assert!(close(out.weight_grad.as_deref().unwrap_or_default(), &dw));
+            assert_eq!(out.hidden_grad.as_ref().map(Vec::len), Some(n * d));
+        }
+        let forward_only = linear_cross_entropy(MatRef::row_major(&h, n, d), MatRef::row_major(&w, v, d), &targets, &weights, false, false);
+        assert!(forward_only.hidden_grad.is_none() && forward_only.weight_grad.is_none());
+        assert!((forward_only.loss - loss).abs() <= 1e-5 * loss.abs());
+    }
+
+    #[test]
+    fn a_nan_logit_makes_the_loss_nan() {
+        let (h, w) = (vec![1.0, f32::NAN], vec![1.0, 2.0, 3.0, 4.0]);
+        let out = linear_cross_entropy(MatRef::row_major(&h, 1, 2), MatRef::row_major(&w, 2, 2), &[0], &[1.0], false, false);
+        assert!(out.loss.is_nan());
+    }
+}

@@ -1,0 +1,188 @@
+//! The fused CPU training kernels against their plain-tensor references, values and gradients
+//! (f32, within 1e-5 of the largest magnitude): attention — causal, padded, packed documents,
+//! queries after a cache, odd lengths, grouped key/value heads — and the LM head fused with the
+//! cross-entropy loss — both head layouts, skipped rows, a frozen head, a head that is not a
+//! leaf. Then the bad input each public function refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
+
+use rosetta_kernels::attention::{FUSED_MAX_SCORES, attention, attention_reference, fused_attention};
+use rosetta_kernels::cross_entropy::{HeadLayout, fused_linear_cross_entropy, linear_cross_entropy_reference};
+use rosetta_model::burn::prelude::*;
+use rosetta_model::burn::tensor::Distribution;
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Asserts `ours` within `tol` of `reference`, relative to the reference's largest magnitude.
+fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
+    assert_eq!(ours.len(), reference.len(), "{what}: lengths differ");
+    assert!(!reference.is_empty(), "{what}: nothing to compare");
+    let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(scale > 0.0, "{what}: an all-zero reference compares nothing");
+    let worst = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= tol * scale, "{what}: max |Δ| {worst} > {tol} × {scale}");
+}
+
+fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    let cpu = Device::flex();
+    cpu.seed(seed);
+    Tensor::<D>::from_data(Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &cpu).into_data(), device)
+}
+
+/// A `[b, 1, s, t]` mask (true = blocked) from a per-(row, query, key) rule.
+fn mask(b: usize, s: usize, t: usize, blocked: impl Fn(usize, usize, usize) -> bool, device: &Device) -> Tensor<4, Bool> {
+    let values: Vec<bool> =
+        (0..b).flat_map(|r| (0..s).flat_map(move |i| (0..t).map(move |j| (r, i, j)))).map(|(r, i, j)| blocked(r, i, j)).collect();
+    Tensor::from_data(TensorData::new(values, [b, 1, s, t]), device)
+}
+
+type AttentionFn = fn(Tensor<4>, Tensor<4>, Tensor<4>, Option<Tensor<4, Bool>>) -> rosetta_kernels::Result<Tensor<4>>;
+
+/// Output and the gradients of q, k, v for `Σ output ∘ weights`.
+fn run_attention(f: AttentionFn, dims: (usize, usize, usize, usize, usize, usize), mask: Option<Tensor<4, Bool>>) -> [Vec<f32>; 4] {
+    let (b, h, kvh, s, t, d) = dims;
+    let device = Device::flex().autodiff();
+    let q = random([b, h, s, d], 1, &device).require_grad();
+    let k = random([b, kvh, t, d], 2, &device).require_grad();
+    let v = random([b, kvh, t, d], 3, &device).require_grad();
+    let weights = random([b, h, s, d], 4, &device);
+    let out = f(q.clone(), k.clone(), v.clone(), mask).unwrap();
+    let grads = (out.clone() * weights).sum().backward();
+    let grad = |x: &Tensor<4>| values(x.grad(&grads).expect("a gradient"));
+    [values(out), grad(&q), grad(&k), grad(&v)]
+}
+
+#[test]
+fn fused_attention_matches_the_reference_in_values_and_gradients() {
+    let device = Device::flex();
+    // (batch, heads, kv_heads, seq, kv_len, head_dim)
+    let cases: Vec<(&str, (usize, usize, usize, usize, usize, usize), Option<Tensor<4, Bool>>)> = vec![
+        ("causal, one head", (1, 1, 1, 5, 5, 8), None),
+        ("causal, GQA 9/3, odd length", (2, 9, 3, 37, 37, 16), None),
+        ("causal, multi-head without groups", (1, 4, 4, 64, 64, 32), None),
+        ("queries after a cache", (2, 6, 2, 7, 19, 8), None),
+        ("left padding", (2, 4, 2, 13, 13, 8), Some(mask(2, 13, 13, |r, i, j| j > i || (r == 1 && j < 4 && j != i), &device))),
+        ("packed documents", (2, 6, 3, 23, 23, 8), Some(mask(2, 23, 23, |r, i, j| j > i || (i >= 9 + r) != (j >= 9 + r), &device))),
+        ("a sliding window", (1, 2, 1, 31, 31, 4), Some(mask(1, 31, 31, |_, i, j| j > i || i - j.min(i) >= 6, &device))),
+    ];
+    for (name, dims, m) in cases {
+        let to_autodiff =
+            |m: &Option<Tensor<4, Bool>>| m.clone().map(|m| Tensor::<4, Bool>::from_data(m.into_data(), &Device::flex().autodiff()));
+        let fused = run_attention(fused_attention, dims, to_autodiff(&m));
+        let reference = run_attention(attention_reference, dims, to_autodiff(&m));
+        for (what, (a, b)) in ["output", "∂q", "∂k", "∂v"].iter().zip(fused.iter().zip(&reference)) {
+            assert_close(&format!("{name}: {what}"), a, b, 1e-5);
+        }
+        // The dispatcher takes the fused kernel under autodiff on the CPU.
+        let dispatched = run_attention(attention, dims, to_autodiff(&m));
+        assert_eq!(dispatched[0], fused[0], "{name}: attention() did not run the fused kernel");
+    }
+}
+
+#[test]
+fn fused_attention_without_autodiff_matches_the_reference() {
+    let device = Device::flex();
+    let (q, k, v) = (random([2, 9, 21, 16], 5, &device), random([2, 3, 21, 16], 6, &device), random([2, 3, 21, 16], 7, &device));
+    let fused = fused_attention(q.clone(), k.clone(), v.clone(), None).unwrap();
+    let reference = attention_reference(q, k, v, None).unwrap();
+    assert_close("inference", &values(fused), &values(reference), 1e-5);
+}
+
+#[test]
+fn attention_refuses_what_does_not_fit() {
+    let device = Device::flex();
+    let q = random([1, 4, 6, 8], 1, &device);
+    let k = random([1, 2, 6, 8], 2, &device);
+    let bad_mask = mask(1, 6, 5, |_, i, j| j > i, &device);
+    let err = attention(q.clone(), k.clone(), k.clone(), Some(bad_mask)).unwrap_err().to_string();
+    assert!(err.contains("mask") && err.contains("[1, 1, 6, 6]"), "{err}");
+    let err = attention(q.clone(), random([1, 3, 6, 8], 3, &device), random([1, 3, 6, 8], 3, &device), None).unwrap_err().to_string();
+    assert!(err.contains("4 query heads cannot share 3"), "{err}");
+    let err = attention(q.clone(), random([1, 2, 4, 8], 3, &device), random([1, 2, 4, 8], 3, &device), None).unwrap_err().to_string();
+    assert!(err.contains("6 queries over 4 keys"), "{err}");
+    // Longer than the fused kernel holds: refused by the fused function (shapes only — no data
+    // of that size is made: the check runs before any work).
+    let s = (FUSED_MAX_SCORES as f64).sqrt() as usize + 1;
+    let long = Tensor::<4>::zeros([1, 1, s, 1], &device);
+    let err = fused_attention(long.clone(), long.clone(), long, None).unwrap_err().to_string();
+    assert!(err.contains("exceed the fused kernel"), "{err}");
+}
+
+/// Loss and the gradients of hidden and head (where the head trains).
+fn run_cross_entropy(fused: bool, layout: HeadLayout, head_trains: bool, head_leaf: bool) -> (f32, Vec<f32>, Option<Vec<f32>>) {
+    let (n, d, vocab) = (150, 24, 301);
+    let device = Device::flex().autodiff();
+    let hidden = random([n, d], 11, &device).require_grad();
+    let shape = match layout {
+        HeadLayout::VocabRows => [vocab, d],
+        HeadLayout::VocabColumns => [d, vocab],
+    };
+    let mut head = random(shape, 12, &device);
+    if head_trains {
+        head = head.require_grad();
+    }
+    // A non-leaf head: its need for a gradient is only known in backward.
+    let used_head = if head_leaf { head.clone() } else { head.clone().mul_scalar(1.5) };
+    let targets: Vec<u32> = (0..n).map(|i| ((i * 37) % vocab) as u32).collect();
+    let weights: Vec<f32> = (0..n).map(|i| if i % 7 == 2 { 0.0 } else { 1.0 / 130.0 }).collect();
+    let f = if fused { fused_linear_cross_entropy } else { linear_cross_entropy_reference };
+    // The hidden states reach the op through another op, as the final norm's output does.
+    let loss = f(hidden.clone().mul_scalar(2.0), used_head, layout, &targets, &weights).unwrap();
+    let grads = loss.clone().mul_scalar(3.0).backward();
+    let head_grad = head.grad(&grads).map(values);
+    (values(loss)[0], values(hidden.grad(&grads).unwrap()), head_grad)
+}
+
+#[test]
+fn fused_cross_entropy_matches_the_reference_in_values_and_gradients() {
+    for layout in [HeadLayout::VocabRows, HeadLayout::VocabColumns] {
+        for (head_trains, head_leaf) in [(true, true), (false, true), (true, false)] {
+            let name = format!("{layout:?}, head trains: {head_trains}, leaf: {head_leaf}");
+            let (loss, dh, dw) = run_cross_entropy(true, layout, head_trains, head_leaf);
+            let (ref_loss, ref_dh, ref_dw) = run_cross_entropy(false, layout, head_trains, head_leaf);
+            assert!((loss - ref_loss).abs() <= 1e-5 * ref_loss.abs(), "{name}: loss {loss} vs {ref_loss}");
+            assert_close(&format!("{name}: ∂hidden"), &dh, &ref_dh, 1e-5);
+            assert_eq!(dw.is_some(), head_trains, "{name}: a head gradient exactly when the head trains");
+            if let (Some(dw), Some(ref_dw)) = (dw, ref_dw) {
+                assert_close(&format!("{name}: ∂head"), &dw, &ref_dw, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_refuses_bad_targets_and_shapes() {
+    let device = Device::flex();
+    let (hidden, head) = (random([3, 4], 1, &device), random([10, 4], 2, &device));
+    let err = fused_linear_cross_entropy(hidden.clone(), head.clone(), HeadLayout::VocabRows, &[1, 10, 2], &[1.0; 3]).unwrap_err();
+    assert!(err.to_string().contains("target token 10 is outside the vocabulary of 10"), "{err}");
+    let err = fused_linear_cross_entropy(hidden.clone(), head.clone(), HeadLayout::VocabColumns, &[1, 1, 2], &[1.0; 3]).unwrap_err();
+    assert!(err.to_string().contains("width"), "{err}");
+    let err = fused_linear_cross_entropy(hidden.clone(), head.clone(), HeadLayout::VocabRows, &[1, 2], &[1.0; 2]).unwrap_err();
+    assert!(err.to_string().contains("3 rows but 2 targets"), "{err}");
+    let err = fused_linear_cross_entropy(hidden, head, HeadLayout::VocabRows, &[1, 2, 3], &[1.0, f32::NAN, 1.0]).unwrap_err();
+    assert!(err.to_string().contains("not finite"), "{err}");
+}
+
+#[test]
+fn fused_swiglu_matches_the_reference_in_values_and_gradients() {
+    use rosetta_kernels::swiglu::{fused_swiglu, swiglu, swiglu_reference};
+    let run = |f: fn(Tensor<3>, Tensor<3>) -> rosetta_kernels::Result<Tensor<3>>| {
+        let device = Device::flex().autodiff();
+        // Past one parallel piece (2¹⁴ values), with gates far into both tails of the sigmoid.
+        let gate = random([3, 41, 211], 21, &device).mul_scalar(6.0).require_grad();
+        let up = random([3, 41, 211], 22, &device).require_grad();
+        let out = f(gate.clone(), up.clone()).unwrap();
+        let grads = (out.clone() * random([3, 41, 211], 23, &device)).sum().backward();
+        [values(out), values(gate.grad(&grads).unwrap()), values(up.grad(&grads).unwrap())]
+    };
+    let (fused, reference) = (run(fused_swiglu), run(swiglu_reference));
+    for (what, (a, b)) in ["output", "∂gate", "∂up"].iter().zip(fused.iter().zip(&reference)) {
+        assert_close(what, a, b, 1e-5);
+    }
+    assert_eq!(run(swiglu)[0], fused[0], "swiglu() did not run the fused kernel under autodiff");
+    let device = Device::flex();
+    let err = swiglu(random([1, 2, 3], 1, &device), random([1, 2, 4], 1, &device)).unwrap_err().to_string();
+    assert!(err.contains("same shape"), "{err}");
+}
