@@ -74,7 +74,7 @@ fn fused_attention_matches_the_reference_in_values_and_gradients() {
         for (what, (a, b)) in ["output", "∂q", "∂k", "∂v"].iter().zip(fused.iter().zip(&reference)) {
             assert_close(&format!("{name}: {what}"), a, b, 1e-5);
         }
-        // The dispatcher takes the fused kernel under autodiff on the CPU.
+        // The dispatcher takes the fused kernel on the CPU.
         let dispatched = run_attention(attention, dims, to_autodiff(&m));
         assert_eq!(dispatched[0], fused[0], "{name}: attention() did not run the fused kernel");
     }
@@ -181,8 +181,107 @@ fn fused_swiglu_matches_the_reference_in_values_and_gradients() {
     for (what, (a, b)) in ["output", "∂gate", "∂up"].iter().zip(fused.iter().zip(&reference)) {
         assert_close(what, a, b, 1e-5);
     }
-    assert_eq!(run(swiglu)[0], fused[0], "swiglu() did not run the fused kernel under autodiff");
+    assert_eq!(run(swiglu)[0], fused[0], "swiglu() did not run the fused kernel on the CPU");
     let device = Device::flex();
     let err = swiglu(random([1, 2, 3], 1, &device), random([1, 2, 4], 1, &device)).unwrap_err().to_string();
     assert!(err.contains("same shape"), "{err}");
+}
+
+#[test]
+fn fused_rms_norm_matches_the_reference_in_values_and_gradients() {
+    use rosetta_kernels::rms_norm::{fused_rms_norm, rms_norm, rms_norm_reference};
+    let run = |f: fn(Tensor<3>, Tensor<1>, f64) -> rosetta_kernels::Result<Tensor<3>>, gamma_trains: bool| {
+        let device = Device::flex().autodiff();
+        let x = random([3, 17, 96], 31, &device).mul_scalar(4.0).require_grad();
+        let mut gamma = random([96], 32, &device);
+        if gamma_trains {
+            gamma = gamma.require_grad();
+        }
+        // The input reaches the norm through another op, as the residual stream does.
+        let out = f(x.clone().mul_scalar(0.5), gamma.clone(), 1e-5).unwrap();
+        let grads = (out.clone() * random([3, 17, 96], 33, &device)).sum().backward();
+        (values(out), values(x.grad(&grads).unwrap()), gamma.grad(&grads).map(values))
+    };
+    for gamma_trains in [true, false] {
+        let (fused, reference) = (run(fused_rms_norm, gamma_trains), run(rms_norm_reference, gamma_trains));
+        assert_close("output", &fused.0, &reference.0, 1e-5);
+        assert_close("∂x", &fused.1, &reference.1, 1e-5);
+        assert_eq!(fused.2.is_some(), gamma_trains, "a weight gradient exactly when the weight trains");
+        if let (Some(a), Some(b)) = (&fused.2, &reference.2) {
+            assert_close("∂γ", a, b, 1e-5);
+        }
+        assert_eq!(run(rms_norm, gamma_trains).0, fused.0, "rms_norm() did not run the fused kernel under autodiff");
+    }
+    let device = Device::flex();
+    let err = rms_norm(random([2, 5], 1, &device), random([4], 2, &device), 1e-5).unwrap_err().to_string();
+    assert!(err.contains("do not end in the 4 weights"), "{err}");
+    let err = rms_norm(random([2, 4], 1, &device), random([4], 2, &device), f64::NAN).unwrap_err().to_string();
+    assert!(err.contains("epsilon"), "{err}");
+}
+
+#[test]
+fn fused_linear_matches_the_reference_in_values_and_gradients() {
+    use rosetta_kernels::linear::{Lora, fused_linear, linear, linear_reference};
+    type LinearFn = fn(Tensor<2>, Tensor<2>, Option<Tensor<1>>, Option<Lora>) -> rosetta_kernels::Result<Tensor<2>>;
+    let (n, d_in, d_out, r) = (37, 24, 19, 3);
+    // (LoRA branch, base weight trains, bias)
+    for (with_lora, base_trains, with_bias) in [(false, true, false), (false, true, true), (true, false, false), (true, true, true)] {
+        let run = |f: LinearFn| {
+            let device = Device::flex().autodiff();
+            let x = random([n, d_in], 41, &device).require_grad();
+            let mut w = random([d_in, d_out], 42, &device);
+            if base_trains {
+                w = w.require_grad();
+            }
+            let bias = with_bias.then(|| random([d_out], 43, &device).require_grad());
+            let (a, b) = (random([d_in, r], 44, &device).require_grad(), random([r, d_out], 45, &device).require_grad());
+            let lora = with_lora.then(|| Lora { a: a.clone(), b: b.clone(), scale: 2.5 });
+            // The input reaches the projection through another op, as a norm's output does.
+            let out = f(x.clone().mul_scalar(1.5), w.clone(), bias.clone(), lora).unwrap();
+            let grads = (out.clone() * random([n, d_out], 46, &device)).sum().backward();
+            let grad = |t: &Tensor<2>| t.grad(&grads).map(values);
+            (values(out), [grad(&x), grad(&w), grad(&a), grad(&b), bias.as_ref().and_then(|b| b.grad(&grads)).map(values)])
+        };
+        let name = format!("LoRA {with_lora}, base trains {base_trains}, bias {with_bias}");
+        let ((out, grads), (ref_out, ref_grads)) = (run(fused_linear), run(linear_reference));
+        assert_close(&format!("{name}: output"), &out, &ref_out, 1e-5);
+        for (what, (g, rg)) in ["∂x", "∂W", "∂A", "∂B", "∂bias"].iter().zip(grads.iter().zip(&ref_grads)) {
+            assert_eq!(g.is_some(), rg.is_some(), "{name}: {what} present on one side only");
+            if let (Some(g), Some(rg)) = (g, rg) {
+                assert_close(&format!("{name}: {what}"), g, rg, 1e-5);
+            }
+        }
+        assert_eq!(grads[1].is_some(), base_trains, "{name}: a base gradient exactly when the base trains");
+        assert_eq!(run(linear).0, out, "{name}: linear() did not run the fused kernel under autodiff");
+    }
+    let device = Device::flex();
+    let err = linear(random([2, 5], 1, &device), random([4, 3], 2, &device), None, None).unwrap_err().to_string();
+    assert!(err.contains("width 5 for a 4×3 weight"), "{err}");
+    let bad = Lora { a: random([4, 2], 3, &device), b: random([3, 3], 4, &device), scale: 1.0 };
+    let err = linear(random([2, 4], 1, &device), random([4, 3], 2, &device), None, Some(bad)).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+}
+
+#[test]
+fn fused_rotary_matches_the_reference_in_values_and_gradients() {
+    use rosetta_kernels::rotary::{fused_rotary, rotary, rotary_reference};
+    let (b, h, s, d) = (2, 3, 11, 8);
+    let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>) -> rosetta_kernels::Result<Tensor<4>>| {
+        let device = Device::flex().autodiff();
+        // Heads as the decoder makes them: a `swap_dims` view of `[b, s, h, d]`.
+        let x = random([b, s, h, d], 51, &device).require_grad();
+        let (cos, sin) = (random([b, 1, s, d], 52, &device), random([b, 1, s, d], 53, &device));
+        let out = f(x.clone().swap_dims(1, 2), cos, sin).unwrap();
+        let grads = (out.clone() * random([b, h, s, d], 54, &device)).sum().backward();
+        [values(out), values(x.grad(&grads).unwrap())]
+    };
+    let (fused, reference) = (run(fused_rotary), run(rotary_reference));
+    assert_close("output", &fused[0], &reference[0], 1e-6);
+    assert_close("∂x", &fused[1], &reference[1], 1e-6);
+    assert_eq!(run(rotary)[0], fused[0], "rotary() did not run the fused kernel on the CPU");
+    let device = Device::flex();
+    let err = rotary(random([1, 2, 3, 5], 1, &device), random([1, 1, 3, 5], 2, &device), random([1, 1, 3, 5], 3, &device)).unwrap_err();
+    assert!(err.to_string().contains("odd"), "{err}");
+    let err = rotary(random([1, 2, 3, 4], 1, &device), random([1, 1, 2, 4], 2, &device), random([1, 1, 3, 4], 3, &device)).unwrap_err();
+    assert!(err.to_string().contains("cos table"), "{err}");
 }

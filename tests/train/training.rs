@@ -195,3 +195,61 @@ fn a_diverging_run_stops_at_the_step_with_the_last_good_checkpoint() {
     let err = train(&config, &RunOptions::default(), &mut Quiet).unwrap_err().to_string();
     assert!(err.contains("non-finite loss at step 2") && err.contains("checkpoints/step-000001"), "{err}");
 }
+
+/// One training step's gradients — every parameter, full fine-tuning, a packed row with two
+/// documents and a padded-out target mask — through the fused CPU kernels (CPU backend under
+/// autodiff) and through burn's composed ops they replace (the wgpu backend runs those: Mesa's
+/// lavapipe in CI), within 1e-4 of each parameter's largest gradient.
+#[test]
+fn a_training_step_through_the_fused_kernels_matches_the_composed_ops() {
+    use rosetta_model::burn::optim::GradientsParams;
+    use rosetta_model::weights::random::RandomWeights;
+    use rosetta_model::{CausalLm, Interventions};
+
+    let adapters = pollster::block_on(rosetta_model::burn::backend::wgpu::wgpu::Instance::default().enumerate_adapters(Default::default()));
+    if adapters.is_empty() {
+        rosetta_tests::skip("no wgpu adapter on this machine (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)");
+        return;
+    }
+    let config = rosetta_tests::fixtures::tiny_config();
+    let vocab = config.vocab_size as u32;
+    let ids = |n: usize, salt: u32| (0..n as u32).map(|i| (i * 7 + salt * 13 + 3) % vocab).collect::<Vec<u32>>();
+    let mut two_documents = rosetta_data::PackedRow::single(ids(29, 1), "en");
+    two_documents.segments = (0..29).map(|i| u32::from(i >= 12)).collect();
+    two_documents.segment_langs.push("hu".into());
+    // The first document's prompt predicts nothing (as SFT's prompts).
+    two_documents.targets = (0..29).map(|i| !(3..8).contains(&i)).collect();
+    let rows = vec![rosetta_data::PackedRow::single(ids(29, 2), "en"), two_documents];
+    let normalizer = rows.iter().map(|r| r.num_predictions()).sum::<usize>() as f32;
+
+    let step = |device: Device| {
+        let model = CausalLm::from_source(&config, &RandomWeights::new(&config, 5, 0.2), &device).unwrap();
+        let loss = rosetta_train::loss::packed_loss(&model, &rows, normalizer, &Interventions::none()).unwrap();
+        let loss_value = loss.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap()[0];
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let per_parameter: Vec<(String, Vec<f32>)> = rosetta_train::adapt::parameter_paths(&model)
+            .into_iter()
+            .map(|(path, id, dims)| {
+                let values = match dims.len() {
+                    1 => grads.get::<1>(id).map(|g| g.into_data()),
+                    2 => grads.get::<2>(id).map(|g| g.into_data()),
+                    n => panic!("{path}: a {n}-d parameter"),
+                };
+                (path.clone(), values.unwrap_or_else(|| panic!("{path}: no gradient")).convert::<f32>().try_to_vec::<f32>().unwrap())
+            })
+            .collect();
+        (loss_value, per_parameter)
+    };
+    let (fused_loss, fused) = step(Device::flex().autodiff());
+    let (composed_loss, composed) = step(Device::wgpu(Default::default()).autodiff());
+    assert!((fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs(), "loss {fused_loss} vs {composed_loss}");
+    assert_eq!(fused.len(), composed.len());
+    assert!(fused.len() > 10, "the tiny model has its parameters");
+    for ((path, a), (_, b)) in fused.iter().zip(&composed) {
+        assert_eq!(a.len(), b.len(), "{path}");
+        let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0, "{path}: an all-zero gradient compares nothing");
+        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4 * scale, "{path}: max |Δ| {worst} > 1e-4 × {scale}");
+    }
+}

@@ -9,8 +9,10 @@
 //!   activation statistics (magnitude-feature pruning).
 //!
 //! The fused CPU kernels of training, [`cpu`] (registered with burn's autodiff for the CPU
-//! backend): [`attention`] with its own backward, and the LM head fused with the loss,
-//! [`cross_entropy`]; each beside a plain-tensor reference.
+//! backend): projections with their LoRA branch ([`linear`]), [`attention`] with its own
+//! backward, the LM head fused with the loss ([`cross_entropy`]), [`rms_norm`], [`rotary`] and
+//! [`swiglu`];
+//! each beside a plain-tensor reference.
 //!
 //! And the CPU kernels of quantized inference, [`quant`]: GGML block formats, a packed layout,
 //! and an integer matmul with SIMD tiles (AVX-512 VNNI, AVX2) beside a scalar reference.
@@ -26,8 +28,11 @@ pub mod cross_entropy;
 pub mod error;
 #[cfg(feature = "flex")]
 mod flex;
+pub mod linear;
 pub mod masking;
 pub mod quant;
+pub mod rms_norm;
+pub mod rotary;
 pub mod swiglu;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;

@@ -1,8 +1,8 @@
 //! The gate of the SwiGLU feed-forward block, `silu(gate) · up`.
 //!
 //! [`swiglu`] runs the fused CPU kernel (`cpu::swiglu`, one pass forward and one backward, with
-//! its own autodiff step) under autodiff on the CPU backend, and [`swiglu_reference`] — burn's
-//! `silu` and a product, the decoder's path before — everywhere else.
+//! its own autodiff step) on the CPU backend, training and inference, and [`swiglu_reference`] —
+//! burn's `silu` and a product, the decoder's path before — everywhere else.
 
 use burn::prelude::*;
 use burn::tensor::activation::silu;
@@ -34,9 +34,9 @@ pub fn fused_swiglu(gate: Tensor<3>, up: Tensor<3>) -> Result<Tensor<3>> {
     Err(crate::fused_cpu_refusal("swiglu", &gate.device(), up.dtype()))
 }
 
-/// `silu(gate) · up`: fused when training on the CPU backend, the reference elsewhere.
+/// `silu(gate) · up`: fused on the CPU backend, the reference elsewhere.
 pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Result<Tensor<3>> {
-    if gate.device().is_autodiff() && crate::fused_cpu_supports(&gate.device(), &[gate.dtype(), up.dtype()]) {
+    if crate::fused_cpu_supports(&gate.device(), &[gate.dtype(), up.dtype()]) {
         return fused_swiglu(gate, up);
     }
     swiglu_reference(gate, up)

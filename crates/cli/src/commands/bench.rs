@@ -39,6 +39,9 @@ pub struct TrainArgs {
     /// LoRA rank of the LoRA measurement (alpha = 2 × rank, all seven projections).
     #[arg(long, default_value_t = 8)]
     lora_rank: usize,
+    /// Which steps to measure: `full`, `lora` or both.
+    #[arg(long, value_delimiter = ',', default_value = "full,lora")]
+    modes: Vec<String>,
     #[arg(long)]
     python: Option<PathBuf>,
     #[arg(long)]
@@ -313,6 +316,9 @@ fn train_step(args: TrainArgs) -> Result<()> {
     if args.steps == 0 || args.seq < 2 || args.batch == 0 || args.lora_rank == 0 {
         bail!("--steps, --batch and --lora-rank must be at least 1 and --seq at least 2");
     }
+    if let Some(bad) = args.modes.iter().find(|m| !["full", "lora"].contains(&m.as_str())) {
+        bail!("--modes takes `full` and `lora`, not `{bad}`");
+    }
     let model_path = args.model.model_path()?;
     let checkpoint = args.model.open()?;
     let device = args.model.device()?.autodiff();
@@ -323,7 +329,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
         .collect();
     let normalizer = rows.iter().map(|r| r.num_predictions()).sum::<usize>() as f32;
     let mut results = Vec::new();
-    for mode in ["full", "lora"] {
+    for mode in args.modes.iter().map(String::as_str) {
         let mut model = checkpoint.load(&device)?;
         if mode == "lora" {
             let lora = LoraSection { rank: args.lora_rank, alpha: 2.0 * args.lora_rank as f64, targets: LoraSection::all_targets() };

@@ -7,5 +7,8 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod exp;
 pub mod gemm;
+pub mod linear;
+pub mod rms_norm;
+pub mod rotary;
 mod rows;
 pub mod swiglu;

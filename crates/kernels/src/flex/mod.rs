@@ -6,6 +6,9 @@
 
 pub(crate) mod attention;
 pub(crate) mod cross_entropy;
+pub(crate) mod linear;
+pub(crate) mod rms_norm;
+pub(crate) mod rotary;
 pub(crate) mod swiglu;
 
 use burn::backend::flex::FlexTensor;

@@ -217,7 +217,7 @@ impl CausalLm {
     /// The decoder proper. Positions and masks are derived from the batch (and cache) on the host.
     fn run(&self, batch: &TokenBatch, interventions: &Interventions, trace: &mut Trace, cache: Option<&mut KvCache>) -> Tensor<3> {
         let last_site = self.run_layers(batch, interventions, trace, cache, None, 0..self.layers.len());
-        self.norm.forward(last_site)
+        crate::nn::norm::rms_norm(&self.norm, last_site, trace)
     }
 
     /// Layers `layers` on `input` (the residual at site `layers.start`; `None` embeds the batch's

@@ -56,8 +56,18 @@ impl SelfAttention {
         let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
             unreachable!("run_projections returns one tensor per kind")
         };
-        let q = apply_rotary(heads(q, h), &state.cos, &state.sin);
-        let k = apply_rotary(heads(k, kv), &state.cos, &state.sin);
+        let mut rotate = |t: Tensor<4>| match apply_rotary(t.clone(), &state.cos, &state.sin) {
+            Ok(rotated) => rotated,
+            Err(e) => {
+                // Recorded like a projection's failure (the forward returns no `Result`).
+                if state.trace.failure.is_none() {
+                    state.trace.failure = Some(e);
+                }
+                t
+            }
+        };
+        let q = rotate(heads(q, h));
+        let k = rotate(heads(k, kv));
         let v = heads(v, kv);
 
         let (k, v) = match cache {

@@ -2,6 +2,8 @@
 //! (HF `LlamaDecoderLayer`).
 
 use burn::nn::{Linear, RmsNorm};
+
+use super::norm::rms_norm;
 use burn::prelude::*;
 
 use super::attention::{LayerCache, SelfAttention};
@@ -94,9 +96,11 @@ impl DecoderLayer {
         state: &mut PassState<'_>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
-        let attended = self.self_attn.forward(layer, self.input_layernorm.forward(h.clone()), state, cache);
+        let normed = rms_norm(&self.input_layernorm, h.clone(), state.trace);
+        let attended = self.self_attn.forward(layer, normed, state, cache);
         let h = h + attended;
-        let fed = self.mlp.forward(layer, self.post_attention_layernorm.forward(h.clone()), state);
+        let normed = rms_norm(&self.post_attention_layernorm, h.clone(), state.trace);
+        let fed = self.mlp.forward(layer, normed, state);
         h + fed
     }
 }

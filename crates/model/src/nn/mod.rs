@@ -5,5 +5,6 @@ pub mod attention;
 pub mod decoder_layer;
 pub(crate) mod init;
 pub mod mlp;
+pub(crate) mod norm;
 pub mod projection;
 pub mod rotary;

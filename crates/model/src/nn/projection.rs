@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::module::linear as affine;
 use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, QuantizedRows, Tiles, matmul_many};
 
 use crate::error::{ModelError, Result};
@@ -146,7 +145,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
     let mut out = Vec::with_capacity(weights.len());
     for w in weights {
         match w {
-            Weights::Dense(linear) => out.push(dense_forward(linear, x.clone())),
+            Weights::Dense(linear) => out.push(dense_forward(linear, x.clone())?),
             Weights::Packed(packed) => {
                 let n = packed.weight.rows();
                 let mut y = packed_out.next().ok_or_else(|| ModelError::invalid("packed projection without output"))?;
@@ -162,25 +161,27 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
     Ok(out)
 }
 
-/// A dense projection. A LoRA-adapted weight (burn's `Lora`, see `rosetta_train::adapt`) runs as
+/// A dense projection through `rosetta_kernels::linear` (fused when training on the CPU
+/// backend). A LoRA-adapted weight (burn's `Lora`, see `rosetta_train::adapt`) runs as
 /// `x·W + s·(x·A)·B`, the low-rank path of Hu et al., instead of `x·(W + s·A·B)` as `Param::val`
 /// would materialise it: the same function, but backward then needs no `[d_in, d_out]` gradient
-/// of the frozen base — a third of a projection's training FLOPs.
-fn dense_forward(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    // One `[b·s, d_in]` product rather than `b` batched ones: the GEMM packs the weight once, and
-    // backward forms the weight gradient in one product instead of `b` partial ones and a sum.
+/// of the frozen base — a third of a projection's training FLOPs. The rows of all sequences
+/// form one product: the GEMM packs the weight once, and backward forms the weight gradient in
+/// one product instead of one per sequence and a sum.
+fn dense_forward(linear: &Linear, x: Tensor<3>) -> Result<Tensor<3>> {
+    use rosetta_kernels::linear::{Lora, linear as project_rows};
     let [b, s, k] = x.dims();
-    let x = x.reshape([b * s, k]);
+    let bias = linear.bias.as_ref().map(|b| b.val());
     let y = match linear.weight.adapter() {
-        None => linear.forward(x),
+        None => project_rows(x.reshape([b * s, k]), linear.weight.val(), bias, None),
         Some(adapter) => {
-            let base = affine(x.clone(), linear.weight.base(), linear.bias.as_ref().map(|b| b.val()));
-            let low_rank = affine(affine(x, adapter.a.val(), None), adapter.b.val(), None);
-            base + low_rank.mul_scalar(adapter.scale)
+            let lora = Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale };
+            project_rows(x.reshape([b * s, k]), linear.weight.base(), bias, Some(lora))
         }
-    };
+    }
+    .map_err(|e| ModelError::invalid(e.to_string()))?;
     let n = y.dims()[1];
-    y.reshape([b, s, n])
+    Ok(y.reshape([b, s, n]))
 }
 
 /// From this many input rows on, a packed weight is dequantised a slice at a time and multiplied
@@ -196,7 +197,7 @@ const DEQUANTIZED_SLICE_ROWS: usize = 4096;
 /// A projection through f32 GEMM on dequantised slices of its weight (see [`DEQUANTIZED_ROWS`]).
 fn dequantized_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
     let packed = match weights {
-        Weights::Dense(linear) => return Ok(dense_forward(linear, x)),
+        Weights::Dense(linear) => return dense_forward(linear, x),
         Weights::Packed(packed) => packed,
     };
     let [b, s, k] = x.dims();

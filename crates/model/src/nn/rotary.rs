@@ -70,15 +70,11 @@ impl RotaryEmbedding {
     }
 }
 
-/// Applies the rotation: `x * cos + rotate_half(x) * sin` with `rotate_half([a, b]) = [-b, a]`.
+/// Applies the rotation `x * cos + rotate_half(x) * sin` with `rotate_half([a, b]) = [-b, a]`,
+/// through `rosetta_kernels::rotary` (one fused pass on the CPU backend).
 ///
 /// # Shapes
 /// `x: [batch, heads, seq, head_dim]`, `cos`/`sin: [batch, 1, seq, head_dim]`.
-pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    let [b, h, s, d] = x.dims();
-    let half = d / 2;
-    let first = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
-    let second = x.clone().slice([0..b, 0..h, 0..s, half..d]);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    x * cos.clone() + rotated * sin.clone()
+pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> crate::error::Result<Tensor<4>> {
+    rosetta_kernels::rotary::rotary(x, cos.clone(), sin.clone()).map_err(|e| crate::error::ModelError::invalid(e.to_string()))
 }

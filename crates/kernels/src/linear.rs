@@ -1,0 +1,94 @@
+//! A dense projection `x·W + bias`, optionally LoRA-adapted: `+ s·(x·A)·B` (Hu et al. 2021).
+//!
+//! [`linear`] runs the fused CPU kernel (`cpu::linear`: every product accumulates into one
+//! output, its own autodiff step) under autodiff on the CPU backend, and [`linear_reference`] —
+//! burn's `linear` and the low-rank branch from tensor ops, the decoder's path before —
+//! everywhere else, inference on the CPU included.
+
+use burn::prelude::*;
+use burn::tensor::module::linear as burn_linear;
+
+use crate::error::{Result, shape_error};
+
+/// The trainable low-rank factors of a LoRA-adapted weight.
+#[derive(Clone, Debug)]
+pub struct Lora {
+    /// `[d_in, r]`.
+    pub a: Tensor<2>,
+    /// `[r, d_out]`.
+    pub b: Tensor<2>,
+    pub scale: f64,
+}
+
+fn check(x: &Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>, lora: Option<&Lora>) -> Result<()> {
+    let ([_, d_in], [w_in, d_out]) = (x.dims(), w.dims());
+    if d_in != w_in {
+        return Err(shape_error("linear", format!("inputs of width {d_in} for a {w_in}×{d_out} weight")));
+    }
+    if let Some(b) = bias
+        && b.dims() != [d_out]
+    {
+        return Err(shape_error("linear", format!("a bias of {:?} for {d_out} outputs", b.dims())));
+    }
+    if let Some(l) = lora {
+        let ([a_in, r], [b_r, b_out]) = (l.a.dims(), l.b.dims());
+        if a_in != d_in || b_out != d_out || r != b_r || !l.scale.is_finite() {
+            return Err(shape_error(
+                "linear",
+                format!("LoRA factors {:?} × {:?} (scale {}) do not fit a {d_in}×{d_out} weight", l.a.dims(), l.b.dims(), l.scale),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// burn's `linear` plus the low-rank branch from tensor ops: every device, and what the fused
+/// kernel is tested against.
+///
+/// # Shapes
+/// `x: [rows, d_in]`, `w: [d_in, d_out]` (burn's `Linear` layout) → `[rows, d_out]`.
+pub fn linear_reference(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
+    check(&x, &w, bias.as_ref(), lora.as_ref())?;
+    let y = burn_linear(x.clone(), w, bias);
+    Ok(match lora {
+        None => y,
+        // The scale on the thin `[rows, r]` product, not the wide output.
+        Some(l) => y + burn_linear(burn_linear(x, l.a, None).mul_scalar(l.scale), l.b, None),
+    })
+}
+
+/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
+pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
+    check(&x, &w, bias.as_ref(), lora.as_ref())?;
+    let mut dtypes = vec![x.dtype(), w.dtype()];
+    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    if !crate::fused_cpu_supports(&x.device(), &dtypes) {
+        return Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()));
+    }
+    #[cfg(feature = "flex")]
+    {
+        let y = match lora {
+            None => crate::flex::linear::linear(x, w),
+            Some(l) => crate::flex::linear::lora_linear(x, w, l.a, l.b, l.scale as f32),
+        };
+        Ok(match bias {
+            Some(b) => y + b.unsqueeze(),
+            None => y,
+        })
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (w, bias, lora);
+        Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()))
+    }
+}
+
+/// A dense projection: fused when training on the CPU backend, the reference elsewhere.
+pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
+    let mut dtypes = vec![x.dtype(), w.dtype()];
+    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &dtypes) {
+        return fused_linear(x, w, bias, lora);
+    }
+    linear_reference(x, w, bias, lora)
+}

@@ -1,0 +1,48 @@
+//! RMSNorm over the last dimension, `x · γ / √(mean(x²) + ε)` (HF `LlamaRMSNorm`, burn's
+//! `RmsNorm`).
+//!
+//! [`rms_norm`] runs the fused CPU kernel (`cpu::rms_norm`: one pass per row forward, one
+//! backward, its own autodiff step) under autodiff on the CPU backend, and [`rms_norm_reference`]
+//! — burn's `RmsNorm` formula, the decoder's path before — everywhere else.
+
+use burn::prelude::*;
+
+use crate::error::{Result, shape_error};
+
+fn check<const D: usize>(x: &Tensor<D>, gamma: &Tensor<1>, epsilon: f64) -> Result<()> {
+    let d = gamma.dims()[0];
+    if D == 0 || x.dims()[D - 1] != d || d == 0 {
+        return Err(shape_error("rms norm", format!("inputs {:?} do not end in the {d} weights of the norm", x.dims())));
+    }
+    if !(epsilon.is_finite() && epsilon >= 0.0) {
+        return Err(shape_error("rms norm", format!("epsilon must be finite and non-negative, got {epsilon}")));
+    }
+    Ok(())
+}
+
+/// burn's `RmsNorm::forward`, op for op: every device, and what the fused kernel is tested against.
+pub fn rms_norm_reference<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Result<Tensor<D>> {
+    check(&x, &gamma, epsilon)?;
+    let rms = (x.clone().square().mean_dim(D - 1) + epsilon).sqrt();
+    Ok((x / rms) * gamma.unsqueeze())
+}
+
+/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
+pub fn fused_rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Result<Tensor<D>> {
+    check(&x, &gamma, epsilon)?;
+    if !crate::fused_cpu_supports(&x.device(), &[x.dtype(), gamma.dtype()]) {
+        return Err(crate::fused_cpu_refusal("rms norm", &x.device(), x.dtype()));
+    }
+    #[cfg(feature = "flex")]
+    return Ok(crate::flex::rms_norm::rms_norm(x, gamma, epsilon as f32));
+    #[cfg(not(feature = "flex"))]
+    Err(crate::fused_cpu_refusal("rms norm", &x.device(), gamma.dtype()))
+}
+
+/// RMSNorm: fused when training on the CPU backend, the reference elsewhere.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Result<Tensor<D>> {
+    if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &[x.dtype(), gamma.dtype()]) {
+        return fused_rms_norm(x, gamma, epsilon);
+    }
+    rms_norm_reference(x, gamma, epsilon)
+}

@@ -1,0 +1,58 @@
+//! Rotary position embedding of queries and keys: `x·cos + rotate(x)·sin` with
+//! `rotate([a, b]) = [−b, a]` over the halves of each head (HF `apply_rotary_pos_emb`; the tables
+//! come from `rosetta_model::nn::rotary`).
+//!
+//! [`rotary`] runs the fused CPU kernel (`cpu::rotary`: one pass forward, one backward, reading
+//! the heads through their strides) on the CPU backend, and [`rotary_reference`] — the tensor
+//! ops the decoder used before — everywhere else.
+
+use burn::prelude::*;
+
+use crate::error::{Result, shape_error};
+
+fn check(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Result<()> {
+    let [b, _, s, d] = x.dims();
+    if d % 2 != 0 {
+        return Err(shape_error("rotary", format!("head size {d} is odd; rotary embedding rotates pairs of halves")));
+    }
+    for (name, t) in [("cos", cos), ("sin", sin)] {
+        if t.dims() != [b, 1, s, d] {
+            return Err(shape_error("rotary", format!("the {name} table is {:?} but must be {:?}", t.dims(), [b, 1, s, d])));
+        }
+    }
+    Ok(())
+}
+
+/// The rotation from tensor ops: every device, and what the fused kernel is tested against.
+///
+/// # Shapes
+/// `x: [batch, heads, seq, head_dim]`, `cos`/`sin: [batch, 1, seq, head_dim]`.
+pub fn rotary_reference(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
+    check(&x, &cos, &sin)?;
+    let [b, h, s, d] = x.dims();
+    let half = d / 2;
+    let first = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+    let second = x.clone().slice([0..b, 0..h, 0..s, half..d]);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    Ok(x * cos + rotated * sin)
+}
+
+/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
+pub fn fused_rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
+    check(&x, &cos, &sin)?;
+    if !crate::fused_cpu_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {
+        return Err(crate::fused_cpu_refusal("rotary", &x.device(), x.dtype()));
+    }
+    #[cfg(feature = "flex")]
+    return Ok(crate::flex::rotary::rotary(x, cos, sin));
+    #[cfg(not(feature = "flex"))]
+    Err(crate::fused_cpu_refusal("rotary", &cos.device(), sin.dtype()))
+}
+
+/// RoPE: fused on the CPU backend, the reference elsewhere.
+pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
+    if crate::fused_cpu_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {
+        return fused_rotary(x, cos, sin);
+    }
+    rotary_reference(x, cos, sin)
+}
