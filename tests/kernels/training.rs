@@ -20,7 +20,9 @@ fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
     assert!(!reference.is_empty(), "{what}: nothing to compare");
     let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "{what}: an all-zero reference compares nothing");
-    let worst = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    // A NaN on either side is an infinite difference (`f32::max` would skip it).
+    let worst =
+        ours.iter().zip(reference).map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0.0f32, f32::max);
     assert!(worst <= tol * scale, "{what}: max |Δ| {worst} > {tol} × {scale}");
 }
 
@@ -65,6 +67,13 @@ fn fused_attention_matches_the_reference_in_values_and_gradients() {
         ("left padding", (2, 4, 2, 13, 13, 8), Some(mask(2, 13, 13, |r, i, j| j > i || (r == 1 && j < 4 && j != i), &device))),
         ("packed documents", (2, 6, 3, 23, 23, 8), Some(mask(2, 23, 23, |r, i, j| j > i || (i >= 9 + r) != (j >= 9 + r), &device))),
         ("a sliding window", (1, 2, 1, 31, 31, 4), Some(mask(1, 31, 31, |_, i, j| j > i || i - j.min(i) >= 6, &device))),
+        // Past one query block (64): later blocks, their key limits, dK/dV summed over blocks.
+        ("causal, three query blocks after a cache", (2, 6, 2, 150, 170, 8), None),
+        (
+            "padding and documents over three blocks",
+            (2, 4, 2, 130, 130, 8),
+            Some(mask(2, 130, 130, |r, i, j| j > i || (r == 1 && j < 70 && j != i) || (i >= 100) != (j >= 100), &device)),
+        ),
     ];
     for (name, dims, m) in cases {
         let to_autodiff =
@@ -77,6 +86,31 @@ fn fused_attention_matches_the_reference_in_values_and_gradients() {
         // The dispatcher takes the fused kernel on the CPU.
         let dispatched = run_attention(attention, dims, to_autodiff(&m));
         assert_eq!(dispatched[0], fused[0], "{name}: attention() did not run the fused kernel");
+    }
+}
+
+#[test]
+fn a_batch_row_with_every_key_blocked_gives_zeros_not_a_panic() {
+    // burn's softmax over an all-`-inf` row is NaN; the fused kernel gives zeros and zero
+    // gradients there, and the other row is unaffected.
+    let device = Device::flex().autodiff();
+    let (b, h, s, d) = (2, 2, 70, 4);
+    let m = mask(b, s, s, |r, i, j| r == 1 || j > i, &device);
+    let q = random([b, h, s, d], 1, &device).require_grad();
+    let k = random([b, h, s, d], 2, &device).require_grad();
+    let v = random([b, h, s, d], 3, &device).require_grad();
+    let out = fused_attention(q.clone(), k.clone(), v.clone(), Some(m)).unwrap();
+    let grads = out.clone().sum().backward();
+    let out = values(out);
+    let half = out.len() / 2;
+    assert!(out.iter().all(|x| x.is_finite()));
+    assert!(out[half..].iter().all(|&x| x == 0.0), "the blocked row attends to nothing");
+    assert!(out[..half].iter().any(|&x| x != 0.0), "the other row still attends");
+    let reference =
+        values(attention_reference(q.clone().narrow(0, 0, 1), k.clone().narrow(0, 0, 1), v.clone().narrow(0, 0, 1), None).unwrap());
+    assert_close("the unblocked row", &out[..half], &reference, 1e-5);
+    for g in [q.grad(&grads), k.grad(&grads), v.grad(&grads)] {
+        assert!(values(g.unwrap()).iter().all(|x| x.is_finite()));
     }
 }
 
@@ -144,6 +178,7 @@ fn fused_cross_entropy_matches_the_reference_in_values_and_gradients() {
             assert!((loss - ref_loss).abs() <= 1e-5 * ref_loss.abs(), "{name}: loss {loss} vs {ref_loss}");
             assert_close(&format!("{name}: ∂hidden"), &dh, &ref_dh, 1e-5);
             assert_eq!(dw.is_some(), head_trains, "{name}: a head gradient exactly when the head trains");
+            assert_eq!(ref_dw.is_some(), head_trains, "{name}: the reference's head gradient");
             if let (Some(dw), Some(ref_dw)) = (dw, ref_dw) {
                 assert_close(&format!("{name}: ∂head"), &dw, &ref_dw, 1e-5);
             }
@@ -207,6 +242,7 @@ fn fused_rms_norm_matches_the_reference_in_values_and_gradients() {
         assert_close("output", &fused.0, &reference.0, 1e-5);
         assert_close("∂x", &fused.1, &reference.1, 1e-5);
         assert_eq!(fused.2.is_some(), gamma_trains, "a weight gradient exactly when the weight trains");
+        assert_eq!(reference.2.is_some(), gamma_trains, "the reference's weight gradient");
         if let (Some(a), Some(b)) = (&fused.2, &reference.2) {
             assert_close("∂γ", a, b, 1e-5);
         }

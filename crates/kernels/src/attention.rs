@@ -71,7 +71,7 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Optio
 /// tensors, and beyond [`FUSED_MAX_SCORES`].
 pub fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>) -> Result<Tensor<4>> {
     let [_, _, _, s, t, d] = check(&q, &k, &v, mask.as_ref())?;
-    fused_supported(&q, s, t)?;
+    fused_supported(&q, &k, &v, s, t)?;
     #[cfg(feature = "flex")]
     {
         let blocked = match mask {
@@ -88,8 +88,8 @@ pub fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Te
     }
 }
 
-fn fused_supported(q: &Tensor<4>, s: usize, t: usize) -> Result<()> {
-    if !crate::fused_cpu_supports(&q.device(), &[q.dtype()]) {
+fn fused_supported(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, s: usize, t: usize) -> Result<()> {
+    if !crate::fused_cpu_supports(&q.device(), &[q.dtype(), k.dtype(), v.dtype()]) {
         return Err(crate::fused_cpu_refusal(OP, &q.device(), q.dtype()));
     }
     if s.saturating_mul(t) > FUSED_MAX_SCORES {
@@ -112,7 +112,7 @@ fn host_mask(mask: Tensor<4, Bool>) -> Result<std::sync::Arc<[bool]>> {
 /// reference elsewhere.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>) -> Result<Tensor<4>> {
     let [_, _, _, s, t, _] = check(&q, &k, &v, mask.as_ref())?;
-    if fused_supported(&q, s, t).is_ok() {
+    if fused_supported(&q, &k, &v, s, t).is_ok() {
         return fused_attention(q, k, v, mask);
     }
     attention_reference(q, k, v, mask)

@@ -62,6 +62,7 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
     check(&x, &w, bias.as_ref(), lora.as_ref())?;
     let mut dtypes = vec![x.dtype(), w.dtype()];
     dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    dtypes.extend(bias.iter().map(|b| b.dtype()));
     if !crate::fused_cpu_supports(&x.device(), &dtypes) {
         return Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()));
     }
@@ -87,6 +88,7 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
 pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
     let mut dtypes = vec![x.dtype(), w.dtype()];
     dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    dtypes.extend(bias.iter().map(|b| b.dtype()));
     if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &dtypes) {
         return fused_linear(x, w, bias, lora);
     }

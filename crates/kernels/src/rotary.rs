@@ -37,7 +37,8 @@ pub fn rotary_reference(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<
     Ok(x * cos + rotated * sin)
 }
 
-/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
+/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors. The tables are
+/// constants of a pass (built from positions on the host): no gradient flows to them.
 pub fn fused_rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
     check(&x, &cos, &sin)?;
     if !crate::fused_cpu_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {

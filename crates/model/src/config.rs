@@ -114,6 +114,9 @@ impl ModelConfig {
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
+        if self.sliding_window == Some(0) {
+            return fail("`sliding_window` must be positive (0 would let no position see any other)".into());
+        }
         if !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim ({}) must be even for rotary embeddings", self.head_dim));
         }

@@ -87,6 +87,10 @@ fn masked_scores(
 ) {
     let (s, t) = (shape.seq, shape.kv_len);
     let limit = k.shape().0;
+    if limit == 0 {
+        // Every key of this block is blocked: there are no scores (the caller marks the rows).
+        return;
+    }
     gemm(MatMut::row_major(scores, rows.len(), limit), q, k.t(), scale, false, Threads::One);
     for (r, row) in scores.chunks_exact_mut(limit).enumerate() {
         let i = rows.start + r;

@@ -25,7 +25,8 @@ pub struct CrossEntropyOutput {
 /// The weighted cross-entropy of `logits = hidden · weightᵀ` at `targets`.
 ///
 /// `hidden: [n, d]`, `weight: [vocab, d]` (any strides), `targets[i] < vocab`, `row_weights: [n]`
-/// (0 skips a row; the mean over a batch is `1 / count` on each counted row).
+/// (0 skips a row — its logits, finite or not, add nothing to the loss or the gradients; the
+/// mean over a batch is `1 / count` on each counted row).
 pub fn linear_cross_entropy(
     hidden: MatRef<'_>,
     weight: MatRef<'_>,
@@ -50,8 +51,14 @@ pub fn linear_cross_entropy(
         let losses = &mut row_loss[start..end];
         for_each_row(z, vocab, losses, |i, row, loss| {
             let (target, w) = (targets[start + i] as usize, row_weights[start + i]);
+            if w == 0.0 {
+                // A skipped row (padding, a prompt) contributes nothing, even non-finite logits.
+                *loss = 0.0;
+                row.fill(0.0);
+                return;
+            }
             let lse = exp::log_sum_exp(row);
-            *loss = if w == 0.0 { 0.0 } else { f64::from(w) * f64::from(lse - row[target]) };
+            *loss = f64::from(w) * f64::from(lse - row[target]);
             if want_grads {
                 // w · (softmax − onehot); a skipped row contributes nothing.
                 exp::exp_shifted(row, lse, w);

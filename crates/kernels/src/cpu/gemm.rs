@@ -22,6 +22,11 @@ impl<'a> MatRef<'a> {
     /// A strided view. Panics (a bug in the caller, never bad user input) when an element would
     /// lie outside `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        // The `gemm` crate takes strides as `isize`, also those of a dimension of size 1.
+        assert!(
+            isize::try_from(row_stride).is_ok() && isize::try_from(col_stride).is_ok(),
+            "strides {row_stride}, {col_stride} exceed isize"
+        );
         if rows > 0 && cols > 0 {
             let last = (rows - 1).checked_mul(row_stride).zip((cols - 1).checked_mul(col_stride)).and_then(|(a, b)| a.checked_add(b));
             assert!(
@@ -111,7 +116,7 @@ pub fn gemm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32, accum
     };
     // SAFETY: every view was checked at construction to hold all of its elements inside its
     // slice, `dst` is a dense m×n slice borrowed mutably (so it aliases neither input), and the
-    // shapes agree (asserted above). Strides fit in isize: they index slices, whose lengths do.
+    // shapes agree (asserted above). Strides fit in isize (asserted when each view was made).
     unsafe {
         gemm::gemm(
             m,
