@@ -42,6 +42,14 @@ fn check(x: &Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>, lora: Option<&L
     Ok(())
 }
 
+/// Every dtype the call involves (the fused kernel takes f32 only).
+fn dtypes(x: &Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>, lora: Option<&Lora>) -> Vec<burn::tensor::DType> {
+    let mut dtypes = vec![x.dtype(), w.dtype()];
+    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    dtypes.extend(bias.map(|b| b.dtype()));
+    dtypes
+}
+
 /// burn's `linear` plus the low-rank branch from tensor ops: every device, and what the fused
 /// kernel is tested against.
 ///
@@ -60,9 +68,7 @@ pub fn linear_reference(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lor
 /// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
 pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
     check(&x, &w, bias.as_ref(), lora.as_ref())?;
-    let mut dtypes = vec![x.dtype(), w.dtype()];
-    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
-    dtypes.extend(bias.iter().map(|b| b.dtype()));
+    let dtypes = dtypes(&x, &w, bias.as_ref(), lora.as_ref());
     if !crate::fused_cpu_supports(&x.device(), &dtypes) {
         return Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()));
     }
@@ -86,9 +92,7 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
 
 /// A dense projection: fused when training on the CPU backend, the reference elsewhere.
 pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
-    let mut dtypes = vec![x.dtype(), w.dtype()];
-    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
-    dtypes.extend(bias.iter().map(|b| b.dtype()));
+    let dtypes = dtypes(&x, &w, bias.as_ref(), lora.as_ref());
     if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &dtypes) {
         return fused_linear(x, w, bias, lora);
     }

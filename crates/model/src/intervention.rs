@@ -295,6 +295,16 @@ pub struct Trace {
     pub(crate) failure: Option<crate::error::ModelError>,
 }
 
+impl Trace {
+    /// Records an error a layer met (its forward returns tensors, not results), keeping the first;
+    /// the layer lets a stand-in tensor carry on, and the forward methods return the error.
+    pub(crate) fn record_failure(&mut self, error: crate::error::ModelError) {
+        if self.failure.is_none() {
+            self.failure = Some(error);
+        }
+    }
+}
+
 /// Mean of `hidden` over the positions where `valid` is 1.
 ///
 /// # Shapes

@@ -59,10 +59,7 @@ impl SelfAttention {
         let mut rotate = |t: Tensor<4>| match apply_rotary(t.clone(), &state.cos, &state.sin) {
             Ok(rotated) => rotated,
             Err(e) => {
-                // Recorded like a projection's failure (the forward returns no `Result`).
-                if state.trace.failure.is_none() {
-                    state.trace.failure = Some(e);
-                }
+                state.trace.record_failure(e);
                 t
             }
         };
@@ -84,11 +81,7 @@ impl SelfAttention {
         let context = match rosetta_kernels::attention::attention(q, k, v, state.attention_mask.clone()) {
             Ok(context) => context,
             Err(e) => {
-                // Shapes come from the model's own config and masks; recorded like a projection's
-                // failure (the forward returns no `Result`), zeros stand in.
-                if state.trace.failure.is_none() {
-                    state.trace.failure = Some(crate::error::ModelError::invalid(e.to_string()));
-                }
+                state.trace.record_failure(crate::error::ModelError::invalid(e.to_string()));
                 Tensor::zeros([batch, h, seq, hd], &x_device)
             }
         };

@@ -28,10 +28,7 @@ impl SwiGluMlp {
         let hidden = match rosetta_kernels::swiglu::swiglu(gate, up) {
             Ok(hidden) => hidden,
             Err(e) => {
-                // Recorded like a projection's failure (the forward returns no `Result`).
-                if state.trace.failure.is_none() {
-                    state.trace.failure = Some(crate::error::ModelError::invalid(e.to_string()));
-                }
+                state.trace.record_failure(crate::error::ModelError::invalid(e.to_string()));
                 Tensor::zeros(dims, &device)
             }
         };

@@ -15,9 +15,7 @@ pub(crate) fn rms_norm(norm: &RmsNorm, x: Tensor<3>, trace: &mut Trace) -> Tenso
     match rosetta_kernels::rms_norm::rms_norm(x, norm.gamma.val(), norm.epsilon) {
         Ok(y) => y,
         Err(e) => {
-            if trace.failure.is_none() {
-                trace.failure = Some(ModelError::invalid(e.to_string()));
-            }
+            trace.record_failure(ModelError::invalid(e.to_string()));
             Tensor::zeros(dims, &device)
         }
     }

@@ -172,14 +172,11 @@ fn dense_forward(linear: &Linear, x: Tensor<3>) -> Result<Tensor<3>> {
     use rosetta_kernels::linear::{Lora, linear as project_rows};
     let [b, s, k] = x.dims();
     let bias = linear.bias.as_ref().map(|b| b.val());
-    let y = match linear.weight.adapter() {
-        None => project_rows(x.reshape([b * s, k]), linear.weight.val(), bias, None),
-        Some(adapter) => {
-            let lora = Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale };
-            project_rows(x.reshape([b * s, k]), linear.weight.base(), bias, Some(lora))
-        }
-    }
-    .map_err(|e| ModelError::invalid(e.to_string()))?;
+    let (weight, lora) = match linear.weight.adapter() {
+        None => (linear.weight.val(), None),
+        Some(adapter) => (linear.weight.base(), Some(Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale })),
+    };
+    let y = project_rows(x.reshape([b * s, k]), weight, bias, lora).map_err(|e| ModelError::invalid(e.to_string()))?;
     let n = y.dims()[1];
     Ok(y.reshape([b, s, n]))
 }
@@ -276,9 +273,7 @@ pub(crate) fn run_projections<'a>(
     match result {
         Ok(out) => out,
         Err(e) => {
-            if state.trace.failure.is_none() {
-                state.trace.failure = Some(e);
-            }
+            state.trace.record_failure(e);
             kinds.iter().map(|&k| Tensor::zeros([b, s, out_features(k)], &device)).collect()
         }
     }
