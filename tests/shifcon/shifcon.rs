@@ -1,21 +1,25 @@
 //! ShifCon end to end on tiny random models: the subspace distance against NumPy/SciPy, the
 //! geometry and band on a real forward pass, the shift's algebra inside the model (toward then
-//! back is the identity, per-token equals per-row), ShifCon training that exports its plan and
-//! resumes exactly, and the bad inputs the issue names.
+//! back is the identity, per-token equals per-row), the released code's conventions against its
+//! formulas computed by hand, the unshifted ablation, ShifCon training (both conventions) that
+//! exports its plan and resumes exactly, and the bad inputs the issue names.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use std::collections::BTreeMap;
 
 use rosetta_data::PackedRow;
 use rosetta_data::corpus::CorpusDir;
+use rosetta_kernels::contrastive::{ContrastiveOptions, contrastive_loss_reference, shift_positives};
 use rosetta_model::burn::prelude::*;
-use rosetta_model::{Checkpoint, Interventions, TokenBatch};
+use rosetta_model::{Checkpoint, Interventions, Pooling, TokenBatch};
+use rosetta_shifcon::conventions::released_area;
 use rosetta_shifcon::geometry::{GeometryOptions, analyse};
-use rosetta_shifcon::states::{StateOptions, sentence_states_blocking};
+use rosetta_shifcon::states::{StateOptions, sentence_batch, sentence_states_blocking};
 use rosetta_shifcon::subspace::{DistanceOptions, subspace_distance};
-use rosetta_shifcon::{Matrix, ShifconConfig, ShifconError, ShifconMethod, ShiftPlan, plan_from_extras};
+use rosetta_shifcon::{Conventions, Matrix, ShifconConfig, ShifconError, ShifconMethod, ShiftPlan, plan_from_extras};
 use rosetta_tests::fixtures::{tiny_deep_model, tiny_tokenizer, tiny_train_config, write_tiny_deep_hf};
 use rosetta_tests::{python, read_json, run_python, skip, temp_dir, write_json};
+use rosetta_train::Method;
 use rosetta_train::trainer::{Quiet, RunOptions, train_with};
 use serde_json::json;
 
@@ -85,7 +89,7 @@ fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
     let tokenizer = tiny_tokenizer();
     let texts = parallel_texts(&["en", "hu", "de"], 40);
     let sites: Vec<usize> = (0..=8).collect();
-    let options = StateOptions { batch_size: 16, max_tokens: 48 };
+    let options = StateOptions { batch_size: 16, max_tokens: 48, ..StateOptions::default() };
     let mut states = BTreeMap::new();
     for (lang, sentences) in &texts {
         let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
@@ -119,8 +123,160 @@ fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
     // The saved vectors are the language means.
     let mean_hu_5 = states["hu"][5].column_means();
     assert!(geometry.vectors["hu"][5].iter().zip(&mean_hu_5).all(|(a, b)| (*a as f64 - b).abs() < 1e-5));
-    let plan = ShiftPlan::from_site_vectors("en", band.to, band.back, &geometry.vectors).unwrap();
+    // The band's resampled uncertainty is recorded, its modal window is the band.
+    let stability = band.stability.as_ref().expect("the default options resample");
+    assert_eq!(stability.resamples, GeometryOptions::default().bootstrap);
+    assert_eq!(stability.wins[0].window, [band.to, band.back]);
+    let shares: f64 = stability.wins.iter().map(|w| w.frequency).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    assert_eq!(stability.uncertain, stability.frequency < rosetta_shifcon::geometry::CERTAIN_FREQUENCY);
+    assert!(band.to >= band.earliest && band.earliest == 3, "{band:?}");
+    // A shift changes no covariance: the shifted and the raw covariance terms are one number,
+    // and the band criterion is their mean over languages.
+    for site in &geometry.sites {
+        let mean: f64 = site.langs.values().map(|l| l.shifted.covariance).sum::<f64>() / site.langs.len() as f64;
+        assert!((site.band_criterion - mean).abs() < 1e-12);
+        assert!(site.langs.values().all(|l| l.shifted.covariance == l.raw.covariance && l.shifted.mean_noise > 0.0));
+    }
+    let plan = ShiftPlan::from_site_vectors("en", band.to, band.back, &geometry.vectors, Conventions::Rosetta).unwrap();
     plan.check(&model).unwrap();
+}
+
+/// Per-token states `[seq, d]` of one sentence at `site`, read back.
+fn token_states(model: &rosetta_model::CausalLm, batch: &TokenBatch, site: usize) -> (usize, Vec<f32>) {
+    let (_, trace) = model.forward_layers(batch, None, 0..site, &Interventions::none().capture(site, Pooling::PerToken)).unwrap();
+    let tensor = trace.residual[&site].per_token().unwrap().clone();
+    let [_, seq, _] = tensor.dims();
+    (seq, tensor.into_data().try_to_vec::<f32>().unwrap())
+}
+
+#[test]
+fn released_conventions_reproduce_the_released_formulas() {
+    let model = tiny_deep_model(21, 6);
+    let tokenizer = tiny_tokenizer();
+    let texts = parallel_texts(&["en", "hu"], 10);
+    let refs: BTreeMap<String, Vec<&str>> = texts.iter().map(|(l, t)| (l.clone(), t.iter().map(String::as_str).collect())).collect();
+    let plan = ShiftPlan::estimate_blocking(&model, &tokenizer, &refs, "en", [3, 5], Conventions::Released).unwrap();
+    assert_eq!(plan.conventions, Conventions::Released);
+
+    // Vectors: every sentence's states averaged over all its tokens, start token included, then
+    // scaled to unit length; the language vector is the mean of those (not renormalised).
+    let d = 32;
+    for (lang, sentences) in &refs {
+        for (site, saved) in [(3, &plan.vectors[lang].at_to), (5, &plan.vectors[lang].at_back)] {
+            let mut vector = vec![0.0f64; d];
+            for text in sentences {
+                let batch = sentence_batch(&tokenizer, &[text], 96).unwrap();
+                let (seq, states) = token_states(&model, &batch, site);
+                let mut mean: Vec<f64> = (0..d).map(|j| (0..seq).map(|t| states[t * d + j] as f64).sum::<f64>() / seq as f64).collect();
+                let len = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+                mean.iter_mut().for_each(|v| *v /= len);
+                vector.iter_mut().zip(&mean).for_each(|(v, m)| *v += m / sentences.len() as f64);
+            }
+            let diff = vector.iter().zip(saved.iter()).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max);
+            assert!(diff < 1e-6, "{lang} at site {site}: the released vector differs by {diff}");
+        }
+    }
+
+    // Placement: measured at F = 3 and B = 5, added to the inputs of layers 2 and 4.
+    let device = model.device();
+    let hu = TokenBatch::single(&"Kezdetben teremtette Isten".bytes().map(u32::from).collect::<Vec<_>>()).unwrap();
+    let row = |a: &[f32], b: &[f32]| {
+        Tensor::<2>::from_data(TensorData::new(a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<f32>>(), [1, d]), &device)
+    };
+    let (en_v, hu_v) = (&plan.vectors["en"], &plan.vectors["hu"]);
+    let by_hand = Interventions::none().shift(2, row(&en_v.at_to, &hu_v.at_to)).shift(4, row(&hu_v.at_back, &en_v.at_back));
+    let planned = logits(&model, &hu, &plan.interventions("hu", &device).unwrap());
+    let expected = logits(&model, &hu, &by_hand);
+    let max = planned.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(max < 1e-6, "the released plan is not added one layer early: {max}");
+    let at_measured_sites =
+        logits(&model, &hu, &Interventions::none().shift(3, row(&en_v.at_to, &hu_v.at_to)).shift(5, row(&hu_v.at_back, &en_v.at_back)));
+    assert!(planned.iter().zip(&at_measured_sites).any(|(a, b)| (a - b).abs() > 1e-6), "placement must matter here");
+    // The released area, 12..15 of 32 layers, scaled to 30.
+    assert_eq!(released_area(30), [11, 14]);
+
+    // Contrastive logits by hand (one layer, two pairs): e = unit[(3,0),(0,2)] = [(1,0),(0,1)],
+    // t = unit[(4,3),(0,−1)] = [(.8,.6),(0,−1)], re-centred t' = t − mean t + mean e =
+    // [(.9,1.3),(.1,−.3)], logits e·t'ᵀ = [[.9,.1],[1.3,−.3]]; CE over rows 1.0775007034,
+    // over columns 0.9130152524, mean 0.9952579779 (Python, float64).
+    let m = |v: [f32; 4]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [2, 2]), &Device::flex());
+    let unit = |t: Tensor<2>| t.clone() / t.square().sum_dim(1).sqrt();
+    let (e, t) = (unit(m([3.0, 0.0, 0.0, 2.0])), unit(m([4.0, 3.0, 0.0, -1.0])));
+    let recentred = shift_positives(&e, t.clone()).into_data().try_to_vec::<f32>().unwrap();
+    for (got, want) in recentred.iter().zip([0.9, 1.3, 0.1, -0.3]) {
+        assert!((got - want).abs() < 1e-6, "{recentred:?}");
+    }
+    let loss = contrastive_loss_reference(e, t, ContrastiveOptions { scale: 1.0, shift: true }).unwrap().into_scalar::<f32>();
+    assert!((loss as f64 - 0.995_257_977_909_005_5).abs() < 1e-6, "{loss}");
+}
+
+#[test]
+fn the_unshifted_ablation_runs_the_contrastive_pass_unshifted() {
+    let dir = temp_dir("shifcon-ablation");
+    let model_dir = dir.join("model");
+    write_tiny_deep_hf(&model_dir, 13, 6);
+    let model = Checkpoint::open(&model_dir, None).unwrap().load(&Device::flex()).unwrap();
+    let tokenizer = tiny_tokenizer();
+    let device = model.device();
+    let run = |ablated: bool| {
+        let mut config = shifcon_config(&model_dir, &dir.join(if ablated { "ablated" } else { "method" }), Some([2, 4]));
+        config.run.steps = 1;
+        config.run.eval_every = 1;
+        config.data.eval = None;
+        edit_settings(&mut config, |s| {
+            s.update_vectors_every = 0;
+            s.shift_contrastive = ablated.then_some(false);
+        });
+        let mut shifcon = method(&config);
+        shifcon.start(&model, &tokenizer).unwrap();
+        let shifts = shifcon.contrastive_target_interventions("hu", &device).unwrap().shifts;
+        let sites: Vec<usize> = shifts.iter().map(|s| s.site).collect();
+        let first = losses(&train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method(&config))).unwrap().metrics)[0].1;
+        (sites, first)
+    };
+    let (ablated_sites, ablated) = run(true);
+    let (method_sites, shifted) = run(false);
+    assert!(ablated_sites.is_empty(), "the ablation still shifts the target pass at {ablated_sites:?}");
+    assert_eq!(method_sites, vec![2, 4]);
+    assert!((ablated - shifted).abs() > 1e-6, "the shifted and unshifted contrastive terms agree ({ablated})");
+}
+
+#[test]
+fn released_conventions_train_with_online_vectors_and_resume_exactly() {
+    let dir = temp_dir("shifcon-released");
+    let model_dir = dir.join("model");
+    write_tiny_deep_hf(&model_dir, 17, 6);
+    let config = |out: &str| {
+        let mut config = shifcon_config(&model_dir, &dir.join(out), None);
+        edit_settings(&mut config, |s| {
+            s.conventions = Conventions::Released;
+            s.update_vectors_every = 0;
+        });
+        config
+    };
+    let whole = config("whole");
+    let summary = train_with(&whole, &RunOptions::default(), &mut Quiet, Some(&mut method(&whole))).unwrap();
+    let reference = losses(&summary.metrics);
+    assert_eq!(reference.len(), 6);
+    assert!(reference.iter().all(|(l, c)| l.is_finite() && c.is_finite()), "{reference:?}");
+    let exported = Checkpoint::open(summary.final_model.as_ref().unwrap(), None).unwrap();
+    let record = &exported.extras.as_ref().unwrap()["shifcon"];
+    assert_eq!(record["band_chosen_by"], "the released area scaled to the model");
+    let plan = plan_from_extras(exported.extras.as_ref()).unwrap().expect("the export carries the online vectors");
+    assert_eq!((plan.conventions, [plan.to, plan.back]), (Conventions::Released, released_area(6)));
+    // Means of unit-length states: no longer than 1.
+    for v in plan.vectors.values() {
+        assert!(v.at_to.iter().map(|x| x * x).sum::<f32>().sqrt() <= 1.0 + 1e-5);
+    }
+    let interrupted = config("interrupted");
+    train_with(&interrupted, &RunOptions { resume: false, stop_after: Some(3) }, &mut Quiet, Some(&mut method(&interrupted))).unwrap();
+    let resumed = losses(
+        &train_with(&interrupted, &RunOptions { resume: true, stop_after: None }, &mut Quiet, Some(&mut method(&interrupted)))
+            .unwrap()
+            .metrics,
+    );
+    assert_eq!(resumed, reference, "a resumed run must carry the online sums");
 }
 
 fn logits(model: &rosetta_model::CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Vec<f32> {
@@ -147,7 +303,7 @@ fn shift_then_back_is_the_identity_and_per_token_equals_per_row() {
         .into_iter()
         .map(|(l, s)| (l.to_string(), (0..=6).map(|site| (0..32).map(|i| s * ((i + site) % 5) as f32 * 0.2).collect()).collect()))
         .collect();
-    let plan = ShiftPlan::from_site_vectors("en", 2, 5, &vectors).unwrap();
+    let plan = ShiftPlan::from_site_vectors("en", 2, 5, &vectors, Conventions::Rosetta).unwrap();
     let rows = vec![PackedRow::single(ids.clone(), "hu"), PackedRow::single(ids.iter().rev().copied().collect(), "hu")];
     let packed = TokenBatch::packed(rows.iter().flat_map(|r| r.ids.clone()).collect(), vec![0; 2 * ids.len()], 2, ids.len()).unwrap();
     let per_token = logits(&model, &packed, &plan.per_token_interventions(&rows, &device));
@@ -211,7 +367,8 @@ fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
     assert!(uninterrupted.iter().all(|(l, c)| l.is_finite() && *c > 0.0), "{uninterrupted:?}");
     let exported = Checkpoint::open(summary.final_model.as_ref().unwrap(), None).unwrap();
     let record = &exported.extras.as_ref().unwrap()["shifcon"];
-    assert_eq!(record["band_chosen_by"], "subspace distance");
+    assert_eq!(record["band_chosen_by"], "subspace distance (covariance term), modal window under resampling");
+    assert!(record["band_choice"]["stability"]["frequency"].as_f64().unwrap() > 0.0, "{record}");
     assert_eq!(record["distances"].as_array().unwrap().len(), 7);
     let plan = plan_from_extras(exported.extras.as_ref()).unwrap().expect("the export carries the plan");
     assert_eq!(plan.langs(), vec!["hu"]);
@@ -234,8 +391,16 @@ fn shifcon_trains_exports_its_plan_and_resumes_exactly() {
     let state_path = dir.join("legacy/checkpoints/step-000004/state.json");
     let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     let identity = state["config"].as_object_mut().unwrap();
-    let section = identity.remove("methods").unwrap()["shifcon"].clone();
+    let mut section = identity.remove("methods").unwrap()["shifcon"].clone();
     assert!(section["parallel"].is_string() && section["vector_sentences"] == 24, "{section}");
+    // Settings from before the conventions existed: no conventions, band resampling or earliest
+    // start, and `shift_contrastive` naming the in-loss re-centring.
+    let old = section.as_object_mut().unwrap();
+    for added in ["conventions", "earliest_start", "bootstrap"] {
+        assert!(old.remove(added).is_some(), "{added}");
+    }
+    let recentre = old.remove("recentre").unwrap();
+    old.insert("shift_contrastive".into(), recentre);
     identity.insert("shifcon".into(), section);
     std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
     let resumed = losses(
@@ -256,12 +421,15 @@ fn bad_shifcon_input_is_refused_with_the_fix() {
     let tokenizer = tiny_tokenizer();
     // A band outside the model.
     let vectors: BTreeMap<String, Vec<Vec<f32>>> = ["en", "hu"].iter().map(|l| (l.to_string(), vec![vec![0.0; 32]; 5])).collect();
-    let err = ShiftPlan::from_site_vectors("en", 2, 9, &vectors).unwrap_err();
+    let err = ShiftPlan::from_site_vectors("en", 2, 9, &vectors, Conventions::Rosetta).unwrap_err();
     assert!(matches!(err, ShifconError::BandOutOfRange { .. }), "{err}");
     assert!(err.to_string().contains("0..=4"), "{err}");
     let texts: BTreeMap<String, Vec<&str>> = [("en".to_string(), vec!["a"; 10]), ("hu".to_string(), vec!["b"; 10])].into();
-    let err = ShiftPlan::estimate_blocking(&model, &tokenizer, &texts, "en", 3, 7).unwrap_err();
+    let err = ShiftPlan::estimate_blocking(&model, &tokenizer, &texts, "en", [3, 7], Conventions::Rosetta).unwrap_err();
     assert!(err.to_string().contains("outside"), "{err}");
+    // The released placement needs a site before the first vector's.
+    let err = ShiftPlan::from_site_vectors("en", 0, 3, &vectors, Conventions::Released).unwrap_err();
+    assert!(err.to_string().contains("site 1"), "{err}");
     // Too few sentences for a covariance estimate.
     let few: BTreeMap<String, Vec<Matrix>> = ["en", "hu"].iter().map(|l| (l.to_string(), vec![structured(10, 32, 1, 0.0); 5])).collect();
     let err = analyse(&few, &GeometryOptions::default()).unwrap_err();

@@ -138,13 +138,16 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
     let out =
         rosetta(&["geometry", model.to_str().unwrap(), "--langs", "en,hu,de", "--sentences", "40", "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("band (β = 0.3)"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("band (β = 0.3, from site 2 on)"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("resamples"), "{}", text(&out.stdout));
     let geometry = read_json(&out_dir.join("geometry.json"));
     let (to, back) = (geometry["band"]["to"].as_u64().unwrap(), geometry["band"]["back"].as_u64().unwrap());
     assert!(to >= 1 && back <= 6 && to < back);
     assert_eq!(geometry["sites"].as_array().unwrap().len(), 7);
     assert_eq!(geometry["vectors"]["hu"].as_array().unwrap().len(), 7);
-    for svg in ["distance.svg", "alignment.svg", "pca.svg"] {
+    assert!(geometry["band"]["stability"]["frequency"].as_f64().unwrap() > 0.0);
+    assert_eq!(geometry["conventions"], "rosetta");
+    for svg in ["distance.svg", "alignment.svg", "pca.svg", "band.svg"] {
         assert!(std::fs::read_to_string(out_dir.join(svg)).unwrap().starts_with("<svg"), "{svg}");
     }
     // The CLI and the lab draw the same chart for the same geometry, shading the band's sites
@@ -193,7 +196,40 @@ fn geometry_and_shift_steering_on_a_tiny_model() {
         "16",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("shifting `hu` toward `en` at site 1, back at 3"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("shifting `hu` toward `en` at site 1, back at site 3"), "{}", text(&out.stderr));
+    // The released conventions: vectors measured at 2 and 4, added at 1 and 3.
+    let out = rosetta(&[
+        "score",
+        model.to_str().unwrap(),
+        "--langs",
+        "hu",
+        "--max-sentences",
+        "4",
+        "--shift",
+        "hu->en@2..4",
+        "--shift-sentences",
+        "16",
+        "--shift-conventions",
+        "released",
+        "--json",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = read_json(&scores);
+    assert_eq!(json["shift"]["added_at"], serde_json::json!([1, 3]));
+    assert_eq!(json["shift"]["conventions"], "released");
+    // Vectors from a geometry made under other conventions are refused, with the fix.
+    let out = rosetta(&[
+        "score",
+        model.to_str().unwrap(),
+        "--shift",
+        &spec,
+        "--shift-vectors",
+        out_dir.join("geometry.json").to_str().unwrap(),
+        "--shift-conventions",
+        "released",
+    ]);
+    assert_fails_cleanly(&out, &["rosetta conventions", "--shift-conventions rosetta"]);
 
     // Bad input: a band past the last layer, a language the corpus lacks, a malformed spec.
     let out = rosetta(&["score", model.to_str().unwrap(), "--langs", "hu", "--shift", "hu→en@2..9", "--max-sentences", "4"]);

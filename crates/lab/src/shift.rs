@@ -11,7 +11,7 @@ use rosetta_model::readback::to_vec_f32;
 use rosetta_model::scoring::{ScoreOptions, score_texts, scoring_ids};
 use rosetta_model::{CausalLm, Interventions, TextTokenizer, TokenBatch};
 pub use rosetta_shifcon::MIN_GEOMETRY_SENTENCES;
-pub use rosetta_shifcon::charts::{distance_chart, scatter_chart};
+pub use rosetta_shifcon::charts::{band_stability_chart, distance_chart, scatter_chart};
 use rosetta_shifcon::geometry::SiteGeometry;
 use rosetta_shifcon::states::{StateOptions, sentence_states};
 use rosetta_shifcon::{Geometry, GeometryOptions, MeasureOptions, ShiftPlan, measure_geometry};
@@ -41,7 +41,7 @@ pub async fn compute_geometry<F: Future<Output = ()>>(
     let texts: BTreeMap<String, Vec<&str>> =
         manifest.langs.iter().map(|lang| (lang.clone(), manifest.sentences(lang).into_iter().take(per_lang).collect())).collect();
     let options = MeasureOptions {
-        states: StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS },
+        states: StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS, ..StateOptions::default() },
         geometry: GeometryOptions { english: manifest.english.clone(), pca_points: per_lang, ..GeometryOptions::default() },
     };
     Ok(measure_geometry(model, tokenizer, &texts, &options, pause, |done, total| progress(done as f32 / total.max(1) as f32)).await?)
@@ -49,7 +49,7 @@ pub async fn compute_geometry<F: Future<Output = ()>>(
 
 /// The plan at the geometry's chosen band.
 pub fn plan(geometry: &Geometry) -> Result<ShiftPlan> {
-    Ok(ShiftPlan::from_site_vectors(&geometry.english, geometry.band.to, geometry.band.back, &geometry.vectors)?)
+    Ok(ShiftPlan::from_site_vectors(&geometry.english, geometry.band.to, geometry.band.back, &geometry.vectors, geometry.conventions)?)
 }
 
 /// Where `texts` (in `lang`) sit in `site`'s PCA plane when the model runs with the shift at
@@ -64,7 +64,7 @@ pub async fn shifted_points(
     strength: f32,
 ) -> Result<Vec<[f32; 2]>> {
     let interventions = plan.scaled_interventions(lang, strength, &model.device())?;
-    let options = StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS };
+    let options = StateOptions { batch_size: CHUNK, max_tokens: MAX_TOKENS, conventions: plan.conventions };
     let states = sentence_states(model, tokenizer, texts, &[site.site], &options, &interventions, |_| {}).await?;
     let m = &states[0];
     Ok((0..m.rows).map(|i| site.project_state(&m.row(i).iter().map(|&v| v as f32).collect::<Vec<_>>())).collect())

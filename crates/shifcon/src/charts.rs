@@ -4,7 +4,7 @@
 //! The band [L_to, L_bk) is the window of residual sites L_to..=L_bk−1 ([`Band`]); every chart
 //! shades exactly those sites, each as the unit interval around its position on the x axis.
 
-use rosetta_viz::{LineChart, ScatterChart, ScatterGroup, Series};
+use rosetta_viz::{BarChart, BarGroup, LineChart, ScatterChart, ScatterGroup, Series};
 
 use crate::geometry::{Band, Geometry, SiteGeometry};
 
@@ -19,35 +19,58 @@ pub fn band_span(band: &Band) -> (f64, f64) {
 
 fn band_marker(g: &Geometry) -> Option<(f64, f64, String)> {
     let (from, to) = band_span(&g.band);
-    Some((from, to, format!("band {}..{}", g.band.to, g.band.back)))
+    let share = g.band.stability.as_ref().map(|s| format!(", {:.0} % of resamples", 100.0 * s.frequency)).unwrap_or_default();
+    Some((from, to, format!("band {}..{}{share}", g.band.to, g.band.back)))
 }
 
-/// The subspace distance to English per site, raw and after the shift, for every target
-/// language, with their mean after the shift (the band criterion) and the band shaded.
+/// Per site and target language: the covariance term (the band criterion, with its mean over
+/// languages), and the shifted mean term held out beside the noise it is expected to carry.
+/// The band is shaded.
 pub fn distance_chart(g: &Geometry) -> String {
     let mut series = Vec::new();
     for lang in targets(g) {
-        let points = |shifted: bool| {
-            g.sites
-                .iter()
-                .filter_map(|s| s.langs.get(lang).map(|l| (s.site as f64, if shifted { l.shifted.total() } else { l.raw.total() })))
-                .collect()
+        let along = |f: &dyn Fn(&crate::geometry::LanguageAtSite) -> f64| {
+            g.sites.iter().filter_map(|s| s.langs.get(lang).map(|l| (s.site as f64, f(l)))).collect()
         };
-        series.push(Series { name: format!("{lang} raw"), points: points(false) });
-        series.push(Series { name: format!("{lang} shifted"), points: points(true) });
+        series.push(Series { name: format!("{lang} covariance term"), points: along(&|l| l.shifted.covariance) });
+        series.push(Series { name: format!("{lang} shifted ‖Δμ‖ held out"), points: along(&|l| l.shifted.mean) });
+        series.push(Series { name: format!("{lang} its expected noise"), points: along(&|l| l.shifted.mean_noise) });
     }
     series.push(Series {
-        name: "mean shifted (band criterion)".into(),
-        points: g.sites.iter().map(|s| (s.site as f64, s.mean_shifted_distance)).collect(),
+        name: "band criterion (mean covariance term)".into(),
+        points: g.sites.iter().map(|s| (s.site as f64, s.band_criterion)).collect(),
     });
     LineChart {
-        title: format!("Subspace distance to {} per residual site", g.english),
+        title: format!("Subspace distance of shifted states to {} per residual site", g.english),
         x_label: "residual site (input of layer)".into(),
-        y_label: "sqrt(Σ log² λ) + ‖Δμ‖".into(),
+        y_label: "sqrt(Σ log² λ); ‖Δμ‖".into(),
         series,
         band: band_marker(g),
     }
     .to_svg()
+}
+
+/// How often each window won when the sentences were resampled (`None` without resampling).
+pub fn band_stability_chart(g: &Geometry) -> Option<String> {
+    let stability = g.band.stability.as_ref()?;
+    Some(
+        BarChart {
+            title: format!(
+                "Band under resampling ({} resamples of {} sentences{})",
+                stability.resamples,
+                g.sentences,
+                if stability.uncertain { ": uncertain" } else { "" }
+            ),
+            y_label: "share of resamples".into(),
+            series: vec!["wins".into()],
+            groups: stability
+                .wins
+                .iter()
+                .map(|w| BarGroup { label: format!("{}..{}", w.window[0], w.window[1]), values: vec![w.frequency] })
+                .collect(),
+        }
+        .to_svg(),
+    )
 }
 
 /// Cosines of parallel and mismatched sentence pairs, and translation retrieval, per site.

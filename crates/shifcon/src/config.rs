@@ -6,12 +6,14 @@
 //! parallel = "data/corpus/parallel.train.jsonl"  # pairs for the language vectors and the contrastive loss
 //! langs = ["hu"]                # target languages; English inputs are never shifted
 //! band = [10, 19]               # [L_to, L_bk) residual sites; omit to choose by subspace distance
+//! conventions = "rosetta"       # or "released": as the released code (see `crate::conventions`)
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::conventions::Conventions;
 use crate::error::{Result, ShifconError};
 
 /// The table's name in a training config.
@@ -29,14 +31,26 @@ pub struct ShifconConfig {
     #[serde(default = "english")]
     pub english: String,
     pub langs: Vec<String>,
-    /// `[L_to, L_bk)`; `None` = the band the geometry analysis chooses with `beta`.
+    /// How states, vectors and the shift are made ([`Conventions`]).
+    #[serde(default)]
+    pub conventions: Conventions,
+    /// `[L_to, L_bk)` (under the released conventions, the sites the vectors are measured at,
+    /// `[F, B]`); `None` = the band the geometry analysis chooses with `beta` (Rosetta) or the
+    /// released area scaled to the model (released).
     pub band: Option<[usize; 2]>,
     #[serde(default = "default_beta")]
     pub beta: f64,
+    /// The chosen band starts at ⌈earliest_start · L⌉ or later.
+    #[serde(default = "default_earliest_start")]
+    pub earliest_start: f64,
+    /// Resamples of the vector sentences for the band's uncertainty.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
     /// Sentences per language for the language vectors (and the band choice).
     #[serde(default = "default_vector_sentences")]
     pub vector_sentences: usize,
-    /// Re-estimate the language vectors with the current model every N steps (0: never).
+    /// Re-estimate the language vectors with the current model every N steps (0: never; the
+    /// released conventions accumulate them at every step instead).
     #[serde(default)]
     pub update_vectors_every: usize,
     #[serde(default = "default_generation_weight")]
@@ -52,10 +66,15 @@ pub struct ShifconConfig {
     /// Generation loss on the shifted forward (the method) or the plain one (ablation).
     #[serde(default = "yes")]
     pub shift_generation: bool,
-    /// Contrastive loss on shifted target states (the method) or unshifted ones (the paper's
-    /// ablation, which hurts).
+    /// Whether the contrastive loss's target sentences run through the shifted forward; unset:
+    /// as the conventions say (Rosetta shifted, released unshifted). `false` under Rosetta's
+    /// conventions is the unshifted ablation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_contrastive: Option<bool>,
+    /// Move the target states' batch mean onto the English one inside the loss
+    /// (t − mean t + mean e, as the released code does).
     #[serde(default = "yes")]
-    pub shift_contrastive: bool,
+    pub recentre: bool,
 }
 
 fn english() -> String {
@@ -63,6 +82,12 @@ fn english() -> String {
 }
 fn default_beta() -> f64 {
     0.3
+}
+fn default_earliest_start() -> f64 {
+    crate::geometry::GeometryOptions::default().earliest_start
+}
+fn default_bootstrap() -> usize {
+    crate::geometry::GeometryOptions::default().bootstrap
 }
 fn default_vector_sentences() -> usize {
     200
@@ -90,8 +115,11 @@ impl ShifconConfig {
             parallel,
             english: english(),
             langs,
+            conventions: Conventions::Rosetta,
             band: None,
             beta: default_beta(),
+            earliest_start: default_earliest_start(),
+            bootstrap: default_bootstrap(),
             vector_sentences: default_vector_sentences(),
             update_vectors_every: 0,
             generation_weight: default_generation_weight(),
@@ -99,8 +127,14 @@ impl ShifconConfig {
             scale: one(),
             pairs_per_batch: default_pairs(),
             shift_generation: true,
-            shift_contrastive: true,
+            shift_contrastive: None,
+            recentre: true,
         }
+    }
+
+    /// Whether the contrastive target pass is shifted (the setting, else the conventions').
+    pub fn shifted_contrastive_pass(&self) -> bool {
+        self.shift_contrastive.unwrap_or(self.conventions.shifted_contrastive_pass())
     }
 
     /// Parses and checks the `[shifcon]` table of a training config; a relative `parallel` is
@@ -114,6 +148,24 @@ impl ShifconConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Settings a checkpoint stored before `recentre`, `conventions`, `earliest_start` and
+    /// `bootstrap` existed, in today's form: the old `shift_contrastive` was the in-loss
+    /// re-centring (the target pass was always shifted), and the new settings take their
+    /// defaults, which are what the old code did. Today's settings pass through unchanged.
+    pub fn upgrade_stored(stored: serde_json::Value) -> serde_json::Value {
+        let mut stored = stored;
+        if let Some(object) = stored.as_object_mut()
+            && !object.contains_key("recentre")
+        {
+            let recentre = object.remove("shift_contrastive").unwrap_or(serde_json::Value::Bool(true));
+            object.insert("recentre".into(), recentre);
+        }
+        match serde_json::from_value::<ShifconConfig>(stored.clone()) {
+            Ok(config) => serde_json::to_value(config).unwrap_or(stored),
+            Err(_) => stored,
+        }
     }
 
     /// The table form, for configs built in code.
@@ -141,6 +193,19 @@ impl ShifconConfig {
         {
             return invalid(format!("shifcon.band = [{to}, {back}] must have L_to < L_bk"));
         }
+        if !(0.0..1.0).contains(&self.earliest_start) {
+            return invalid(format!("shifcon.earliest_start must be in [0, 1) (got {})", self.earliest_start));
+        }
+        if self.conventions.online_vectors() && self.update_vectors_every > 0 {
+            return invalid(
+                "shifcon.update_vectors_every does not apply under conventions = \"released\", which accumulate the vectors at every step; drop it".into(),
+            );
+        }
+        if self.conventions.online_vectors() && self.contrastive_weight == 0.0 {
+            return invalid(
+                "conventions = \"released\" accumulate the language vectors from the contrastive batches; shifcon.contrastive_weight must be > 0".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -164,5 +229,15 @@ mod tests {
         assert!(err.contains("shifcon.langs"), "{err}");
         let band: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nband = [5, 3]\n".parse().unwrap();
         assert!(ShifconConfig::from_table(&band, Path::new(".")).unwrap_err().to_string().contains("shifcon.band"));
+
+        let released: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nconventions = \"released\"\n".parse().unwrap();
+        let config = ShifconConfig::from_table(&released, Path::new(".")).unwrap();
+        assert!(!config.shifted_contrastive_pass());
+        assert!(ShifconConfig::new("p".into(), vec!["hu".into()]).shifted_contrastive_pass());
+        let ablation: toml::Table = "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nshift_contrastive = false\n".parse().unwrap();
+        assert!(!ShifconConfig::from_table(&ablation, Path::new(".")).unwrap().shifted_contrastive_pass());
+        let online: toml::Table =
+            "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nconventions = \"released\"\nupdate_vectors_every = 5\n".parse().unwrap();
+        assert!(ShifconConfig::from_table(&online, Path::new(".")).unwrap_err().to_string().contains("update_vectors_every"));
     }
 }

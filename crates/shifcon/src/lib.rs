@@ -17,12 +17,13 @@
 //! model interventions (per batch or per token) → [`method::ShifconMethod`] is the training
 //! objective plugged into `rosetta-train`. [`linalg`] is the small f64 algebra underneath.
 //!
-//! Deliberate differences from the released code are listed in [`shift`] (vector site and
-//! normalisation) and [`geometry`] (held-out shifted distance, contiguous band).
+//! Both the released code's conventions and Rosetta's are implemented; [`conventions`] lists every
+//! difference and why Rosetta's default differs, [`geometry`] why the band is chosen as it is.
 
 pub mod charts;
 #[cfg(not(target_family = "wasm"))]
 pub mod config;
+pub mod conventions;
 pub mod error;
 pub mod geometry;
 pub mod linalg;
@@ -35,6 +36,7 @@ pub mod subspace;
 
 #[cfg(not(target_family = "wasm"))]
 pub use config::ShifconConfig;
+pub use conventions::Conventions;
 pub use error::{Result, ShifconError};
 pub use geometry::{Band, Geometry, GeometryOptions, analyse};
 pub use linalg::Matrix;

@@ -78,7 +78,9 @@ pub async fn measure_geometry<F: Future<Output = ()>>(
         before += sentences.len();
         states.insert(lang.clone(), per_site);
     }
-    analyse(&states, &options.geometry)
+    let mut geometry = analyse(&states, &options.geometry)?;
+    geometry.conventions = options.states.conventions;
+    Ok(geometry)
 }
 
 /// [`measure_geometry`] for native callers.

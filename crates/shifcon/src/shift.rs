@@ -2,11 +2,10 @@
 //! in language l, at site L_to add v_en − v_l (into the English subspace), at site L_bk add
 //! v_l − v_en (back, so the head sees its own language again). English inputs are never shifted.
 //!
-//! Unlike the released code, each vector is measured at the very site where it is added (the
-//! reference measures at `hidden_states[L]` and adds before layer L−1, one layer early), and the
-//! vectors are raw means of un-normalised sentence states — the same space as the residual
-//! stream they are added to (the reference averages unit-normalised sentence means and adds them
-//! to un-normalised states).
+//! Where a vector is added and what it is a mean of follow the plan's [`Conventions`]: under
+//! Rosetta's, at the very site where it was measured, a mean of raw sentence states; under the
+//! released code's, one site earlier (measured at `hidden_states[F]`, added to the input of layer
+//! F−1), a mean of unit-length sentence states.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +14,7 @@ use rosetta_model::burn::prelude::*;
 use rosetta_model::{CausalLm, Interventions};
 use serde::{Deserialize, Serialize};
 
+use crate::conventions::Conventions;
 use crate::error::{Result, ShifconError};
 
 /// The language vectors at the two sites of a band.
@@ -28,10 +28,16 @@ pub struct SiteVectors {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShiftPlan {
     pub english: String,
+    /// Site where the vectors toward English were measured.
     pub to: usize,
+    /// Site where the vectors back were measured.
     pub back: usize,
     /// Per language, English included.
     pub vectors: BTreeMap<String, SiteVectors>,
+    /// How the vectors were made and where they are added (plans saved before the option existed
+    /// are Rosetta's).
+    #[serde(default)]
+    pub conventions: Conventions,
 }
 
 /// `hu→en@12..15` (or `hu->en@12..15`): shift `hu` toward `en` from site 12 back at site 15.
@@ -70,18 +76,37 @@ pub fn check_band(to: usize, back: usize, layers: usize) -> Result<()> {
     Ok(())
 }
 
+/// [`check_band`] for vectors measured at `to` and `back` and added as `conventions` place them:
+/// one site early needs `to ≥ 1`.
+pub fn check_placed_band(to: usize, back: usize, layers: usize, conventions: Conventions) -> Result<()> {
+    check_band(to, back, layers)?;
+    if to < conventions.placement_offset() {
+        return Err(ShifconError::Invalid(format!(
+            "the released conventions add a vector measured at site {to} one site earlier; the area must start at site 1 or later"
+        )));
+    }
+    Ok(())
+}
+
 fn difference(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x - y).collect()
 }
 
 impl ShiftPlan {
-    /// From language vectors per site (`vectors[lang][site]`, e.g. [`crate::Geometry::vectors`]).
-    pub fn from_site_vectors(english: &str, to: usize, back: usize, vectors: &BTreeMap<String, Vec<Vec<f32>>>) -> Result<Self> {
+    /// From language vectors per site (`vectors[lang][site]`, e.g. [`crate::Geometry::vectors`]),
+    /// made under `conventions`.
+    pub fn from_site_vectors(
+        english: &str,
+        to: usize,
+        back: usize,
+        vectors: &BTreeMap<String, Vec<Vec<f32>>>,
+        conventions: Conventions,
+    ) -> Result<Self> {
         let sites = vectors.values().map(Vec::len).min().unwrap_or(0);
         if sites == 0 {
             return Err(ShifconError::Invalid("no language vectors".into()));
         }
-        check_band(to, back, sites - 1)?;
+        check_placed_band(to, back, sites - 1, conventions)?;
         if !vectors.contains_key(english) {
             return Err(ShifconError::Invalid(format!("no language vector for the dominant language `{english}`")));
         }
@@ -89,20 +114,21 @@ impl ShiftPlan {
             .iter()
             .map(|(lang, per_site)| (lang.clone(), SiteVectors { at_to: per_site[to].clone(), at_back: per_site[back].clone() }))
             .collect();
-        Ok(ShiftPlan { english: english.to_string(), to, back, vectors })
+        Ok(ShiftPlan { english: english.to_string(), to, back, vectors, conventions })
     }
 
     /// Estimates the vectors at `to` and `back` on `model` from aligned sentences per language
-    /// (`texts[lang]`, English included): the mean sentence state of each language at each site.
+    /// (`texts[lang]`, English included): the mean sentence state of each language at each site,
+    /// pooled as `conventions` say.
     pub async fn estimate(
         model: &CausalLm,
         tokenizer: &rosetta_model::TextTokenizer,
         texts: &BTreeMap<String, Vec<&str>>,
         english: &str,
-        to: usize,
-        back: usize,
+        [to, back]: [usize; 2],
+        conventions: Conventions,
     ) -> Result<Self> {
-        check_band(to, back, model.num_layers())?;
+        check_placed_band(to, back, model.num_layers(), conventions)?;
         let mut vectors = BTreeMap::new();
         for (lang, sentences) in texts {
             if sentences.len() < crate::subspace::MIN_SENTENCES {
@@ -119,7 +145,7 @@ impl ShiftPlan {
                 tokenizer,
                 sentences,
                 &[to, back],
-                &Default::default(),
+                &crate::states::StateOptions { conventions, ..Default::default() },
                 &Interventions::none(),
                 |_| {},
             )
@@ -127,7 +153,7 @@ impl ShiftPlan {
             let mean = |m: &crate::Matrix| m.column_means().iter().map(|&v| v as f32).collect::<Vec<f32>>();
             vectors.insert(lang.clone(), SiteVectors { at_to: mean(&states[0]), at_back: mean(&states[1]) });
         }
-        let plan = ShiftPlan { english: english.to_string(), to, back, vectors };
+        let plan = ShiftPlan { english: english.to_string(), to, back, vectors, conventions };
         plan.check(model)?;
         Ok(plan)
     }
@@ -139,15 +165,33 @@ impl ShiftPlan {
         tokenizer: &rosetta_model::TextTokenizer,
         texts: &BTreeMap<String, Vec<&str>>,
         english: &str,
-        to: usize,
-        back: usize,
+        area: [usize; 2],
+        conventions: Conventions,
     ) -> Result<Self> {
-        rosetta_model::readback::block_on(Self::estimate(model, tokenizer, texts, english, to, back))
+        rosetta_model::readback::block_on(Self::estimate(model, tokenizer, texts, english, area, conventions))
+    }
+
+    /// The sites where the shift toward English and the shift back are added.
+    pub fn added_at(&self) -> (usize, usize) {
+        let offset = self.conventions.placement_offset();
+        (self.to - offset, self.back - offset)
+    }
+
+    /// "toward `en` at site 10, back at site 19", naming the measurement sites when the
+    /// conventions add the vectors elsewhere.
+    pub fn describe(&self) -> String {
+        let (to, back) = self.added_at();
+        let measured = if (to, back) == (self.to, self.back) {
+            String::new()
+        } else {
+            format!(" (vectors measured at sites {} and {}, {} conventions)", self.to, self.back, self.conventions)
+        };
+        format!("toward `{}` at site {to}, back at site {back}{measured}", self.english)
     }
 
     /// Checks the plan against a model: band inside its sites, vectors of its width.
     pub fn check(&self, model: &CausalLm) -> Result<()> {
-        check_band(self.to, self.back, model.num_layers())?;
+        check_placed_band(self.to, self.back, model.num_layers(), self.conventions)?;
         let d = model.config().hidden_size;
         if let Some((lang, _)) = self.vectors.iter().find(|(_, v)| v.at_to.len() != d || v.at_back.len() != d) {
             return Err(ShifconError::Invalid(format!("the language vector of `{lang}` does not have the model's {d} dimensions")));
@@ -196,14 +240,16 @@ impl ShiftPlan {
             let v: Vec<f32> = v.into_iter().map(|x| x * strength).collect();
             Tensor::<2>::from_data(TensorData::new(v, [1, d]), device)
         };
-        Ok(Interventions::none().shift(self.to, row(toward)).shift(self.back, row(back)))
+        let (to_site, back_site) = self.added_at();
+        Ok(Interventions::none().shift(to_site, row(toward)).shift(back_site, row(back)))
     }
 
     /// Only the shift toward English (no shift back): states stay in the English subspace up to
     /// the head. For analysis; ShifCon always shifts back.
     pub fn toward_only(&self, lang: &str, device: &Device) -> Result<Interventions> {
         let full = self.interventions(lang, device)?;
-        Ok(Interventions { shifts: full.shifts.into_iter().filter(|s| s.site == self.to).collect(), ..full })
+        let (to, _) = self.added_at();
+        Ok(Interventions { shifts: full.shifts.into_iter().filter(|s| s.site == to).collect(), ..full })
     }
 
     /// Per-token shifts for packed rows that mix languages: every token gets its segment's shift;
@@ -233,7 +279,8 @@ impl ShiftPlan {
         };
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * s]), device);
         let per_token = |t: Tensor<2>| t.select(0, index.clone()).reshape([b, s, d]);
-        Interventions::none().shift_per_token(self.to, per_token(table(|d| &d.0))).shift_per_token(self.back, per_token(table(|d| &d.1)))
+        let (to, back) = self.added_at();
+        Interventions::none().shift_per_token(to, per_token(table(|d| &d.0))).shift_per_token(back, per_token(table(|d| &d.1)))
     }
 }
 
@@ -243,7 +290,13 @@ mod tests {
 
     fn plan() -> ShiftPlan {
         let v = |a: f32, b: f32| SiteVectors { at_to: vec![a, a + 1.0], at_back: vec![b, b - 1.0] };
-        ShiftPlan { english: "en".into(), to: 1, back: 3, vectors: [("en".into(), v(1.0, 2.0)), ("hu".into(), v(4.0, -3.0))].into() }
+        ShiftPlan {
+            english: "en".into(),
+            to: 1,
+            back: 3,
+            vectors: [("en".into(), v(1.0, 2.0)), ("hu".into(), v(4.0, -3.0))].into(),
+            conventions: Conventions::Rosetta,
+        }
     }
 
     #[test]
@@ -278,5 +331,16 @@ mod tests {
         let err = check_band(10, 31, 30).unwrap_err().to_string();
         assert!(err.contains("0..=30"), "{err}");
         check_band(0, 30, 30).unwrap();
+        assert!(check_placed_band(0, 30, 30, Conventions::Released).unwrap_err().to_string().contains("site 1"));
+        check_placed_band(1, 30, 30, Conventions::Released).unwrap();
+    }
+
+    #[test]
+    fn released_plans_add_their_vectors_one_site_early() {
+        let released = ShiftPlan { conventions: Conventions::Released, ..plan() };
+        assert_eq!(released.added_at(), (0, 2));
+        assert_eq!(plan().added_at(), (1, 3));
+        let sites: Vec<usize> = released.interventions("hu", &Device::flex()).unwrap().shifts.iter().map(|s| s.site).collect();
+        assert_eq!(sites, vec![0, 2]);
     }
 }

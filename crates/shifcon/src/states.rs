@@ -1,7 +1,7 @@
 //! Sentence representations: the residual stream at chosen sites, mean-pooled over each
-//! sentence's tokens after the document-start token (see
-//! [`rosetta_model::Pooling::MeanAfterFirst`]). The language vectors, the geometry and the
-//! contrastive loss all use this one definition.
+//! sentence's tokens — after the document-start token and raw under Rosetta's conventions, over
+//! every token and scaled to unit length under the released ones ([`Conventions`]). The language
+//! vectors, the geometry and the contrastive loss all use this one definition.
 
 use std::future::Future;
 
@@ -10,6 +10,7 @@ use rosetta_model::readback::to_vec_f32;
 use rosetta_model::scoring::scoring_ids;
 use rosetta_model::{CausalLm, Interventions, Padding, Pooling, TextTokenizer, TokenBatch};
 
+use crate::conventions::Conventions;
 use crate::error::{Result, ShifconError};
 use crate::linalg::Matrix;
 
@@ -18,11 +19,13 @@ pub struct StateOptions {
     pub batch_size: usize,
     /// Sentences are cut to this many tokens (a sentence mean needs no more).
     pub max_tokens: usize,
+    /// Pooling and normalisation.
+    pub conventions: Conventions,
 }
 
 impl Default for StateOptions {
     fn default() -> Self {
-        StateOptions { batch_size: 16, max_tokens: 96 }
+        StateOptions { batch_size: 16, max_tokens: 96, conventions: Conventions::Rosetta }
     }
 }
 
@@ -40,8 +43,15 @@ pub fn sentence_batch(tokenizer: &TextTokenizer, texts: &[&str], max_tokens: usi
 }
 
 /// The pooled `[batch, d_model]` states at `sites` (in that order) of one forward pass of
-/// `batch` with `interventions` (a shift, say). Runs only the layers the sites need.
-pub fn pooled_states(model: &CausalLm, batch: &TokenBatch, sites: &[usize], interventions: &Interventions) -> Result<Vec<Tensor<2>>> {
+/// `batch` with `interventions` (a shift, say), pooled as `pooling` says (not normalised). Runs
+/// only the layers the sites need.
+pub fn pooled_states(
+    model: &CausalLm,
+    batch: &TokenBatch,
+    sites: &[usize],
+    interventions: &Interventions,
+    pooling: Pooling,
+) -> Result<Vec<Tensor<2>>> {
     let Some(&last) = sites.iter().max() else { return Ok(Vec::new()) };
     let n = model.num_layers();
     if last > n {
@@ -50,7 +60,7 @@ pub fn pooled_states(model: &CausalLm, batch: &TokenBatch, sites: &[usize], inte
     // A shift after the last site (ShifCon's shift back at L_bk) cannot change these states.
     let mut wanted = interventions.up_to_site(last);
     for &site in sites {
-        wanted = wanted.capture(site, Pooling::MeanAfterFirst);
+        wanted = wanted.capture(site, pooling);
     }
     // The range 0..last covers sites 0..=last: no layer past the last site runs.
     let (_, trace) = model.forward_layers(batch, None, 0..last, &wanted)?;
@@ -106,11 +116,15 @@ pub async fn sentence_states_paced<F: Future<Output = ()>>(
     for chunk in order.chunks(options.batch_size) {
         let chunk_texts: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
         let batch = sentence_batch(tokenizer, &chunk_texts, options.max_tokens)?;
-        let pooled = pooled_states(model, &batch, sites, interventions)?;
+        let pooled = pooled_states(model, &batch, sites, interventions, options.conventions.pooling())?;
         for (s, tensor) in pooled.into_iter().enumerate() {
             let values = to_vec_f32(tensor).await?;
             for (row, &i) in chunk.iter().enumerate() {
-                out[s].data[i * d..(i + 1) * d].iter_mut().zip(&values[row * d..(row + 1) * d]).for_each(|(o, &v)| *o = v as f64);
+                let state = &mut out[s].data[i * d..(i + 1) * d];
+                state.iter_mut().zip(&values[row * d..(row + 1) * d]).for_each(|(o, &v)| *o = v as f64);
+                if options.conventions.unit_states() {
+                    unit_length(state);
+                }
             }
         }
         done += chunk.len();
@@ -118,6 +132,14 @@ pub async fn sentence_states_paced<F: Future<Output = ()>>(
         pause().await;
     }
     Ok(out)
+}
+
+/// Scales `state` to unit length (a zero state stays zero), as the released code does per sentence.
+pub fn unit_length(state: &mut [f64]) {
+    let len = crate::linalg::norm(state);
+    if len > 0.0 {
+        state.iter_mut().for_each(|v| *v /= len);
+    }
 }
 
 /// [`sentence_states`] for native callers.

@@ -16,6 +16,12 @@
 //! identity, Σ ← (1−α)Σ + α·(tr Σ / k)·I (α = 0.1 by default), and k ≤ n_min / 2 keeps the estimate
 //! away from rank deficiency. Identical inputs give exactly 0; swapping a and b inverts every λ,
 //! so the distance is symmetric.
+//!
+//! **Sampling noise of the mean term.** ‖μ̂_a − μ̂_b‖ overestimates ‖μ_a − μ_b‖: its square has
+//! expectation ‖μ_a − μ_b‖² + tr Σ_a/n_a + tr Σ_b/n_b for independent samples. Every distance carries
+//! that expected noise (`mean_noise`, the square root of the added term) and the unbiased
+//! estimate of the squared term ([`SubspaceDistance::unbiased_mean`]), so a reader can tell a
+//! mean difference from sampling noise.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,16 +49,58 @@ pub const MIN_SENTENCES: usize = 8;
 pub struct SubspaceDistance {
     /// sqrt(Σ log² λ).
     pub covariance: f64,
-    /// ‖μ_a − μ_b‖₂.
+    /// ‖μ_a − μ_b‖₂ as observed.
     pub mean: f64,
+    /// The root of the noise the sample means add to `mean²` in expectation.
+    #[serde(default)]
+    pub mean_noise: f64,
     /// Dimensions actually used (≤ the requested ones).
     pub dims: usize,
 }
 
 impl SubspaceDistance {
+    /// The paper's distance as observed: covariance term + observed mean term.
     pub fn total(&self) -> f64 {
         self.covariance + self.mean
     }
+
+    /// sqrt(max(0, mean² − mean_noise²)): the mean term with its expected sampling noise taken
+    /// out (unbiased for the squared term; 0 where the observed difference is all noise).
+    pub fn unbiased_mean(&self) -> f64 {
+        (self.mean * self.mean - self.mean_noise * self.mean_noise).max(0.0).sqrt()
+    }
+}
+
+/// Σ‖row‖²/(n−1) of already-centred rows: the trace of their covariance.
+pub fn total_variance(centred: &Matrix) -> f64 {
+    centred.data.iter().map(|v| v * v).sum::<f64>() / (centred.rows.max(2) - 1) as f64
+}
+
+/// The rows of `a` and `b`, each centred on its own mean, projected into their shared top-k
+/// principal subspace (`n_a × k`, `n_b × k`): what the covariance term compares.
+pub fn shared_subspace(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> (Matrix, Matrix) {
+    let (ca, cb) = (a.minus_row(&a.column_means()), b.minus_row(&b.column_means()));
+    let k = usable_dims(options, a.rows, b.rows, a.cols);
+    let (basis, _) = principal_axes(&ca.stack(&cb), k);
+    (ca.matmul(&basis), cb.matmul(&basis))
+}
+
+/// sqrt(Σ log² λ) between the shrunk covariances of two sets of rows in one k-dimensional
+/// subspace (`n_a × k`, `n_b × k`; each centred on its own mean here).
+pub fn covariance_term(pa: &Matrix, pb: &Matrix, shrinkage: f64) -> Result<f64> {
+    let k = pa.cols;
+    let covariance_in = |rows: &Matrix| {
+        let centred = rows.minus_row(&rows.column_means());
+        let mut cov = centred.transpose().matmul(&centred);
+        let n = (centred.rows.max(2) - 1) as f64;
+        cov.data.iter_mut().for_each(|v| *v /= n);
+        let floor = shrinkage * cov.trace() / k as f64;
+        cov.data.iter_mut().for_each(|v| *v *= 1.0 - shrinkage);
+        (0..k).for_each(|i| cov.set(i, i, cov.get(i, i) + floor));
+        cov
+    };
+    let eigenvalues = generalized_eigenvalues(&covariance_in(pa), &covariance_in(pb))?;
+    Ok(eigenvalues.iter().map(|l| l.max(f64::MIN_POSITIVE).ln().powi(2)).sum::<f64>().sqrt())
 }
 
 /// The dimensions a pair of sets of `n_a` and `n_b` rows supports.
@@ -83,23 +131,10 @@ pub fn subspace_distance(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> R
     }
     let (mu_a, mu_b) = (a.column_means(), b.column_means());
     let mean = norm(&mu_a.iter().zip(&mu_b).map(|(x, y)| x - y).collect::<Vec<_>>());
-    let (ca, cb) = (a.minus_row(&mu_a), b.minus_row(&mu_b));
-    let k = usable_dims(options, a.rows, b.rows, a.cols);
-    let (basis, _) = principal_axes(&ca.stack(&cb), k);
-    let covariance_in = |centred: &Matrix| {
-        let projected = centred.matmul(&basis);
-        let mut cov = projected.transpose().matmul(&projected);
-        let n = (centred.rows - 1) as f64;
-        cov.data.iter_mut().for_each(|v| *v /= n);
-        let floor = options.shrinkage * cov.trace() / k as f64;
-        cov.data.iter_mut().for_each(|v| *v *= 1.0 - options.shrinkage);
-        (0..k).for_each(|i| cov.set(i, i, cov.get(i, i) + floor));
-        cov
-    };
-    let (sa, sb) = (covariance_in(&ca), covariance_in(&cb));
-    let eigenvalues = generalized_eigenvalues(&sa, &sb)?;
-    let covariance = eigenvalues.iter().map(|l| l.max(f64::MIN_POSITIVE).ln().powi(2)).sum::<f64>().sqrt();
-    Ok(SubspaceDistance { covariance, mean, dims: k })
+    let mean_noise = (total_variance(&a.minus_row(&mu_a)) / a.rows as f64 + total_variance(&b.minus_row(&mu_b)) / b.rows as f64).sqrt();
+    let (pa, pb) = shared_subspace(a, b, options);
+    let covariance = covariance_term(&pa, &pb, options.shrinkage)?;
+    Ok(SubspaceDistance { covariance, mean, mean_noise, dims: pa.cols })
 }
 
 /// λ with `a v = λ b v`, for symmetric `a` and symmetric positive definite `b`.
@@ -149,6 +184,22 @@ mod tests {
         assert!((ab.total() - ba.total()).abs() < 1e-9 * ab.total(), "{ab:?} vs {ba:?}");
         let far = random(50, 32, 3, 3.0);
         assert!(subspace_distance(&a, &far, &options).unwrap().covariance > ab.covariance);
+    }
+
+    #[test]
+    fn the_mean_noise_is_what_two_samples_of_one_population_differ_by() {
+        // Two independent samples of one distribution: the observed mean term is pure noise, of
+        // the size `mean_noise` predicts, and the unbiased term is far below it.
+        let options = DistanceOptions::default();
+        let (mut observed, mut predicted, mut unbiased) = (0.0, 0.0, 0.0);
+        for seed in 0..20 {
+            let d = subspace_distance(&random(60, 32, 100 + seed, 1.0), &random(60, 32, 200 + seed, 1.0), &options).unwrap();
+            observed += d.mean * d.mean;
+            predicted += d.mean_noise * d.mean_noise;
+            unbiased += d.unbiased_mean();
+        }
+        assert!((observed / predicted - 1.0).abs() < 0.15, "observed {observed} vs predicted {predicted}");
+        assert!(unbiased / 20.0 < 0.5 * (predicted / 20.0).sqrt(), "{unbiased}");
     }
 
     #[test]

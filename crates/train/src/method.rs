@@ -41,6 +41,13 @@ pub trait Method {
     /// with every checkpoint and compared on resume, and written into the run's saved config.
     fn settings(&self) -> serde_json::Value;
 
+    /// The settings a checkpoint stored, in today's form (settings added since filled in with
+    /// what the old code did), so a run checkpointed before a method gained a setting resumes.
+    /// Compared with [`Method::settings`] on resume.
+    fn upgrade_settings(&self, stored: serde_json::Value) -> serde_json::Value {
+        stored
+    }
+
     /// Called once with the prepared model before the first step of a fresh run (not on resume,
     /// where [`Method::restore`] brings the state back).
     fn start(&mut self, _model: &CausalLm, _tokenizer: &TextTokenizer) -> Result<()> {

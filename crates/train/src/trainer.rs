@@ -307,7 +307,12 @@ pub fn train_with(
     if options.resume {
         let (_, path) = latest.clone().ok_or_else(|| TrainError::Resume(format!("nothing to resume in {}", store.dir.display())))?;
         let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer)?;
-        let stored = upgrade_identity(state.config.clone());
+        let mut stored = upgrade_identity(state.config.clone());
+        if let Some(method) = method.as_deref()
+            && let Some(settings) = stored.get_mut("methods").and_then(|m| m.get_mut(method.name()))
+        {
+            *settings = method.upgrade_settings(settings.take());
+        }
         if stored != identity {
             let differs: Vec<&str> = IDENTITY_KEYS.into_iter().chain(["methods"]).filter(|k| stored.get(*k) != identity.get(*k)).collect();
             return Err(TrainError::Resume(format!(

@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
             match lang {
                 Some(lang) if lang == plan.english => Interventions::none(),
                 Some(lang) => {
-                    eprintln!("shifting `{lang}` toward `{}` at site {}, back at {}", plan.english, plan.to, plan.back);
+                    eprintln!("shifting `{lang}` {}", plan.describe());
                     plan.interventions(&lang, &model.device())?
                 }
                 None => {

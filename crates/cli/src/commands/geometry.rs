@@ -44,6 +44,16 @@ pub struct Args {
     /// Shrinkage of each covariance toward a scaled identity.
     #[arg(long, default_value_t = 0.1)]
     shrinkage: f64,
+    /// The band starts at ⌈EARLIEST_START · layers⌉ or later (0: anywhere after the first layer).
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    earliest_start: f64,
+    /// Resamples of the sentences for the band's uncertainty (0: none).
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
+    /// Sentence states and vectors as Rosetta makes them, or as the released ShifCon code does
+    /// (`released`: every token pooled, start token included, unit length).
+    #[arg(long, default_value = "rosetta")]
+    conventions: rosetta_shifcon::Conventions,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Output directory.
@@ -54,6 +64,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     anyhow::ensure!(args.langs.contains(&args.english), "--langs must include the dominant language `{}`", args.english);
     anyhow::ensure!(args.langs.len() >= 2, "--langs needs the dominant language and at least one other");
+    anyhow::ensure!((0.0..1.0).contains(&args.earliest_start), "--earliest-start must be in [0, 1) (got {})", args.earliest_start);
     let parallel = args.parallel.clone().unwrap_or_else(|| rosetta_data::corpus::CorpusDir::embedded().parallel_train());
     let (corpus, _) = ParallelCorpus::read(&parallel, BadLines::Fail)?;
     let aligned = corpus.aligned(&args.langs)?;
@@ -70,11 +81,13 @@ pub fn run(args: Args) -> Result<()> {
     let layers = model.num_layers();
 
     let options = MeasureOptions {
-        states: StateOptions { batch_size: args.batch_size, ..Default::default() },
+        states: StateOptions { batch_size: args.batch_size, conventions: args.conventions, ..Default::default() },
         geometry: GeometryOptions {
             english: args.english.clone(),
             distance: DistanceOptions { dims: args.dims, shrinkage: args.shrinkage },
             beta: args.beta,
+            earliest_start: args.earliest_start,
+            bootstrap: args.bootstrap,
             ..Default::default()
         },
     };
@@ -86,17 +99,29 @@ pub fn run(args: Args) -> Result<()> {
     print_table(&geometry);
     let band = &geometry.band;
     println!(
-        "\nband (β = {}): L_to = {}, L_bk = {} — layers {}..{} run in the `{}` subspace; the {} individually closest sites {:?} {}",
+        "\nband (β = {}, from site {} on): L_to = {}, L_bk = {} — layers {}..{} run in the `{}` subspace; it {}. \
+         All sentences pick {}..{}; with no earliest start, {}..{}. The {} individually closest sites {:?} {}",
         band.beta,
+        band.earliest,
         band.to,
         band.back,
         band.to,
         band.back - 1,
         geometry.english,
+        band.confidence(),
+        band.point_estimate[0],
+        band.point_estimate[1],
+        band.unrestricted[0],
+        band.unrestricted[1],
         band.smallest_sites.len(),
         band.smallest_sites,
         if band.contiguous { "are that window" } else { "are not contiguous" }
     );
+    if let Some(stability) = &band.stability {
+        let wins: Vec<String> =
+            stability.wins.iter().map(|w| format!("{}..{} {:.0} %", w.window[0], w.window[1], 100.0 * w.frequency)).collect();
+        println!("windows under resampling: {}", wins.join(", "));
+    }
     println!("time: {n} sentences × {} languages × {} sites: {seconds:.1} s (forward passes and analysis)", args.langs.len(), layers + 1);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -109,7 +134,12 @@ pub fn run(args: Args) -> Result<()> {
     write_result(&args.out.join("distance.svg"), charts::distance_chart(&geometry).as_bytes())?;
     write_result(&args.out.join("alignment.svg"), charts::alignment_chart(&geometry).as_bytes())?;
     write_result(&args.out.join("pca.svg"), charts::pca_chart(&geometry).as_bytes())?;
-    println!("wrote {}/{{geometry.json, distance.svg, alignment.svg, pca.svg}}", args.out.display());
+    let mut written = vec!["geometry.json", "distance.svg", "alignment.svg", "pca.svg"];
+    if let Some(svg) = charts::band_stability_chart(&geometry) {
+        write_result(&args.out.join("band.svg"), svg.as_bytes())?;
+        written.push("band.svg");
+    }
+    println!("wrote {}/{{{}}}", args.out.display(), written.join(", "));
     Ok(())
 }
 
@@ -120,7 +150,14 @@ fn targets(g: &Geometry) -> Vec<&String> {
 fn print_table(g: &Geometry) {
     let mut header = vec!["site".to_string()];
     for lang in targets(g) {
-        header.extend([format!("{lang} dist"), format!("{lang} Δμ raw"), format!("{lang} cos"), format!("{lang} R@1")]);
+        header.extend([
+            format!("{lang} cov"),
+            format!("{lang} Δμ held out"),
+            format!("{lang} noise"),
+            format!("{lang} Δμ raw"),
+            format!("{lang} cos"),
+            format!("{lang} R@1"),
+        ]);
     }
     let rows: Vec<Vec<String>> = g
         .sites
@@ -130,7 +167,9 @@ fn print_table(g: &Geometry) {
             for lang in targets(g) {
                 let l = &s.langs[lang];
                 row.extend([
-                    format!("{:.2}", l.shifted.total()),
+                    format!("{:.2}", l.shifted.covariance),
+                    format!("{:.2}", l.shifted.mean),
+                    format!("{:.2}", l.shifted.mean_noise),
                     format!("{:.1}", l.raw.mean),
                     format!("{:.3}", l.parallel_cosine),
                     format!("{:.2}", l.retrieval_top1),

@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         score_parallel(&model, &checkpoint.tokenizer, &corpus, &langs, &args.reference, args.max_sentences, args.batch_size, plan.as_ref())
             .with_context(|| format!("scoring {}", path.display()))?;
     if let Some(p) = &plan {
-        println!("shifted toward `{}` at site {}, back at site {}: {}", p.english, p.to, p.back, p.langs().join(", "));
+        println!("shifted {}: {}", p.describe(), p.langs().join(", "));
     }
 
     println!("{} on {} ({} records)", checkpoint.origin, path.display(), corpus.records.len());
@@ -122,7 +122,8 @@ pub fn run(args: Args) -> Result<()> {
             "model": checkpoint.origin.0,
             "parallel": path,
             "reference": args.reference,
-            "shift": plan.as_ref().map(|p| json!({"english": p.english, "to": p.to, "back": p.back, "langs": p.langs()})),
+            "shift": plan.as_ref().map(|p| json!({"english": p.english, "to": p.to, "back": p.back, "added_at": p.added_at(),
+                "conventions": p.conventions, "langs": p.langs()})),
             "languages": results.iter().map(|s| json!({
                 "lang": s.lang, "sentences": s.sentences, "chars": s.cost.chars, "bytes": s.cost.bytes,
                 "tokens": s.cost.tokens, "bits": s.cost.bits,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use rosetta_data::{BadLines, ParallelCorpus};
 use rosetta_model::{CausalLm, Checkpoint};
-use rosetta_shifcon::{ShiftPlan, ShiftSpec, plan_from_extras};
+use rosetta_shifcon::{Conventions, ShiftPlan, ShiftSpec, plan_from_extras};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ShiftArgs {
@@ -24,6 +24,11 @@ pub struct ShiftArgs {
     pub shift_data: Option<PathBuf>,
     #[arg(long, default_value_t = 200, requires = "shift")]
     pub shift_sentences: usize,
+    /// How the vectors are made and placed: `rosetta`, or `released` (unit-length sentence means
+    /// with the start token, a vector measured at site L added at L−1; the spec's sites are then
+    /// the released code's F..B, e.g. `hu→en@11..14` for its 12..15 of 32 on 30 layers).
+    #[arg(long, default_value = "rosetta", requires = "shift")]
+    pub shift_conventions: Conventions,
     /// Ignore the shift a ShifCon-trained model carries.
     #[arg(long, conflicts_with = "shift")]
     pub no_shift: bool,
@@ -52,6 +57,14 @@ impl ShiftArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                 let geometry: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                let made_with: Conventions = serde_json::from_value(geometry["conventions"].clone()).unwrap_or_default();
+                anyhow::ensure!(
+                    made_with == self.shift_conventions,
+                    "{} holds vectors made under the {made_with} conventions, not {}; pass --shift-conventions {made_with} or rerun `rosetta geometry --conventions {}`",
+                    path.display(),
+                    self.shift_conventions,
+                    self.shift_conventions
+                );
                 let vectors: BTreeMap<String, Vec<Vec<f32>>> = serde_json::from_value(geometry["vectors"].clone())
                     .with_context(|| format!("{} has no `vectors` (write it with `rosetta geometry`)", path.display()))?;
                 for lang in [&spec.lang, &spec.english] {
@@ -63,7 +76,7 @@ impl ShiftArgs {
                 }
                 let wanted: BTreeMap<String, Vec<Vec<f32>>> =
                     vectors.into_iter().filter(|(l, _)| *l == spec.lang || *l == spec.english).collect();
-                ShiftPlan::from_site_vectors(&spec.english, spec.to, spec.back, &wanted)?
+                ShiftPlan::from_site_vectors(&spec.english, spec.to, spec.back, &wanted, self.shift_conventions)?
             }
             None => {
                 let path = self.shift_data.clone().unwrap_or_else(|| rosetta_data::corpus::CorpusDir::embedded().parallel_train());
@@ -76,15 +89,23 @@ impl ShiftArgs {
                     texts.entry(spec.lang.clone()).or_default().push(t[1]);
                 }
                 eprintln!(
-                    "estimating {}/{} vectors at sites {} and {} on {} sentences of {}",
+                    "estimating {}/{} vectors ({} conventions) at sites {} and {} on {} sentences of {}",
                     spec.lang,
                     spec.english,
+                    self.shift_conventions,
                     spec.to,
                     spec.back,
                     aligned.len().min(self.shift_sentences),
                     path.display()
                 );
-                ShiftPlan::estimate_blocking(model, &checkpoint.tokenizer, &texts, &spec.english, spec.to, spec.back)?
+                ShiftPlan::estimate_blocking(
+                    model,
+                    &checkpoint.tokenizer,
+                    &texts,
+                    &spec.english,
+                    [spec.to, spec.back],
+                    self.shift_conventions,
+                )?
             }
         };
         plan.check(model)?;

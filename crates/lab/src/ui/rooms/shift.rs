@@ -10,8 +10,8 @@ use rosetta_shifcon::{Geometry, ShiftPlan};
 
 use super::{Chart, Latest, Status, TargetSelect, needs_model};
 use crate::shift::{
-    MIN_GEOMETRY_SENTENCES, NextTokenView, compute_geometry, distance_chart, next_token_view, plan, scatter_chart, shifted_bits_per_char,
-    shifted_points,
+    MIN_GEOMETRY_SENTENCES, NextTokenView, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
+    shifted_bits_per_char, shifted_points,
 };
 use crate::ui::{Lab, loader};
 
@@ -64,8 +64,11 @@ async fn compute(lab: Lab, room: ShiftState, version: usize) {
     match result.and_then(|g| plan(&g).map(|p| (g, p))) {
         Ok((geometry, plan)) => {
             room.status.set(format!(
-                "Band: shift toward English at layer {} (L_to), back at layer {} (L_bk), of {}.",
-                geometry.band.to, geometry.band.back, geometry.num_layers
+                "Band: shift toward English at layer {} (L_to), back at layer {} (L_bk), of {}; it {}.",
+                geometry.band.to,
+                geometry.band.back,
+                geometry.num_layers,
+                geometry.band.confidence()
             ));
             room.geometry.set_value(Some((version, Rc::new((geometry, plan)))));
             room.ready.set(version);
@@ -162,10 +165,11 @@ pub fn ShiftRoom(lab: Lab) -> impl IntoView {
                 lab.exported_geometry().map(|g| view! {
                     <details class="export" data-testid="exported-geometry">
                         <summary>{format!(
-                            "Exported by `rosetta geometry`: {} sentences per language, band {}..{} of {} layers",
-                            g.sentences, g.band.to, g.band.back, g.num_layers
+                            "Exported by `rosetta geometry`: {} sentences per language, band {}..{} of {} layers ({}; {} conventions)",
+                            g.sentences, g.band.to, g.band.back, g.num_layers, g.band.confidence(), g.conventions
                         )}</summary>
                         <div class="chart" inner_html=distance_chart(&g)></div>
+                        {band_stability_chart(&g).map(|svg| view! { <div class="chart" data-testid="band-stability-chart" inner_html=svg></div> })}
                     </details>
                 })
             }}
