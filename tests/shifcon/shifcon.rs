@@ -126,7 +126,13 @@ fn geometry_of_a_tiny_model_chooses_a_band_inside_it() {
     // The band's resampled uncertainty is recorded, its modal window is the band.
     let stability = band.stability.as_ref().expect("the default options resample");
     assert_eq!(stability.resamples, GeometryOptions::default().bootstrap);
-    assert_eq!(stability.wins[0].window, [band.to, band.back]);
+    // The resampling is seeded (the same shares again), and without it the band is the window
+    // all sentences pick.
+    let again = analyse(&states, &GeometryOptions::default()).unwrap();
+    assert_eq!(again.band.stability.as_ref(), Some(stability));
+    let unresampled = analyse(&states, &GeometryOptions { bootstrap: 0, ..Default::default() }).unwrap().band;
+    assert!(unresampled.stability.is_none());
+    assert_eq!([unresampled.to, unresampled.back], band.point_estimate);
     let shares: f64 = stability.wins.iter().map(|w| w.frequency).sum();
     assert!((shares - 1.0).abs() < 1e-9, "{shares}");
     assert_eq!(stability.uncertain, stability.frequency < rosetta_shifcon::geometry::CERTAIN_FREQUENCY);

@@ -163,9 +163,19 @@ impl ShifconConfig {
             object.insert("recentre".into(), recentre);
         }
         match serde_json::from_value::<ShifconConfig>(stored.clone()) {
-            Ok(config) => serde_json::to_value(config).unwrap_or(stored),
+            Ok(config) => config.settings(),
             Err(_) => stored,
         }
+    }
+
+    /// The settings as compared on resume: `shift_contrastive` only where it differs from what
+    /// the conventions do, so `shift_contrastive = true` under Rosetta's equals leaving it out.
+    pub fn settings(&self) -> serde_json::Value {
+        let mut normal = self.clone();
+        if normal.shift_contrastive == Some(normal.conventions.shifted_contrastive_pass()) {
+            normal.shift_contrastive = None;
+        }
+        serde_json::to_value(normal).unwrap_or_default()
     }
 
     /// The table form, for configs built in code.
@@ -199,6 +209,11 @@ impl ShifconConfig {
         if self.conventions.online_vectors() && self.update_vectors_every > 0 {
             return invalid(
                 "shifcon.update_vectors_every does not apply under conventions = \"released\", which accumulate the vectors at every step; drop it".into(),
+            );
+        }
+        if self.conventions.online_vectors() && self.shift_contrastive == Some(true) {
+            return invalid(
+                "conventions = \"released\" build the language vectors from the contrastive pass, which must run unshifted; drop shifcon.shift_contrastive".into(),
             );
         }
         if self.conventions.online_vectors() && self.contrastive_weight == 0.0 {
@@ -239,5 +254,13 @@ mod tests {
         let online: toml::Table =
             "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nconventions = \"released\"\nupdate_vectors_every = 5\n".parse().unwrap();
         assert!(ShifconConfig::from_table(&online, Path::new(".")).unwrap_err().to_string().contains("update_vectors_every"));
+        let shifted: toml::Table =
+            "parallel = \"p.jsonl\"\nlangs = [\"hu\"]\nconventions = \"released\"\nshift_contrastive = true\n".parse().unwrap();
+        assert!(ShifconConfig::from_table(&shifted, Path::new(".")).unwrap_err().to_string().contains("shift_contrastive"));
+        // Saying what the conventions do anyway is the same setting on resume.
+        let explicit: toml::Table = "parallel = \"pairs.jsonl\"\nlangs = [\"hu\"]\nshift_contrastive = true\n".parse().unwrap();
+        let explicit = ShifconConfig::from_table(&explicit, Path::new("/runs")).unwrap();
+        let implicit = ShifconConfig::from_table(&table, Path::new("/runs")).unwrap();
+        assert_eq!(explicit.settings(), implicit.settings());
     }
 }

@@ -117,7 +117,6 @@ pub struct SiteGeometry {
     pub langs: BTreeMap<String, LanguageAtSite>,
     /// The band criterion: the mean over target languages of the shifted distance at its
     /// expected mean term (0), i.e. of the covariance term.
-    #[serde(alias = "mean_shifted_distance")]
     pub band_criterion: f64,
     /// Mean sentence-state norm (all languages), for the scale of the mean terms.
     pub mean_state_norm: f64,
@@ -159,7 +158,7 @@ pub struct Band {
     pub earliest: usize,
     /// The ⌈β·L⌉ sites from `earliest` on with the smallest criterion, each on its own (sorted).
     pub smallest_sites: Vec<usize>,
-    /// Whether those form the chosen window.
+    /// Whether those form the band's window.
     pub contiguous: bool,
     /// The window the criterion of all sentences picks (the band unless resampling disagrees).
     #[serde(default)]
@@ -293,10 +292,10 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
         sites.push(SiteGeometry { site, langs, band_criterion, mean_state_norm, pca, pca_variance, pca_axes, pca_center });
     }
     let scores: Vec<f64> = sites.iter().map(|s| s.band_criterion).collect();
-    let earliest = earliest_site(options.earliest_start, site_count - 1);
-    let mut band = choose_band(&scores, options.beta, earliest)?;
+    let mut band = choose_band(&scores, options.beta, earliest_site(options.earliest_start, site_count - 1))?;
     if options.bootstrap > 0 {
-        let stability = resample_band(&projected, n, options, earliest)?;
+        // `choose_band` pulls an earliest start back to the last window that fits: resample there.
+        let stability = resample_band(&projected, n, options, band.earliest)?;
         band = band.with_stability(stability);
     }
     Ok(Geometry {
@@ -461,7 +460,8 @@ impl Band {
     /// The band moved to the modal window of `stability` (the point estimate stays recorded).
     fn with_stability(self, stability: BandStability) -> Band {
         let [to, back] = stability.wins[0].window;
-        Band { to, back, stability: Some(stability), ..self }
+        let contiguous = self.smallest_sites == (to..back).collect::<Vec<_>>();
+        Band { to, back, contiguous, stability: Some(stability), ..self }
     }
 
     /// "won 87 % of 200 resamples" or "was not resampled".

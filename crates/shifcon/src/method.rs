@@ -78,12 +78,28 @@ struct ShifconState {
     online: BTreeMap<String, OnlineVector>,
 }
 
-/// A language vector accumulated batch by batch: sums of batch-mean states at F and B.
+/// A language vector accumulated batch by batch: sums of batch-mean states at F and B. The sums
+/// are checkpointed as their bit patterns: a resumed run continues from exactly these numbers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct OnlineVector {
+    #[serde(with = "f64_bits")]
     at_to: Vec<f64>,
+    #[serde(with = "f64_bits")]
     at_back: Vec<f64>,
     batches: usize,
+}
+
+/// `Vec<f64>` as `Vec<u64>` bit patterns (JSON number parsing is not guaranteed to round-trip).
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[f64], serializer: S) -> Result<S::Ok, S::Error> {
+        values.iter().map(|v| v.to_bits()).collect::<Vec<u64>>().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<u64>::deserialize(deserializer)?.into_iter().map(f64::from_bits).collect())
+    }
 }
 
 impl OnlineVector {
@@ -322,7 +338,7 @@ impl Method for ShifconMethod {
     }
 
     fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.section).unwrap_or_default()
+        self.section.settings()
     }
 
     fn upgrade_settings(&self, stored: serde_json::Value) -> serde_json::Value {
@@ -408,6 +424,7 @@ impl Method for ShifconMethod {
             "paper": "Zhang et al., ShifCon, ACL 2025 (arXiv:2410.19453)",
             "plan": self.state.plan,
             "band": self.state.plan.as_ref().map(|p| [p.to, p.back]),
+            "added_at": self.state.plan.as_ref().map(|p| p.added_at()),
             "conventions": self.section.conventions,
             "band_chosen_by": match (self.section.band.is_some(), self.section.conventions) {
                 (true, _) => "config",
@@ -432,5 +449,9 @@ mod tests {
         v.add(&[3.0, -2.0], &[2.0, 0.0]);
         assert_eq!(v.mean(), SiteVectors { at_to: vec![2.0, 0.0], at_back: vec![1.0, 2.0] });
         assert_eq!(v.batches, 2);
+        // Through the checkpoint's JSON bit for bit, including sums no decimal prints exactly.
+        v.add(&[0.1 + 0.2, 1.0 / 3.0], &[std::f64::consts::PI, 1e-300]);
+        let back: OnlineVector = serde_json::from_value(serde_json::to_value(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
     }
 }
