@@ -79,12 +79,6 @@ impl Conventions {
     pub fn online_vectors(self) -> bool {
         self == Conventions::Released
     }
-
-    /// The area `[F, B]` (measurement sites) when none is configured: the released area scaled to
-    /// `layers`; `None` for Rosetta, which chooses its band by the subspace distance.
-    pub fn default_area(self, layers: usize) -> Option<[usize; 2]> {
-        (self == Conventions::Released).then(|| released_area(layers))
-    }
 }
 
 /// [`RELEASED_AREA`] scaled from 32 layers to `layers` (rounded; at least one layer wide, F ≥ 1 so

@@ -47,9 +47,7 @@ use rosetta_rng::SplitMix64;
 use crate::conventions::Conventions;
 use crate::error::{Result, ShifconError};
 use crate::linalg::{Matrix, dot, norm, principal_axes};
-use crate::subspace::{
-    DistanceOptions, MIN_SENTENCES, SubspaceDistance, covariance_term, shared_subspace, subspace_distance, total_variance,
-};
+use crate::subspace::{DistanceOptions, MIN_SENTENCES, SubspaceDistance, covariance_term, subspace_distance_projected, total_variance};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GeometryOptions {
@@ -262,8 +260,8 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
         for lang in &targets {
             let x = &states[lang][site];
             let v_l = x.column_means();
-            let (raw, shifted) = raw_and_shifted(en, x, &even, &odd, &options.distance)?;
-            site_projections.push(shared_subspace(x, en, &options.distance));
+            let (raw, shifted, projection) = raw_and_shifted(en, x, &even, &odd, &options.distance)?;
+            site_projections.push(projection);
             let cosine = |a: &[f64], b: &[f64]| dot(a, b) / (norm(a) * norm(b)).max(f64::MIN_POSITIVE);
             let parallel_cosine = (0..n).map(|i| cosine(en.row(i), x.row(i))).sum::<f64>() / n as f64;
             let mismatched_cosine = (0..n).map(|i| cosine(en.row(i), x.row((i + 1) % n))).sum::<f64>() / n as f64;
@@ -312,15 +310,15 @@ pub fn analyse(states: &BTreeMap<String, Vec<Matrix>>, options: &GeometryOptions
 }
 
 /// The raw and the shifted distance of target states `x` to English states `en` (row i of each a
-/// pair): see the module documentation.
+/// pair): see the module documentation. Also both in their shared subspace, for the resamples.
 fn raw_and_shifted(
     en: &Matrix,
     x: &Matrix,
     even: &[usize],
     odd: &[usize],
     options: &DistanceOptions,
-) -> Result<(SubspaceDistance, SubspaceDistance)> {
-    let mut raw = subspace_distance(x, en, options)?;
+) -> Result<(SubspaceDistance, SubspaceDistance, (Matrix, Matrix))> {
+    let (mut raw, projection) = subspace_distance_projected(x, en, options)?;
     // The pairs' offsets o_i = e_i − x_i: their spread is the noise of every mean term here.
     let offsets = Matrix { rows: en.rows, cols: en.cols, data: en.data.iter().zip(&x.data).map(|(e, v)| e - v).collect() };
     let spread = total_variance(&offsets.minus_row(&offsets.column_means()));
@@ -329,7 +327,7 @@ fn raw_and_shifted(
     let held_out = offsets.select_rows(odd).column_means();
     let mean = norm(&fitted.iter().zip(&held_out).map(|(f, h)| f - h).collect::<Vec<_>>());
     let mean_noise = (spread * (1.0 / even.len() as f64 + 1.0 / odd.len() as f64)).sqrt();
-    Ok((raw, SubspaceDistance { covariance: raw.covariance, mean, mean_noise, dims: raw.dims }))
+    Ok((raw, SubspaceDistance { covariance: raw.covariance, mean, mean_noise, dims: raw.dims }, projection))
 }
 
 /// ⌈fraction · layers⌉, at least 1.
@@ -367,12 +365,7 @@ fn resample_band(projected: &[Vec<(Matrix, Matrix)>], n: usize, options: &Geomet
 /// Every row scaled to unit length (zero rows stay zero).
 fn unit_rows(m: &Matrix) -> Matrix {
     let mut out = m.clone();
-    for i in 0..m.rows {
-        let len = norm(m.row(i));
-        if len > 0.0 {
-            out.data[i * m.cols..(i + 1) * m.cols].iter_mut().for_each(|v| *v /= len);
-        }
-    }
+    out.data.chunks_mut(m.cols.max(1)).for_each(crate::states::unit_length);
     out
 }
 

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::ShifconConfig;
-use crate::conventions::Conventions;
+use crate::conventions::{Conventions, released_area};
 use crate::error::ShifconError;
 use crate::geometry::{Band, Geometry, GeometryOptions};
 use crate::measure::{MIN_GEOMETRY_SENTENCES, MeasureOptions, measure_geometry_blocking};
@@ -193,7 +193,7 @@ impl ShifconMethod {
         let conventions = self.section.conventions;
         if conventions.online_vectors() {
             let layers = model.num_layers();
-            let area = self.section.band.or(conventions.default_area(layers)).unwrap_or([1, layers]);
+            let area = self.section.band.unwrap_or_else(|| released_area(layers));
             check_placed_band(area[0], area[1], layers, conventions)?;
             self.state.area = Some(area);
             return Ok(());

@@ -110,6 +110,12 @@ pub fn usable_dims(options: &DistanceOptions, n_a: usize, n_b: usize, d: usize) 
 
 /// The distance between the rows of `a` and those of `b` (`n × d` each; n may differ).
 pub fn subspace_distance(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> Result<SubspaceDistance> {
+    Ok(subspace_distance_projected(a, b, options)?.0)
+}
+
+/// [`subspace_distance`], also handing back both sets in their shared subspace
+/// ([`shared_subspace`]), for callers that recompute the covariance term on resamples.
+pub fn subspace_distance_projected(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> Result<(SubspaceDistance, (Matrix, Matrix))> {
     if a.cols != b.cols {
         return Err(ShifconError::Invalid(format!("states of width {} and {} cannot be compared", a.cols, b.cols)));
     }
@@ -134,7 +140,7 @@ pub fn subspace_distance(a: &Matrix, b: &Matrix, options: &DistanceOptions) -> R
     let mean_noise = (total_variance(&a.minus_row(&mu_a)) / a.rows as f64 + total_variance(&b.minus_row(&mu_b)) / b.rows as f64).sqrt();
     let (pa, pb) = shared_subspace(a, b, options);
     let covariance = covariance_term(&pa, &pb, options.shrinkage)?;
-    Ok(SubspaceDistance { covariance, mean, mean_noise, dims: pa.cols })
+    Ok((SubspaceDistance { covariance, mean, mean_noise, dims: pa.cols }, (pa, pb)))
 }
 
 /// λ with `a v = λ b v`, for symmetric `a` and symmetric positive definite `b`.
