@@ -6,7 +6,11 @@ usage: hf_logits.py MODEL IN_JSON OUT_DIR
             "texts": ["...", ...]          (optional: tokenize with the transformers tokenizer),
             "greedy": N                    (optional: N greedy tokens after each input),
             "chat": [{"role", "content"}]  (optional: render the chat template),
-            "float64": true                (optional: also logits of the model cast to float64)}
+            "float64": true                (optional: also logits of the model cast to float64),
+            "adapter": DIR                 (optional: a PEFT adapter applied with PeftModel.from_pretrained),
+            "make_adapter": {"dir", "r", "alpha", "targets", "seed"}
+                                           (optional: first make a random PEFT LoRA adapter — B ≠ 0 —,
+                                            save it to dir and apply it)}
   OUT_DIR/result.json: {"tokens", "greedy", "chat", "vocab_size", "seconds_load"}
   OUT_DIR/logits_<i>.f32 (and .f64): raw little-endian [seq, vocab] logits of input i
 """
@@ -38,6 +42,17 @@ def main(model_path, in_path, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     model, tokenizer = load(model_path)
+    if "make_adapter" in request:
+        from peft import LoraConfig, get_peft_model
+        spec = request["make_adapter"]
+        torch.manual_seed(spec.get("seed", 0))
+        config = LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], target_modules=spec["targets"],
+                            init_lora_weights=False, lora_dropout=0.0, task_type="CAUSAL_LM")
+        model = get_peft_model(model, config).eval()
+        model.save_pretrained(spec["dir"])
+    elif "adapter" in request:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, request["adapter"]).eval()
     result = {"tokens": [], "vocab_size": model.config.vocab_size, "seconds_load": time.time() - start}
     inputs = request.get("inputs", [])
     with torch.no_grad():

@@ -76,6 +76,38 @@ fn learns_and_resumes_bit_for_bit() {
     assert!(err.contains("different settings") && err.contains("optim"), "{err}");
 }
 
+/// TensorBoard's own reader finds every number of `metrics.jsonl` at its step, once — also after
+/// a resume, which rewrites the event file from the lines it keeps.
+#[test]
+fn tensorboard_reads_the_metrics_of_a_resumed_run() {
+    let Some(python) = rosetta_tests::python() else {
+        return rosetta_tests::skip("no Python reference venv (scripts/setup-python.sh) for the tensorboard package");
+    };
+    let (dir, config) = setup("tensorboard");
+    train(&config, &RunOptions { stop_after: Some(6), ..Default::default() }, &mut Quiet).unwrap();
+    train(&config, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap();
+    let out = dir.join("scalars.json");
+    rosetta_tests::run_python(&python, "tensorboard_scalars.py", &[config.run.out.to_str().unwrap(), out.to_str().unwrap()]);
+    let read = rosetta_tests::read_json(&out);
+    let read = read.as_object().unwrap();
+
+    let mut expected: std::collections::BTreeMap<String, Vec<(u64, f32)>> = Default::default();
+    for record in read_metrics(&config.run.out.join("metrics.jsonl")).unwrap() {
+        let step = record["step"].as_u64().unwrap();
+        for (tag, value) in rosetta_train::tensorboard::scalars_of(&record) {
+            // TensorBoard keeps scalars as f32: equal as f32, bit for bit.
+            expected.entry(tag).or_default().push((step, value as f32));
+        }
+    }
+    assert!(expected["loss"].len() == 12 && expected.contains_key("eval/hu/bits_per_char"), "{:?}", expected.keys());
+    assert_eq!(read.len(), expected.len(), "tags: {:?} vs {:?}", read.keys(), expected.keys());
+    for (tag, want) in &expected {
+        let got: Vec<(u64, f32)> =
+            read[tag].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap() as f32)).collect();
+        assert_eq!(&got, want, "tag {tag}");
+    }
+}
+
 #[test]
 fn corrupt_checkpoint_names_the_file_and_the_fallback() {
     let (_, config) = setup("corrupt");
@@ -94,7 +126,8 @@ fn corrupt_checkpoint_names_the_file_and_the_fallback() {
 #[test]
 fn lora_trains_only_adapters_and_merges_on_export() {
     let (dir, mut config) = setup("lora");
-    config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] });
+    config.lora =
+        Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()], init: None });
     config.optim.lr = 1e-2;
     let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
     let device = Device::flex();

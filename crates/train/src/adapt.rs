@@ -4,6 +4,7 @@
 
 use rosetta_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use rosetta_model::burn::prelude::*;
+use rosetta_model::peft::PeftAdapter;
 use rosetta_model::{CausalLm, LinearKind};
 
 use crate::config::{LoraSection, TrainConfig, Trainable};
@@ -114,9 +115,31 @@ pub fn new_token_rows(extras: Option<&serde_json::Value>) -> Option<Vec<usize>> 
     ids.iter().map(|v| v.as_u64().map(|i| i as usize)).collect()
 }
 
-/// Attaches LoRA factors to the target projections and freezes everything else.
+/// Attaches LoRA factors to the target projections and freezes everything else: fresh ones
+/// (burn's init: A random, B zero), or those of the PEFT adapter `lora.init` names.
 pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
-    Ok(model.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(lora_group(lora)?)))
+    let Some(dir) = &lora.init else {
+        return Ok(model.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(lora_group(lora)?)));
+    };
+    let adapter = PeftAdapter::read(dir)?;
+    let wanted: Vec<LinearKind> = LinearKind::ALL.into_iter().filter(|k| lora.targets.iter().any(|t| t == k.short_name())).collect();
+    let names = |kinds: &[LinearKind]| kinds.iter().map(|k| k.short_name()).collect::<Vec<_>>().join(", ");
+    let mismatch = if adapter.rslora {
+        Some("it uses rsLoRA scaling (alpha / √r), which the trainer does not; apply it with --adapter instead".to_string())
+    } else if adapter.rank != lora.rank || adapter.alpha != lora.alpha {
+        Some(format!(
+            "it has r = {}, lora_alpha = {} but [lora] says rank = {}, alpha = {}",
+            adapter.rank, adapter.alpha, lora.rank, lora.alpha
+        ))
+    } else if adapter.targets() != wanted {
+        Some(format!("it adapts {} but [lora] targets {}", names(&adapter.targets()), names(&wanted)))
+    } else {
+        None
+    };
+    if let Some(why) = mismatch {
+        return Err(TrainError::Invalid(format!("lora.init = {}: {why}; make [lora] match the adapter", dir.display())));
+    }
+    Ok(adapter.attach(model)?)
 }
 
 /// Applies `[lora]` and `[freeze]` to a freshly loaded model.

@@ -88,6 +88,29 @@ impl CheckpointStore {
 
     /// Loads a checkpoint into `model` (same structure: base, LoRA and all) and `optimizer`.
     pub fn load(&self, path: &Path, model: CausalLm, optimizer: ModuleOptimizer) -> Result<(CausalLm, ModuleOptimizer, RunState)> {
+        let (model, state) = self.load_model(path, model)?;
+        let optimizer = optimizer
+            .from_bytes(Bytes::from_bytes_vec(self.read(path, "optimizer.bpk")?))
+            .map_err(|e| self.corrupt(path, "optimizer.bpk", e.to_string()))?;
+        Ok((model, optimizer, state))
+    }
+
+    /// Loads a checkpoint's model and state, without the optimizer (exporting a run's adapter).
+    pub fn load_model(&self, path: &Path, model: CausalLm) -> Result<(CausalLm, RunState)> {
+        let state: RunState =
+            serde_json::from_slice(&self.read(path, "state.json")?).map_err(|e| self.corrupt(path, "state.json", e.to_string()))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.read(path, "model.bpk")?))
+            .map_err(|e| self.corrupt(path, "model.bpk", e.to_string()))?;
+        let model = model.try_load_record(record).map_err(|e| self.corrupt(path, "model.bpk", e.to_string()))?;
+        Ok((model, state))
+    }
+
+    fn read(&self, path: &Path, file: &str) -> Result<Vec<u8>> {
+        std::fs::read(path.join(file)).map_err(|e| self.corrupt(path, file, e.to_string()))
+    }
+
+    /// A checkpoint file that cannot be used, with the older checkpoint to fall back on.
+    fn corrupt(&self, path: &Path, file: &str, reason: String) -> TrainError {
         let fallback = self
             .list()
             .into_iter()
@@ -95,15 +118,6 @@ impl CheckpointStore {
             .find(|(_, p)| p != path)
             .map(|(_, p)| p.display().to_string())
             .unwrap_or_else(|| "the start (no older checkpoint)".into());
-        let corrupt =
-            |file: &str, reason: String| TrainError::CorruptCheckpoint { path: path.join(file), reason, fallback: fallback.clone() };
-        let read = |file: &str| std::fs::read(path.join(file)).map_err(|e| corrupt(file, e.to_string()));
-        let state: RunState = serde_json::from_slice(&read("state.json")?).map_err(|e| corrupt("state.json", e.to_string()))?;
-        let record =
-            ModuleRecord::from_bytes(Bytes::from_bytes_vec(read("model.bpk")?)).map_err(|e| corrupt("model.bpk", e.to_string()))?;
-        let model = model.try_load_record(record).map_err(|e| corrupt("model.bpk", e.to_string()))?;
-        let optimizer =
-            optimizer.from_bytes(Bytes::from_bytes_vec(read("optimizer.bpk")?)).map_err(|e| corrupt("optimizer.bpk", e.to_string()))?;
-        Ok((model, optimizer, state))
+        TrainError::CorruptCheckpoint { path: path.join(file), reason, fallback }
     }
 }

@@ -216,6 +216,10 @@ pub struct LoraSection {
     /// `down_proj`).
     #[serde(default = "default_lora_targets")]
     pub targets: Vec<String>,
+    /// Start from this PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
+    /// instead of fresh factors; its rank, alpha and targets must be the section's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 fn default_lora_targets() -> Vec<String> {
@@ -298,6 +302,9 @@ impl TrainConfig {
         };
         self.model.path.iter_mut().for_each(resolve);
         self.model.tokenizer.iter_mut().for_each(resolve);
+        if let Some(lora) = &mut self.lora {
+            lora.init.iter_mut().for_each(resolve);
+        }
         self.data.train.iter_mut().for_each(resolve);
         self.data.eval.iter_mut().for_each(resolve);
         resolve(&mut self.run.out);
@@ -427,7 +434,7 @@ out = "runs/x"
         config.optim.min_lr = 1.0;
         assert!(config.validate().unwrap_err().contains("min_lr"));
         let mut config = TrainConfig::from_toml_str(MINIMAL).unwrap();
-        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()] });
+        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()], init: None });
         assert!(config.validate().unwrap_err().contains("`qproj`"));
     }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod sft;
 pub mod stream;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::TrainConfig;

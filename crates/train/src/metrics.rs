@@ -1,7 +1,9 @@
 //! Metrics as JSON lines (`<out>/metrics.jsonl`): one line per optimizer step (`loss`, `lr`,
 //! `grad_norm`, `tokens_per_second`, ...) and one per evaluation (`eval`: bits/char per
 //! language). On resume, lines past the checkpoint's step (and a torn last line) are dropped, so
-//! the file reads as one uninterrupted run.
+//! the file reads as one uninterrupted run. Every record is also a TensorBoard event
+//! ([`crate::tensorboard`]) in the same directory; on resume the event file is rewritten from the
+//! kept lines, so the two always hold the same numbers.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,12 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Result, TrainError};
+use crate::tensorboard::{EventWriter, wall_time_now};
 
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
+    events: EventWriter,
 }
 
 impl MetricsLog {
@@ -39,7 +43,14 @@ impl MetricsLog {
         }
         rosetta_model::atomic::write_file(path, contents.as_bytes())?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
-        Ok(MetricsLog { path: path.to_path_buf(), file })
+        let mut events = EventWriter::create(path.parent().unwrap_or(Path::new(".")))?;
+        let now = wall_time_now();
+        for line in &kept {
+            if let Ok(record) = serde_json::from_str::<Value>(line) {
+                events.write_record(&record, now)?;
+            }
+        }
+        Ok(MetricsLog { path: path.to_path_buf(), file, events })
     }
 
     pub fn write(&mut self, record: &Value) -> Result<()> {
@@ -48,7 +59,13 @@ impl MetricsLog {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.flush())
-            .map_err(|e| TrainError::Write { path: self.path.clone(), reason: e.to_string() })
+            .map_err(|e| TrainError::Write { path: self.path.clone(), reason: e.to_string() })?;
+        self.events.write_record(record, wall_time_now())
+    }
+
+    /// The TensorBoard event file written beside the JSON lines.
+    pub fn events_path(&self) -> &Path {
+        self.events.path()
     }
 }
 

@@ -15,6 +15,7 @@ use rosetta_model::burn::module::{Module, ModuleVisitor, Param};
 use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::export::{ExportOptions, export_hf};
+use rosetta_model::peft::PeftAdapter;
 use rosetta_model::scoring::{ScoreOptions, TextCost, score_texts_blocking};
 use rosetta_model::{CausalLm, Checkpoint, Interventions, device_from_spec};
 use serde_json::json;
@@ -70,6 +71,8 @@ pub struct RunSummary {
     pub last_step: usize,
     pub metrics: PathBuf,
     pub final_model: Option<PathBuf>,
+    /// A LoRA run's adapter in PEFT's format (`<out>/adapter`), beside the merged `final/`.
+    pub final_adapter: Option<PathBuf>,
     pub first_eval: Option<EvalResult>,
     pub last_eval: Option<EvalResult>,
 }
@@ -467,11 +470,29 @@ pub fn train_with(
             observer.message(&format!("checkpoint {}", path.display()));
         }
         if options.stop_after == Some(step) {
-            return Ok(RunSummary { last_step: step, metrics: metrics_path, final_model: None, first_eval, last_eval });
+            return Ok(RunSummary {
+                last_step: step,
+                metrics: metrics_path,
+                final_model: None,
+                final_adapter: None,
+                first_eval,
+                last_eval,
+            });
         }
     }
 
-    let final_model = if config.run.export && step == total {
+    let exporting = config.run.export && step == total;
+    let final_adapter = match (&config.lora, exporting) {
+        (Some(lora), true) => {
+            let base = config.model.path.as_ref().map(|p| p.display().to_string());
+            match PeftAdapter::from_model(&model.valid(), lora.rank, lora.alpha, base)? {
+                Some(adapter) => Some(adapter.write(&out.join("adapter"), true)?),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let final_model = if exporting {
         let merged = model.valid().materialize();
         let dir = out.join("final");
         // Keep what the input checkpoint recorded (a vocabulary extension's new token ids).
@@ -492,7 +513,22 @@ pub fn train_with(
     } else {
         None
     };
-    Ok(RunSummary { last_step: step, metrics: metrics_path, final_model, first_eval, last_eval })
+    Ok(RunSummary { last_step: step, metrics: metrics_path, final_model, final_adapter, first_eval, last_eval })
+}
+
+/// A run directory's model as its latest checkpoint holds it (LoRA factors attached, not
+/// merged), with the run's config and the step: what `rosetta export --peft-from` writes out.
+pub fn load_run_model(out: &Path, device: &Device) -> Result<(TrainConfig, Checkpoint, CausalLm, usize)> {
+    let config = TrainConfig::from_toml_file(&out.join("config.toml"))?;
+    let store = CheckpointStore::new(out, config.run.keep_last);
+    let (step, path) = store.latest().ok_or_else(|| {
+        TrainError::Resume(format!("{} has no checkpoints: train it first (or point at another run directory)", store.dir.display()))
+    })?;
+    let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
+    let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
+    let (model, _) = prepare(checkpoint.load(device)?, &config, checkpoint.extras.as_ref())?;
+    let (model, _) = store.load_model(&path, model)?;
+    Ok((config, checkpoint, model, step))
 }
 
 /// The checkpoint and metrics locations of a run directory (for `rosetta plot` and tests).

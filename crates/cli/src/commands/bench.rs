@@ -332,7 +332,8 @@ fn train_step(args: TrainArgs) -> Result<()> {
     for mode in args.modes.iter().map(String::as_str) {
         let mut model = checkpoint.load(&device)?;
         if mode == "lora" {
-            let lora = LoraSection { rank: args.lora_rank, alpha: 2.0 * args.lora_rank as f64, targets: LoraSection::all_targets() };
+            let lora =
+                LoraSection { rank: args.lora_rank, alpha: 2.0 * args.lora_rank as f64, targets: LoraSection::all_targets(), init: None };
             model = rosetta_train::adapt::apply_lora(model, &lora)?;
         }
         let mut optimizer: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.1).init();

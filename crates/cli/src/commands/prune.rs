@@ -211,7 +211,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         }
         c
     };
-    let base = score(&checkpoint.load_with(&device, args.model.precision())?)?;
+    let base = score(&args.model.load_model(&checkpoint, &device)?)?;
     eprintln!("unpruned: {base:?}");
     let mut records = vec![json!({"variant": "unpruned", "sparsity": 0.0, "bits_per_char": base, "seconds": 0.0})];
     let mut results: BTreeMap<(String, usize), (BTreeMap<String, f64>, f64)> = BTreeMap::new();
@@ -232,7 +232,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 save_calibration: None,
             };
             let (model, summary, _, seconds) =
-                prune_loaded(&prune_args, &checkpoint, checkpoint.load_with(&device, args.model.precision())?, *sparsity)?;
+                prune_loaded(&prune_args, &checkpoint, args.model.load_model(&checkpoint, &device)?, *sparsity)?;
             let bits = score(&model)?;
             eprintln!("{name} {sparsity:?}: {:.1}% zero, {seconds:.1} s; {bits:?}", summary.sparsity() * 100.0);
             records.push(json!({"variant": name, "sparsity": args.sparsities[si], "achieved_sparsity": summary.sparsity(),
