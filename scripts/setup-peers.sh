@@ -14,9 +14,11 @@ if [ -f "$dir/node_modules/node-llama-cpp/package.json" ] && grep -q "\"version\
 fi
 mkdir -p "$dir"
 cat > "$dir/package.json" <<JSON
-{ "name": "rosetta-llama-peer", "private": true, "dependencies": { "node-llama-cpp": "$version" } }
+{ "name": "rosetta-llama-peer", "private": true,
+  "dependencies": { "node-llama-cpp": "$version", "@node-llama-cpp/linux-x64": "$version" } }
 JSON
-# --ignore-scripts: the postinstall would offer to build llama.cpp; the prebuilt binaries are
-# npm packages of their own (~700 MB with the GPU builds npm installs beside the CPU one).
-(cd "$dir" && npm install --no-audit --no-fund --ignore-scripts >&2)
+# --ignore-scripts: the postinstall would offer to build llama.cpp. The prebuilt binaries are
+# optional npm packages of their own; --omit=optional skips the GPU and other-platform builds
+# (~700 MB) and the CPU one we use (30 MB) is a direct dependency above.
+(cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --omit=optional >&2)
 echo "$dir"

@@ -33,10 +33,14 @@ step() {
 step "style: cargo fmt --check"
 cargo fmt --all --check
 
-step "prerequisites: Python reference venv (background), default model, browser tools, lavapipe"
+step "prerequisites: Python reference venv and the llama.cpp peer (background), default model, browser tools, lavapipe"
 python_log="$ROSETTA_CACHE/setup-python.log"
 scripts/setup-python.sh >"$python_log" 2>&1 &
 python_pid=$!
+# npm node-llama-cpp's prebuilt llama.cpp: the GGUF export test runs the exported model in it.
+peers_log="$ROSETTA_CACHE/setup-peers.log"
+scripts/setup-peers.sh >"$peers_log" 2>&1 &
+peers_pid=$!
 scripts/fetch-model.sh
 # wasm32 target, wasm-bindgen-cli, Debian chromium + chromedriver, Mesa lavapipe (the software
 # Vulkan adapter the native WGSL parity tests run on), the pinned npm tools.
@@ -47,10 +51,15 @@ source scripts/lint-env.sh
 step "native build: every target of the workspace, linted (clippy -D warnings)"
 cargo build --workspace --all-targets --locked -j "$jobs"
 
-step "wait for the Python reference venv"
+step "wait for the Python reference venv and the llama.cpp peer"
 if ! wait "$python_pid"; then
   cat "$python_log"
   echo "setup-python.sh failed" >&2
+  exit 1
+fi
+if ! wait "$peers_pid"; then
+  cat "$peers_log"
+  echo "setup-peers.sh failed" >&2
   exit 1
 fi
 export ROSETTA_PYTHON="$ROSETTA_VENV/bin/python"

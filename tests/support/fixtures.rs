@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use rosetta_kernels::quant::GgmlType;
 use rosetta_model::burn::prelude::Device;
 use rosetta_model::export::{ExportOptions, export_hf};
 use rosetta_model::weights::WeightSource;
@@ -53,20 +54,6 @@ pub fn tiny_gguf_q8_0() -> Vec<u8> {
 /// ggml's type id of Q8_0.
 const Q8_0: u32 = 8;
 
-/// Q8_0 blocks of `values` (ggml's `quantize_row_q8_0_ref`): per 32 values an f16 scale
-/// `max|v| / 127` and 32 rounded int8 codes.
-fn q8_0_bytes(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() / 32 * 34);
-    for block in values.chunks_exact(32) {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        out.extend(half::f16::from_f32(d).to_le_bytes());
-        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
-    }
-    out
-}
-
 /// The tiny GGUF with the ggml type id `type_of(gguf name, HF shape)` per tensor; F32 and Q8_0
 /// are encoded, any other id keeps f32 bytes (for the unsupported-type errors).
 fn tiny_gguf_typed(type_of: impl Fn(&str, &[usize]) -> u32) -> Vec<u8> {
@@ -94,7 +81,11 @@ fn tiny_gguf_typed(type_of: impl Fn(&str, &[usize]) -> u32) -> Vec<u8> {
             let t = weights.read(&name).expect("random tensor");
             let gguf = gguf_name(&name);
             let ty = type_of(&gguf, &t.shape);
-            let bytes = if ty == Q8_0 { q8_0_bytes(&t.data) } else { t.data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+            let bytes = if ty == Q8_0 {
+                rosetta_kernels::quant::blocks::encode(GgmlType::Q8_0, &t.data).expect("Q8_0 encodes")
+            } else {
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect()
+            };
             (gguf, t.shape, ty, bytes)
         })
         .collect();
@@ -168,4 +159,29 @@ keep_last = 2
     std::fs::create_dir_all(path.parent().expect("a run directory has a parent")).expect("create the run's parent");
     std::fs::write(&path, text).expect("write the run config");
     rosetta_train::TrainConfig::from_toml_file(&path).expect("the tiny run config parses")
+}
+
+/// Puts the files of `model_dir` into a Hugging Face hub cache as `huggingface_hub` lays it out:
+/// `models--org--name/blobs/<sha256>`, `snapshots/<commit>/<file>` linking to the blob, and
+/// `refs/<reference>` holding the commit (when a reference is given). Returns the snapshot.
+pub fn hf_cache_entry(cache: &Path, repo: &str, reference: Option<&str>, commit: &str, model_dir: &Path) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let root = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let (blobs, snapshot) = (root.join("blobs"), root.join("snapshots").join(commit));
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for entry in std::fs::read_dir(model_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(blobs.join(&hash), &bytes).unwrap();
+        let link = snapshot.join(path.file_name().unwrap());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(Path::new("../../blobs").join(&hash), &link).unwrap();
+    }
+    if let Some(reference) = reference {
+        std::fs::create_dir_all(root.join("refs")).unwrap();
+        std::fs::write(root.join("refs").join(reference), commit).unwrap();
+    }
+    snapshot
 }

@@ -134,3 +134,33 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in size");
     a.iter().zip(b).map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0, f32::max)
 }
+
+/// The llama.cpp peer's directory (`scripts/setup-peers.sh` installs npm node-llama-cpp there).
+pub fn llama_peer() -> Option<PathBuf> {
+    let dir = cache_dir().join("tools/llama");
+    dir.join("node_modules/node-llama-cpp/package.json").exists().then_some(dir)
+}
+
+/// llama.cpp's greedy continuation of `ids` in `model` (`scripts/peers/llama_greedy.mjs`), and
+/// its own tokens of `text`: `{"generated": [...], "tokens": [...]}`.
+pub fn llama_greedy(peer: &Path, model: &Path, ids: &[u32], new_tokens: usize, text: &str) -> Value {
+    // ES modules resolve packages from the script's directory: run a copy beside node_modules
+    // (written under a per-process name, then renamed, so parallel tests never see half a file).
+    let script = peer.join("llama_greedy.mjs");
+    let staged = peer.join(format!(".llama_greedy.{}.mjs", std::process::id()));
+    std::fs::copy(repo_root().join("scripts/peers/llama_greedy.mjs"), &staged).expect("copy the peer script");
+    std::fs::rename(&staged, &script).expect("place the peer script");
+    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(model)
+        .args(["--ids", &ids.join(","), "--new-tokens", &new_tokens.to_string(), "--text", text])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+    if !output.status.success() {
+        panic!("llama_greedy.mjs failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from llama_greedy.mjs:\n{stdout}"));
+    serde_json::from_str(line).expect("llama_greedy.mjs JSON")
+}

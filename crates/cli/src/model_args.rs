@@ -14,8 +14,10 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// HF model directory, .gguf file, or .safetensors file. Default: SmolLM2-135M-Instruct
-    /// from the model cache (`ROSETTA_MODEL`, or $ROSETTA_MODELS / ~/.cache/rosetta/models).
+    /// HF model directory, .gguf file, .safetensors file, or Hugging Face id
+    /// `org/name[@revision]` (the HF cache first, downloaded unless HF_HUB_OFFLINE=1).
+    /// Default: SmolLM2-135M-Instruct from the model cache (`ROSETTA_MODEL`, or $ROSETTA_MODELS
+    /// / ~/.cache/rosetta/models).
     #[arg(value_name = "MODEL")]
     pub model: Option<PathBuf>,
     /// Use this tokenizer.json (or a directory with one) instead of the model's own.
@@ -60,9 +62,11 @@ pub fn default_model_path() -> PathBuf {
 }
 
 impl ModelArgs {
+    /// The model's local path: a Hugging Face id resolves to its snapshot in the HF cache
+    /// (fetched first when missing and the network is allowed).
     pub fn model_path(&self) -> Result<PathBuf> {
         match &self.model {
-            Some(path) => Ok(path.clone()),
+            Some(path) => Ok(rosetta_model::hub::resolve(path, &rosetta_model::hub::HubSettings::from_env())?),
             None => {
                 let path = default_model_path();
                 if !path.exists() {
@@ -79,6 +83,7 @@ impl ModelArgs {
 
     pub fn open(&self) -> Result<Checkpoint> {
         let path = self.model_path()?;
+        // Resolved once here: Checkpoint::open finds an existing path and takes it as it is.
         Ok(Checkpoint::open(&path, self.tokenizer.as_deref())?)
     }
 

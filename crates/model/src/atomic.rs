@@ -19,13 +19,21 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_with(path, |file| file.write_all(bytes))
+}
+
+/// Writes `path` atomically through `fill`, which streams the contents (files too large to
+/// build in memory first): a hidden sibling is written, synced and renamed into place; on
+/// failure it is removed and `path` is untouched.
+pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
     }
     let tmp = sibling(path, "tmp");
     let result = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        let mut writer = std::io::BufWriter::new(fs::File::create(&tmp)?);
+        fill(&mut writer)?;
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();

@@ -39,11 +39,14 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens `path`: a directory (HF), a `.gguf` file, or a `.safetensors` file whose directory
-    /// has `config.json` and `tokenizer.json`. `tokenizer` overrides the tokenizer source (a
+    /// Opens `path`: a directory (HF), a `.gguf` file, a `.safetensors` file whose directory
+    /// has `config.json` and `tokenizer.json`, or a Hugging Face id `org/name[@revision]`
+    /// ([`crate::hub`]: the local cache first). `tokenizer` overrides the tokenizer source (a
     /// `tokenizer.json` path or a directory holding one).
     #[cfg(not(target_family = "wasm"))]
     pub fn open(path: &std::path::Path, tokenizer: Option<&std::path::Path>) -> Result<Self> {
+        let resolved = crate::hub::resolve(path, &crate::hub::HubSettings::from_env())?;
+        let path = resolved.as_path();
         let origin = Origin(path.display().to_string());
         if !path.exists() {
             return Err(ModelError::NotAModel { origin, reason: "no such file or directory".into() });

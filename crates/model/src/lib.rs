@@ -26,6 +26,10 @@ pub mod error;
 #[cfg(not(target_family = "wasm"))]
 pub mod export;
 pub mod generate;
+#[cfg(not(target_family = "wasm"))]
+pub mod gguf_export;
+#[cfg(not(target_family = "wasm"))]
+pub mod hub;
 pub mod intervention;
 pub mod model;
 pub mod nn;

@@ -300,7 +300,9 @@ impl TrainConfig {
                 *p = base.join(&*p);
             }
         };
-        self.model.path.iter_mut().for_each(resolve);
+        // A Hugging Face id (`org/name`) stays an id unless such a directory sits beside the config.
+        let is_hub_id = |p: &PathBuf| p.to_str().and_then(rosetta_model::hub::HubId::parse).is_some() && !base.join(p).exists();
+        self.model.path.iter_mut().filter(|p| !is_hub_id(p)).for_each(resolve);
         self.model.tokenizer.iter_mut().for_each(resolve);
         if let Some(lora) = &mut self.lora {
             lora.init.iter_mut().for_each(resolve);

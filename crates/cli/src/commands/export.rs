@@ -1,10 +1,11 @@
-//! `rosetta export`: any checkpoint Rosetta reads, written as an HF directory; or a LoRA run's
-//! adapter in PEFT's format (`--peft-from`).
+//! `rosetta export`: any checkpoint Rosetta reads, written as an HF directory, or as a GGUF file
+//! llama.cpp loads (`--gguf TYPE`); or a LoRA run's adapter in PEFT's format (`--peft-from`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use rosetta_model::export::{ExportDtype, ExportOptions, export_hf};
+use rosetta_model::gguf_export::{GgufExportType, export_gguf};
 use rosetta_model::peft::PeftAdapter;
 
 use crate::model_args::ModelArgs;
@@ -13,9 +14,13 @@ use crate::model_args::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Output directory (written atomically).
+    /// Output directory (written atomically); the output file with --gguf.
     #[arg(long)]
     out: PathBuf,
+    /// Write one GGUF file for llama.cpp instead of an HF directory, with 2-D weights in this
+    /// type: f32, f16 or q8_0 (norms stay f32).
+    #[arg(long, value_name = "TYPE", value_parser = parse_gguf_type, conflicts_with_all = ["sparse", "dtype"])]
+    gguf: Option<GgufExportType>,
     /// Weight dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -40,6 +45,19 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(run) = &args.peft_from {
         return export_peft(run, &args.out, args.overwrite, &args.model);
     }
+    if let Some(ty) = args.gguf {
+        let (checkpoint, model) = args.model.load()?;
+        let name = args.model.model_path()?.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "rosetta".into());
+        let written = export_gguf(&model, &checkpoint.tokenizer, &args.out, ty, &name, args.overwrite)?;
+        if let Some(warning) = &written.warning {
+            eprintln!("warning: {warning}");
+        }
+        if !written.fallbacks.is_empty() {
+            eprintln!("note: {} tensors have rows that are not whole 32-value blocks and were written as f16", written.fallbacks.len());
+        }
+        println!("wrote {} ({ty:?}, {} tensors, {:.1} MB)", written.path.display(), written.tensors, written.bytes as f64 / 1e6);
+        return Ok(());
+    }
     let dtype: ExportDtype = args.dtype.parse()?;
     let (checkpoint, model) = args.model.load()?;
     let options = ExportOptions {
@@ -51,6 +69,10 @@ pub fn run(args: Args) -> Result<()> {
     let dir = export_hf(&model, &checkpoint.tokenizer, &args.out, &options)?;
     println!("wrote {} ({:?}, {} parameters)", dir.display(), dtype, checkpoint.config.num_parameters());
     Ok(())
+}
+
+fn parse_gguf_type(s: &str) -> Result<GgufExportType, String> {
+    GgufExportType::parse(s).ok_or_else(|| format!("unknown GGUF type `{s}` (use {})", GgufExportType::NAMES))
 }
 
 fn export_peft(run: &Path, out: &Path, overwrite: bool, model: &ModelArgs) -> Result<()> {

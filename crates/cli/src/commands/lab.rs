@@ -172,7 +172,10 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
     let corpus = args.corpus.clone().map(CorpusDir::new).unwrap_or_else(CorpusDir::embedded);
     let options = ManifestOptions { langs: args.langs.clone(), rows: args.rows, max_chars: args.max_chars, ..ManifestOptions::default() };
     let mut manifest = manifest::build(&corpus, &options).map_err(anyhow::Error::msg)?;
-    let model = args.model.clone().unwrap_or_else(default_model_path);
+    let model = match &args.model {
+        Some(spec) => rosetta_model::hub::resolve(spec, &rosetta_model::hub::HubSettings::from_env())?,
+        None => default_model_path(),
+    };
     if model.exists() {
         manifest.model = Some(place_model(&model, &data)?);
     } else if args.model.is_some() {

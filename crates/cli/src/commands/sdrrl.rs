@@ -204,7 +204,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
     // The config sits next to the run; absolute paths keep it valid wherever it is read from.
     let transfer = std::path::absolute(&transfer)?;
     let out = std::path::absolute(&args.out)?;
-    let model = std::path::absolute(args.model.clone().unwrap_or_else(default_model_path))?;
+    let model = match &args.model {
+        Some(spec) => rosetta_model::hub::resolve(spec, &rosetta_model::hub::HubSettings::from_env())?,
+        None => default_model_path(),
+    };
+    let model = std::path::absolute(model)?;
     let corpus = CorpusDir::embedded();
     let lora =
         if args.lora_rank > 0 { format!("\n[lora]\nrank = {}\nalpha = {}\n", args.lora_rank, 2 * args.lora_rank) } else { String::new() };

@@ -31,6 +31,31 @@ pub enum GgmlType {
     BF16,
 }
 
+/// Encodes f32 values (a whole number of 32-value blocks) as GGML blocks of `ty`, as ggml's
+/// reference quantizers do (`quantize_row_q8_0_ref`: per 32 values an f16 scale `max|v| / 127`
+/// and 32 codes rounded half away from zero). F32, F16 and BF16 are plain casts. `None` for
+/// the types Rosetta reads but does not write.
+pub fn encode(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
+    Some(match ty {
+        GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        GgmlType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        GgmlType::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+        GgmlType::Q8_0 => {
+            debug_assert!(values.len().is_multiple_of(32));
+            let mut out = Vec::with_capacity(values.len() / 32 * 34);
+            for block in values.chunks_exact(32) {
+                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+                out.extend(f16::from_f32(d).to_le_bytes());
+                out.extend(block.iter().map(|v| (v * inverse).round() as i8 as u8));
+            }
+            out
+        }
+        _ => return None,
+    })
+}
+
 /// Elements per super-block of the k-quants.
 const QK_K: usize = 256;
 

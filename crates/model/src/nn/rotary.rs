@@ -48,6 +48,11 @@ impl RotaryEmbedding {
         RotaryEmbedding { inv_freq: inv_freq.into_iter().map(|f| f as f32).collect(), head_dim: dim }
     }
 
+    /// The inverse frequency of each rotary pair, scaling applied.
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
     /// cos and sin tables for `positions` (row-major `[batch, seq]`).
     ///
     /// # Shapes

@@ -75,6 +75,125 @@ fn byte_level_split(pre: &str) -> Value {
     }
 }
 
+/// The `tokenizer.ggml.pre` name whose split [`byte_level_split`] rebuilds a tokenizer.json's
+/// `pre_tokenizer` — the inverse, for writing GGUF. `None` when llama.cpp knows no such split.
+pub fn gguf_pre_name(pre_tokenizer: &Value) -> Option<&'static str> {
+    fn parts(v: &Value) -> Vec<&Value> {
+        match v.get("type").and_then(Value::as_str) {
+            Some("Sequence") => {
+                v.get("pretokenizers").and_then(Value::as_array).map(|p| p.iter().flat_map(parts).collect()).unwrap_or_default()
+            }
+            _ => vec![v],
+        }
+    }
+    let parts = parts(pre_tokenizer);
+    let of_type = |t: &str| parts.iter().filter(|p| p.get("type").and_then(Value::as_str) == Some(t)).collect::<Vec<_>>();
+    let byte_level = of_type("ByteLevel");
+    let regex_byte_level = byte_level.len() == 1 && byte_level[0].get("use_regex").and_then(Value::as_bool) != Some(false);
+    let splits: Vec<&str> = of_type("Split").iter().filter_map(|p| p.get("pattern")?.get("Regex")?.as_str()).collect();
+    let individual_digits = of_type("Digits").iter().any(|p| p.get("individual_digits").and_then(Value::as_bool) == Some(true));
+    match (parts.len(), splits.as_slice()) {
+        (2, []) if individual_digits && regex_byte_level => Some("smollm"),
+        (2, [regex]) if *regex == LLAMA3_SPLIT && byte_level.len() == 1 => Some("llama-bpe"),
+        (2, [regex]) if *regex == QWEN2_SPLIT && byte_level.len() == 1 => Some("qwen2"),
+        (1, []) if regex_byte_level => Some("gpt-2"),
+        _ => None,
+    }
+}
+
+/// GGUF tokenizer metadata (`tokenizer.ggml.*`) for a byte-level BPE tokenizer — the inverse of
+/// [`tokenizer_from_gguf`]'s `gpt2` branch. `vocab_size` rows are written (the embedding's; rows
+/// past the tokenizer's vocabulary become unused padding tokens, as llama.cpp's converter does).
+/// SentencePiece-style tokenizers (byte fallback) are refused: their GGUF form needs scores that
+/// a tokenizer.json does not hold.
+pub fn gguf_tokenizer_metadata(
+    tokenizer: &super::TextTokenizer,
+    vocab_size: usize,
+    special: &GgufSpecialTokens,
+) -> Result<(Vec<(String, GgufValue)>, Option<String>)> {
+    let origin = tokenizer.origin().clone();
+    let json: Value = serde_json::from_str(&tokenizer.to_json()?).map_err(|e| ModelError::tokenizer(origin.clone(), e.to_string()))?;
+    let model = &json["model"];
+    if model.get("type").and_then(Value::as_str) != Some("BPE") || model.get("byte_fallback").and_then(Value::as_bool) == Some(true) {
+        return Err(ModelError::tokenizer(
+            origin,
+            "GGUF export writes byte-level BPE tokenizers (SmolLM, Llama 3, Qwen2); this one is SentencePiece-style: \
+             export an HF directory and convert it with llama.cpp's convert_hf_to_gguf.py",
+        ));
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; vocab_size];
+    let mut types = vec![1i32; vocab_size];
+    let mut place = |id: u64, token: &str, ty: i32| {
+        if let Some(slot) = tokens.get_mut(id as usize) {
+            *slot = Some(token.to_string());
+            types[id as usize] = ty;
+        }
+    };
+    for (token, id) in model.get("vocab").and_then(Value::as_object).into_iter().flatten() {
+        place(id.as_u64().unwrap_or(u64::MAX), token, 1);
+    }
+    for added in json.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+        let ty = if added.get("special").and_then(Value::as_bool) == Some(true) { TOKEN_TYPE_CONTROL } else { TOKEN_TYPE_USER_DEFINED };
+        place(added["id"].as_u64().unwrap_or(u64::MAX), added["content"].as_str().unwrap_or(""), ty as i32);
+    }
+    const TOKEN_TYPE_UNUSED: i32 = 5;
+    let tokens: Vec<GgufValue> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(id, t)| {
+            GgufValue::String(t.unwrap_or_else(|| {
+                types[id] = TOKEN_TYPE_UNUSED;
+                format!("[PAD{id}]")
+            }))
+        })
+        .collect();
+    let merges: Vec<GgufValue> = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| match m {
+            Value::Array(pair) => {
+                GgufValue::String(format!("{} {}", pair[0].as_str().unwrap_or(""), pair.get(1).and_then(Value::as_str).unwrap_or("")))
+            }
+            other => GgufValue::String(other.as_str().unwrap_or("").to_string()),
+        })
+        .collect();
+    let (pre, warning) = match gguf_pre_name(&json["pre_tokenizer"]) {
+        Some(name) => (name, None),
+        None => (
+            "default",
+            Some(format!("the tokenizer's pre-tokenizer {} has no llama.cpp name; wrote `default` (GPT-2's split)", json["pre_tokenizer"])),
+        ),
+    };
+    let s = |v: &str| GgufValue::String(v.to_string());
+    let mut kv = vec![
+        ("tokenizer.ggml.model".to_string(), s("gpt2")),
+        ("tokenizer.ggml.pre".to_string(), s(pre)),
+        ("tokenizer.ggml.tokens".to_string(), GgufValue::Array(tokens)),
+        ("tokenizer.ggml.token_type".to_string(), GgufValue::Array(types.into_iter().map(GgufValue::I32).collect())),
+        ("tokenizer.ggml.merges".to_string(), GgufValue::Array(merges)),
+        ("tokenizer.ggml.add_bos_token".to_string(), GgufValue::Bool(tokenizer.add_bos_token)),
+    ];
+    for (key, id) in [("bos", special.bos), ("eos", special.eos), ("padding", special.pad)] {
+        if let Some(id) = id {
+            kv.push((format!("tokenizer.ggml.{key}_token_id"), GgufValue::U32(id)));
+        }
+    }
+    if let Some(template) = &tokenizer.chat_template {
+        kv.push(("tokenizer.chat_template".to_string(), s(template)));
+    }
+    Ok((kv, warning))
+}
+
+/// The special token ids a GGUF records (from the model's config).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GgufSpecialTokens {
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub pad: Option<u32>,
+}
+
 /// transformers' `generate_merges`: every split of a token into two tokens that exist, ordered
 /// by the score of the merged token (higher first), then by the pieces' lengths.
 fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, String)> {

@@ -403,37 +403,67 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// type id, bytes)`, 32-byte aligned. It does not quantise: bytes are written as given. Used for
 /// test fixtures and small in-memory models.
 pub fn write_gguf(kv: &[(&str, GgufValue)], tensors: &[(&str, Vec<usize>, u32, Vec<u8>)]) -> Vec<u8> {
-    let mut out = b"GGUF".to_vec();
-    out.extend(3u32.to_le_bytes());
-    out.extend((tensors.len() as u64).to_le_bytes());
-    out.extend((kv.len() as u64).to_le_bytes());
+    let layout: Vec<GgufTensorLayout> = tensors
+        .iter()
+        .map(|(name, shape, ty, data)| GgufTensorLayout { name: name.to_string(), shape: shape.clone(), ty: *ty, bytes: data.len() })
+        .collect();
+    let mut out = Vec::new();
+    let written = write_gguf_stream(&mut out, kv, &layout, |i| Ok(tensors[i].3.clone()));
+    debug_assert!(written.is_ok(), "writing to memory does not fail");
+    out
+}
+
+/// Where a tensor goes in a GGUF being written: its name, shape (row-major), type and size.
+pub struct GgufTensorLayout {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ty: u32,
+    pub bytes: usize,
+}
+
+/// The alignment of tensor data (GGUF's default `general.alignment`).
+const ALIGNMENT: usize = 32;
+
+/// Streams a GGUF v3 file: header, metadata and tensor table from `layout`, then each tensor's
+/// bytes as `data(i)` produces them — one tensor in memory at a time.
+pub fn write_gguf_stream(
+    out: &mut impl std::io::Write,
+    kv: &[(&str, GgufValue)],
+    layout: &[GgufTensorLayout],
+    mut data: impl FnMut(usize) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut head = b"GGUF".to_vec();
+    head.extend(3u32.to_le_bytes());
+    head.extend((layout.len() as u64).to_le_bytes());
+    head.extend((kv.len() as u64).to_le_bytes());
     for (key, value) in kv {
-        write_str(&mut out, key);
-        out.extend(value.type_id().to_le_bytes());
-        value.write(&mut out);
+        write_str(&mut head, key);
+        head.extend(value.type_id().to_le_bytes());
+        value.write(&mut head);
     }
     let mut offset = 0usize;
-    let mut offsets = Vec::new();
-    for (name, shape, ty, data) in tensors {
-        write_str(&mut out, name);
-        out.extend((shape.len() as u32).to_le_bytes());
-        for d in shape.iter().rev() {
-            out.extend((*d as u64).to_le_bytes());
+    for tensor in layout {
+        write_str(&mut head, &tensor.name);
+        head.extend((tensor.shape.len() as u32).to_le_bytes());
+        for d in tensor.shape.iter().rev() {
+            head.extend((*d as u64).to_le_bytes());
         }
-        out.extend(ty.to_le_bytes());
-        out.extend((offset as u64).to_le_bytes());
-        offsets.push(offset);
-        offset = (offset + data.len()).div_ceil(32) * 32;
+        head.extend(tensor.ty.to_le_bytes());
+        head.extend((offset as u64).to_le_bytes());
+        offset = (offset + tensor.bytes).div_ceil(ALIGNMENT) * ALIGNMENT;
     }
-    while !out.len().is_multiple_of(32) {
-        out.push(0);
+    head.resize(head.len().div_ceil(ALIGNMENT) * ALIGNMENT, 0);
+    out.write_all(&head)?;
+    for (i, tensor) in layout.iter().enumerate() {
+        let bytes = data(i)?;
+        if bytes.len() != tensor.bytes {
+            return Err(std::io::Error::other(format!("tensor `{}`: {} bytes, the table says {}", tensor.name, bytes.len(), tensor.bytes)));
+        }
+        out.write_all(&bytes)?;
+        let padding = bytes.len().div_ceil(ALIGNMENT) * ALIGNMENT - bytes.len();
+        out.write_all(&[0u8; ALIGNMENT][..padding])?;
     }
-    let base = out.len();
-    for ((_, _, _, data), off) in tensors.iter().zip(offsets) {
-        out.resize(base + off, 0);
-        out.extend(data);
-    }
-    out
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub struct GgufSource {
 }
 
 /// HF name → GGUF name for one decoder parameter, or `None` for names GGUF does not have.
-fn gguf_name(hf: &str) -> Option<String> {
+pub(crate) fn gguf_name(hf: &str) -> Option<String> {
     match hf {
         names::EMBED => return Some("token_embd.weight".into()),
         names::FINAL_NORM => return Some("output_norm.weight".into()),
@@ -50,14 +50,18 @@ fn gguf_name(hf: &str) -> Option<String> {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        "mlp.gate_proj.bias" => "ffn_gate.bias",
+        "mlp.up_proj.bias" => "ffn_up.bias",
+        "mlp.down_proj.bias" => "ffn_down.bias",
         _ => return None,
     };
     Some(format!("blk.{layer}.{mapped}"))
 }
 
 /// For each HF row of a q/k projection, the llama.cpp row that holds it: llama.cpp interleaves
-/// the two rotary halves of every head (`order[dst] = src`).
-fn unpermuted_order(rows: usize, n_head: usize) -> Vec<usize> {
+/// the two rotary halves of every head (`order[hf_row] = gguf_row`; reading gathers by it,
+/// [`crate::gguf_export`] scatters by it).
+pub(crate) fn unpermuted_order(rows: usize, n_head: usize) -> Vec<usize> {
     let head_dim = rows / n_head;
     let half = head_dim / 2;
     let mut order = vec![0; rows];
@@ -119,6 +123,9 @@ impl GgufSource {
                 "mlp.gate_proj.weight",
                 "mlp.up_proj.weight",
                 "mlp.down_proj.weight",
+                "mlp.gate_proj.bias",
+                "mlp.up_proj.bias",
+                "mlp.down_proj.bias",
             ] {
                 all.push(names::layer(i, p));
             }
