@@ -64,6 +64,34 @@ fn hub_ids_resolve_through_the_hf_cache() {
     // Online but the Hub cannot be reached: the same advice, and how to stay offline.
     let unreachable = rosetta_with_cache(&cache, false, &["info", "rosetta-tests/absent@v2"]);
     assert_fails_cleanly(&unreachable, &["could not be reached", "HF_HUB_OFFLINE=1", "--revision v2"]);
+    // The lab serves the snapshot's files themselves (not the cache's relative links), named by the id.
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("rosetta_lab.js"), "export default async function init() {}").unwrap();
+    std::fs::write(pkg.join("rosetta_lab_bg.wasm"), b"\0asm").unwrap();
+    let site = dir.join("site");
+    let lab = rosetta_with_cache(
+        &cache,
+        true,
+        &[
+            "lab",
+            "--model",
+            "rosetta-tests/tiny",
+            "--pkg",
+            pkg.to_str().unwrap(),
+            "--out",
+            site.to_str().unwrap(),
+            "--no-serve",
+            "--rows",
+            "4",
+        ],
+    );
+    assert!(lab.status.success(), "{}", text(&lab.stderr));
+    let manifest = rosetta_tests::read_json(&site.join("data/manifest.json"));
+    assert_eq!(manifest["model"]["name"], "tiny");
+    let weights = site.join("data/model/model.safetensors");
+    assert!(!weights.is_symlink() && std::fs::read(&weights).unwrap() == std::fs::read(main_model.join("model.safetensors")).unwrap());
+
     // A snapshot missing its weights is not taken as the model.
     std::fs::remove_file(cache.join(format!("models--rosetta-tests--tiny/snapshots/{main_commit}/model.safetensors"))).unwrap();
     let partial = rosetta_with_cache(&cache, true, &["info", "rosetta-tests/tiny"]);

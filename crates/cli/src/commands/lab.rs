@@ -103,6 +103,9 @@ fn place(from: &Path, to: &Path) -> Result<u64> {
         std::fs::create_dir_all(parent)?;
     }
     let _ = std::fs::remove_file(to);
+    // The file itself, not a link to it: a Hugging Face cache snapshot links into `blobs/` by a
+    // relative path that a hard link of the link would leave dangling.
+    let from = &std::fs::canonicalize(from).with_context(|| format!("reading {}", from.display()))?;
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
@@ -123,9 +126,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The model's files under `data/model/`, as the manifest lists them.
-fn place_model(model: &Path, data: &Path) -> Result<ModelFiles> {
-    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+/// The model's files under `data/model/`, as the manifest lists them, under `name`.
+fn place_model(model: &Path, name: String, data: &Path) -> Result<ModelFiles> {
     let dir = data.join("model");
     let _ = std::fs::remove_dir_all(&dir);
     if model.is_file() {
@@ -176,8 +178,13 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
         Some(spec) => rosetta_model::hub::resolve(spec, &rosetta_model::hub::HubSettings::from_env())?,
         None => default_model_path(),
     };
+    // A Hub id names the model better than its snapshot's commit hash.
+    let name = match args.model.as_deref().and_then(Path::to_str).and_then(rosetta_model::hub::HubId::parse) {
+        Some(id) if !args.model.as_deref().is_some_and(Path::exists) => id.repo.rsplit('/').next().unwrap_or(&id.repo).to_string(),
+        _ => model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+    };
     if model.exists() {
-        manifest.model = Some(place_model(&model, &data)?);
+        manifest.model = Some(place_model(&model, name, &data)?);
     } else if args.model.is_some() {
         bail!("{} does not exist", model.display());
     } else {
