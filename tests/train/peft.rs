@@ -172,3 +172,27 @@ fn bad_adapters_are_refused_with_the_reason() {
     let err = PeftAdapter::read(&base).err().unwrap().to_string();
     assert!(err.contains("adapter_config.json") && err.contains("--adapter takes a PEFT adapter directory"), "{err}");
 }
+
+/// The default model is a quantized GGUF: a LoRA run on such a base trains on dequantised
+/// weights, and its adapter exports from the checkpoint the same way.
+#[test]
+fn a_lora_run_on_a_quantized_gguf_exports_its_adapter() {
+    let dir = temp_dir("peft-gguf");
+    let base = dir.join("tiny-q8_0.gguf");
+    std::fs::write(&base, rosetta_tests::fixtures::tiny_gguf_q8_0()).unwrap();
+    let mut config = tiny_train_config(&base, &dir.join("run"));
+    config.run.steps = 4;
+    config.run.checkpoint_every = 4;
+    config.run.eval_every = 4;
+    config.optim.lr = 1e-2;
+    config.lora = Some(lora(2, 4.0, &["q_proj", "up_proj"]));
+    let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
+    let written = PeftAdapter::read(&summary.final_adapter.unwrap()).unwrap();
+    let (_, _, from_run, _) = rosetta_train::trainer::load_run_model(&config.run.out, &Device::flex()).unwrap();
+    let again = PeftAdapter::from_model(&from_run, 2, 4.0, None).unwrap().expect("the checkpoint's adapters");
+    assert_eq!(again.factors.len(), written.factors.len());
+    for (id, f) in &written.factors {
+        assert!(f.b.data.iter().any(|v| *v != 0.0), "{id}: B never trained");
+        assert_eq!(again.factors[id].b.data, f.b.data, "{id}");
+    }
+}

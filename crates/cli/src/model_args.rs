@@ -35,7 +35,7 @@ pub struct ModelArgs {
     pub quantize: Option<QuantizeTo>,
     /// Apply a PEFT LoRA adapter (a directory with adapter_config.json and
     /// adapter_model.safetensors), merged into f32 weights.
-    #[arg(long, value_name = "DIR", conflicts_with = "quantize")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["quantize", "precision"])]
     pub adapter: Option<PathBuf>,
 }
 

@@ -90,6 +90,15 @@ pub struct ModelConfig {
     pub torch_dtype: Option<String>,
 }
 
+/// Bounds [`ModelConfig::validate`] holds every config to (see there). With them every size the
+/// loader computes fits in u64, and the per-layer shapes in wasm32's usize.
+pub const MAX_VOCAB: usize = 1 << 22;
+pub const MAX_WIDTH: usize = 1 << 18;
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_HEADS: usize = 1024;
+pub const MAX_HEAD_DIM: usize = 1024;
+pub const MAX_POSITIONS: usize = 1 << 24;
+
 impl ModelConfig {
     /// Checks the invariants the layers rely on, so a bad config fails here and not in a matmul.
     pub fn validate(&self, origin: &Origin) -> Result<()> {
@@ -106,6 +115,22 @@ impl ModelConfig {
         for (name, value) in positive {
             if value == 0 {
                 return fail(format!("`{name}` must be positive"));
+            }
+        }
+        // Upper bounds, checked before anything is sized from them: a config (or GGUF header) of
+        // a few bytes must not make the loader reserve memory or loop for a model no file holds.
+        // Each bound is far above the largest published LLaMA-family model.
+        for (name, value, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+        ] {
+            if value > max {
+                return fail(format!("`{name}` = {value} is beyond any model Rosetta can load (at most {max}); the config is corrupt"));
             }
         }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
@@ -291,12 +316,23 @@ impl ModelConfig {
         Ok(Value::Object(obj))
     }
 
-    /// Parameter count of the decoder with this config (tied head counted once).
-    pub fn num_parameters(&self) -> usize {
-        let d = self.hidden_size;
-        let kv = self.num_key_value_heads * self.head_dim;
-        let q = self.num_attention_heads * self.head_dim;
-        let mut per_layer = d * q + 2 * d * kv + q * d + 3 * d * self.intermediate_size + 2 * d;
+    /// Parameter count of the decoder with this config (tied head counted once). In u64: a 7B
+    /// model's count does not fit wasm32's usize.
+    pub fn num_parameters(&self) -> u64 {
+        let [d, inter, heads, kv_heads, head_dim, vocab, layers] = [
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+            self.vocab_size,
+            self.num_hidden_layers,
+        ]
+        .map(|v| v as u64);
+        let kv = kv_heads * head_dim;
+        let q = heads * head_dim;
+
+        let mut per_layer = d * q + 2 * d * kv + q * d + 3 * d * inter + 2 * d;
         if self.qkv_bias {
             per_layer += q + 2 * kv;
         }
@@ -304,11 +340,11 @@ impl ModelConfig {
             per_layer += d;
         }
         if self.mlp_bias {
-            per_layer += 2 * self.intermediate_size + d;
+            per_layer += 2 * inter + d;
         }
-        let embed = self.vocab_size * d;
+        let embed = vocab * d;
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        embed + head + self.num_hidden_layers * per_layer + d
+        embed + head + layers * per_layer + d
     }
 }
 

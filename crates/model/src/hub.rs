@@ -28,10 +28,16 @@ impl HubId {
     /// `org/name` or `org/name@revision`, with the Hub's character rules; `None` for anything
     /// else (absolute or dotted paths, files with extensions, more than one `/`).
     pub fn parse(spec: &str) -> Option<Self> {
+        // A revision is a branch, tag or commit: `/`-separated segments of [A-Za-z0-9._-], none
+        // empty, `.` or `..` — it becomes a path under `refs/`.
+        let revision_ok = |rev: &str| {
+            rev.len() <= 256
+                && rev.split('/').all(|seg| {
+                    !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                })
+        };
         let (repo, revision) = match spec.split_once('@') {
-            Some((repo, rev)) if !rev.is_empty() && rev.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) => {
-                (repo, Some(rev.to_string()))
-            }
+            Some((repo, rev)) if revision_ok(rev) => (repo, Some(rev.to_string())),
             Some(_) => return None,
             None => (spec, None),
         };
@@ -64,6 +70,15 @@ impl std::fmt::Display for HubId {
             Some(rev) => write!(f, "{}@{rev}", self.repo),
             None => f.write_str(&self.repo),
         }
+    }
+}
+
+/// A short name for a model given as `spec` and found at `resolved`: the repository's name for a
+/// Hub id (its snapshot directory is a commit hash), else the file or directory name.
+pub fn display_name(spec: &Path, resolved: &Path) -> String {
+    match spec.to_str().and_then(HubId::parse) {
+        Some(id) if !spec.exists() => id.repo.rsplit('/').next().unwrap_or(&id.repo).to_string(),
+        _ => resolved.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
     }
 }
 
@@ -116,17 +131,21 @@ pub fn cached_snapshot(id: &HubId, cache: &Path) -> Result<Option<PathBuf>> {
     let commit = match std::fs::read_to_string(repo.join("refs").join(revision)) {
         Ok(hash) => hash.trim().to_string(),
         // A commit hash needs no ref.
-        Err(_) if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) => revision.to_string(),
+        Err(_) if is_commit_hash(revision) => revision.to_string(),
         Err(_) => return Ok(None),
     };
-    if commit.is_empty() || commit.contains(['/', '\\']) || commit.contains("..") {
+    if !is_commit_hash(&commit) {
         return Err(ModelError::NotAModel {
             origin: Origin(repo.join("refs").join(revision).display().to_string()),
-            reason: format!("`{commit}` is not a commit hash; the cache entry is damaged: delete {} and fetch it again", repo.display()),
+            reason: format!("does not hold a commit hash; the cache entry is damaged: delete {} and fetch it again", repo.display()),
         });
     }
     let snapshot = repo.join("snapshots").join(&commit);
     Ok(missing_files(&snapshot).is_empty().then_some(snapshot))
+}
+
+fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// What a snapshot lacks to open as a model (empty when complete).
@@ -151,7 +170,7 @@ fn shards_of(index_json: &str) -> Vec<String> {
         .and_then(serde_json::Value::as_object)
         .into_iter()
         .flat_map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)))
-        .filter(|s| !s.contains(['/', '\\']) && s != "..")
+        .filter(|s| crate::weights::safetensors_source::is_plain_shard_name(s))
         .collect();
     shards.sort();
     shards.dedup();
@@ -162,7 +181,7 @@ fn not_cached(id: &HubId, settings: &HubSettings, why: &str) -> ModelError {
     ModelError::NotAModel {
         origin: Origin(id.to_string()),
         reason: format!(
-            "not in the Hugging Face cache ({}/{}/snapshots/ has no complete revision `{}`) and {why}. \
+            "no local path `{id}` exists, and the model is not in the Hugging Face cache ({}/{}/snapshots/ has no complete revision `{}`) and {why}. \
              Fetch it where the network allows (`huggingface-cli download {}`{}, or any Rosetta command without HF_HUB_OFFLINE), \
              point HF_HUB_CACHE / HF_HOME at a cache that has it, or pass a local directory or .gguf file",
             settings.cache.display(),
@@ -212,9 +231,21 @@ fn download(id: &HubId, settings: &HubSettings) -> Result<PathBuf> {
     use hf_hub::{Repo, RepoType};
 
     let offline_hint = |e: &dyn std::fmt::Display| {
-        not_cached(id, settings, &format!("the Hub could not be reached ({e}); to work offline set HF_HUB_OFFLINE=1"))
+        not_cached(
+            id,
+            settings,
+            &format!(
+                "the Hub could not be reached or refused the request ({e}); offline, set HF_HUB_OFFLINE=1; \
+                 for a gated or private model set HF_TOKEN (or run `huggingface-cli login`)"
+            ),
+        )
     };
-    let api = ApiBuilder::from_env().with_cache_dir(settings.cache.clone()).with_progress(true).build().map_err(|e| offline_hint(&e))?;
+    // hf-hub reads the token file `huggingface-cli login` writes; HF_TOKEN wins, as in huggingface_hub.
+    let mut builder = ApiBuilder::from_env().with_cache_dir(settings.cache.clone()).with_progress(true);
+    if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder.build().map_err(|e| offline_hint(&e))?;
     let repo = api.repo(Repo::with_revision(id.repo.clone(), RepoType::Model, id.revision().to_string()));
     let info = repo.info().map_err(|e| offline_hint(&e))?;
     let siblings: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
@@ -284,7 +315,21 @@ mod tests {
             Some(HubId { repo: "HuggingFaceTB/SmolLM2-135M-Instruct".into(), revision: None })
         );
         assert_eq!(HubId::parse("org/name@v1.0").unwrap().revision(), "v1.0");
-        for not_id in ["model.gguf", "/abs/path", "./org/name", "a/b/c", "org/model.gguf", "../x", "org/", "org/name@", "org/na me"] {
+        assert_eq!(HubId::parse("org/name@refs/pr/1").unwrap().revision(), "refs/pr/1");
+        for not_id in [
+            "model.gguf",
+            "/abs/path",
+            "./org/name",
+            "a/b/c",
+            "org/model.gguf",
+            "../x",
+            "org/",
+            "org/name@",
+            "org/na me",
+            "org/name@../../../x",
+            "org/name@refs//main",
+            "org/name@/etc",
+        ] {
             assert_eq!(HubId::parse(not_id), None, "{not_id}");
         }
         assert_eq!(HubId::parse("org/name").unwrap().folder(), "models--org--name");

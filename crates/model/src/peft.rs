@@ -110,8 +110,7 @@ impl PeftAdapter {
     pub fn from_model(model: &CausalLm, rank: usize, alpha: f64, base_model: Option<String>) -> Result<Option<Self>> {
         let mut factors = BTreeMap::new();
         for id in model.linear_ids() {
-            let Ok(linear) = model.linear(id) else { continue };
-            let Some(adapter) = linear.weight.adapter() else { continue };
+            let Some(adapter) = model.linear(id)?.weight.adapter() else { continue };
             let expected = alpha / rank as f64;
             if (adapter.scale - expected).abs() > 1e-12 * expected.abs() {
                 return Err(ModelError::invalid(format!("{id}: its adapter scales by {}, not alpha / rank = {expected}", adapter.scale)));

@@ -139,7 +139,9 @@ pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
     if let Some(why) = mismatch {
         return Err(TrainError::Invalid(format!("lora.init = {}: {why}; make [lora] match the adapter", dir.display())));
     }
-    Ok(adapter.attach(model)?)
+    adapter
+        .attach(model)
+        .map_err(|e| TrainError::Invalid(format!("lora.init = {}: {e}; make model.path the adapter's base model", dir.display())))
 }
 
 /// Applies `[lora]` and `[freeze]` to a freshly loaded model.

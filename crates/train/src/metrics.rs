@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Result, TrainError};
-use crate::tensorboard::{EventWriter, wall_time_now};
+use crate::tensorboard::{EventWriter, WALL_TIME, wall_time_now};
 
 pub struct MetricsLog {
     path: PathBuf,
@@ -53,14 +53,20 @@ impl MetricsLog {
         Ok(MetricsLog { path: path.to_path_buf(), file, events })
     }
 
+    /// Appends a record, stamped with its wall time (TensorBoard's time axis, kept across a
+    /// resume's rewrite).
     pub fn write(&mut self, record: &Value) -> Result<()> {
+        let mut record = record.clone();
+        if let Some(fields) = record.as_object_mut() {
+            fields.insert(WALL_TIME.into(), wall_time_now().into());
+        }
         let mut line = record.to_string();
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.flush())
             .map_err(|e| TrainError::Write { path: self.path.clone(), reason: e.to_string() })?;
-        self.events.write_record(record, wall_time_now())
+        self.events.write_record(&record, wall_time_now())
     }
 
     /// The TensorBoard event file written beside the JSON lines.

@@ -22,6 +22,9 @@ use crate::error::{Result, TrainError};
 /// The file-name prefix TensorBoard looks for.
 pub const EVENT_FILE_PREFIX: &str = "events.out.tfevents.";
 
+/// The suffix that marks an event file as Rosetta's (rewritten on resume).
+const OWN_SUFFIX: &str = ".rosetta";
+
 /// TFRecord's CRC mask: checksums of data that itself holds checksums stay useful.
 fn masked_crc(bytes: &[u8]) -> u32 {
     let crc = crc32c::crc32c(bytes);
@@ -84,7 +87,11 @@ enum EventBody<'a> {
     Scalars(&'a [(String, f64)]),
 }
 
-/// The scalars of one metrics record: every finite number but `step`, nested keys joined by `/`.
+/// The key of a record's wall time (seconds since the epoch), the event's own timestamp.
+pub const WALL_TIME: &str = "wall_time";
+
+/// The scalars of one metrics record: every finite number but `step` and `wall_time`, nested
+/// keys joined by `/`.
 pub fn scalars_of(record: &Value) -> Vec<(String, f64)> {
     fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, f64)>) {
         match value {
@@ -96,7 +103,7 @@ pub fn scalars_of(record: &Value) -> Vec<(String, f64)> {
             Value::Object(map) => {
                 for (key, inner) in map {
                     let tag = if prefix.is_empty() { key.clone() } else { format!("{prefix}/{key}") };
-                    if !(prefix.is_empty() && key == "step") {
+                    if !(prefix.is_empty() && (key == "step" || key == WALL_TIME)) {
                         walk(&tag, inner, out);
                     }
                 }
@@ -121,7 +128,9 @@ impl EventWriter {
         let err = |path: &Path, e: std::io::Error| TrainError::Write { path: path.to_path_buf(), reason: e.to_string() };
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(EVENT_FILE_PREFIX) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // Only our own: another tool's event files in the directory are left alone.
+                if name.starts_with(EVENT_FILE_PREFIX) && name.ends_with(OWN_SUFFIX) {
                     std::fs::remove_file(entry.path()).map_err(|e| err(&entry.path(), e))?;
                 }
             }
@@ -129,7 +138,7 @@ impl EventWriter {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let host = if host.is_empty() { "localhost".to_string() } else { host };
-        let path = dir.join(format!("{EVENT_FILE_PREFIX}{}.{host}.rosetta", now.as_secs()));
+        let path = dir.join(format!("{EVENT_FILE_PREFIX}{}.{host}{OWN_SUFFIX}", now.as_secs()));
         let file = std::fs::File::create(&path).map_err(|e| err(&path, e))?;
         let mut writer = EventWriter { path, file };
         writer.append(&event(now.as_secs_f64(), 0, EventBody::FileVersion("brain.Event:2")))?;
@@ -140,13 +149,15 @@ impl EventWriter {
         &self.path
     }
 
-    /// Writes one metrics record's scalars as one event at the record's `step`.
-    pub fn write_record(&mut self, record: &Value, wall_time: f64) -> Result<()> {
+    /// Writes one metrics record's scalars as one event at the record's `step`, stamped with its
+    /// `wall_time` (`fallback` for records written before they carried one).
+    pub fn write_record(&mut self, record: &Value, fallback: f64) -> Result<()> {
         let scalars = scalars_of(record);
         if scalars.is_empty() {
             return Ok(());
         }
         let step = record.get("step").and_then(Value::as_i64).unwrap_or(0);
+        let wall_time = record.get(WALL_TIME).and_then(Value::as_f64).unwrap_or(fallback);
         self.append(&event(wall_time, step, EventBody::Scalars(&scalars)))
     }
 

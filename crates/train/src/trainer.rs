@@ -526,7 +526,9 @@ pub fn load_run_model(out: &Path, device: &Device) -> Result<(TrainConfig, Check
     })?;
     let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
-    let (model, _) = prepare(checkpoint.load(device)?, &config, checkpoint.extras.as_ref())?;
+    // Dense weights, as training had them (a quantized base trains dequantised): the
+    // checkpoint's record, LoRA factors included, fits only that structure.
+    let (model, _) = prepare(checkpoint.load_with(device, rosetta_model::Precision::F32)?, &config, checkpoint.extras.as_ref())?;
     let (model, _) = store.load_model(&path, model)?;
     Ok((config, checkpoint, model, step))
 }

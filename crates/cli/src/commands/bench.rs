@@ -330,7 +330,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
     let normalizer = rows.iter().map(|r| r.num_predictions()).sum::<usize>() as f32;
     let mut results = Vec::new();
     for mode in args.modes.iter().map(String::as_str) {
-        let mut model = checkpoint.load(&device)?;
+        let mut model = args.model.load_model(&checkpoint, &device)?;
         if mode == "lora" {
             let lora =
                 LoraSection { rank: args.lora_rank, alpha: 2.0 * args.lora_rank as f64, targets: LoraSection::all_targets(), init: None };

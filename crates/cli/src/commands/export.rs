@@ -33,7 +33,7 @@ pub struct Args {
     sparse: bool,
     /// Write the LoRA adapter of this training run (its latest checkpoint) as a PEFT adapter
     /// directory (adapter_config.json + adapter_model.safetensors) instead of a model.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["sparse", "model"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["sparse", "model", "adapter", "gguf"])]
     peft_from: Option<PathBuf>,
 }
 
@@ -47,7 +47,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(ty) = args.gguf {
         let (checkpoint, model) = args.model.load()?;
-        let name = args.model.model_path()?.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "rosetta".into());
+        let resolved = args.model.model_path()?;
+        let name = match &args.model.model {
+            Some(spec) => rosetta_model::hub::display_name(spec, &resolved),
+            None => rosetta_model::hub::display_name(&resolved, &resolved),
+        };
         let written = export_gguf(&model, &checkpoint.tokenizer, &args.out, ty, &name, args.overwrite)?;
         if let Some(warning) = &written.warning {
             eprintln!("warning: {warning}");

@@ -179,9 +179,9 @@ pub fn assemble(args: &Args) -> Result<PathBuf> {
         None => default_model_path(),
     };
     // A Hub id names the model better than its snapshot's commit hash.
-    let name = match args.model.as_deref().and_then(Path::to_str).and_then(rosetta_model::hub::HubId::parse) {
-        Some(id) if !args.model.as_deref().is_some_and(Path::exists) => id.repo.rsplit('/').next().unwrap_or(&id.repo).to_string(),
-        _ => model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+    let name = match &args.model {
+        Some(spec) => rosetta_model::hub::display_name(spec, &model),
+        None => model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
     };
     if model.exists() {
         manifest.model = Some(place_model(&model, name, &data)?);

@@ -121,20 +121,28 @@ pub fn gguf_tokenizer_metadata(
              export an HF directory and convert it with llama.cpp's convert_hf_to_gguf.py",
         ));
     }
-    let mut tokens: Vec<Option<String>> = vec![None; vocab_size];
-    let mut types = vec![1i32; vocab_size];
-    let mut place = |id: u64, token: &str, ty: i32| {
-        if let Some(slot) = tokens.get_mut(id as usize) {
-            *slot = Some(token.to_string());
-            types[id as usize] = ty;
-        }
-    };
+    let mut entries: Vec<(u64, &str, i32)> = Vec::new();
     for (token, id) in model.get("vocab").and_then(Value::as_object).into_iter().flatten() {
-        place(id.as_u64().unwrap_or(u64::MAX), token, 1);
+        entries.push((id.as_u64().unwrap_or(u64::MAX), token, 1));
     }
     for added in json.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
         let ty = if added.get("special").and_then(Value::as_bool) == Some(true) { TOKEN_TYPE_CONTROL } else { TOKEN_TYPE_USER_DEFINED };
-        place(added["id"].as_u64().unwrap_or(u64::MAX), added["content"].as_str().unwrap_or(""), ty as i32);
+        entries.push((added["id"].as_u64().unwrap_or(u64::MAX), added["content"].as_str().unwrap_or(""), ty as i32));
+    }
+    // A token the embedding has no row for would be produced by the merges and break llama.cpp.
+    if let Some((id, token, _)) = entries.iter().find(|(id, _, _)| *id >= vocab_size as u64) {
+        return Err(ModelError::tokenizer(
+            origin,
+            format!(
+                "token `{token}` has id {id}, but the model's embedding has {vocab_size} rows: the tokenizer does not belong to this model"
+            ),
+        ));
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; vocab_size];
+    let mut types = vec![1i32; vocab_size];
+    for (id, token, ty) in entries {
+        tokens[id as usize] = Some(token.to_string());
+        types[id as usize] = ty;
     }
     const TOKEN_TYPE_UNUSED: i32 = 5;
     let tokens: Vec<GgufValue> = tokens

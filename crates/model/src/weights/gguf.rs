@@ -177,7 +177,16 @@ impl<'a> Cursor<'a> {
                 format!("{what} claims {n} items but only {left} bytes remain; the file is truncated or corrupt"),
             ));
         }
-        Ok(n as usize)
+        // Fits in the file, so in usize wherever the file itself fits in memory.
+        usize::try_from(n).map_err(|_| ModelError::gguf(self.origin.clone(), format!("{what} claims {n} items")))
+    }
+
+    /// A size read from the file as usize, refused where it does not fit (wasm32) instead of
+    /// being truncated into a different, plausible value.
+    fn size(&mut self, what: &str) -> Result<usize> {
+        let v = self.u64(what)?;
+        usize::try_from(v)
+            .map_err(|_| ModelError::gguf(self.origin.clone(), format!("{what} is {v}, beyond this platform's address space")))
     }
 
     fn string(&mut self, what: &str) -> Result<String> {
@@ -203,8 +212,11 @@ impl<'a> Cursor<'a> {
                     return Err(ModelError::gguf(self.origin.clone(), format!("`{key}` nests arrays too deeply")));
                 }
                 let item_type = self.u32(&what)?;
-                let n = self.length(&what, 1)?;
-                let mut items = Vec::with_capacity(n);
+                let n = self.length(&what, min_encoded_size(item_type))?;
+                // Reserve what the smallest encoding allows, never more than a page of items:
+                // an in-memory value is larger than its encoding, so the file's own size is no
+                // bound on the reservation.
+                let mut items = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
                     items.push(self.value(item_type, key, depth + 1)?);
                 }
@@ -243,7 +255,7 @@ impl GgufFile {
                 let value = cur.value(type_id, &key, 0)?;
                 metadata.insert(key, value);
             }
-            let mut tensors = Vec::with_capacity(n_tensors);
+            let mut tensors = Vec::with_capacity(n_tensors.min(4096));
             for _ in 0..n_tensors {
                 let name = cur.string("a tensor name")?;
                 let n_dims = cur.u32(&format!("the rank of `{name}`"))? as usize;
@@ -252,17 +264,20 @@ impl GgufFile {
                 }
                 let mut dims = Vec::with_capacity(n_dims);
                 for _ in 0..n_dims {
-                    dims.push(cur.u64(&format!("the shape of `{name}`"))? as usize);
+                    dims.push(cur.size(&format!("the shape of `{name}`"))?);
                 }
                 let type_id = cur.u32(&format!("the type of `{name}`"))?;
-                let offset = cur.u64(&format!("the offset of `{name}`"))? as usize;
+                let offset = cur.size(&format!("the offset of `{name}`"))?;
                 tensors.push(GgufTensorInfo { name, dims, type_id, offset });
             }
-            let alignment = metadata.get("general.alignment").and_then(GgufValue::as_u64).unwrap_or(32) as usize;
-            if alignment == 0 || !alignment.is_power_of_two() {
-                return Err(ModelError::gguf(origin.clone(), format!("general.alignment {alignment} is not a power of two")));
+            let alignment = metadata.get("general.alignment").and_then(GgufValue::as_u64).unwrap_or(32);
+            if alignment == 0 || !alignment.is_power_of_two() || alignment > MAX_ALIGNMENT {
+                return Err(ModelError::gguf(
+                    origin.clone(),
+                    format!("general.alignment {alignment} is not a power of two up to {MAX_ALIGNMENT}"),
+                ));
             }
-            let data_start = cur.pos.div_ceil(alignment) * alignment;
+            let data_start = cur.pos.div_ceil(alignment as usize) * alignment as usize;
             (version, metadata, tensors, data_start)
         };
         let file = GgufFile { origin, blob, version, metadata, tensors, data_start };
@@ -391,6 +406,25 @@ impl GgufValue {
                 items.iter().for_each(|i| i.write(out));
             }
         }
+    }
+}
+
+/// The largest `general.alignment` accepted (llama.cpp writes 32; anything near a page is odd,
+/// anything larger only serves to push offsets past the file).
+const MAX_ALIGNMENT: u64 = 1 << 16;
+
+/// The fewest bytes one metadata value of `type_id` takes in the file: what bounds an array's
+/// claimed length by the bytes left.
+fn min_encoded_size(type_id: u32) -> usize {
+    match type_id {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        10..=12 => 8,
+        // A string is its u64 length; an array its u32 type and u64 length.
+        8 => 8,
+        9 => 12,
+        _ => 1,
     }
 }
 

@@ -221,10 +221,11 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let get_usize = |k: &str| -> Result<usize> {
         file.get(&key(k))
             .and_then(GgufValue::as_u64)
-            .map(|v| v as usize)
+            // Too large for this platform: kept too large, so the config's bounds refuse it by name.
+            .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
             .ok_or_else(|| ModelError::gguf(origin.clone(), format!("missing or non-integer `{}`", key(k))))
     };
-    let opt_usize = |k: &str| file.get(&key(k)).and_then(GgufValue::as_u64).map(|v| v as usize);
+    let opt_usize = |k: &str| file.get(&key(k)).and_then(GgufValue::as_u64).map(|v| usize::try_from(v).unwrap_or(usize::MAX));
     let opt_f64 = |k: &str| file.get(&key(k)).and_then(GgufValue::as_f64);
 
     let hidden_size = get_usize("embedding_length")?;

@@ -8,6 +8,15 @@ use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 use super::{Blob, HostTensor, WeightSource, sparse};
 use crate::error::{ModelError, Origin, Result};
 
+/// Whether an index's shard name is a plain `*.safetensors` file name (no directory part, no
+/// `..`): the only names `open_dir` joins to the model directory.
+pub fn is_plain_shard_name(name: &str) -> bool {
+    let mut parts = std::path::Path::new(name).components();
+    matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None))
+        && name.ends_with(".safetensors")
+        && !name.contains('\\')
+}
+
 /// One parsed `.safetensors` file; data stays in the blob until read.
 pub struct SafetensorsFile {
     origin: Origin,
@@ -169,6 +178,15 @@ impl SafetensorsSource {
             let mut shards: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
             shards.sort();
             shards.dedup();
+            if let Some(bad) = shards.iter().find(|s| !is_plain_shard_name(s)) {
+                return Err(ModelError::Safetensors {
+                    origin: Origin(index_path.display().to_string()),
+                    reason: format!(
+                        "weight_map names the shard `{bad}`, which is not a .safetensors file in this directory; \
+                         shards must be plain file names beside the index"
+                    ),
+                });
+            }
             shards
         } else {
             let mut found: Vec<String> = std::fs::read_dir(dir)
