@@ -12,18 +12,10 @@ use rosetta_kernels::masking::{
 };
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::Distribution;
-use rosetta_tests::{max_abs_diff, skip};
+use rosetta_tests::max_abs_diff;
 
-/// The wgpu device, if the machine has an adapter (see `scripts/test.sh` for CI's lavapipe).
 fn gpu() -> Option<Device> {
-    use rosetta_model::burn::backend::wgpu::wgpu;
-    let instance = wgpu::Instance::default();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    if adapters.is_empty() {
-        skip("no wgpu adapter on this machine (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)");
-        return None;
-    }
-    Some(Device::wgpu(Default::default()))
+    rosetta_tests::wgpu_device()
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -197,6 +189,7 @@ fn sequence_feature_statistics_match_the_reference() {
             assert_eq!(sq_k.dims(), [batch, d]);
             assert_eq!(values(max_r), values(max_k), "{batch}×{seq}×{d} masked {masked}: max |x|");
             let (sq_r, sq_k) = (values(sq_r), values(sq_k));
+            assert!(sq_r.len() == sq_k.len() && !sq_r.is_empty(), "{batch}×{seq}×{d}: Σ x² sizes {} vs {}", sq_r.len(), sq_k.len());
             // Σ x² over ≤ 300 tokens in another order: 1e-5 relative.
             assert!(
                 sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)),
@@ -255,6 +248,7 @@ fn large_matrices_cover_every_element() {
     let (sq_k, max_k) = feature_stats(w_gpu, Some(Tensor::from_floats(mask.as_slice(), &gpu))).unwrap();
     assert_eq!(values(max_r), values(max_k), "max |x| over {rows} tokens");
     let (sq_r, sq_k) = (values(sq_r), values(sq_k));
+    assert!(sq_r.len() == sq_k.len() && !sq_r.is_empty(), "Σ x² sizes {} vs {}", sq_r.len(), sq_k.len());
     // Σ x² over ~3000 tokens summed in another order: 1e-5 relative.
     assert!(sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)), "Σ x² over {rows} tokens");
 }

@@ -18,6 +18,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
     assert_eq!(ours.len(), reference.len(), "{what}: lengths differ");
     assert!(!reference.is_empty(), "{what}: nothing to compare");
+    assert_eq!(ours.len(), reference.len(), "{what}: sizes differ");
     let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "{what}: an all-zero reference compares nothing");
     // A NaN on either side is an infinite difference (`f32::max` would skip it).

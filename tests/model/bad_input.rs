@@ -110,6 +110,17 @@ fn tokenizer_that_does_not_fit_the_model() {
     let config = std::fs::read_to_string(&config_path).unwrap().replace("\"vocab_size\": 261", "\"vocab_size\": 200");
     std::fs::write(&config_path, config).unwrap();
     assert_mentions(&error_of(&model), &["tokenizer.json", "261 tokens", "200 embedding rows"]);
+
+    // As many entries as rows, but numbered past them: ids the embedding has no row for.
+    let sparse = dir.join("sparse");
+    write_tiny_hf(&sparse, 0);
+    let tokenizer_path = sparse.join("tokenizer.json");
+    let mut tokenizer: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tokenizer_path).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
+    let (last, _) = vocab.iter().max_by_key(|(_, id)| id.as_u64()).map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    vocab.insert(last, serde_json::json!(100_000));
+    std::fs::write(&tokenizer_path, tokenizer.to_string()).unwrap();
+    assert_mentions(&error_of(&sparse), &["tokenizer.json", "ids up to 100000", "261 embedding rows"]);
 }
 
 #[test]
@@ -141,4 +152,108 @@ fn not_a_model_at_all() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     assert_mentions(&error_of(&empty), &["config.json", "missing"]);
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// `work` fails with an error mentioning `parts`, in under a second and 50 MB.
+fn refused_quickly_and_small(parts: &[&str], work: impl FnOnce() -> Result<(), ModelError>) {
+    let (start, rss_before) = (std::time::Instant::now(), peak_rss());
+    let err = work().expect_err("bad input was accepted").to_string();
+    let (seconds, grown) = (start.elapsed().as_secs_f64(), peak_rss().saturating_sub(rss_before));
+    assert_mentions(&err, parts);
+    assert!(seconds < 1.0, "refusing took {seconds:.2} s: {err}");
+    assert!(grown < 50 << 20, "refusing grew the peak memory by {} MB: {err}", grown >> 20);
+}
+
+/// A 1-KB GGUF header whose metadata claims a model no file holds.
+fn lying_gguf(kv: &[(&str, rosetta_model::weights::gguf::GgufValue)]) -> Vec<u8> {
+    use rosetta_model::weights::gguf::{GgufValue, write_gguf};
+    let s = |v: &str| GgufValue::String(v.into());
+    let mut all = vec![
+        ("general.architecture", s("llama")),
+        ("llama.block_count", GgufValue::U32(4)),
+        ("llama.embedding_length", GgufValue::U32(64)),
+        ("llama.feed_forward_length", GgufValue::U32(128)),
+        ("llama.attention.head_count", GgufValue::U32(4)),
+        ("llama.vocab_size", GgufValue::U32(300)),
+    ];
+    for (key, value) in kv {
+        all.retain(|(k, _)| k != key);
+        all.push((key, value.clone()));
+    }
+    let bytes = write_gguf(&all, &[]);
+    assert!(bytes.len() < 1024, "the lie should be small: {} bytes", bytes.len());
+    bytes
+}
+
+#[test]
+fn a_small_gguf_claiming_four_billion_layers_is_refused_at_once() {
+    use rosetta_model::weights::gguf::GgufValue;
+    let bytes = lying_gguf(&[("llama.block_count", GgufValue::U32(4_000_000_000))]);
+    let dir = temp_dir("lying-gguf");
+    let path = dir.join("layers.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    refused_quickly_and_small(&["layers.gguf", "num_hidden_layers", "4000000000", "corrupt"], || Checkpoint::open(&path, None).map(|_| ()));
+    // The lab's entry point (bytes a visitor picked) refuses it the same way.
+    refused_quickly_and_small(&["picked.gguf", "num_hidden_layers"], || {
+        Checkpoint::from_gguf_bytes(bytes.clone(), "picked.gguf").map(|_| ())
+    });
+    // Widths and the vocabulary too.
+    for (key, value) in [("llama.embedding_length", 1u32 << 31), ("llama.feed_forward_length", 1 << 30), ("llama.vocab_size", u32::MAX)] {
+        let bytes = lying_gguf(&[(key, GgufValue::U32(value))]);
+        refused_quickly_and_small(&["big.gguf", &value.to_string()], || Checkpoint::from_gguf_bytes(bytes, "big.gguf").map(|_| ()));
+    }
+}
+
+#[test]
+fn a_gguf_array_claiming_more_items_than_bytes_is_refused_before_reserving() {
+    // An array of 2^40 strings in a file of a few hundred bytes.
+    let mut bytes = lying_gguf(&[(
+        "tokenizer.ggml.tokens",
+        rosetta_model::weights::gguf::GgufValue::Array(vec![rosetta_model::weights::gguf::GgufValue::String("a".into())]),
+    )]);
+    let count_at = bytes.windows(b"tokenizer.ggml.tokens".len()).position(|w| w == b"tokenizer.ggml.tokens").unwrap() + 21 + 4 + 4;
+    bytes[count_at..count_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    refused_quickly_and_small(&["array.gguf", "claims 1099511627776 items"], || {
+        Checkpoint::from_gguf_bytes(bytes, "array.gguf").map(|_| ())
+    });
+}
+
+#[test]
+fn a_shard_index_pointing_outside_the_model_directory_is_refused() {
+    let dir = temp_dir("index-escape");
+    let model = dir.join("m");
+    write_tiny_hf(&model, 0);
+    std::fs::rename(model.join("model.safetensors"), model.join("model-00001-of-00001.safetensors")).unwrap();
+    let index = serde_json::json!({"weight_map": {"model.embed_tokens.weight": "../../../../etc/passwd", "model.norm.weight": "model-00001-of-00001.safetensors"}});
+    std::fs::write(model.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    refused_quickly_and_small(&["model.safetensors.index.json", "../../../../etc/passwd", "plain file names"], || open_and_load(&model));
+    for bad in ["/etc/passwd", "sub/model.safetensors", "model.bin"] {
+        let index = serde_json::json!({"weight_map": {"model.norm.weight": bad}});
+        std::fs::write(model.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        assert_mentions(&error_of(&model), &["model.safetensors.index.json", bad]);
+    }
+}
+
+#[test]
+fn a_chat_template_that_loops_forever_is_stopped() {
+    let dir = temp_dir("endless-template");
+    let model = dir.join("m");
+    write_tiny_hf(&model, 0);
+    let config_path = model.join("tokenizer_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["chat_template"] = serde_json::json!("{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let checkpoint = Checkpoint::open(&model, None).unwrap();
+    let template = checkpoint.tokenizer.chat_template.clone().unwrap();
+    let messages = [rosetta_model::tokenizer::chat::ChatMessage::user("Szia!")];
+    refused_quickly_and_small(&["did not finish", "chat_template"], || {
+        rosetta_model::tokenizer::chat::render(&template, &messages, true, None, None).map(|_| ())
+    });
 }

@@ -97,11 +97,13 @@ fn wanda_masks_and_norms_match_the_reference() {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
                 let our_norm: Vec<f32> = summary.activation_norms[&id].clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                assert_eq!(our_norm.len(), their_norm.len(), "{name} {hf}: activation norm sizes");
                 for (a, b) in our_norm.iter().zip(&their_norm) {
                     worst_norm = worst_norm.max((a - b).abs() / b.abs().max(1e-6));
                 }
                 // The model's weights are zero exactly where the mask says pruned.
                 let w: Vec<f32> = model.weight(id).unwrap().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                assert_eq!(w.len(), ours.len(), "{name} {hf}: weight and mask sizes");
                 assert!(w.iter().zip(&ours).all(|(v, keep)| *keep || *v == 0.0), "{name} {hf}: pruned weight not zero");
             }
         }

@@ -185,3 +185,39 @@ pub fn hf_cache_entry(cache: &Path, repo: &str, reference: Option<&str>, commit:
     }
     snapshot
 }
+
+/// Valid inputs of every fuzz target (`rosetta_fuzz::TARGETS`), the starting points of the
+/// fuzzers and of the replay test's mutations: real files as Rosetta writes and reads them.
+pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let dir = crate::temp_dir("fuzz-seeds");
+    let model = dir.join("model");
+    write_tiny_hf(&model, 1);
+    let read = |name: &str| std::fs::read(model.join(name)).expect("tiny model file");
+    let corpus = crate::repo_root().join("data/corpus/parallel.test.jsonl");
+    let parallel: Vec<u8> =
+        std::fs::read_to_string(&corpus).expect("the embedded corpus").lines().take(6).collect::<Vec<_>>().join("\n").into_bytes();
+    let train = tiny_train_config(&model, &dir.join("run")).to_toml(&Default::default()).into_bytes();
+    let state = serde_json::json!({
+        "step": 8, "tokens_seen": 4096, "rosetta_version": "0.1.0", "config": {"model": {"path": "m"}}, "method": null,
+        "stream": {
+            "sampler": {"rng": {"state": 12345}, "seed": 7, "cursors": [3, 1], "epochs": [0, 0]},
+            "packer": {"pending": {"ids": [1, 2, 3], "targets": [true, true, false], "lang": "hu"}}
+        }
+    });
+    vec![
+        ("gguf", vec![tiny_gguf(None), tiny_gguf_q8_0()]),
+        ("safetensors", vec![read("model.safetensors")]),
+        ("config_json", vec![read("config.json")]),
+        ("tokenizer_json", vec![read("tokenizer.json")]),
+        (
+            "chat_template",
+            vec![
+                rosetta_model::tokenizer::chat::CHATML.as_bytes().to_vec(),
+                b"{% for m in messages %}{% if m.role == 'system' %}{{ m.content | trim }}{% else %}{{ '<|' ~ m.role ~ '|>' ~ m.content }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ bos_token }}{% endif %}".to_vec(),
+            ],
+        ),
+        ("jsonl", vec![parallel]),
+        ("train_toml", vec![train]),
+        ("state_json", vec![state.to_string().into_bytes()]),
+    ]
+}

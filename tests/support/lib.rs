@@ -164,3 +164,17 @@ pub fn llama_greedy(peer: &Path, model: &Path, ids: &[u32], new_tokens: usize, t
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from llama_greedy.mjs:\n{stdout}"));
     serde_json::from_str(line).expect("llama_greedy.mjs JSON")
 }
+
+/// The wgpu device, or — when the machine has no adapter at all — a skip naming the fix
+/// (`None`). CI has Mesa's lavapipe (`scripts/setup-web.sh`). Tests on wgpu ask here first, so
+/// a skip means "no adapter", never "something failed on the adapter".
+pub fn wgpu_device() -> Option<rosetta_model::burn::prelude::Device> {
+    use rosetta_model::burn::backend::wgpu::wgpu;
+    let instance = wgpu::Instance::default();
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    if adapters.is_empty() {
+        skip("no wgpu adapter on this machine (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)");
+        return None;
+    }
+    Some(rosetta_model::burn::prelude::Device::wgpu(Default::default()))
+}

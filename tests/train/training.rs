@@ -180,7 +180,10 @@ fn two_devices_add_up_to_one() {
     two.model.devices = vec!["cpu".into(), "cpu".into()];
     train(&one, &RunOptions::default(), &mut Quiet).unwrap();
     train(&two, &RunOptions::default(), &mut Quiet).unwrap();
-    for ((s1, l1), (s2, l2)) in losses(&one.run.out).into_iter().zip(losses(&two.run.out)) {
+    let (losses_one, losses_two) = (losses(&one.run.out), losses(&two.run.out));
+    assert_eq!(losses_one.len(), losses_two.len(), "the two runs logged different step counts");
+    assert!(!losses_one.is_empty(), "no losses logged: nothing compared");
+    for ((s1, l1), (s2, l2)) in losses_one.into_iter().zip(losses_two) {
         assert_eq!(s1, s2);
         assert!((l1 - l2).abs() < 1e-4 * l1.abs(), "step {s1}: {l1} vs {l2}");
     }
@@ -278,7 +281,8 @@ fn a_training_step_through_the_fused_kernels_matches_the_composed_ops() {
     assert!((fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs(), "loss {fused_loss} vs {composed_loss}");
     assert_eq!(fused.len(), composed.len());
     assert!(fused.len() > 10, "the tiny model has its parameters");
-    for ((path, a), (_, b)) in fused.iter().zip(&composed) {
+    for ((path, a), (other, b)) in fused.iter().zip(&composed) {
+        assert_eq!(path, other, "the two steps list parameters in another order");
         assert_eq!(a.len(), b.len(), "{path}");
         let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!(scale > 0.0, "{path}: an all-zero gradient compares nothing");

@@ -56,7 +56,9 @@ fn vocab_extend_and_report_on_a_tiny_model() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json = read_json(&report.join("report.json"));
     let hu = &json["fertility"]["hu"];
-    assert!(hu["after"]["tokens_per_char"].as_f64() < hu["before"]["tokens_per_char"].as_f64());
+    // Both numbers must be there: `None < Some(_)` would pass on a missing one.
+    let fertility = |when: &str| hu[when]["tokens_per_char"].as_f64().unwrap_or_else(|| panic!("no {when} fertility in {hu}"));
+    assert!(fertility("after") < fertility("before"));
     assert!(json["bits_per_char"]["extended"]["hu"]["bits_per_char"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(report.join("fertility.svg")).unwrap().starts_with("<svg"));
 

@@ -1,6 +1,6 @@
 //! Line-by-line JSONL reading with errors that name the line, shared by every record format.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -32,6 +32,10 @@ impl SkipReport {
     }
 }
 
+/// The longest line a JSONL reader takes (a record is a document or a sentence pair; 64 MiB
+/// is far beyond any).
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// Reads JSON objects from `reader`, one per non-blank line, passing each with its line number
 /// to `parse`. Non-UTF-8 input, invalid JSON and `parse` errors are bad lines.
 pub fn read_objects<T>(
@@ -51,9 +55,30 @@ pub fn read_objects<T>(
             }
         }
     };
-    for (index, raw) in reader.split(b'\n').enumerate() {
+    let mut reader = reader;
+    let mut raw = Vec::new();
+    for index in 0.. {
         let line_no = index + 1;
-        let raw = raw.map_err(|error| DataError::Io { path: path.to_path_buf(), error })?;
+        raw.clear();
+        // At most MAX_LINE_BYTES + 1 per line: a file without newlines must not be read whole
+        // into one line.
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            .map_err(|error| DataError::Io { path: path.to_path_buf(), error })?;
+        if read == 0 {
+            break;
+        }
+        if raw.len() > MAX_LINE_BYTES && raw.last() != Some(&b'\n') {
+            return Err(DataError::BadLine {
+                path: path.to_path_buf(),
+                line: line_no,
+                reason: format!("longer than {MAX_LINE_BYTES} bytes: one record per line is expected (is this JSONL?)"),
+            });
+        }
+        if raw.last() == Some(&b'\n') {
+            raw.pop();
+        }
         let text = match std::str::from_utf8(&raw) {
             Ok(t) => t.trim(),
             Err(e) => {

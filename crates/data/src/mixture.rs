@@ -184,6 +184,18 @@ impl MixtureSampler {
         if state.cursors.len() != self.groups.len() || state.epochs.len() != self.groups.len() {
             return Err(DataError::Invalid("the sampler state belongs to a different mixture".into()));
         }
+        // A checkpoint's position past the end of a source: the data changed since (a file
+        // shrank or was replaced). Resuming would read documents that are not there.
+        for (g, (&cursor, group)) in state.cursors.iter().zip(&self.groups).enumerate() {
+            if cursor > group.len() {
+                return Err(DataError::Invalid(format!(
+                    "the checkpoint stopped at document {cursor} of `{}`, which now has {} documents: the training data changed since; \
+                     restore the data the run started with, or start a new run",
+                    self.spec.components[g].key(),
+                    group.len()
+                )));
+            }
+        }
         self.state = state;
         self.orders = (0..self.groups.len()).map(|g| self.order(g, self.state.epochs[g])).collect();
         Ok(())
@@ -282,5 +294,12 @@ mod tests {
         let resumed: Vec<_> = (0..200).map(|_| b.next_document()).collect();
         assert_eq!(expected, resumed);
         assert!(resumed.iter().all(|&(g, d)| g != 0 || documents[d].source.as_deref() == Some("a")));
+
+        // The data shrank since the checkpoint: a clear error, not an index out of bounds.
+        let mut state: SamplerState = serde_json::from_str(&saved).unwrap();
+        state.cursors[0] = 10_000;
+        let mut c = MixtureSampler::new("hu/a:0.5,hu/b:0.25,en:0.25".parse().unwrap(), &documents, 3).unwrap();
+        let err = c.restore(state).unwrap_err().to_string();
+        assert!(err.contains("document 10000") && err.contains("hu/a") && err.contains("changed"), "{err}");
     }
 }

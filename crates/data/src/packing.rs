@@ -83,6 +83,26 @@ impl Packer {
         Packer { seq_len, state: PackerState::default() }
     }
 
+    /// Takes a checkpointed state, refusing one no packer could have written: ids and targets
+    /// of different lengths, or ids the vocabulary (`vocab` rows) has no embedding for.
+    pub fn restore(&mut self, state: PackerState, vocab: usize) -> Result<()> {
+        let pending = &state.pending;
+        if pending.ids.len() != pending.targets.len() {
+            return Err(DataError::Invalid(format!(
+                "the checkpoint's pending example has {} ids but {} targets: the state is corrupt",
+                pending.ids.len(),
+                pending.targets.len()
+            )));
+        }
+        if let Some(bad) = pending.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(DataError::Invalid(format!(
+                "the checkpoint's pending example holds token id {bad}, but the vocabulary has {vocab} entries: it was written for another tokenizer"
+            )));
+        }
+        self.state = state;
+        Ok(())
+    }
+
     /// Fills one row, pulling examples from `next_example` as needed (empty ones are skipped).
     /// `None` from the source, or a long run of empty examples, is an error: the row cannot fill.
     pub fn next_row(&mut self, mut next_example: impl FnMut() -> Option<Example>) -> Result<PackedRow> {
@@ -122,6 +142,21 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrupt_checkpointed_state_is_refused() {
+        let mut packer = Packer::new(8);
+        let mut state = PackerState { pending: Example { ids: vec![1, 2, 3], targets: vec![true, true], lang: String::new() } };
+        let err = packer.restore(state.clone(), 100).unwrap_err().to_string();
+        assert!(err.contains("3 ids but 2 targets"), "{err}");
+        state.pending.targets.push(true);
+        state.pending.ids[1] = 500;
+        let err = packer.restore(state.clone(), 100).unwrap_err().to_string();
+        assert!(err.contains("token id 500") && err.contains("100 entries"), "{err}");
+        state.pending.ids[1] = 50;
+        packer.restore(state, 100).unwrap();
+        assert_eq!(packer.state.pending.ids, [1, 50, 3]);
+    }
 
     #[test]
     fn packs_continues_and_marks_segments() {

@@ -185,14 +185,15 @@ impl Checkpoint {
 
     /// A tokenizer with ids past the embedding matrix would index out of bounds.
     fn check_tokenizer_fits(&self) -> Result<()> {
-        let tokens = self.tokenizer.vocab_size();
+        let tokens = self.tokenizer.vocab_size().max(self.tokenizer.id_bound());
         if tokens > self.config.vocab_size {
             return Err(ModelError::tokenizer(
                 self.tokenizer.origin().clone(),
                 format!(
-                    "the tokenizer has {tokens} tokens but the model has only {} embedding rows; \
+                    "the tokenizer has {tokens} tokens (ids up to {}) but the model has only {} embedding rows; \
                      they do not belong together (resize the model with `rosetta vocab extend`, or \
                      pass the model's own tokenizer)",
+                    self.tokenizer.id_bound().saturating_sub(1),
                     self.config.vocab_size
                 ),
             ));

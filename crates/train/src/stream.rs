@@ -92,7 +92,7 @@ impl TrainingStream {
 
     pub fn restore(&mut self, state: StreamState) -> Result<()> {
         self.sampler.restore(state.sampler)?;
-        self.packer.state = state.packer;
+        self.packer.restore(state.packer, self.tokenizer.vocab_size().max(self.tokenizer.id_bound()))?;
         Ok(())
     }
 

@@ -52,6 +52,10 @@ impl TextTokenizer {
         origin: impl Into<Origin>,
     ) -> Result<Self> {
         let origin = origin.into();
+        // JSON syntax first: tokenizers 0.23 panics (`expect("Helper")` in its decoder's
+        // deserializer) on some malformed documents instead of returning an error.
+        serde_json::from_str::<serde::de::IgnoredAny>(tokenizer_json)
+            .map_err(|e| ModelError::tokenizer(origin.clone(), format!("not a valid tokenizer.json: {e}")))?;
         let inner: Tokenizer =
             tokenizer_json.parse().map_err(|e| ModelError::tokenizer(origin.clone(), format!("not a valid tokenizer.json: {e}")))?;
         let config: Value = match tokenizer_config_json {
@@ -117,6 +121,13 @@ impl TextTokenizer {
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// One past the largest token id: the embedding rows the tokenizer's ids need. Not
+    /// [`Self::vocab_size`], which counts entries — a tokenizer.json may number its tokens
+    /// sparsely.
+    pub fn id_bound(&self) -> usize {
+        self.inner.get_vocab(true).values().max().map_or(0, |&id| id as usize + 1)
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {

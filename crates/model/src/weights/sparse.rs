@@ -41,9 +41,12 @@ pub fn compress(values: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<u8>)
 
 /// Rebuilds the dense matrix; `None` when the bitmap and the values disagree in count.
 pub fn decompress(nonzero: &[f32], keep: &[u8], rows: usize, cols: usize) -> Option<Vec<f32>> {
-    if keep.len() != rows * cols.div_ceil(8) {
+    // Checked: rows and cols come from the file's metadata. With the bitmap's length matching,
+    // rows × cols is at most 8 bytes of mask per byte of file.
+    if Some(keep.len()) != rows.checked_mul(cols.div_ceil(8)) {
         return None;
     }
+    rows.checked_mul(cols)?;
     let mask = unpack_bits(keep, rows, cols);
     if mask.iter().filter(|k| **k).count() != nonzero.len() {
         return None;
@@ -69,6 +72,8 @@ mod tests {
         assert_eq!(nonzero.len(), 22);
         assert_eq!(decompress(&nonzero, &keep, 3, 11).unwrap(), values);
         assert!(decompress(&nonzero[1..], &keep, 3, 11).is_none());
+        // Metadata claiming a shape whose size overflows is refused, not multiplied.
+        assert!(decompress(&nonzero, &keep, usize::MAX / 2, usize::MAX / 2).is_none());
         assert_eq!(unpack_bits(&pack_bits(&[true, false, true], 1, 3), 1, 3), vec![true, false, true]);
     }
 }
