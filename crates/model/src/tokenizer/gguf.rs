@@ -202,12 +202,31 @@ pub struct GgufSpecialTokens {
     pub pad: Option<u32>,
 }
 
+/// The longest token [`merges_from_scores`] splits (real vocabularies stay under 100 bytes).
+const MAX_TOKEN_BYTES: usize = 1024;
+/// Merges per token beyond which a token list is taken as adversarial.
+const MAX_MERGES_PER_TOKEN: usize = 16;
+
 /// transformers' `generate_merges`: every split of a token into two tokens that exist, ordered
 /// by the score of the merged token (higher first), then by the pieces' lengths.
-fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, String)> {
+///
+/// Bounded, because the token list comes from the file: splitting a token costs its length
+/// squared, so a token longer than [`MAX_TOKEN_BYTES`] is refused, and so is a list that yields
+/// more than [`MAX_MERGES_PER_TOKEN`] merges per token (real vocabularies yield about one).
+fn merges_from_scores(tokens: &[String], scores: &[f32]) -> std::result::Result<Vec<(String, String)>, String> {
+    if scores.len() != tokens.len() {
+        return Err(format!("{} scores for {} tokens", scores.len(), tokens.len()));
+    }
+    if let Some(long) = tokens.iter().find(|t| t.len() > MAX_TOKEN_BYTES) {
+        return Err(format!("a token of {} bytes (at most {MAX_TOKEN_BYTES})", long.len()));
+    }
+    let limit = tokens.len().saturating_mul(MAX_MERGES_PER_TOKEN);
     let vocab: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut merges: Vec<(String, String, f32)> = Vec::new();
     for (token, &score) in tokens.iter().zip(scores) {
+        if merges.len() > limit {
+            return Err(format!("more than {MAX_MERGES_PER_TOKEN} merges per token"));
+        }
         let mut local = Vec::new();
         for (split, _) in token.char_indices().skip(1) {
             let (left, right) = token.split_at(split);
@@ -224,7 +243,7 @@ fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, String)
         let (ka, kb) = (key(a), key(b));
         kb.0.total_cmp(&ka.0).then(kb.1.cmp(&ka.1)).then(kb.2.cmp(&ka.2))
     });
-    merges.into_iter().map(|(l, r, _)| (l, r)).collect()
+    Ok(merges.into_iter().map(|(l, r, _)| (l, r)).collect())
 }
 
 /// Builds the tokenizer description of a GGUF file.
@@ -294,7 +313,12 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizerInfo> {
                             ));
                         }
                     };
-                    merges_from_scores(&tokens, &scores)
+                    merges_from_scores(&tokens, &scores).map_err(|reason| {
+                        ModelError::tokenizer(
+                            origin.clone(),
+                            format!("cannot rebuild the SentencePiece merges: {reason}; the file is corrupt"),
+                        )
+                    })?
                 }
             };
             let unk = token_at("tokenizer.ggml.unknown_token_id").unwrap_or_else(|| "<unk>".into());
@@ -392,9 +416,20 @@ mod tests {
     fn merges_from_scores_prefers_high_scores() {
         let tokens: Vec<String> = ["a", "b", "c", "ab", "abc", "bc"].iter().map(|s| s.to_string()).collect();
         let scores = [0.0, 0.0, 0.0, -1.0, -3.0, -2.0];
-        let merges = merges_from_scores(&tokens, &scores);
+        let merges = merges_from_scores(&tokens, &scores).unwrap();
         assert_eq!(merges[0], ("a".into(), "b".into()));
         assert_eq!(merges[1], ("b".into(), "c".into()));
         assert!(merges.contains(&("ab".into(), "c".into())));
+    }
+
+    #[test]
+    fn adversarial_token_lists_are_refused_before_the_quadratic_work() {
+        let long = vec!["a".repeat(MAX_TOKEN_BYTES + 1)];
+        assert!(merges_from_scores(&long, &[0.0]).unwrap_err().contains("bytes"));
+        // a, aa, aaa, …: every split of every token is a merge.
+        let ladder: Vec<String> = (1..=200).map(|n| "a".repeat(n)).collect();
+        let scores = vec![0.0; ladder.len()];
+        assert!(merges_from_scores(&ladder, &scores).unwrap_err().contains("merges per token"));
+        assert!(merges_from_scores(&ladder, &scores[1..]).unwrap_err().contains("scores"));
     }
 }
