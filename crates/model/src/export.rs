@@ -67,6 +67,22 @@ pub struct ExportOptions {
     pub sparse_from: Option<f64>,
 }
 
+/// A safetensors file as PyTorch tools write it (`format: pt` metadata, plus `extra`) from
+/// `(name, dtype, shape, bytes)` tensors.
+pub fn serialize_safetensors(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], extra: Option<(String, String)>) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ModelError::invalid(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    metadata.extend(extra);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))
+}
+
 /// Writes `model` and `tokenizer` to `dir` as an HF checkpoint.
 pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, options: &ExportOptions) -> Result<PathBuf> {
     let config = model.config();
@@ -93,19 +109,9 @@ pub fn export_hf(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path, option
             }
         }
     }
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| ModelError::invalid(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    if !compressed.is_empty() {
-        metadata.insert(sparse::SPARSE_METADATA_KEY.to_string(), serde_json::to_string(&compressed).unwrap_or_default());
-    }
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::invalid(format!("cannot serialise weights: {e}")))?;
+    let extra =
+        (!compressed.is_empty()).then(|| (sparse::SPARSE_METADATA_KEY.to_string(), serde_json::to_string(&compressed).unwrap_or_default()));
+    let bytes = serialize_safetensors(&tensors, extra)?;
     staged.write("model.safetensors", &bytes)?;
 
     let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();

@@ -60,15 +60,6 @@ impl GgufExportType {
     }
 }
 
-/// ggml's type ids of the types written.
-fn type_id(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F16 => 1,
-        GgmlType::Q8_0 => 8,
-        _ => 0,
-    }
-}
-
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct GgufExport {
@@ -130,26 +121,31 @@ pub fn export_gguf(
     }
 
     let mut fallbacks = Vec::new();
+    let stored: Vec<GgmlType> = tensors
+        .iter()
+        .map(|(name, t)| match (t.shape.as_slice(), ty) {
+            ([_, cols], GgufExportType::Q8_0) if !cols.is_multiple_of(32) => {
+                fallbacks.push(name.clone());
+                GgmlType::F16
+            }
+            ([_, _], _) => ty.ggml(),
+            _ => GgmlType::F32,
+        })
+        .collect();
     let layout: Vec<GgufTensorLayout> = tensors
         .iter()
-        .map(|(name, t)| {
-            let stored = match (t.shape.as_slice(), ty) {
-                ([_, cols], GgufExportType::Q8_0) if !cols.is_multiple_of(32) => {
-                    fallbacks.push(name.clone());
-                    GgmlType::F16
-                }
-                ([_, _], _) => ty.ggml(),
-                _ => GgmlType::F32,
-            };
-            let bytes = t.data.len() / stored.block_size() * stored.type_size();
-            GgufTensorLayout { name: name.clone(), shape: t.shape.clone(), ty: type_id(stored), bytes }
+        .zip(&stored)
+        .map(|((name, t), stored)| GgufTensorLayout {
+            name: name.clone(),
+            shape: t.shape.clone(),
+            ty: stored.id(),
+            bytes: t.data.len() / stored.block_size() * stored.type_size(),
         })
         .collect();
     let kv_refs: Vec<(&str, GgufValue)> = kv.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     crate::atomic::write_file_with(path, |out| {
         write_gguf_stream(out, &kv_refs, &layout, |i| {
-            let stored = GgmlType::from_id(layout[i].ty).unwrap_or(GgmlType::F32);
-            encode(stored, &tensors[i].1.data).ok_or_else(|| std::io::Error::other(format!("{stored:?} is not written")))
+            encode(stored[i], &tensors[i].1.data).ok_or_else(|| std::io::Error::other(format!("{:?} is not written", stored[i])))
         })
     })?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

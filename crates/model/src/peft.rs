@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{LoraAdapter, Module, Param, Reparameterizer};
 use burn::prelude::*;
-use safetensors::{Dtype, tensor::TensorView};
+use safetensors::Dtype;
 use serde_json::{Value, json};
 
 use crate::atomic::StagedDir;
 use crate::error::{ModelError, Result};
+use crate::export::serialize_safetensors;
 use crate::intervention::{LinearId, LinearKind};
 use crate::model::CausalLm;
 use crate::readback::{block_on, to_vec_f32};
@@ -196,24 +197,13 @@ impl PeftAdapter {
     /// Writes the adapter as PEFT does (`save_pretrained` with safetensors), atomically.
     pub fn write(&self, dir: &Path, overwrite: bool) -> Result<PathBuf> {
         let staged = StagedDir::new(dir, overwrite)?;
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for (id, f) in &self.factors {
             for (half, t) in [("A", &f.a), ("B", &f.b)] {
-                tensors.push((key(*id, half), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()));
+                tensors.push((key(*id, half), Dtype::F32, t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()));
             }
         }
-        let views = tensors
-            .iter()
-            .map(|(name, shape, bytes)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytes)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| ModelError::invalid(format!("tensor {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-        let bytes =
-            safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::invalid(format!("cannot serialise the adapter: {e}")))?;
-        staged.write(WEIGHTS_FILE, &bytes)?;
+        staged.write(WEIGHTS_FILE, &serialize_safetensors(&tensors, None)?)?;
         let targets: Vec<&str> = self.targets().into_iter().map(LinearKind::short_name).collect();
         let config = json!({
             "peft_type": "LORA",

@@ -59,24 +59,31 @@ pub fn encode(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
 /// Elements per super-block of the k-quants.
 const QK_K: usize = 256;
 
+/// ggml's `enum ggml_type` id of each type Rosetta knows: one table, read both ways.
+const IDS: [(u32, GgmlType); 13] = [
+    (0, GgmlType::F32),
+    (1, GgmlType::F16),
+    (2, GgmlType::Q4_0),
+    (3, GgmlType::Q4_1),
+    (6, GgmlType::Q5_0),
+    (7, GgmlType::Q5_1),
+    (8, GgmlType::Q8_0),
+    (10, GgmlType::Q2K),
+    (11, GgmlType::Q3K),
+    (12, GgmlType::Q4K),
+    (13, GgmlType::Q5K),
+    (14, GgmlType::Q6K),
+    (30, GgmlType::BF16),
+];
+
 impl GgmlType {
     pub fn from_id(id: u32) -> Option<Self> {
-        Some(match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            6 => GgmlType::Q5_0,
-            7 => GgmlType::Q5_1,
-            8 => GgmlType::Q8_0,
-            10 => GgmlType::Q2K,
-            11 => GgmlType::Q3K,
-            12 => GgmlType::Q4K,
-            13 => GgmlType::Q5K,
-            14 => GgmlType::Q6K,
-            30 => GgmlType::BF16,
-            _ => return None,
-        })
+        IDS.iter().find(|(i, _)| *i == id).map(|(_, ty)| *ty)
+    }
+
+    /// ggml's id of this type (what a GGUF tensor table records).
+    pub fn id(self) -> u32 {
+        IDS.iter().find(|(_, ty)| *ty == self).map_or(0, |(i, _)| *i)
     }
 
     /// ggml's name for a type id, also for ids Rosetta cannot dequantise (for error messages).
