@@ -217,6 +217,27 @@ fn bad_configs_and_data_are_refused() {
     assert!(!config.run.out.exists(), "a refused run wrote its output directory");
 }
 
+/// A resume checks the data files by content: one that shrank (or changed in place) since the
+/// checkpoint is named with what to do, not a panic or a silently different run.
+#[test]
+fn a_data_file_changed_since_the_checkpoint_is_refused_on_resume() {
+    let (dir, mut config) = setup("changed-data");
+    let original = std::fs::read_to_string(corpus().join("monolingual.train.jsonl")).unwrap();
+    let data = dir.join("train.jsonl");
+    std::fs::write(&data, &original).unwrap();
+    config.data.train = vec![data.clone()];
+    train(&config, &RunOptions { stop_after: Some(5), ..Default::default() }, &mut Quiet).unwrap();
+    let half: String = original.lines().take(original.lines().count() / 2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, half).unwrap();
+    let resume = || train(&config, &RunOptions { resume: true, ..Default::default() }, &mut Quiet);
+    let err = resume().unwrap_err().to_string();
+    for says in ["train.jsonl", "changed since the checkpoint at step 4", "Put the original file back"] {
+        assert!(err.contains(says), "{err:?} does not mention {says:?}");
+    }
+    std::fs::write(&data, &original).unwrap();
+    assert_eq!(resume().unwrap().last_step, 12);
+}
+
 #[test]
 fn a_diverging_run_stops_at_the_step_with_the_last_good_checkpoint() {
     let (_, mut config) = setup("nan");

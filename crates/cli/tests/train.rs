@@ -1,5 +1,6 @@
 //! `rosetta train`, `data` and `plot` as a person runs them — including killing a training run
-//! with SIGKILL at an arbitrary moment and resuming it.
+//! with SIGKILL at an arbitrary moment and resuming it, and crashing it dozens of times inside
+//! its checkpoint writes (`ROSETTA_CRASH_AT`, see `rosetta_model::atomic::crash_point`).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
@@ -105,6 +106,94 @@ fn killed_at_any_moment_and_resumed_gives_the_same_run() {
     assert!(plotted.status.success(), "{}", text(&plotted.stderr));
     let svg = std::fs::read_to_string(killed.join("run/curves.svg")).unwrap();
     assert!(svg.contains("Training loss") && svg.contains("Held-out bits per character") && svg.contains(">hu<"));
+}
+
+/// Every moment of a durable write where a crash is injected: the fault-injection trials must
+/// stop at each at least once.
+const CRASH_POINTS: [&str; 8] = [
+    "file written, not yet renamed",
+    "file renamed, directory not yet synced",
+    "metrics line not yet written",
+    "staged file written",
+    "staging complete, not yet moved",
+    "directory in place, parent not yet synced",
+    "an older checkpoint not yet pruned",
+    "directory renamed away, not yet deleted",
+];
+
+/// The run crashes (abort, no clean-up, like SIGKILL) at a random crash point inside its
+/// writes — checkpoint files, renames, pruning, the metrics log, the final export — and is
+/// resumed, again and again until it finishes: every resume starts from what the crash left,
+/// and the finished run's losses and final model are bit-identical to an uninterrupted run's.
+#[test]
+fn crashed_inside_checkpoint_writes_again_and_again_resumes_bit_for_bit() {
+    let steps = 100;
+    let every_two_steps = |dir: &Path| {
+        let cfg = config(dir, steps);
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("checkpoint_every = 5", "checkpoint_every = 2");
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let clean = temp_dir("cli-crash-clean");
+    let out = rosetta(&["train", "--config", every_two_steps(&clean).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = losses(&clean.join("run"));
+    assert_eq!(expected.len(), steps);
+
+    let crashed = temp_dir("cli-crash-trials");
+    let cfg = every_two_steps(&crashed);
+    let run = crashed.join("run");
+    let committed = |run: &Path| {
+        std::fs::read_dir(run.join("checkpoints"))
+            .map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false)
+    };
+    let mut rng = rosetta_rng::SplitMix64::new(2026);
+    let mut crashes: Vec<String> = Vec::new();
+    loop {
+        assert!(crashes.len() < 400, "the run never finished: {crashes:?}");
+        let crash_at = 1 + rng.below(24);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rosetta"));
+        command.args(["train", "--config", cfg.to_str().unwrap()]).env("ROSETTA_CRASH_AT", crash_at.to_string());
+        if committed(&run) {
+            command.arg("--resume");
+        }
+        let out = command.output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        let stderr = text(&out.stderr);
+        let label = stderr
+            .split("crashing at `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or_else(|| panic!("trial {} failed, not at a crash point: {stderr}", crashes.len() + 1));
+        assert_eq!(out.status.code(), None, "a crash point aborts the process: {stderr}");
+        // What the crash left is always a run that resumes: checked by the next trial.
+        crashes.push(label.to_string());
+    }
+    assert!(crashes.len() >= 50, "only {} crashes injected", crashes.len());
+    for point in CRASH_POINTS {
+        assert!(crashes.iter().any(|c| c == point), "no trial crashed at `{point}`: {crashes:?}");
+    }
+    assert_eq!(losses(&run), expected, "the crashed and resumed run differs from the clean run");
+    let final_model = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
+    assert!(final_model(&run) == final_model(&clean.join("run")), "the final models differ");
+    // Nothing a crash left behind survives the last start.
+    for dir in [run.clone(), run.join("checkpoints")] {
+        let hidden: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{} still holds {hidden:?}", dir.display());
+    }
+    println!("{} crashes injected, at: {:?}", crashes.len(), {
+        let mut counts = std::collections::BTreeMap::new();
+        crashes.iter().for_each(|c| *counts.entry(c.as_str()).or_insert(0) += 1);
+        counts
+    });
 }
 
 #[test]

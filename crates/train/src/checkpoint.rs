@@ -4,7 +4,9 @@
 //!
 //! A checkpoint directory is staged under a hidden name and renamed into place when complete, so
 //! killing the process at any moment leaves every existing checkpoint intact; older ones are
-//! pruned only after a newer one is committed.
+//! pruned only after a newer one is committed, each renamed away before it is deleted (a crash
+//! leaves no half-deleted checkpoint under a `step-` name). Staging directories of killed runs
+//! are removed when the next run starts ([`rosetta_model::atomic::remove_stale`]).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,76 @@ pub struct RunState {
     /// The training method's own state ([`crate::Method::state`]); null for plain runs.
     #[serde(default)]
     pub method: serde_json::Value,
+    /// The data files' contents when the checkpoint was written ([`DataDigest::of_files`]):
+    /// the stream position only means something over the same bytes. Empty in checkpoints of
+    /// older versions (not checked then).
+    #[serde(default)]
+    pub data: Vec<DataDigest>,
+}
+
+/// One data file by content: its SHA-256 and length.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataDigest {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl DataDigest {
+    /// Hashes each file (streamed, in order).
+    pub fn of_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<Vec<DataDigest>> {
+        use sha2::Digest;
+        use std::io::Read;
+        paths
+            .into_iter()
+            .map(|path| {
+                let unreadable = |e: std::io::Error| TrainError::Invalid(format!("{}: {e}", path.display()));
+                let mut file = std::fs::File::open(path).map_err(unreadable)?;
+                let mut hasher = sha2::Sha256::new();
+                let mut buffer = vec![0u8; 1 << 16];
+                let mut bytes = 0u64;
+                loop {
+                    let n = file.read(&mut buffer).map_err(unreadable)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..n]);
+                    bytes += n as u64;
+                }
+                let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                Ok(DataDigest { path: path.display().to_string(), bytes, sha256 })
+            })
+            .collect()
+    }
+
+    /// The first file whose contents differ from what the checkpoint at `step` was trained
+    /// on, as an error that says what to do.
+    pub fn check_unchanged(saved: &[DataDigest], now: &[DataDigest], step: usize) -> Result<()> {
+        if saved.is_empty() {
+            return Ok(());
+        }
+        if saved.len() != now.len() {
+            return Err(TrainError::Resume(format!(
+                "the checkpoint at step {step} was trained on {} data file(s), the config now lists {}; resume with the same data or start a new run (another run.out)",
+                saved.len(),
+                now.len()
+            )));
+        }
+        for (then, now) in saved.iter().zip(now) {
+            if then.sha256 != now.sha256 {
+                return Err(TrainError::Resume(format!(
+                    "{} changed since the checkpoint at step {step} was written ({} bytes, SHA-256 {}… then; {} bytes, {}… now): \
+                     the resumed run would not see the rows the interrupted one would have. Put the original file back, or start a new run (another run.out)",
+                    now.path,
+                    then.bytes,
+                    &then.sha256[..then.sha256.len().min(12)],
+                    now.bytes,
+                    &now.sha256[..now.sha256.len().min(12)],
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub struct CheckpointStore {
@@ -80,7 +152,8 @@ impl CheckpointStore {
         let all = self.list();
         if all.len() > self.keep_last {
             for (_, old) in &all[..all.len() - self.keep_last] {
-                std::fs::remove_dir_all(old).map_err(|e| write_error(old, e))?;
+                rosetta_model::atomic::crash_point("an older checkpoint not yet pruned");
+                rosetta_model::atomic::remove_dir(old)?;
             }
         }
         Ok(path)
@@ -95,10 +168,14 @@ impl CheckpointStore {
         Ok((model, optimizer, state))
     }
 
+    /// A checkpoint's `state.json` alone (what a resume checks before loading anything).
+    pub fn read_state(&self, path: &Path) -> Result<RunState> {
+        serde_json::from_slice(&self.read(path, "state.json")?).map_err(|e| self.corrupt(path, "state.json", e.to_string()))
+    }
+
     /// Loads a checkpoint's model and state, without the optimizer (exporting a run's adapter).
     pub fn load_model(&self, path: &Path, model: CausalLm) -> Result<(CausalLm, RunState)> {
-        let state: RunState =
-            serde_json::from_slice(&self.read(path, "state.json")?).map_err(|e| self.corrupt(path, "state.json", e.to_string()))?;
+        let state = self.read_state(path)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.read(path, "model.bpk")?))
             .map_err(|e| self.corrupt(path, "model.bpk", e.to_string()))?;
         let model = model.try_load_record(record).map_err(|e| self.corrupt(path, "model.bpk", e.to_string()))?;

@@ -21,7 +21,7 @@ use rosetta_model::{CausalLm, Checkpoint, Interventions, device_from_spec};
 use serde_json::json;
 
 use crate::adapt::{RowFreeze, prepare};
-use crate::checkpoint::{CheckpointStore, RunState};
+use crate::checkpoint::{CheckpointStore, DataDigest, RunState};
 use crate::config::{IDENTITY_KEYS, Objective, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::loss::packed_loss;
@@ -280,6 +280,18 @@ pub fn train_with(
         _ => {}
     }
 
+    // What killed runs left behind: half-written files, staging directories holding a model.
+    for dir in [out.as_path(), store.dir.as_path()] {
+        let (removed, bytes) = rosetta_model::atomic::remove_stale(dir)?;
+        if !removed.is_empty() {
+            observer.message(&format!(
+                "removed {} unfinished write(s) of killed runs in {} ({:.1} MB)",
+                removed.len(),
+                dir.display(),
+                bytes as f64 / 1e6
+            ));
+        }
+    }
     let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
     let devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
@@ -289,6 +301,14 @@ pub fn train_with(
     let tokenizer = checkpoint.tokenizer.clone();
     let base_extras = checkpoint.extras.clone();
 
+    let data_files: Vec<&Path> = config.data.train.iter().chain(&config.data.eval).map(PathBuf::as_path).collect();
+    let data_digests = DataDigest::of_files(data_files)?;
+    if options.resume
+        && let Some((step, path)) = &latest
+    {
+        // Before the data is read: a file that shrank must be named, not fail the mixture.
+        DataDigest::check_unchanged(&store.read_state(path)?.data, &data_digests, *step)?;
+    }
     let mut stream = TrainingStream::new(&config.data, tokenizer.clone(), config.run.seed)?;
     let mixture_langs: Vec<String> = {
         let mut langs: Vec<String> = stream.mixture().components.iter().map(|c| c.lang.clone()).collect();
@@ -465,6 +485,7 @@ pub fn train_with(
                 config: identity.clone(),
                 rosetta_version: env!("CARGO_PKG_VERSION").to_string(),
                 method: method.as_deref().map(|m| m.state()).unwrap_or_default(),
+                data: data_digests.clone(),
             };
             let path = store.save(&model, &optimizer, &state)?;
             observer.message(&format!("checkpoint {}", path.display()));
