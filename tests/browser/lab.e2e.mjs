@@ -8,7 +8,7 @@
 // (SwiftShader), on the CPU fallback (no WebGPU), the course links and bad input. Screenshots
 // and the measured numbers (timings.json) go to ARTIFACT_DIR. Exit code 1 on any failure.
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 
@@ -196,6 +196,29 @@ async function courseMode(page, url, label) {
   await shot(page, `${label}-course`);
 }
 
+// A 1-KB GGUF header claiming a model of 4·10⁹ layers (GGUF v3: magic, version, tensor and
+// key counts, then typed key/value pairs; 4 = u32, 8 = string).
+function lyingGguf() {
+  const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
+  const u64 = (v) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
+  const str = (s) => Buffer.concat([u64(Buffer.byteLength(s)), Buffer.from(s)]);
+  const kv = [["general.architecture", 8, str("llama")], ["llama.block_count", 4, u32(4_000_000_000)],
+    ["llama.embedding_length", 4, u32(64)], ["llama.feed_forward_length", 4, u32(128)],
+    ["llama.attention.head_count", 4, u32(4)], ["llama.vocab_size", 4, u32(300)]];
+  const parts = [Buffer.from("GGUF"), u32(3), u64(0), u64(kv.length)];
+  for (const [key, type, value] of kv) parts.push(str(key), u32(type), value);
+  return Buffer.concat(parts);
+}
+
+// Picks `path` and returns the error the page shows (matching `pattern`, which the previous
+// error does not) and how long it took to show it.
+async function pickAndTime(page, path, pattern) {
+  const started = Date.now();
+  await page.getByTestId("model-file").setInputFiles(path);
+  const error = await waitForText(page, "model-error", pattern);
+  return { error, ms: Date.now() - started };
+}
+
 async function badInput(browser, url) {
   const page = await openPage(browser, url, "bad-input");
   await page.goto(url);
@@ -209,6 +232,29 @@ async function badInput(browser, url) {
   await page.getByTestId("tokenizer-text").fill("still working");
   await waitForText(page, "tokens-base-count", /^\d+$/);
   await shot(page, "bad-input-not-a-model");
+  // A 1-KB GGUF claiming 4·10⁹ layers: refused from its header, at once.
+  const layers = join(artifacts, "four-billion-layers.gguf");
+  writeFileSync(layers, lyingGguf());
+  const lying = await pickAndTime(page, layers, /num_hidden_layers/);
+  check(/four-billion-layers\.gguf/.test(lying.error) && /4000000000/.test(lying.error), `the lying GGUF's error names neither file nor count: ${lying.error}`);
+  // A 3-GiB file (sparse: no disk used) is refused from its size alone; nothing is read.
+  const huge = join(artifacts, "huge-model.gguf");
+  const fd = openSync(huge, "w");
+  ftruncateSync(fd, 3 * 2 ** 30);
+  closeSync(fd);
+  const tooBig = await pickAndTime(page, huge, /Nothing was read/);
+  rmSync(huge);
+  check(/huge-model\.gguf: 3\.0 GiB/.test(tooBig.error), `the size check does not name the file: ${tooBig.error}`);
+  await page.getByTestId("tab-tokenizer").click();
+  await page.getByTestId("tokenizer-text").fill("still working after two refusals");
+  await waitForText(page, "tokens-base-count", /^\d+$/);
+  // A trap of the module (out of memory, a panic) leaves a page that says so and reloads.
+  await page.evaluate(() => queueMicrotask(() => { throw new WebAssembly.RuntimeError("unreachable"); }));
+  const crashed = await waitForText(page, "lab-crashed", /The lab stopped[\s\S]*Reload the lab/);
+  await shot(page, "bad-input-trapped");
+  await page.getByText("Reload the lab").click();
+  await waitForModel(page);
+  check(await page.getByTestId("lab-crashed").count() === 0, "the reloaded page still shows the crash notice");
   // A model larger than the adapter allows (simulated 1 KiB buffer limit) is refused up front.
   await page.goto(`${url}?limit_mb=0.001`);
   const tooLarge = await waitForText(page, "model-error", /too large for the adapter|loaded in/);
@@ -217,7 +263,7 @@ async function badInput(browser, url) {
   check(await page.getByTestId("room-shift").isVisible(), "the page stopped working after refusing a model");
   await shot(page, "bad-input-too-large");
   await page.close();
-  return { error, tooLarge };
+  return { error, tooLarge, lying_gguf: lying, three_gib_pick: tooBig, trap_notice: crashed };
 }
 
 async function run() {
@@ -266,7 +312,7 @@ async function run() {
       const pairs = [[timings.webgpu_shift.bpc, timings.cpu_shift.bpc], [timings.webgpu_pruned_bpc.join(" "), timings.cpu_pruned_bpc.join(" ")]];
       for (const [gpuText, cpuText] of pairs) {
         const [g, c] = [numbers(gpuText), numbers(cpuText)];
-        check(g.length === c.length && g.every((v, i) => Math.abs(v - c[i]) <= 0.01), `WebGPU and CPU disagree: ${gpuText} vs ${cpuText}`);
+        check(g.length > 0 && g.length === c.length && g.every((v, i) => Math.abs(v - c[i]) <= 0.01), `WebGPU and CPU disagree: ${gpuText} vs ${cpuText}`);
       }
       await page.close();
     } finally {

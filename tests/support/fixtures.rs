@@ -205,6 +205,7 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         }
     });
     vec![
+        ("gguf_header", vec![tiny_gguf(None), tiny_gguf_q8_0()]),
         ("gguf", vec![tiny_gguf(None), tiny_gguf_q8_0()]),
         ("safetensors", vec![read("model.safetensors")]),
         ("config_json", vec![read("config.json")]),

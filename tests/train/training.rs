@@ -263,9 +263,7 @@ fn a_training_step_through_the_fused_kernels_matches_the_composed_ops() {
     use rosetta_model::weights::random::RandomWeights;
     use rosetta_model::{CausalLm, Interventions};
 
-    let adapters = pollster::block_on(rosetta_model::burn::backend::wgpu::wgpu::Instance::default().enumerate_adapters(Default::default()));
-    if adapters.is_empty() {
-        rosetta_tests::skip("no wgpu adapter on this machine (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)");
+    if rosetta_tests::wgpu_device().is_none() {
         return;
     }
     let config = rosetta_tests::fixtures::tiny_config();

@@ -1,11 +1,41 @@
 // Starts the lab's wasm (built by scripts/build-lab.sh into pkg/). A failure to start — an old
 // browser without WebAssembly, a missing build — is said on the page instead of a blank screen.
+// So is a trap later on (the module ran out of memory or panicked): every later call into a
+// trapped module fails, so the page says it stopped and offers a reload instead of looking alive.
 import init from "../pkg/rosetta_lab.js";
 
-init().catch((error) => {
+function notice(text, testId) {
   const p = document.createElement("p");
   p.className = "error";
   p.setAttribute("role", "alert");
-  p.textContent = `The lab could not start: ${error}. Rebuild it with scripts/build-lab.sh, or use a browser with WebAssembly.`;
-  document.body.append(p);
+  p.setAttribute("data-testid", testId);
+  p.textContent = text;
+  document.body.prepend(p);
+  return p;
+}
+
+function showCrash(error) {
+  // The Rust panic hook may have said it already, with the panic's own message.
+  if (document.querySelector("[data-testid=lab-crashed]")) return;
+  const p = notice(
+    `The lab stopped: ${error}. It most likely ran out of memory (a page gives WebAssembly at most 4 GiB). ` +
+      "The page cannot continue; nothing you picked left this computer. ",
+    "lab-crashed",
+  );
+  p.classList.add("crashed");
+  const reload = document.createElement("a");
+  reload.href = "";
+  reload.textContent = "Reload the lab";
+  p.append(reload);
+}
+
+const isTrap = (error) => error instanceof WebAssembly.RuntimeError;
+window.addEventListener("error", (event) => isTrap(event.error) && showCrash(event.error));
+window.addEventListener("unhandledrejection", (event) => isTrap(event.reason) && showCrash(event.reason));
+
+init().catch((error) => {
+  notice(
+    `The lab could not start: ${error}. Rebuild it with scripts/build-lab.sh, or use a browser with WebAssembly.`,
+    "lab-start-failed",
+  );
 });

@@ -88,9 +88,15 @@ fn killed_at_any_moment_and_resumed_gives_the_same_run() {
     child.wait().unwrap();
     let logged = losses(&killed.join("run")).len();
     assert!(logged >= 23 && logged < steps, "the run was not interrupted mid-way ({logged} steps logged)");
-    // Every checkpoint on disk is complete.
-    for entry in std::fs::read_dir(killed.join("run/checkpoints")).unwrap() {
-        let dir = entry.unwrap().path();
+    // Every checkpoint on disk is complete (a staging directory the kill interrupted is hidden
+    // and not a checkpoint; the resume removes it).
+    let checkpoints: Vec<PathBuf> = std::fs::read_dir(killed.join("run/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("step-"))
+        .collect();
+    assert!(!checkpoints.is_empty(), "the kill came before the first checkpoint");
+    for dir in checkpoints {
         for file in ["model.bpk", "optimizer.bpk", "state.json"] {
             assert!(dir.join(file).exists(), "{} lacks {file}", dir.display());
         }

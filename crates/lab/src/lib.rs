@@ -23,6 +23,7 @@ pub mod distill;
 pub mod error;
 pub mod features;
 pub mod fertility;
+pub mod page_memory;
 pub mod page_state;
 pub mod shift;
 #[cfg(test)]

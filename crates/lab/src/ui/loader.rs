@@ -10,6 +10,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::manifest::{Manifest, ModelFiles, ModelFormat};
+use crate::page_memory::{check_picked_sizes, human_bytes, largest_weight_bytes};
 use crate::ui::backend::Backend;
 
 pub struct Loaded {
@@ -66,7 +67,11 @@ pub struct PickedFile {
     pub bytes: Vec<u8>,
 }
 
-pub async fn read_picked(files: &web_sys::FileList) -> Result<Vec<PickedFile>, String> {
+/// Reads the picked files, after checking from their sizes alone that they add up to at most
+/// `limit` bytes ([`crate::page_memory`]): nothing too large is read.
+pub async fn read_picked(files: &web_sys::FileList, limit: u64) -> Result<Vec<PickedFile>, String> {
+    let sizes: Vec<(String, u64)> = (0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f.size() as u64)).collect();
+    check_picked_sizes(&sizes, limit)?;
     let mut out = Vec::new();
     for i in 0..files.length() {
         let Some(file) = files.get(i) else { continue };
@@ -145,16 +150,6 @@ pub async fn checkpoint_from_server(
     Ok(checkpoint)
 }
 
-/// The largest single weight as f32 bytes: what one storage buffer must hold.
-pub fn largest_weight_bytes(config: &ModelConfig) -> u64 {
-    let d = config.hidden_size as u64;
-    let widest = [config.vocab_size as u64, config.intermediate_size as u64, (config.num_attention_heads * config.head_dim) as u64]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-    widest * d * 4
-}
-
 /// Refuses a model the adapter cannot hold, before uploading anything.
 pub fn check_fits(config: &ModelConfig, backend: &Backend, limit_override: Option<u64>) -> Result<(), String> {
     let Some(limit) = limit_override.or(backend.max_buffer) else { return Ok(()) };
@@ -168,15 +163,6 @@ pub fn check_fits(config: &ModelConfig, backend: &Backend, limit_override: Optio
         ));
     }
     Ok(())
-}
-
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} bytes"),
-    }
 }
 
 pub fn load(checkpoint: &Checkpoint, device: &Device, name: String, started: f64) -> Result<Loaded, String> {

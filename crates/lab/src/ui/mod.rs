@@ -141,7 +141,7 @@ async fn start(lab: Lab) {
         Ok(c) => c,
         Err(e) => return lab.fail(e),
     };
-    open_checkpoint(lab, checkpoint, files.name.clone(), started, &backend, &device).await;
+    open_checkpoint(lab, checkpoint, files.name.clone(), files.bytes, started, &backend, &device).await;
 }
 
 /// The exported analyses: shown as they are; a broken one is reported and skipped.
@@ -161,8 +161,18 @@ async fn load_exports(lab: Lab, manifest: &Manifest) {
     lab.exports_version.update(|v| *v += 1);
 }
 
-async fn open_checkpoint(lab: Lab, checkpoint: rosetta_model::Checkpoint, name: String, started: f64, backend: &Backend, device: &Device) {
-    if let Err(e) = loader::check_fits(&checkpoint.config, backend, lab.buffer_limit) {
+async fn open_checkpoint(
+    lab: Lab,
+    checkpoint: rosetta_model::Checkpoint,
+    name: String,
+    file_bytes: u64,
+    started: f64,
+    backend: &Backend,
+    device: &Device,
+) {
+    let fits = crate::page_memory::check_model_fits_page(&checkpoint.config, file_bytes)
+        .and_then(|_| loader::check_fits(&checkpoint.config, backend, lab.buffer_limit));
+    if let Err(e) = fits {
         return lab.fail(e);
     }
     lab.model_status.set(format!("Preparing {name} on {}…", backend.name));
@@ -215,13 +225,14 @@ fn ModelPanel(lab: Lab) -> impl IntoView {
             };
             lab.model_status.set("Reading the picked files (locally, nothing is uploaded)…".into());
             let started = loader::now_ms();
-            let picked = match loader::read_picked(&files).await {
+            let picked = match loader::read_picked(&files, crate::page_memory::MAX_PICKED_BYTES).await {
                 Ok(p) => p,
                 Err(e) => return lab.fail(e),
             };
             let name = picked.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ");
+            let file_bytes = picked.iter().map(|f| f.bytes.len() as u64).sum();
             match loader::checkpoint_from_picked(picked) {
-                Ok(checkpoint) => open_checkpoint(lab, checkpoint, name, started, &backend, &device).await,
+                Ok(checkpoint) => open_checkpoint(lab, checkpoint, name, file_bytes, started, &backend, &device).await,
                 Err(e) => lab.fail(e),
             }
         });
@@ -338,6 +349,30 @@ fn App() -> impl IntoView {
 
 #[wasm_bindgen(start)]
 pub fn main() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        show_crash(&info.to_string());
+    }));
     leptos::mount::mount_to_body(App);
+}
+
+/// A panic traps the module, and every later call into it fails: instead of a page that looks
+/// alive but answers nothing, say so and offer a reload. `static/main.js` shows the same notice
+/// for traps without a panic (running out of memory).
+fn show_crash(reason: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    if document.query_selector("[data-testid=lab-crashed]").ok().flatten().is_some() {
+        return;
+    }
+    let (Ok(notice), Ok(reload), Some(body)) = (document.create_element("p"), document.create_element("a"), document.body()) else {
+        return;
+    };
+    notice.set_class_name("error crashed");
+    let _ = notice.set_attribute("role", "alert");
+    let _ = notice.set_attribute("data-testid", "lab-crashed");
+    notice.set_text_content(Some(&format!("The lab stopped: {reason}. The page cannot continue; nothing you picked left this computer. ")));
+    let _ = reload.set_attribute("href", "");
+    reload.set_text_content(Some("Reload the lab"));
+    let _ = notice.append_child(&reload);
+    let _ = body.prepend_with_node_1(&notice);
 }

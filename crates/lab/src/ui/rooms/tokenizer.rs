@@ -91,7 +91,7 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
     let on_pick = move |ev: web_sys::Event| {
         let Some(files) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()).and_then(|i| i.files()) else { return };
         spawn_local(async move {
-            let picked = match loader::read_picked(&files).await {
+            let picked = match loader::read_picked(&files, crate::page_memory::MAX_TOKENIZER_BYTES).await {
                 Ok(p) => p,
                 Err(e) => return error.set(Some(e)),
             };
