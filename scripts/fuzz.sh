@@ -21,7 +21,7 @@ runs="${FUZZ_RUNS:-1000000}"
 seconds="${FUZZ_SECONDS:-600}"
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(gguf_header gguf safetensors config_json tokenizer_json chat_template jsonl train_toml state_json)
+  targets=(gguf_header gguf_tokenizer gguf safetensors config_json tokenizer_json chat_template jsonl train_toml state_json)
 fi
 corpus="$ROSETTA_CACHE/fuzz/corpus"
 # Seeds from the ordinary dev build (RUSTC_BOOTSTRAP changes every fingerprint: set it only for

@@ -30,6 +30,9 @@ cargo build --workspace --bins --examples --locked -j "$jobs"
 rosetta="$CARGO_TARGET_DIR/debug/rosetta"
 "$CARGO_TARGET_DIR/debug/examples/lab_fixture" "$work/tiny" >/dev/null
 "$rosetta" vocab extend "$work/tiny" --lang hu --new-tokens 60 --out "$work/tiny-hu" >/dev/null
+# The same model in Q8_0 blocks, picked in the page: the CPU path keeps it quantized.
+"$rosetta" export "$work/tiny" --gguf q8_0 --out "$work/tiny-q8_0.gguf" >/dev/null
+export LAB_QUANTIZED_MODEL="$work/tiny-q8_0.gguf"
 
 rm -rf "$artifacts"
 node tests/browser/lab.e2e.mjs "$rosetta" "$work/tiny" "$work/tiny-hu" "$artifacts" \

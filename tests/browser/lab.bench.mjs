@@ -61,10 +61,13 @@ async function measure(name, flags, query) {
 }
 
 const results = { url, date: new Date().toISOString() };
-const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu").split(",");
+// cpu: a quantized model kept in its blocks (the simd128 tile); cpu-f32: the same model
+// dequantised at load (`?precision=f32`), as every version before kept it.
+const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu,cpu-f32").split(",");
 try {
   if (modes.includes("webgpu")) results.webgpu = await measure("webgpu", WEBGPU, "");
   if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
+  if (modes.includes("cpu-f32")) results.cpu_f32 = await measure("cpu-f32", WEBGPU, "?backend=cpu&precision=f32");
 } finally {
   server.kill();
 }

@@ -123,10 +123,15 @@ async function tokenizerRoom(page, label) {
   check((await page.locator('[data-testid="tokens-extended"] .tok.new').count()) > 0, `${label}: no new token highlighted`);
   const shownText = await page.locator('[data-testid="tokens-base"] .tokens').innerText();
   check(shownText.replace(/\s+/g, "").length > 10, `${label}: base tokens not shown`);
+  // Byte pieces of "é" and "á" show the character, marked partial, never the replacement sign.
+  check(!shownText.includes("\uFFFD"), `${label}: a token shows as U+FFFD: ${shownText}`);
+  const partial = await page.locator('[data-testid="tokens-base"] .tok.partial').allInnerTexts();
+  check(partial.length > 0 && partial.every((t) => /[éá]/.test(t)), `${label}: byte pieces not joined to their characters: ${partial}`);
   const chart = await page.getByTestId("fertility-chart").innerHTML();
-  check(chart.includes("<svg") && chart.includes("hu"), `${label}: no fertility chart`);
+  check(chart.includes("<svg") && chart.includes("hu") && chart.includes("tokens per character"), `${label}: no fertility chart`);
+  const premiums = await waitForText(page, "token-premiums", /against English: .*hu \d+\.\d+×/);
   await shot(page, `${label}-tokenizer`);
-  return { base, extended };
+  return { base, extended, premiums };
 }
 
 async function shiftRoom(page, label) {
@@ -217,6 +222,31 @@ async function pickAndTime(page, path, pattern) {
   await page.getByTestId("model-file").setInputFiles(path);
   const error = await waitForText(page, "model-error", pattern);
   return { error, ms: Date.now() - started };
+}
+
+// The same tiny model in Q8_0 blocks (LAB_QUANTIZED_MODEL, written by scripts/test-lab.sh),
+// picked on the CPU path: kept quantized and run by the simd128 tile, with bits per character
+// within Q8_0's rounding of the f32 model's.
+// A fresh page, so that no room shows a number of the served f32 model before the pick.
+async function quantizedModel(browser, url, f32Bpc) {
+  const label = "cpu-q8_0";
+  const gguf = process.env.LAB_QUANTIZED_MODEL;
+  check(gguf, "LAB_QUANTIZED_MODEL is not set (scripts/test-lab.sh exports the Q8_0 model)");
+  const page = await openPage(browser, url, label);
+  await page.goto(url);
+  await waitForModel(page);
+  await page.getByTestId("model-file").setInputFiles(gguf);
+  const status = await waitForText(page, "model-status", /tiny-q8_0\.gguf — loaded in [\d.]+ s/);
+  check(/projections kept quantized .*quantized matmul: wasm-simd128/.test(status), `${label}: not kept quantized: ${status}`);
+  const shift = await shiftRoom(page, label);
+  const first = (s) => Number((s.match(/[\d]+\.[\d]+/) || [NaN])[0]);
+  const [q, f] = [first(shift.bpc), first(f32Bpc)];
+  check(Math.abs(q - f) <= 0.05, `${label}: bits/char ${q} on Q8_0 vs ${f} on f32`);
+  const speed = await measureSpeed(page);
+  await shot(page, `${label}-loaded`);
+  check(page.consoleErrors.length === 0, `${label}: console errors: ${page.consoleErrors.join(" | ")}`);
+  await page.close();
+  return { status, bpc: shift.bpc, forward_tokens_per_s: speed };
 }
 
 async function badInput(browser, url) {
@@ -315,6 +345,7 @@ async function run() {
         check(g.length > 0 && g.length === c.length && g.every((v, i) => Math.abs(v - c[i]) <= 0.01), `WebGPU and CPU disagree: ${gpuText} vs ${cpuText}`);
       }
       await page.close();
+      timings.cpu_quantized = await quantizedModel(cpu, url, timings.cpu_shift.bpc);
     } finally {
       await cpu.close();
     }

@@ -188,6 +188,14 @@ pub fn hf_cache_entry(cache: &Path, repo: &str, reference: Option<&str>, commit:
 
 /// Valid inputs of every fuzz target (`rosetta_fuzz::TARGETS`), the starting points of the
 /// fuzzers and of the replay test's mutations: real files as Rosetta writes and reads them.
+/// A GGUF's metadata alone (no tensors): the small seed of the tokenizer target.
+fn metadata_only(gguf: &[u8]) -> Vec<u8> {
+    use rosetta_model::weights::gguf::{GgufFile, write_gguf};
+    let file = GgufFile::parse(rosetta_model::weights::Blob::from(gguf.to_vec()), "seed.gguf").expect("the tiny GGUF parses");
+    let kv: Vec<(&str, _)> = file.metadata.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    write_gguf(&kv, &[])
+}
+
 pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let dir = crate::temp_dir("fuzz-seeds");
     let model = dir.join("model");
@@ -206,6 +214,7 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     });
     vec![
         ("gguf_header", vec![tiny_gguf(None), tiny_gguf_q8_0()]),
+        ("gguf_tokenizer", vec![metadata_only(&tiny_gguf(None))]),
         ("gguf", vec![tiny_gguf(None), tiny_gguf_q8_0()]),
         ("safetensors", vec![read("model.safetensors")]),
         ("config_json", vec![read("config.json")]),

@@ -158,6 +158,29 @@ async fn feature_statistics_match_the_reference_on_webgpu() {
     }
 }
 
+/// The WebAssembly SIMD tile of the quantized matmul (the lab's CPU path) against
+/// dequantise-then-f32, for both code widths, a single activation row (decoding) and shapes
+/// that leave a short last tile and an odd last block — the tolerance of the native tile tests
+/// (1e-4 of the output scale).
+#[wasm_bindgen_test]
+fn the_simd128_quantized_tile_matches_the_reference() {
+    use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, Tiles, matmul_with, reference_matmul};
+    let tiles = Tiles::available();
+    assert_eq!(tiles[0].name(), "wasm-simd128", "the wasm32 build must enable simd128 (.cargo/config.toml)");
+    let values = |len: usize, seed: u32| -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+    };
+    for to in [QuantizeTo::Q8_0, QuantizeTo::Q4_0, QuantizeTo::Q4_1] {
+        for (m, n, k) in [(1, 7, 64), (3, 5, 96), (1, 66, 576), (9, 11, 352)] {
+            let w = PackedMatrix::quantize(to, n, k, &values(n * k, (n + k) as u32)).unwrap();
+            let x = values(m * k, (m * k) as u32);
+            let want = reference_matmul(&w, &x, m);
+            let got = matmul_with(tiles[0], &w, &x, m).unwrap();
+            assert_within(&format!("{to:?} {m}×{n}×{k}"), &got, &want, 1e-4 * scale_of(&want));
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn bad_input_is_an_error_on_webgpu_too() {
     let gpu = gpu().await;

@@ -33,19 +33,29 @@ pub fn check_picked_sizes(files: &[(String, u64)], limit: u64) -> Result<(), Str
     ))
 }
 
-/// Bytes the page needs to build and hold `config`'s model at f32 from `file_bytes` of files.
-pub fn model_bytes_in_page(config: &ModelConfig, file_bytes: u64) -> u64 {
-    config.num_parameters().saturating_mul(4).saturating_add(file_bytes)
+/// Bytes the page needs to build and hold `config`'s model from `file_bytes` of files: the
+/// files while it is built, plus the weights — as f32, or, when `stays_quantized` (a quantized
+/// file on the CPU path), about the file's own blocks again plus the f32 embedding and its LM-head
+/// twin.
+pub fn model_bytes_in_page(config: &ModelConfig, file_bytes: u64, stays_quantized: bool) -> u64 {
+    let weights = if stays_quantized {
+        let embedding = (config.vocab_size as u64).saturating_mul(config.hidden_size as u64).saturating_mul(4);
+        file_bytes.saturating_add(embedding.saturating_mul(2))
+    } else {
+        config.num_parameters().saturating_mul(4)
+    };
+    weights.saturating_add(file_bytes)
 }
 
 /// Refuses a model the page could not hold, before any weight is built.
-pub fn check_model_fits_page(config: &ModelConfig, file_bytes: u64) -> Result<(), String> {
-    let needed = model_bytes_in_page(config, file_bytes);
+pub fn check_model_fits_page(config: &ModelConfig, file_bytes: u64, stays_quantized: bool) -> Result<(), String> {
+    let needed = model_bytes_in_page(config, file_bytes, stays_quantized);
     if needed <= MODEL_BUDGET_BYTES {
         return Ok(());
     }
+    let held = if stays_quantized { "its quantized weights and f32 embeddings" } else { "its weights as f32" };
     Err(format!(
-        "this model needs about {} in the page ({} parameters held as f32, plus its files while it is built), more than a browser \
+        "this model needs about {} in the page ({} parameters: {held}, plus its files while it is built), more than a browser \
          page can give WebAssembly (at most {} of its 4 GiB). Run it natively with `rosetta`, or pick a smaller model",
         human_bytes(needed),
         config.num_parameters(),
@@ -96,11 +106,20 @@ mod tests {
             "config.json",
         )
         .unwrap();
-        assert!(check_model_fits_page(&smollm2, 98 << 20).is_ok());
+        assert!(check_model_fits_page(&smollm2, 98 << 20, false).is_ok());
+        // Kept quantized, SmolLM2 needs well under its f32 footprint (≈ 540 MB of weights).
+        assert!(model_bytes_in_page(&smollm2, 98 << 20, true) < 450 << 20);
         let mut seven_b = smollm2.clone();
         (seven_b.hidden_size, seven_b.intermediate_size, seven_b.num_attention_heads) = (4096, 11008, 32);
         (seven_b.num_key_value_heads, seven_b.head_dim, seven_b.num_hidden_layers) = (32, 128, 32);
-        let err = check_model_fits_page(&seven_b, 4 << 30).unwrap_err();
-        assert!(err.contains("natively") && err.contains("GiB"), "{err}");
+        for stays_quantized in [false, true] {
+            let err = check_model_fits_page(&seven_b, 4 << 30, stays_quantized).unwrap_err();
+            assert!(err.contains("natively") && err.contains("GiB"), "{err}");
+        }
+        // A 1B-class model in 4 bits fits kept quantized, not as f32.
+        let mut one_b = seven_b.clone();
+        (one_b.hidden_size, one_b.intermediate_size, one_b.num_hidden_layers, one_b.head_dim) = (2048, 5632, 22, 64);
+        assert!(check_model_fits_page(&one_b, 640 << 20, true).is_ok());
+        assert!(check_model_fits_page(&one_b, 640 << 20, false).is_err());
     }
 }

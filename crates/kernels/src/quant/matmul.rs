@@ -19,6 +19,9 @@ pub enum Tiles {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     X86(super::x86::X86Tiles),
+    /// WebAssembly SIMD (builds with `simd128`: the lab's).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
 }
 
 impl Tiles {
@@ -26,7 +29,9 @@ impl Tiles {
     pub fn available() -> Vec<Tiles> {
         #[cfg(target_arch = "x86_64")]
         let simd = super::x86::X86Tiles::detect().into_iter().map(Tiles::X86);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let simd = std::iter::once(Tiles::Simd128);
+        #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
         let simd = std::iter::empty();
         simd.chain([Tiles::Scalar]).collect()
     }
@@ -40,6 +45,8 @@ impl Tiles {
             Tiles::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Tiles::X86(t) => t.name(),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Tiles::Simd128 => "wasm-simd128",
         }
     }
 
@@ -48,6 +55,8 @@ impl Tiles {
             Tiles::Scalar => block_scalar(w, w_rows, x, x_rows, out),
             #[cfg(target_arch = "x86_64")]
             Tiles::X86(t) => t.block(w, w_rows, x, x_rows, out),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Tiles::Simd128 => super::wasm::block(w, w_rows, x, x_rows, out),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Quantized weights on the CPU: GGML block formats ([`blocks`]), the packed layout the kernels
 //! read ([`packed`]), 16-bit activations ([`activation`]) and the integer matmul ([`matmul`]) with
-//! its SIMD tiles (`x86`: AVX-512 VNNI and AVX2; the scalar reference elsewhere).
+//! its SIMD tiles (`x86`: AVX-512 VNNI and AVX2; `wasm`: WebAssembly SIMD, for the lab; the
+//! scalar reference elsewhere).
 //!
 //! The model crate's linear layers dispatch here when a weight is stored packed
 //! (`rosetta_model::nn::projection`); nothing here knows about models.
@@ -9,6 +10,8 @@ pub mod activation;
 pub mod blocks;
 pub mod matmul;
 pub mod packed;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

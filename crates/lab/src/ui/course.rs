@@ -18,7 +18,7 @@ pub const STEPS: &[Step] = &[
     Step {
         room: Room::Tokenizer,
         title: "1. What a model reads",
-        text: "A model never sees letters, only tokens. Compare how many tokens the same sentence costs in English and in the target language: more tokens per word means a shorter effective context and a higher price per sentence. The extended tokenizer adds target-language tokens (Csaki et al. 2023) — watch the count drop.",
+        text: "A model never sees letters, only tokens. Compare how many tokens the same sentence costs in English and in the target language: more tokens for the same sentence mean a shorter effective context and a higher price per sentence. The extended tokenizer adds target-language tokens (Csaki et al. 2023) — watch the count drop.",
         preset: |_| {},
     },
     Step {

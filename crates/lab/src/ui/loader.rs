@@ -5,7 +5,7 @@
 use js_sys::{Reflect, Uint8Array};
 use rosetta_model::burn::prelude::Device;
 use rosetta_model::checkpoint::Checkpoint;
-use rosetta_model::{CausalLm, ModelConfig, TextTokenizer};
+use rosetta_model::{CausalLm, ModelConfig, Precision, TextTokenizer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -18,6 +18,9 @@ pub struct Loaded {
     pub model: CausalLm,
     pub tokenizer: TextTokenizer,
     pub seconds: f64,
+    /// How the weights are held, for the page: packed quantized blocks (and which matmul tile
+    /// runs them) or f32.
+    pub storage: String,
 }
 
 fn js_error(what: &str, e: JsValue) -> String {
@@ -165,11 +168,28 @@ pub fn check_fits(config: &ModelConfig, backend: &Backend, limit_override: Optio
     Ok(())
 }
 
-pub fn load(checkpoint: &Checkpoint, device: &Device, name: String, started: f64) -> Result<Loaded, String> {
-    // f32 in the page until the quantized kernels have a wasm simd128 tile: in the browser they
-    // would run the scalar reference tile (see reports/inference).
-    let model = checkpoint.load_with(device, rosetta_model::Precision::F32).map_err(|e| e.to_string())?;
-    Ok(Loaded { name, model, tokenizer: checkpoint.tokenizer.clone(), seconds: (now_ms() - started) / 1000.0 })
+pub fn load(checkpoint: &Checkpoint, device: &Device, precision: Precision, name: String, started: f64) -> Result<Loaded, String> {
+    // With `Precision::Auto` a quantized checkpoint stays quantized on the CPU path (the packed
+    // kernels' simd128 tile); WebGPU gets f32 until the WGSL quantized kernels exist.
+    let model = checkpoint.load_with(device, precision).map_err(|e| e.to_string())?;
+    let (packed, projections) = model.packed_projections();
+    let storage = if packed > 0 {
+        format!(
+            "{packed}/{projections} projections kept quantized ({}, quantized matmul: {})",
+            human_bytes(model.packed_bytes() as u64),
+            rosetta_kernels::quant::Tiles::best().name()
+        )
+    } else {
+        "f32 weights".to_string()
+    };
+    let storage = format!("{storage}; page memory {}", human_bytes(wasm_memory_bytes()));
+    Ok(Loaded { name, model, tokenizer: checkpoint.tokenizer.clone(), seconds: (now_ms() - started) / 1000.0, storage })
+}
+
+/// The module's linear memory: its high-water mark, since WebAssembly memory never shrinks.
+pub fn wasm_memory_bytes() -> u64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
 }
 
 pub fn now_ms() -> f64 {

@@ -40,6 +40,8 @@ pub struct Lab {
     pub features: rooms::features::FeatureState,
     pub distill: rooms::distill::DistillState,
     buffer_limit: Option<u64>,
+    /// How a quantized model is held (`?precision=f32` dequantises it, to compare).
+    precision: rosetta_model::Precision,
     /// The CLI's exported analyses for the served model, if it sent any.
     exported_geometry: StoredValue<Option<Rc<rosetta_shifcon::Geometry>>, LocalStorage>,
     exported_features: StoredValue<Option<Rc<crate::features::FeatureExport>>, LocalStorage>,
@@ -80,7 +82,7 @@ impl Lab {
     }
 
     fn install(&self, loaded: Loaded) {
-        self.model_status.set(format!("{} — loaded in {:.1} s", loaded.name, loaded.seconds));
+        self.model_status.set(format!("{} — loaded in {:.1} s; {}", loaded.name, loaded.seconds, loaded.storage));
         self.loaded.set_value(Some(Rc::new(loaded)));
         self.model_error.set(None);
         self.progress.set(None);
@@ -99,6 +101,16 @@ impl Lab {
 fn limit_override(query: &str) -> Option<u64> {
     let params = web_sys::UrlSearchParams::new_with_str(query).ok()?;
     params.get("limit_mb")?.parse::<f64>().ok().filter(|mb| mb.is_finite() && *mb > 0.0).map(|mb| (mb * 1048576.0) as u64)
+}
+
+/// Query parameter `precision=f32`: hold a quantized model as f32 instead of its own blocks (to
+/// compare speed and memory in the page); anything else keeps the default.
+fn precision_override(query: &str) -> rosetta_model::Precision {
+    web_sys::UrlSearchParams::new_with_str(query)
+        .ok()
+        .and_then(|params| params.get("precision"))
+        .and_then(|name| rosetta_model::Precision::parse(&name))
+        .unwrap_or_default()
 }
 
 async fn start(lab: Lab) {
@@ -170,14 +182,16 @@ async fn open_checkpoint(
     backend: &Backend,
     device: &Device,
 ) {
-    let fits = crate::page_memory::check_model_fits_page(&checkpoint.config, file_bytes)
+    let quantized_file = checkpoint.storage_summary().keys().any(|ty| ty.starts_with('Q'));
+    let stays_quantized = quantized_file && lab.precision.packs_on(device);
+    let fits = crate::page_memory::check_model_fits_page(&checkpoint.config, file_bytes, stays_quantized)
         .and_then(|_| loader::check_fits(&checkpoint.config, backend, lab.buffer_limit));
     if let Err(e) = fits {
         return lab.fail(e);
     }
     lab.model_status.set(format!("Preparing {name} on {}…", backend.name));
     loader::pause().await;
-    match loader::load(&checkpoint, device, name, started) {
+    match loader::load(&checkpoint, device, lab.precision, name, started) {
         Ok(loaded) => lab.install(loaded),
         Err(e) => lab.fail(e),
     }
@@ -306,6 +320,7 @@ fn App() -> impl IntoView {
         features: rooms::features::FeatureState::new(),
         distill: rooms::distill::DistillState::new(),
         buffer_limit: limit_override(&query),
+        precision: precision_override(&query),
         exported_geometry: StoredValue::new_local(None),
         exported_features: StoredValue::new_local(None),
         exports_version: RwSignal::new(0),

@@ -137,6 +137,14 @@ impl TextTokenizer {
             .map_err(|e| ModelError::tokenizer(self.origin.clone(), format!("cannot encode text: {e}")))
     }
 
+    /// Token ids with the byte range of `text` each one came from. A byte-level token holding
+    /// part of a multi-byte character spans that whole character (so do its neighbours).
+    pub fn encode_with_spans(&self, text: &str) -> Result<Vec<(u32, std::ops::Range<usize>)>> {
+        let encoding =
+            self.inner.encode(text, false).map_err(|e| ModelError::tokenizer(self.origin.clone(), format!("cannot encode text: {e}")))?;
+        Ok(encoding.get_ids().iter().zip(encoding.get_offsets()).map(|(&id, &(start, end))| (id, start..end)).collect())
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special_tokens)

@@ -106,8 +106,10 @@ impl GgufTensorInfo {
         self.dims.iter().rev().copied().collect()
     }
 
+    /// Elements in the tensor; `usize::MAX` for a shape whose product overflows (a corrupt file:
+    /// reading it fails with "shape overflows").
     pub fn num_elements(&self) -> usize {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX)
     }
 }
 
@@ -316,7 +318,7 @@ impl GgufFile {
             .dims
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .map(|n| n / ty.block_size() * ty.type_size())
+            .and_then(|n| (n / ty.block_size()).checked_mul(ty.type_size()))
             .ok_or_else(|| corrupt("shape overflows".into()))?;
         let start = self.data_start.checked_add(info.offset);
         let end = start.and_then(|s| s.checked_add(n_bytes));

@@ -7,7 +7,7 @@ use rosetta_model::TextTokenizer;
 use wasm_bindgen::JsCast;
 
 use super::{Chart, TargetSelect, needs_model};
-use crate::fertility::{TokenPiece, fertility_chart, fertility_rows, pieces};
+use crate::fertility::{TokenPiece, fertility_chart, fertility_rows, pieces, premiums};
 use crate::ui::{Lab, loader};
 
 #[component]
@@ -21,7 +21,12 @@ fn TokenRow(#[prop(into)] label: String, pieces: Vec<TokenPiece>, #[prop(into)] 
                     .into_iter()
                     .map(|p| {
                         let shown = p.text.replace(' ', "␣").replace('\n', "⏎");
-                        view! { <span class="tok" class:new=p.is_new title=format!("id {}", p.id)>{shown}</span> }
+                        let title = if p.partial {
+                            format!("id {}: some of the bytes of “{}” (no token holds the whole character)", p.id, p.text)
+                        } else {
+                            format!("id {}", p.id)
+                        };
+                        view! { <span class="tok" class:new=p.is_new class:partial=p.partial title=title>{shown}</span> }
                     })
                     .collect_view()}
             </div>
@@ -74,20 +79,30 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
             }}
         })
     };
-    let chart = Signal::derive(move || {
+    // Fertility over the manifest's parallel sentences: the chart, and what the same sentences
+    // cost against English.
+    let fertility = Memo::new(move |_| {
         lab.model_version.get();
         lab.extended_version.get();
-        let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get()) else { return String::new() };
+        let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get()) else { return None };
         let texts: Vec<(String, Vec<&str>)> = manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l))).collect();
         let extended = lab.extended();
         match fertility_rows(&loaded.tokenizer, extended.as_ref().map(|e| &e.1), &texts) {
-            Ok(rows) => fertility_chart(&rows, extended.as_ref().map_or("extended", |e| e.0.as_str())),
+            Ok(rows) => Some((fertility_chart(&rows, extended.as_ref().map_or("extended", |e| e.0.as_str())), premiums(&rows, "en"))),
             Err(e) => {
                 error.set(Some(e.to_string()));
-                String::new()
+                None
             }
         }
     });
+    let chart = Signal::derive(move || fertility.with(|f| f.as_ref().map(|f| f.0.clone()).unwrap_or_default()));
+    let premium_line = move || {
+        fertility.with(|f| {
+            let premiums = f.as_ref()?.1.as_ref()?;
+            let parts: Vec<String> = premiums.iter().map(|(lang, ratio)| format!("{lang} {ratio:.2}×")).collect();
+            Some(format!("The same parallel sentences cost, in tokens of the base tokenizer, against English: {}.", parts.join(", ")))
+        })
+    };
     let on_pick = move |ev: web_sys::Event| {
         let Some(files) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()).and_then(|i| i.files()) else { return };
         spawn_local(async move {
@@ -135,6 +150,7 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
             {move || if needs_model(lab) { Some(view! { <p class="hint">"Waiting for a model…"</p> }) } else { None }}
             {rows}
             <Chart svg=chart testid="fertility-chart" />
+            <p class="hint" data-testid="token-premiums">{premium_line}</p>
             <label class="picker">"Open an extended tokenizer.json: "<input type="file" accept=".json" data-testid="tokenizer-file" on:change=on_pick /></label>
             {move || error.get().map(|e| view! { <p class="error" role="alert" data-testid="tokenizer-error">{e}</p> })}
         </section>

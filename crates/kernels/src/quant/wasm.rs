@@ -1,0 +1,103 @@
+//! The WebAssembly SIMD tile of the packed matmul ([`super::matmul`]), for the lab in the
+//! browser: weight codes widened to 16 bits times 16-bit activations with `i32x4.dot_i16x8_s`
+//! (eight products into four 32-bit sums, the counterpart of x86's `vpmaddwd`), one float
+//! conversion and scale per block. Compiled only when the build enables `simd128`
+//! (`.cargo/config.toml` does for wasm32: every browser the lab supports has it); there is no
+//! run-time detection in WebAssembly — a module with SIMD does not compile where it is missing.
+//! The plain reference is [`super::matmul::block_scalar`]; the browser tests
+//! (`crates/kernels/tests/browser.rs`) check this tile against it in Chromium.
+//!
+//! `unsafe` only for the 16-byte loads, each from a slice cut to exactly 16 bytes first (a
+//! bounds-checked index), so no load reads past its slice.
+#![allow(unsafe_code)]
+
+use std::arch::wasm32::*;
+use std::ops::Range;
+
+use super::activation::QuantizedRows;
+use super::packed::{BLOCK, CodeWidth, PackedMatrix};
+
+/// 16 bytes from the start of `bytes` (which must hold them: the slice is indexed first).
+#[inline(always)]
+fn load(bytes: &[u8]) -> v128 {
+    let chunk = &bytes[..16];
+    // SAFETY: `chunk` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(chunk.as_ptr().cast()) }
+}
+
+/// Eight 16-bit values from the start of `values`.
+#[inline(always)]
+fn load_i16(values: &[i16]) -> v128 {
+    let chunk = &values[..8];
+    // SAFETY: `chunk` is exactly 16 readable bytes; no alignment requirement.
+    unsafe { v128_load(chunk.as_ptr().cast()) }
+}
+
+/// Block `b` of a row's weight codes as four vectors of eight 16-bit values, in value order.
+#[inline(always)]
+fn weight_codes(width: CodeWidth, codes: &[u8], b: usize) -> [v128; 4] {
+    match width {
+        CodeWidth::Four => {
+            // Byte j of a block holds codes j (low nibble) and j + 16 (high nibble).
+            let v = load(&codes[b * 16..]);
+            let (low, high) = (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4));
+            [u16x8_extend_low_u8x16(low), u16x8_extend_high_u8x16(low), u16x8_extend_low_u8x16(high), u16x8_extend_high_u8x16(high)]
+        }
+        CodeWidth::Eight => {
+            let (first, second) = (load(&codes[b * BLOCK..]), load(&codes[b * BLOCK + 16..]));
+            [u16x8_extend_low_u8x16(first), u16x8_extend_high_u8x16(first), u16x8_extend_low_u8x16(second), u16x8_extend_high_u8x16(second)]
+        }
+    }
+}
+
+/// Block `b` of an activation row as four vectors of eight values, in value order (wherever the
+/// block-pair layout put them).
+#[inline(always)]
+fn activation_codes(codes: &[i16], nb: usize, b: usize) -> [v128; 4] {
+    [0, 8, 16, 24].map(|j| load_i16(&codes[QuantizedRows::position(nb, b, j)..]))
+}
+
+/// Σ w·x over a block, four 32-bit partial sums.
+#[inline(always)]
+fn dot(w: &[v128; 4], x: &[v128; 4]) -> v128 {
+    let a = i32x4_add(i32x4_dot_i16x8(w[0], x[0]), i32x4_dot_i16x8(w[1], x[1]));
+    let b = i32x4_add(i32x4_dot_i16x8(w[2], x[2]), i32x4_dot_i16x8(w[3], x[3]));
+    i32x4_add(a, b)
+}
+
+fn horizontal_sum(v: v128) -> f32 {
+    f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v) + f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v)
+}
+
+/// Weight rows per tile: the activation block is loaded once for all of them.
+const ROWS: usize = 4;
+
+/// `out[c · w_rows.len() + r]` as [`super::matmul::block_scalar`] computes it.
+pub fn block(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: Range<usize>, out: &mut [f32]) {
+    let nr = w_rows.len();
+    let nb = w.blocks_per_row();
+    let width = w.width();
+    for (oc, c) in x_rows.enumerate() {
+        let (xq, xs, xsum) = x.row(c);
+        let mut r = 0;
+        while r < nr {
+            let rows = ROWS.min(nr - r);
+            // A short last tile repeats its last row in the unused slots (computed, not written).
+            let weight_rows: [(&[u8], &[f32], &[f32]); ROWS] = std::array::from_fn(|i| w.row(w_rows.start + r + i.min(rows - 1)));
+            let mut acc = [f32x4_splat(0.0); ROWS];
+            let mut mins = [0f32; ROWS];
+            for b in 0..nb {
+                let xv = activation_codes(xq, nb, b);
+                for (i, &(codes, ws, wm)) in weight_rows.iter().enumerate().take(rows) {
+                    let products = f32x4_convert_i32x4(dot(&weight_codes(width, codes, b), &xv));
+                    acc[i] = f32x4_add(acc[i], f32x4_mul(products, f32x4_splat(ws[b] * xs[b])));
+                    mins[i] += wm[b] * xsum[b];
+                }
+            }
+            for i in 0..rows {
+                out[oc * nr + r + i] = horizontal_sum(acc[i]) + mins[i];
+            }
+            r += rows;
+        }
+    }
+}
