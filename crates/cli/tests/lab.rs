@@ -64,6 +64,18 @@ fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
     // The page forbids other origins itself, wherever it is hosted.
     assert!(std::fs::read_to_string(site.join("index.html")).unwrap().contains("Content-Security-Policy"));
 
+    // A GGUF model is served under its own file name: the page knows a GGUF by its extension.
+    let gguf = dir.join("tiny.Q8_0.gguf");
+    std::fs::write(&gguf, rosetta_tests::fixtures::tiny_gguf_q8_0()).unwrap();
+    let out =
+        rosetta(&["lab", "--model", gguf.to_str().unwrap(), "--pkg", p, "--out", s, "--no-serve", "--langs", "en,hu", "--max-chars", "80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: Manifest = serde_json::from_value(read_json(&site.join("data/manifest.json"))).unwrap();
+    let served = manifest.model.unwrap();
+    assert_eq!(served.name, "tiny.Q8_0");
+    assert_eq!(served.files, ["model/tiny.Q8_0.gguf"]);
+    assert!(site.join("data/model/tiny.Q8_0.gguf").is_file());
+
     // Bad input: a missing model, an export that is not one, a file that is not a model.
     let out = rosetta(&["lab", "--model", &format!("{m}-missing"), "--pkg", p, "--out", s, "--no-serve"]);
     assert_fails_cleanly(&out, &["does not exist"]);

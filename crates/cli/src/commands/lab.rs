@@ -134,8 +134,11 @@ fn place_model(model: &Path, name: String, data: &Path) -> Result<ModelFiles> {
         if model.extension().and_then(|e| e.to_str()) != Some("gguf") {
             bail!("{} is not a .gguf file or an HF directory (the lab loads those two)", model.display());
         }
-        let bytes = place(model, &dir.join(&name))?;
-        let files = vec![format!("model/{name}")];
+        // Served under its own file name: the page recognises a GGUF by its `.gguf` extension
+        // (the manifest's `name` is only what the page shows).
+        let file = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
+        let bytes = place(model, &dir.join(&file))?;
+        let files = vec![format!("model/{file}")];
         return Ok(ModelFiles { name, format: ModelFormat::Gguf, files, bytes });
     }
     if !model.join("config.json").is_file() || !model.join("tokenizer.json").is_file() {
