@@ -102,7 +102,7 @@ async function waitForModel(page) {
 async function measureSpeed(page) {
   await page.getByTestId("measure-speed").click();
   const shown = await waitForText(page, "forward-speed", /tokens\/s|failed/);
-  check(/tokens\/s/.test(shown), `speed measurement: ${shown}`);
+  check(/forward: [\d.]+ tokens\/s .*decode: [\d.]+ tokens\/s/.test(shown), `speed measurement: ${shown}`);
   return parseFloat(shown.match(/forward: ([\d.]+)/)[1]);
 }
 

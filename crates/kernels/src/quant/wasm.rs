@@ -35,26 +35,24 @@ fn load_i16(values: &[i16]) -> v128 {
 
 /// Block `b` of a row's weight codes as four vectors of eight 16-bit values, in value order.
 #[inline(always)]
-fn weight_codes(width: CodeWidth, codes: &[u8], b: usize) -> [v128; 4] {
-    match width {
-        CodeWidth::Four => {
-            // Byte j of a block holds codes j (low nibble) and j + 16 (high nibble).
-            let v = load(&codes[b * 16..]);
-            let (low, high) = (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4));
-            [u16x8_extend_low_u8x16(low), u16x8_extend_high_u8x16(low), u16x8_extend_low_u8x16(high), u16x8_extend_high_u8x16(high)]
-        }
-        CodeWidth::Eight => {
-            let (first, second) = (load(&codes[b * BLOCK..]), load(&codes[b * BLOCK + 16..]));
-            [u16x8_extend_low_u8x16(first), u16x8_extend_high_u8x16(first), u16x8_extend_low_u8x16(second), u16x8_extend_high_u8x16(second)]
-        }
+fn weight_codes<const FOUR: bool>(codes: &[u8], b: usize) -> [v128; 4] {
+    if FOUR {
+        // Byte j of a block holds codes j (low nibble) and j + 16 (high nibble).
+        let v = load(&codes[b * 16..]);
+        let (low, high) = (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4));
+        [u16x8_extend_low_u8x16(low), u16x8_extend_high_u8x16(low), u16x8_extend_low_u8x16(high), u16x8_extend_high_u8x16(high)]
+    } else {
+        let (first, second) = (load(&codes[b * BLOCK..]), load(&codes[b * BLOCK + 16..]));
+        [u16x8_extend_low_u8x16(first), u16x8_extend_high_u8x16(first), u16x8_extend_low_u8x16(second), u16x8_extend_high_u8x16(second)]
     }
 }
 
 /// Block `b` of an activation row as four vectors of eight values, in value order (wherever the
-/// block-pair layout put them).
+/// block-pair layout put them: chunks 16 apart inside a pair, 8 apart in an odd last block).
 #[inline(always)]
 fn activation_codes(codes: &[i16], nb: usize, b: usize) -> [v128; 4] {
-    [0, 8, 16, 24].map(|j| load_i16(&codes[QuantizedRows::position(nb, b, j)..]))
+    let (start, step) = if b < nb / 2 * 2 { ((b / 2) * 2 * BLOCK + (b % 2) * 8, 16) } else { (b * BLOCK, 8) };
+    [0, 1, 2, 3].map(|k| load_i16(&codes[start + k * step..]))
 }
 
 /// Σ w·x over a block, four 32-bit partial sums.
@@ -74,28 +72,36 @@ const ROWS: usize = 4;
 
 /// `out[c · w_rows.len() + r]` as [`super::matmul::block_scalar`] computes it.
 pub fn block(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: Range<usize>, out: &mut [f32]) {
+    match w.width() {
+        CodeWidth::Four => block_of::<true>(w, w_rows, x, x_rows, out),
+        CodeWidth::Eight => block_of::<false>(w, w_rows, x, x_rows, out),
+    }
+}
+
+fn block_of<const FOUR: bool>(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: Range<usize>, out: &mut [f32]) {
     let nr = w_rows.len();
     let nb = w.blocks_per_row();
-    let width = w.width();
     for (oc, c) in x_rows.enumerate() {
         let (xq, xs, xsum) = x.row(c);
+        let (xs, xsum) = (&xs[..nb], &xsum[..nb]);
         let mut r = 0;
         while r < nr {
             let rows = ROWS.min(nr - r);
             // A short last tile repeats its last row in the unused slots (computed, not written).
             let weight_rows: [(&[u8], &[f32], &[f32]); ROWS] = std::array::from_fn(|i| w.row(w_rows.start + r + i.min(rows - 1)));
             let mut acc = [f32x4_splat(0.0); ROWS];
-            let mut mins = [0f32; ROWS];
             for b in 0..nb {
                 let xv = activation_codes(xq, nb, b);
-                for (i, &(codes, ws, wm)) in weight_rows.iter().enumerate().take(rows) {
-                    let products = f32x4_convert_i32x4(dot(&weight_codes(width, codes, b), &xv));
-                    acc[i] = f32x4_add(acc[i], f32x4_mul(products, f32x4_splat(ws[b] * xs[b])));
-                    mins[i] += wm[b] * xsum[b];
+                let xscale = xs[b];
+                for (a, &(codes, ws, _)) in acc.iter_mut().zip(&weight_rows) {
+                    let products = f32x4_convert_i32x4(dot(&weight_codes::<FOUR>(codes, b), &xv));
+                    *a = f32x4_add(*a, f32x4_mul(products, f32x4_splat(ws[b] * xscale)));
                 }
             }
-            for i in 0..rows {
-                out[oc * nr + r + i] = horizontal_sum(acc[i]) + mins[i];
+            for (i, (a, &(_, _, wm))) in acc.iter().zip(&weight_rows).enumerate().take(rows) {
+                // The weights' mins multiply the activations' block sums.
+                let mins: f32 = wm[..nb].iter().zip(xsum).map(|(m, s)| m * s).sum();
+                out[oc * nr + r + i] = horizontal_sum(*a) + mins;
             }
             r += rows;
         }
