@@ -39,7 +39,9 @@ fn weight_codes<const FOUR: bool>(codes: &[u8], b: usize) -> [v128; 4] {
     if FOUR {
         // Byte j of a block holds codes j (low nibble) and j + 16 (high nibble).
         let v = load(&codes[b * 16..]);
-        let (low, high) = (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4));
+        // A 16-bit shift and the mask do what an 8-bit shift would (x86 has none to map it to).
+        let mask = u8x16_splat(0x0F);
+        let (low, high) = (v128_and(v, mask), v128_and(u16x8_shr(v, 4), mask));
         [u16x8_extend_low_u8x16(low), u16x8_extend_high_u8x16(low), u16x8_extend_low_u8x16(high), u16x8_extend_high_u8x16(high)]
     } else {
         let (first, second) = (load(&codes[b * BLOCK..]), load(&codes[b * BLOCK + 16..]));
@@ -52,7 +54,8 @@ fn weight_codes<const FOUR: bool>(codes: &[u8], b: usize) -> [v128; 4] {
 #[inline(always)]
 fn activation_codes(codes: &[i16], nb: usize, b: usize) -> [v128; 4] {
     let (start, step) = if b < nb / 2 * 2 { ((b / 2) * 2 * BLOCK + (b % 2) * 8, 16) } else { (b * BLOCK, 8) };
-    [0, 1, 2, 3].map(|k| load_i16(&codes[start + k * step..]))
+    let block = &codes[start..start + 3 * step + 8];
+    [load_i16(block), load_i16(&block[step..]), load_i16(&block[2 * step..]), load_i16(&block[3 * step..])]
 }
 
 /// Σ w·x over a block, four 32-bit partial sums.
@@ -81,6 +84,7 @@ pub fn block(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: 
 fn block_of<const FOUR: bool>(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: Range<usize>, out: &mut [f32]) {
     let nr = w_rows.len();
     let nb = w.blocks_per_row();
+    let block_bytes = w.width().block_bytes();
     for (oc, c) in x_rows.enumerate() {
         let (xq, xs, xsum) = x.row(c);
         let (xs, xsum) = (&xs[..nb], &xsum[..nb]);
@@ -88,14 +92,18 @@ fn block_of<const FOUR: bool>(w: &PackedMatrix, w_rows: Range<usize>, x: &Quanti
         while r < nr {
             let rows = ROWS.min(nr - r);
             // A short last tile repeats its last row in the unused slots (computed, not written).
-            let weight_rows: [(&[u8], &[f32], &[f32]); ROWS] = std::array::from_fn(|i| w.row(w_rows.start + r + i.min(rows - 1)));
+            let row = |i: usize| w.row(w_rows.start + r + i.min(rows - 1));
+            let weight_rows = [row(0), row(1), row(2), row(3)];
+            // Codes and scales cut to exactly `nb` blocks, so the loop's indexing needs no checks.
+            let codes = weight_rows.map(|(c, _, _)| &c[..nb * block_bytes]);
+            let scales = weight_rows.map(|(_, s, _)| &s[..nb]);
             let mut acc = [f32x4_splat(0.0); ROWS];
             for b in 0..nb {
                 let xv = activation_codes(xq, nb, b);
                 let xscale = xs[b];
-                for (a, &(codes, ws, _)) in acc.iter_mut().zip(&weight_rows) {
-                    let products = f32x4_convert_i32x4(dot(&weight_codes::<FOUR>(codes, b), &xv));
-                    *a = f32x4_add(*a, f32x4_mul(products, f32x4_splat(ws[b] * xscale)));
+                for i in 0..ROWS {
+                    let products = f32x4_convert_i32x4(dot(&weight_codes::<FOUR>(codes[i], b), &xv));
+                    acc[i] = f32x4_add(acc[i], f32x4_mul(products, f32x4_splat(scales[i][b] * xscale)));
                 }
             }
             for (i, (a, &(_, _, wm))) in acc.iter().zip(&weight_rows).enumerate().take(rows) {
