@@ -279,8 +279,12 @@ async function badInput(browser, url) {
   await page.getByTestId("tokenizer-text").fill("still working after two refusals");
   await waitForText(page, "tokens-base-count", /^\d+$/);
   // A trap of the module (out of memory, a panic) leaves a page that says so and reloads.
-  await page.evaluate(() => queueMicrotask(() => { throw new WebAssembly.RuntimeError("unreachable"); }));
-  const crashed = await waitForText(page, "lab-crashed", /The lab stopped[\s\S]*Reload the lab/);
+  // A panic's hook leaves its message on the root element before the trap; the notice shows it.
+  await page.evaluate(() => {
+    document.documentElement.dataset.labPanic = "panicked at a simulated place";
+    queueMicrotask(() => { throw new WebAssembly.RuntimeError("unreachable"); });
+  });
+  const crashed = await waitForText(page, "lab-crashed", /The lab stopped: panicked at a simulated place\.[\s\S]*Reload the lab/);
   await shot(page, "bad-input-trapped");
   await page.getByText("Reload the lab").click();
   await waitForModel(page);

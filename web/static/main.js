@@ -1,7 +1,8 @@
 // Starts the lab's wasm (built by scripts/build-lab.sh into pkg/). A failure to start — an old
 // browser without WebAssembly, a missing build — is said on the page instead of a blank screen.
 // So is a trap later on (the module ran out of memory or panicked): every later call into a
-// trapped module fails, so the page says it stopped and offers a reload instead of looking alive.
+// trapped module fails, so the page says it stopped — with the panic's message when there was
+// one — and offers a reload instead of looking alive.
 import init from "../pkg/rosetta_lab.js";
 
 function notice(text, testId) {
@@ -15,13 +16,14 @@ function notice(text, testId) {
 }
 
 function showCrash(error) {
-  // The Rust panic hook may have said it already, with the panic's own message.
   if (document.querySelector("[data-testid=lab-crashed]")) return;
-  const p = notice(
-    `The lab stopped: ${error}. It most likely ran out of memory (a page gives WebAssembly at most 4 GiB). ` +
-      "The page cannot continue; nothing you picked left this computer. ",
-    "lab-crashed",
-  );
+  // A panic leaves its message on the root element (the panic hook in crates/lab/src/ui/mod.rs);
+  // a trap without one is most likely memory.
+  const panic = document.documentElement.dataset.labPanic;
+  const cause = panic
+    ? `${panic}. `
+    : `${error}. It most likely ran out of memory (a page gives WebAssembly at most 4 GiB). `;
+  const p = notice(`The lab stopped: ${cause}The page cannot continue; nothing you picked left this computer. `, "lab-crashed");
   p.classList.add("crashed");
   const reload = document.createElement("a");
   reload.href = "";

@@ -383,28 +383,16 @@ fn App() -> impl IntoView {
 pub fn main() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
-        show_crash(&info.to_string());
+        record_panic(&info.to_string());
     }));
     leptos::mount::mount_to_body(App);
 }
 
-/// A panic traps the module, and every later call into it fails: instead of a page that looks
-/// alive but answers nothing, say so and offer a reload. `static/main.js` shows the same notice
-/// for traps without a panic (running out of memory).
-fn show_crash(reason: &str) {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
-    if document.query_selector("[data-testid=lab-crashed]").ok().flatten().is_some() {
-        return;
+/// A panic traps the module, and every later call into it fails. The trap reaches the page as a
+/// `WebAssembly.RuntimeError`, and `static/main.js` turns it into a notice with a reload link;
+/// this leaves the panic's own message where that notice reads it.
+fn record_panic(reason: &str) {
+    if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+        let _ = root.set_attribute("data-lab-panic", reason);
     }
-    let (Ok(notice), Ok(reload), Some(body)) = (document.create_element("p"), document.create_element("a"), document.body()) else {
-        return;
-    };
-    notice.set_class_name("error crashed");
-    let _ = notice.set_attribute("role", "alert");
-    let _ = notice.set_attribute("data-testid", "lab-crashed");
-    notice.set_text_content(Some(&format!("The lab stopped: {reason}. The page cannot continue; nothing you picked left this computer. ")));
-    let _ = reload.set_attribute("href", "");
-    reload.set_text_content(Some("Reload the lab"));
-    let _ = notice.append_child(&reload);
-    let _ = body.prepend_with_node_1(&notice);
 }
