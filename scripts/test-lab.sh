@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The web lab end to end in headless Debian Chromium: builds the page (scripts/build-lab.sh), a
 # tiny random model and its Hungarian-extended tokenizer (`rosetta vocab extend`), serves them
-# with `rosetta lab`, and drives every room on WebGPU (SwiftShader) and on the CPU fallback
-# (tests/browser/lab.e2e.mjs). Screenshots and timings land in $ROSETTA_ARTIFACTS/lab
+# with `rosetta lab`, and drives every room on WebGPU (SwiftShader) and on the CPU fallback, then
+# on the default SmolLM2-135M on the CPU path (tests/browser/lab.e2e.mjs). Screenshots and timings land in $ROSETTA_ARTIFACTS/lab
 # (default out/test-artifacts/lab). Called by scripts/test.sh; runnable alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,9 @@ rosetta="$CARGO_TARGET_DIR/debug/rosetta"
 # The same model in Q8_0 blocks, picked in the page: the CPU path keeps it quantized.
 "$rosetta" export "$work/tiny" --gguf q8_0 --out "$work/tiny-q8_0.gguf" >/dev/null
 export LAB_QUANTIZED_MODEL="$work/tiny-q8_0.gguf"
+# The model visitors get (SmolLM2-135M, cached outside the clone): one run of every room on the
+# CPU path, with the main-thread checks.
+export LAB_REAL_MODEL="$(scripts/fetch-model.sh)"
 
 rm -rf "$artifacts"
 node tests/browser/lab.e2e.mjs "$rosetta" "$work/tiny" "$work/tiny-hu" "$artifacts" \

@@ -1,6 +1,10 @@
 // Benchmark (not a test) of the web lab on a real model in headless Debian Chromium: time to first
 // render, model load time and forward tokens/s (batch 1 × 64, the page's "Measure speed" button),
-// on WebGPU (SwiftShader here; a real GPU elsewhere) and on the CPU wasm fallback.
+// on WebGPU (SwiftShader here; a real GPU elsewhere) and on the CPU wasm fallback. With
+// LAB_BENCH_ROOMS=1 the CPU modes also time the rooms as a visitor meets them: the geometry, a
+// shift-strength change until bits/char and the next-token view are updated, a sparsity change
+// until the pruned bits/char are shown, distillation steps per second, and the page's longest
+// main-thread task meanwhile.
 //
 //   node tests/browser/lab.bench.mjs ROSETTA_BIN OUT_JSON [rosetta lab args...]
 import { spawn } from "node:child_process";
@@ -24,6 +28,48 @@ const url = await new Promise((resolve, reject) => {
   server.stdout.on("data", (c) => { seen += c; const m = seen.match(/Rosetta lab at (http:\/\/\S+)/); if (m) resolve(m[1]); });
   server.on("exit", (code) => reject(new Error(`rosetta lab exited with ${code}`)));
 });
+
+async function rooms(page, until, read) {
+  const out = {};
+  const since = await page.evaluate(() => performance.now());
+  await page.evaluate(() => {
+    window.__longest = 0;
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longest = Math.max(window.__longest, e.duration); }).observe({ type: "longtask" });
+  });
+  let t = Date.now();
+  await page.getByTestId("tab-shift").click();
+  await until("shift-status", /Band:/);
+  out.geometry_seconds = (Date.now() - t) / 1000;
+  await until("shift-bpc", /with the shift/);
+  const setRange = (id, v) => page.getByTestId(id).evaluate((el, v) => { el.value = String(v); el.dispatchEvent(new Event("change", { bubbles: true })); }, v);
+  t = Date.now();
+  await setRange("shift-strength", 1);
+  await page.waitForFunction(() => document.querySelector('[data-testid="shift-scatter"]')?.innerHTML.includes("shifted ×1.00"));
+  out.strength_change_seconds = (Date.now() - t) / 1000;
+  out.shift_bpc = await read("shift-bpc");
+  t = Date.now();
+  await page.getByTestId("tab-features").click();
+  await until("features-status", /layers × \d+ dimensions/);
+  out.features_seconds = (Date.now() - t) / 1000;
+  t = Date.now();
+  await setRange("sparsity", 0.5);
+  await until("features-status", /Pruned to 50%/);
+  out.sparsity_change_seconds = (Date.now() - t) / 1000;
+  await page.getByTestId("tab-distill").click();
+  t = Date.now();
+  await page.getByTestId("distill-start").click();
+  await until("distill-step", /step [1-9]/);
+  out.teacher_seconds = (Date.now() - t) / 1000;
+  const first = parseInt((await read("distill-step")).match(/\d+/)[0], 10);
+  t = Date.now();
+  await page.waitForTimeout(10_000);
+  const last = parseInt((await read("distill-step")).match(/\d+/)[0], 10);
+  out.distill_steps_per_second = (last - first) / ((Date.now() - t) / 1000);
+  await page.getByTestId("distill-pause").click();
+  out.longest_main_thread_task_ms = Math.round(await page.evaluate(() => window.__longest));
+  out.measured_from_ms = Math.round(since);
+  return out;
+}
 
 async function measure(name, flags, query) {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE, ...flags] });
@@ -52,6 +98,13 @@ async function measure(name, flags, query) {
       result.forward = await read("forward-speed");
     } catch {
       result.forward = `did not finish in ${LIMIT / 1000} s (the page still showed "${await read("forward-speed")}")`;
+    }
+  }
+  if (!error && process.env.LAB_BENCH_ROOMS === "1" && query.includes("backend=cpu")) {
+    try {
+      result.rooms = await rooms(page, until, read);
+    } catch (e) {
+      result.rooms = { error: String(e) };
     }
   }
   result.wall_seconds = (Date.now() - started) / 1000;

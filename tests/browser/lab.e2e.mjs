@@ -5,9 +5,14 @@
 //   node tests/browser/lab.e2e.mjs ROSETTA_BIN MODEL_DIR EXTENDED_DIR ARTIFACT_DIR
 //
 // Starts `rosetta lab` (the real server) on a free port, then runs the rooms on WebGPU
-// (SwiftShader), on the CPU fallback (no WebGPU), the course links and bad input. Screenshots
-// and the measured numbers (timings.json) go to ARTIFACT_DIR. Exit code 1 on any failure.
+// (SwiftShader), on the CPU fallback (no WebGPU), the course links and bad input — and, when
+// LAB_REAL_MODEL names a GGUF (scripts/test-lab.sh passes the default SmolLM2-135M), the rooms
+// on that model on the CPU path. Every run checks that the page's main thread stays free while
+// the worker computes: no task over 200 ms (PerformanceObserver "longtask"). Screenshots and the
+// measured numbers (timings.json) go to ARTIFACT_DIR. Exit code 1 on any failure.
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
 import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -30,9 +35,8 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-async function startServer() {
-  const args = ["lab", "--model", modelDir, "--extended-tokenizer", extendedDir, "--port", "0", "--no-open",
-    "--out", join(artifacts, "site"), ...extraLabArgs];
+async function startServer(modelArgs = ["--model", modelDir, "--extended-tokenizer", extendedDir], siteName = "site") {
+  const args = ["lab", ...modelArgs, "--port", "0", "--no-open", "--out", join(artifacts, siteName), ...extraLabArgs];
   const server = spawn(rosetta, args, { stdio: ["ignore", "pipe", "inherit"] });
   const url = await new Promise((resolve, reject) => {
     let seen = "";
@@ -59,7 +63,33 @@ async function openPage(browser, url, name) {
     }
   });
   page.setDefaultTimeout(TIMEOUT);
+  // Every main-thread task over 50 ms, from the page's first moment.
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push({ start: Math.round(e.startTime), ms: Math.round(e.duration) });
+    }).observe({ type: "longtask", buffered: true });
+  });
   return page;
+}
+
+const pageNow = (page) => page.evaluate(() => performance.now());
+
+// The main thread stayed free since `since` (the model was ready): no task over 200 ms. Returns
+// the longest task seen (ms).
+async function checkResponsive(page, since, label) {
+  const tasks = await page.evaluate((since) => window.__longTasks.filter((t) => t.start >= since), since);
+  const over = tasks.filter((t) => t.ms > 200);
+  check(over.length === 0, `${label}: main-thread tasks over 200 ms while the rooms computed: ${JSON.stringify(over)}`);
+  return Math.max(0, ...tasks.map((t) => t.ms));
+}
+
+// How long a click on a room's tab takes to show the room (ms).
+async function switchRoom(page, slug) {
+  const started = Date.now();
+  await page.getByTestId(`tab-${slug}`).click();
+  await page.getByTestId(`room-${slug}`).waitFor({ state: "visible" });
+  return Date.now() - started;
 }
 
 const text = (page, id) => page.getByTestId(id).innerText();
@@ -82,6 +112,18 @@ async function waitForText(page, id, pattern, timeout = TIMEOUT) {
   return text(page, id);
 }
 
+// Waits until element `id`'s HTML contains `needle`; on failure says what the page showed.
+async function waitForHtml(page, id, needle) {
+  try {
+    await page.waitForFunction(([id, needle]) => document.querySelector(`[data-testid="${id}"]`)?.innerHTML.includes(needle), [id, needle]);
+  } catch (error) {
+    const alerts = await page.locator('[role="alert"]').allInnerTexts().catch(() => []);
+    const shown = await page.getByTestId(id).innerHTML().catch(() => "(missing)");
+    await page.screenshot({ path: join(artifacts, `failure-${++failureShots}.png`), fullPage: true }).catch(() => {});
+    throw new Error(`waiting for ${id} to contain ${needle}: it holds ${shown.slice(0, 300)}…; alerts: ${JSON.stringify(alerts)}; console: ${JSON.stringify(page.consoleErrors)}`);
+  }
+}
+
 async function setRange(page, id, value) {
   await page.getByTestId(id).evaluate((el, v) => {
     el.value = String(v);
@@ -100,9 +142,7 @@ async function waitForModel(page) {
 }
 
 async function measureSpeed(page) {
-  await page.getByTestId("measure-speed").click();
-  const shown = await waitForText(page, "forward-speed", /tokens\/s|failed/);
-  check(/forward: [\d.]+ tokens\/s .*decode: [\d.]+ tokens\/s/.test(shown), `speed measurement: ${shown}`);
+  const shown = await measureSpeedText(page);
   return parseFloat(shown.match(/forward: ([\d.]+)/)[1]);
 }
 
@@ -139,17 +179,30 @@ async function shiftRoom(page, label) {
   const band = await waitForText(page, "shift-status", /Band: shift toward English at layer \d+/);
   check((await page.getByTestId("distance-chart").innerHTML()).includes("<svg"), `${label}: no distance chart`);
   await page.getByTestId("shift-lang").selectOption("hu");
+  // The slider moved twice in a row: only the second value's result is ever shown.
+  await page.getByTestId("shift-scatter").evaluate((el) => {
+    window.__shownStrengths = [];
+    new MutationObserver(() => {
+      const m = el.innerHTML.match(/shifted ×([\d.]+)/);
+      if (m) window.__shownStrengths.push(m[1]);
+    }).observe(el, { childList: true, subtree: true, characterData: true });
+  });
+  await setRange(page, "shift-strength", 0.5);
+  await page.waitForTimeout(30);
+  const moved = Date.now();
   await setRange(page, "shift-strength", 1);
   await waitForText(page, "shift-strength-value", /1\.00/);
+  await waitForHtml(page, "shift-scatter", "hu shifted ×1.00");
+  const updateMs = Date.now() - moved;
   const bpc = await waitForText(page, "shift-bpc", /unshifted → [\d.]+ with the shift/);
   const [, before, after] = bpc.match(/([\d.]+) unshifted → ([\d.]+)/);
   check(before !== after, `${label}: the shift changed nothing (${bpc})`);
-  const scatter = await page.getByTestId("shift-scatter").innerHTML();
-  check(scatter.includes("hu shifted ×1.00"), `${label}: the scatter does not show the shifted sentences`);
+  const shown = await page.evaluate(() => window.__shownStrengths);
+  check(!shown.includes("0.50"), `${label}: the first of two slider moves was shown (${shown})`);
   check((await page.locator('[data-testid="next-shifted"] li').count()) === 8, `${label}: no next-token list`);
   check(page.url().includes("strength=1"), `${label}: the link does not carry the slider (${page.url()})`);
   await shot(page, `${label}-shift`);
-  return { band, bpc };
+  return { band, bpc, strength_update_ms: updateMs };
 }
 
 async function featuresRoom(page, label) {
@@ -158,13 +211,15 @@ async function featuresRoom(page, label) {
   for (const id of ["heatmap-translation", "heatmap-monolingual"]) {
     check((await page.getByTestId(id).innerHTML()).includes("<svg"), `${label}: no ${id}`);
   }
+  const moved = Date.now();
   await setRange(page, "sparsity", 0.5);
   await waitForText(page, "features-status", /Pruned to 50% sparsity/);
+  const pruneMs = Date.now() - moved;
   const cells = await page.locator('[data-testid="pruned-bpc"] tr td:nth-child(3)').allInnerTexts();
   check(cells.length >= 3 && cells.every((c) => /^[\d.]+$/.test(c)), `${label}: pruned bits/char missing: ${cells}`);
   check((await page.getByTestId("pruned-chart").innerHTML()).includes("50% pruned"), `${label}: no pruned bars`);
   await shot(page, `${label}-features`);
-  return cells;
+  return { cells, prune_ms: pruneMs };
 }
 
 async function distillRoom(page, label) {
@@ -289,6 +344,24 @@ async function badInput(browser, url) {
   await page.getByText("Reload the lab").click();
   await waitForModel(page);
   check(await page.getByTestId("lab-crashed").count() === 0, "the reloaded page still shows the crash notice");
+  // The worker that holds the model dies (a panic's message first, then the trap): the page says
+  // so and offers a reload, instead of rooms that wait forever.
+  const [worker] = page.workers();
+  check(worker, "the page runs no worker");
+  await worker.evaluate(() => {
+    self.postMessage({ panic: "panicked at a simulated place in the worker" });
+    setTimeout(() => { throw new WebAssembly.RuntimeError("unreachable"); }, 0);
+  });
+  const workerCrashed = await waitForText(page, "lab-crashed", /The lab stopped: panicked at a simulated place in the worker\.[\s\S]*Reload the lab/);
+  await shot(page, "bad-input-worker-crashed");
+  await page.getByText("Reload the lab").click();
+  await waitForModel(page);
+  check(await page.getByTestId("lab-crashed").count() === 0, "the page reloaded after the worker crash still shows the notice");
+  // A trap without a panic (what running out of memory looks like) names memory as the likely cause.
+  await page.workers()[0].evaluate(() => setTimeout(() => { throw new WebAssembly.RuntimeError("memory access out of bounds"); }, 0));
+  const workerOom = await waitForText(page, "lab-crashed", /The lab stopped: the worker that runs the model stopped .*most likely it ran out of memory/);
+  await page.getByText("Reload the lab").click();
+  await waitForModel(page);
   // A model larger than the adapter allows (simulated 1 KiB buffer limit) is refused up front.
   await page.goto(`${url}?limit_mb=0.001`);
   const tooLarge = await waitForText(page, "model-error", /too large for the adapter|loaded in/);
@@ -297,7 +370,105 @@ async function badInput(browser, url) {
   check(await page.getByTestId("room-shift").isVisible(), "the page stopped working after refusing a model");
   await shot(page, "bad-input-too-large");
   await page.close();
-  return { error, tooLarge, lying_gguf: lying, three_gib_pick: tooBig, trap_notice: crashed };
+  return { error, tooLarge, lying_gguf: lying, three_gib_pick: tooBig, trap_notice: crashed, worker_crash_notice: workerCrashed, worker_trap_notice: workerOom };
+}
+
+// The site `rosetta lab` assembled, served by a plain static host that sends no headers at all
+// (no COOP/COEP, no CSP header): the lab works on one thread and says why.
+async function unisolatedHost(browser) {
+  const root = join(artifacts, "site");
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css", ".svg": "image/svg+xml" };
+  const host = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const file = join(root, path.endsWith("/") ? `${path}index.html` : path);
+    if (!file.startsWith(root)) return res.writeHead(403).end();
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "Content-Type": types[file.slice(file.lastIndexOf("."))] || "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => host.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${host.address().port}/`;
+  try {
+    const page = await openPage(browser, url, "unisolated");
+    await page.goto(url);
+    const backend = await waitForText(page, "backend", /one thread/);
+    check(/not cross-origin isolated/.test(backend), `unisolated: the page does not say why it runs one thread: ${backend}`);
+    await waitForModel(page);
+    await page.getByTestId("tab-tokenizer").click();
+    await page.getByTestId("tokenizer-text").fill("works without isolation");
+    await waitForText(page, "tokens-base-count", /^\d+$/);
+    await page.close();
+    return backend;
+  } finally {
+    host.close();
+  }
+}
+
+// The model visitors get (LAB_REAL_MODEL: SmolLM2-135M-Instruct Q4_1), served on its own with
+// a few short rows, on the CPU path, every room used as a person would. The worker computes; the
+// page must stay free throughout — tabs answer while the geometry is measured, no task over
+// 200 ms — and a slider moved twice shows the second result only.
+async function realModel(browser) {
+  const gguf = process.env.LAB_REAL_MODEL;
+  const label = "smollm2-cpu";
+  const { server, url } = await startServer(["--model", gguf], "site-real");
+  const result = {};
+  try {
+    const page = await openPage(browser, url, label);
+    const opened = Date.now();
+    await page.goto(url);
+    result.first_render_ms = await firstRender(page);
+    result.load_seconds = await waitForModel(page);
+    result.ready_ms = Date.now() - opened;
+    result.status = await text(page, "model-status");
+    check(/projections kept quantized/.test(result.status), `${label}: the model is not kept quantized: ${result.status}`);
+    const since = await pageNow(page);
+    // The shift room starts measuring the geometry (the longest computation); meanwhile the other
+    // rooms' tabs answer at once.
+    await page.getByTestId("tab-shift").click();
+    await waitForText(page, "shift-status", /Measuring/);
+    result.tab_switch_while_measuring_ms = [];
+    for (const slug of ["tokenizer", "features", "shift"]) result.tab_switch_while_measuring_ms.push(await switchRoom(page, slug));
+    check(result.tab_switch_while_measuring_ms.every((ms) => ms < 1000), `${label}: tabs took ${result.tab_switch_while_measuring_ms} ms while the worker measured`);
+    const shift = await shiftRoom(page, label);
+    result.shift = shift;
+    result.features = await featuresRoom(page, label);
+    await page.getByTestId("tab-distill").click();
+    await page.getByTestId("distill-start").click();
+    await waitForText(page, "distill-step", /step ([3-9]|\d{2,})/);
+    await page.getByTestId("distill-pause").click();
+    result.distill = await waitForText(page, "distill-status", /Paused at step \d+/);
+    const tokens = await tokenizerRoomPlain(page, label);
+    result.tokens = tokens;
+    result.speed = await measureSpeedText(page);
+    result.longest_task_ms = await checkResponsive(page, since, label);
+    check(page.consoleErrors.length === 0, `${label}: console errors: ${page.consoleErrors.join(" | ")}`);
+    await page.close();
+  } finally {
+    server.kill();
+  }
+  return result;
+}
+
+// The tokenizer room without an extended tokenizer: the base pieces and the fertility chart.
+async function tokenizerRoomPlain(page, label) {
+  await page.getByTestId("tab-tokenizer").click();
+  await page.getByTestId("tokenizer-lang").selectOption("hu");
+  await page.getByTestId("tokenizer-text").fill("A magyar nyelv szép.");
+  const count = parseInt(await waitForText(page, "tokens-base-count", /^\d+$/), 10);
+  check(count > 3, `${label}: ${count} tokens for a Hungarian sentence`);
+  const premiums = await waitForText(page, "token-premiums", /against English: .*hu \d+\.\d+×/);
+  return { count, premiums };
+}
+
+async function measureSpeedText(page) {
+  await page.getByTestId("measure-speed").click();
+  const shown = await waitForText(page, "forward-speed", /tokens\/s|failed/);
+  check(/forward: [\d.]+ tokens\/s .*decode: [\d.]+ tokens\/s/.test(shown), `speed measurement: ${shown}`);
+  return shown;
 }
 
 async function run() {
@@ -314,11 +485,13 @@ async function run() {
       check(/^WebGPU/.test(backend), `expected WebGPU on SwiftShader, got: ${backend}`);
       timings.webgpu_adapter = backend;
       timings.webgpu_load_seconds = await waitForModel(page);
+      const since = await pageNow(page);
       timings.webgpu_tokens = await tokenizerRoom(page, "webgpu");
       timings.webgpu_shift = await shiftRoom(page, "webgpu");
       timings.webgpu_pruned_bpc = await featuresRoom(page, "webgpu");
       timings.webgpu_distill = await distillRoom(page, "webgpu");
       timings.webgpu_forward_tokens_per_s = await measureSpeed(page);
+      timings.webgpu_longest_task_ms = await checkResponsive(page, since, "webgpu");
       await courseMode(page, url, "webgpu");
       check(page.consoleErrors.length === 0, `webgpu: console errors: ${page.consoleErrors.join(" | ")}`);
       await page.close();
@@ -335,21 +508,26 @@ async function run() {
       const backend = await waitForText(page, "backend", /WebGPU|CPU/);
       check(/^CPU \(wasm\)/.test(backend), `expected the CPU fallback without WebGPU, got: ${backend}`);
       timings.cpu_reason = backend;
+      check(/one thread \(this build has no wasm threads\)/.test(backend), `cpu: rosetta lab serves the page cross-origin isolated, yet: ${backend}`);
       timings.cpu_load_seconds = await waitForModel(page);
+      const since = await pageNow(page);
       timings.cpu_tokens = await tokenizerRoom(page, "cpu");
       timings.cpu_shift = await shiftRoom(page, "cpu");
       timings.cpu_pruned_bpc = await featuresRoom(page, "cpu");
       timings.cpu_forward_tokens_per_s = await measureSpeed(page);
+      timings.cpu_longest_task_ms = await checkResponsive(page, since, "cpu");
       check(page.consoleErrors.length === 0, `cpu: console errors: ${page.consoleErrors.join(" | ")}`);
       // The same model on both backends must tell the same story (f32 sums in another order).
       const numbers = (s) => (s.match(/[\d]+\.[\d]+/g) || []).map(Number);
-      const pairs = [[timings.webgpu_shift.bpc, timings.cpu_shift.bpc], [timings.webgpu_pruned_bpc.join(" "), timings.cpu_pruned_bpc.join(" ")]];
+      const pairs = [[timings.webgpu_shift.bpc, timings.cpu_shift.bpc], [timings.webgpu_pruned_bpc.cells.join(" "), timings.cpu_pruned_bpc.cells.join(" ")]];
       for (const [gpuText, cpuText] of pairs) {
         const [g, c] = [numbers(gpuText), numbers(cpuText)];
         check(g.length > 0 && g.length === c.length && g.every((v, i) => Math.abs(v - c[i]) <= 0.01), `WebGPU and CPU disagree: ${gpuText} vs ${cpuText}`);
       }
       await page.close();
       timings.cpu_quantized = await quantizedModel(cpu, url, timings.cpu_shift.bpc);
+      timings.unisolated_host = await unisolatedHost(cpu);
+      if (process.env.LAB_REAL_MODEL) timings.smollm2_cpu = await realModel(cpu);
     } finally {
       await cpu.close();
     }

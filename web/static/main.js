@@ -1,9 +1,11 @@
-// Starts the lab's wasm (built by scripts/build-lab.sh into pkg/). A failure to start — an old
-// browser without WebAssembly, a missing build — is said on the page instead of a blank screen.
-// So is a trap later on (the module ran out of memory or panicked): every later call into a
-// trapped module fails, so the page says it stopped — with the panic's message when there was
-// one — and offers a reload instead of looking alive.
-import init from "../pkg/rosetta_lab.js";
+// Starts the lab's wasm (built by scripts/build-lab.sh into pkg/): compiled while it downloads,
+// then the page is mounted, which starts the worker that runs the model (static/worker.js). A
+// failure to start — an old browser without WebAssembly, a missing build — is said on the page
+// instead of a blank screen. So is a trap later on (the module ran out of memory or panicked), in
+// the page or in its worker: every later call into a trapped module fails, so the page says it
+// stopped — with the panic's message when there was one — and offers a reload instead of looking
+// alive.
+import init, { mount_lab } from "../pkg/rosetta_lab.js";
 
 function notice(text, testId) {
   const p = document.createElement("p");
@@ -32,10 +34,12 @@ function showCrash(error) {
 }
 
 const isTrap = (error) => error instanceof WebAssembly.RuntimeError;
+// The worker's end is reported by the page's module (crates/lab/src/ui/worker_client.rs).
+window.addEventListener("lab-crashed", (event) => showCrash(event.detail));
 window.addEventListener("error", (event) => isTrap(event.error) && showCrash(event.error));
 window.addEventListener("unhandledrejection", (event) => isTrap(event.reason) && showCrash(event.reason));
 
-init().catch((error) => {
+init().then(() => mount_lab()).catch((error) => {
   notice(
     `The lab could not start: ${error}. Rebuild it with scripts/build-lab.sh, or use a browser with WebAssembly.`,
     "lab-start-failed",

@@ -1,6 +1,7 @@
 //! A small static file server for `rosetta lab`: GET/HEAD of files under one directory on
-//! 127.0.0.1, with the lab's Content-Security-Policy (nothing but this origin; wasm may compile)
-//! and no caching. Not a general web server: any static host serves the same directory as well.
+//! 127.0.0.1, with the lab's Content-Security-Policy (nothing but this origin; wasm may compile),
+//! cross-origin isolation (COOP + COEP: the page may use `SharedArrayBuffer`, which a threaded wasm
+//! build needs) and no caching. Not a general web server: any static host serves the same directory as well.
 //!
 //! Guarded, because the site holds the visitor's model and any web page they open can make
 //! their browser talk to 127.0.0.1: the `Host` (and `Origin`, when sent) must name the address
@@ -79,7 +80,7 @@ fn addressed_to_us(headers: &[(String, String)], port: u16) -> bool {
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: Option<&mut dyn Read>) -> std::io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nCross-Origin-Opener-Policy: same-origin\r\n"
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nCross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n"
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));

@@ -145,7 +145,7 @@ pub async fn teach(
 }
 
 /// A student answer next to the teacher's, for a held-out row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub target: String,
     pub teacher: String,

@@ -10,7 +10,7 @@ use crate::error::{LabError, Result};
 use rosetta_viz::{BarChart, BarGroup};
 
 /// One token as the visitor sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenPiece {
     pub id: u32,
     /// The decoded text of this token alone — or, for a byte-level piece of a multi-byte

@@ -15,21 +15,30 @@
 //!
 //! The rooms' computations are plain Rust over the method crates and build natively too (their
 //! unit tests run there). The [`manifest`] the page reads first is `rosetta_data::lab_manifest`,
-//! which `rosetta lab` writes without depending on this crate. The page —
-//! leptos components, model loading, the backend choice — is the `ui` module, wasm only.
-//! [`page_state`] is what a shared link reproduces.
+//! which `rosetta lab` writes without depending on this crate. [`page_state`] is what a shared
+//! link reproduces.
+//!
+//! In the browser the module runs twice: the page (`ui`: leptos components and the page state)
+//! and a Web Worker (`worker`: the backend choice, model loading and every computation), which
+//! talk through [`protocol`]. The page's main thread does layout only, so the page answers while
+//! the model works; `browser` holds what both need from their global scope.
 
+#[cfg(target_family = "wasm")]
+mod browser;
 pub mod distill;
 pub mod error;
 pub mod features;
 pub mod fertility;
 pub mod page_memory;
 pub mod page_state;
+pub mod protocol;
 pub mod shift;
 #[cfg(test)]
 mod test_support;
 #[cfg(target_family = "wasm")]
 mod ui;
+#[cfg(target_family = "wasm")]
+mod worker;
 
 pub use error::{LabError, Result};
 pub use manifest::Manifest;

@@ -72,7 +72,7 @@ pub async fn shifted_points(
 
 /// The model's guess for the next token after the first half of a sentence, and the sentence's
 /// cost, under some interventions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NextTokenView {
     pub prefix: String,
     /// The token that actually follows, and its probability.

@@ -4,39 +4,29 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{Chart, Status, TargetSelect, needs_model};
-use crate::distill::{DistillConfig, Distiller, Sample, teach};
-use crate::ui::{Lab, loader};
-
-/// Parallel rows turned into lessons (two of them held out).
-const ROWS: usize = 12;
-/// Held-out loss and samples every this many steps.
-const REPORT_EVERY: usize = 5;
+use super::{Chart, Status, TargetSelect, needs_model, show_stop};
+use crate::distill::Sample;
+use crate::protocol::{Answer, Event, Request};
+use crate::ui::Lab;
 
 #[derive(Clone, Copy)]
 pub struct DistillState {
-    distiller: StoredValue<Option<Distiller>, LocalStorage>,
     running: RwSignal<bool>,
     step: RwSignal<usize>,
-    loss: RwSignal<Option<f64>>,
-    held_out: StoredValue<Vec<(usize, f64)>>,
     chart: RwSignal<String>,
     samples: RwSignal<Vec<Sample>>,
     status: RwSignal<String>,
     progress: RwSignal<Option<f64>>,
     error: RwSignal<Option<String>>,
-    /// Reset bumps it: a loop from before a reset stops at its next step.
+    /// Reset bumps it: what a run from before a reset still sends is ignored.
     generation: StoredValue<u64>,
 }
 
 impl DistillState {
     pub fn new() -> Self {
         DistillState {
-            distiller: StoredValue::new_local(None),
             running: RwSignal::new(false),
             step: RwSignal::new(0),
-            loss: RwSignal::new(None),
-            held_out: StoredValue::new(Vec::new()),
             chart: RwSignal::new(String::new()),
             samples: RwSignal::new(Vec::new()),
             status: RwSignal::new("Press Start: the teacher answers first, then the student trains.".into()),
@@ -45,90 +35,65 @@ impl DistillState {
             generation: StoredValue::new(0),
         }
     }
-
-    fn take(&self) -> Option<Distiller> {
-        let mut taken = None;
-        self.distiller.update_value(|slot| taken = slot.take());
-        taken
-    }
 }
 
-async fn prepare(lab: Lab, room: DistillState) -> Result<Distiller, String> {
-    let (Some(loaded), Some(manifest), Some(lang), Some(device)) =
-        (lab.loaded(), lab.manifest.get_untracked(), lab.target_lang(), lab.device())
-    else {
-        return Err("load a model first".into());
-    };
-    let config = DistillConfig::default();
-    room.status.set(format!("The teacher answers {ROWS} English sentences…"));
-    room.progress.set(Some(0.0));
-    let rows = ROWS.min(manifest.parallel.len());
-    let lessons = teach(&loaded.model, &loaded.tokenizer, &manifest, &lang, rows, &config, |done, total| {
-        room.progress.set(Some(done as f64 / total as f64))
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    room.progress.set(None);
-    Distiller::new(loaded.model.config(), lessons, config, &device).map_err(|e| e.to_string())
-}
-
+/// Trains in the worker until Pause or Reset; each step's loss (and every few steps the chart and
+/// the student's answers) arrives as an event.
 async fn run(lab: Lab, room: DistillState) {
     let generation = room.generation.get_value();
-    let mut distiller = match room.take() {
-        Some(d) => d,
-        None => match prepare(lab, room).await {
-            Ok(d) => d,
-            Err(e) => {
-                room.running.set(false);
-                room.progress.set(None);
-                return room.error.set(Some(e));
-            }
-        },
+    let Some(lang) = lab.target_lang() else {
+        room.running.set(false);
+        return room.error.set(Some("load a model first".into()));
     };
-    let Some(loaded) = lab.loaded() else { return };
-    while room.running.get_untracked() && room.generation.get_value() == generation {
-        match distiller.train_step().await {
-            Ok(loss) => {
-                room.loss.set(Some(loss));
-                room.step.set(distiller.step);
-                room.status.set(format!("Step {}: loss {loss:.3}", distiller.step));
-            }
-            Err(e) => {
-                room.running.set(false);
-                room.error.set(Some(e.to_string()));
-                break;
-            }
+    let current = move || room.generation.get_value() == generation;
+    let on_event = move |event| {
+        if !current() {
+            return;
         }
-        if distiller.step % REPORT_EVERY == 0 || distiller.step == 1 {
-            if let Ok(held) = distiller.held_out_loss().await {
-                room.held_out.update_value(|h| h.push((distiller.step, held)));
+        match event {
+            Event::Status(text) => room.status.set(text),
+            Event::Progress(p) => room.progress.set(Some(p)),
+            Event::DistillStep(step) => {
+                room.progress.set(None);
+                room.step.set(step.step);
+                room.status.set(format!("Step {}: loss {:.3}", step.step, step.loss));
+                if let Some(chart) = step.chart {
+                    room.chart.set(chart);
+                }
+                if let Some(samples) = step.samples {
+                    room.samples.set(samples);
+                }
             }
-            if let Ok(samples) = distiller.samples(&loaded.tokenizer).await {
-                room.samples.set(samples);
-            }
-            room.chart.set(distiller.loss_chart(&room.held_out.get_value()));
+            _ => {}
         }
-        loader::pause().await;
+    };
+    let result = lab.call(Request::DistillStart { lang }, on_event).await;
+    if !current() {
+        return;
     }
-    if room.generation.get_value() == generation {
-        if room.error.get_untracked().is_none() {
-            room.status.set(format!("Paused at step {}: Start goes on from here.", distiller.step));
-        }
-        room.distiller.set_value(Some(distiller));
+    room.running.set(false);
+    room.progress.set(None);
+    match result {
+        Ok(Answer::DistillStopped { step }) => room.status.set(format!("Paused at step {step}: Start goes on from here.")),
+        Ok(_) => {}
+        Err(stop) => show_stop(stop, room.error),
     }
 }
 
-fn reset(room: DistillState) {
+fn reset(lab: Lab, room: DistillState) {
     room.generation.update_value(|g| *g += 1);
     room.running.set(false);
-    room.distiller.set_value(None);
     room.step.set(0);
-    room.loss.set(None);
-    room.held_out.set_value(Vec::new());
+    room.progress.set(None);
     room.chart.set(String::new());
     room.samples.set(Vec::new());
     room.error.set(None);
     room.status.set("Reset: a fresh student. Press Start.".into());
+    spawn_local(async move {
+        if let Err(stop) = lab.ask(Request::DistillReset).await {
+            show_stop(stop, room.error);
+        }
+    });
 }
 
 #[component]
@@ -138,7 +103,7 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
     Effect::new(move |previous: Option<(usize, Option<String>)>| {
         let now = (lab.model_version.get(), lab.target_lang());
         if previous.is_some_and(|p| p != now) {
-            reset(room);
+            reset(lab, room);
         }
         now
     });
@@ -150,6 +115,14 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
         room.error.set(None);
         spawn_local(run(lab, room));
     };
+    // The step in flight finishes, then the worker's loop stops and answers.
+    let pause = move |_| {
+        spawn_local(async move {
+            if let Err(stop) = lab.ask(Request::DistillPause).await {
+                show_stop(stop, room.error);
+            }
+        })
+    };
     view! {
         <section class="room" data-testid="room-distill">
             <h2>"Distillation"</h2>
@@ -158,8 +131,8 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
             <div class="controls">
                 <TargetSelect lab=lab testid="distill-lang" />
                 <button data-testid="distill-start" on:click=start disabled=move || room.running.get() || needs_model(lab)>"Start"</button>
-                <button data-testid="distill-pause" on:click=move |_| room.running.set(false) disabled=move || !room.running.get()>"Pause"</button>
-                <button data-testid="distill-reset" on:click=move |_| reset(room)>"Reset"</button>
+                <button data-testid="distill-pause" on:click=pause disabled=move || !room.running.get()>"Pause"</button>
+                <button data-testid="distill-reset" on:click=move |_| reset(lab, room)>"Reset"</button>
                 <span data-testid="distill-step">{move || format!("step {}", room.step.get())}</span>
             </div>
             <Status status=room.status progress=room.progress error=room.error testid="distill" />

@@ -2,29 +2,24 @@
 //! prompts, the large-magnitude dimensions, and a sparsity slider that prunes a copy of the model
 //! (Wanda, translation calibration; the WGSL masking kernel on WebGPU) and scores every language.
 
-use std::rc::Rc;
-
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use rosetta_prune::features::LayerFeatures;
 use rosetta_viz::{BarChart, BarGroup};
 
-use super::{Chart, Latest, Status, needs_model};
-use crate::features::{heatmap, large_dimensions, magnitudes, pruned_bits_per_char};
-use crate::ui::{Lab, loader};
-
-/// Sentences per language scored after pruning.
-const SCORED: usize = 8;
+use super::{Chart, Latest, Status, follow, needs_model, show_stop};
+use crate::protocol::{Answer, FeaturesView, Request};
+use crate::ui::Lab;
 
 #[derive(Clone, Copy)]
 pub struct FeatureState {
-    magnitudes: StoredValue<Option<(usize, Rc<(LayerFeatures, LayerFeatures)>)>, LocalStorage>,
-    ready: RwSignal<usize>,
+    /// The worker's view and the model version it belongs to.
+    view: RwSignal<Option<(usize, FeaturesView)>>,
+    /// The model version being measured (0 = none).
+    measuring: StoredValue<usize>,
     status: RwSignal<String>,
     progress: RwSignal<Option<f64>>,
     error: RwSignal<Option<String>>,
-    /// (sparsity, bits/char per language) for the dense model and the last pruned one.
-    dense: RwSignal<Option<Vec<(String, f64)>>>,
+    /// (sparsity, bits/char per language) of the last pruned model.
     pruned: RwSignal<Option<(f32, Vec<(String, f64)>)>>,
     request: Latest,
 }
@@ -32,88 +27,56 @@ pub struct FeatureState {
 impl FeatureState {
     pub fn new() -> Self {
         FeatureState {
-            magnitudes: StoredValue::new_local(None),
-            ready: RwSignal::new(0),
+            view: RwSignal::new(None),
+            measuring: StoredValue::new(0),
             status: RwSignal::new(String::new()),
             progress: RwSignal::new(None),
             error: RwSignal::new(None),
-            dense: RwSignal::new(None),
             pruned: RwSignal::new(None),
             request: Latest::new(),
         }
     }
 
-    fn current(&self, version: usize) -> Option<Rc<(LayerFeatures, LayerFeatures)>> {
-        self.magnitudes.get_value().filter(|(v, _)| *v == version).map(|(_, m)| m)
+    fn current(&self, version: usize) -> Option<FeaturesView> {
+        self.view.with(|v| v.as_ref().filter(|(v, _)| *v == version).map(|(_, f)| f.clone()))
     }
-}
 
-fn scored_texts(manifest: &crate::Manifest) -> Vec<(String, Vec<&str>)> {
-    manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(SCORED).collect())).collect()
+    fn ready(&self) -> usize {
+        self.view.with(|v| v.as_ref().map_or(0, |(v, _)| *v))
+    }
 }
 
 async fn compute(lab: Lab, room: FeatureState, version: usize) {
-    let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get_untracked()) else { return };
-    room.status.set(format!(
-        "Running {} translation and {} monolingual prompts…",
-        manifest.translation_prompts.len(),
-        manifest.monolingual_prompts.len()
-    ));
+    room.measuring.set_value(version);
     room.progress.set(Some(0.0));
-    let result = async {
-        let translation = magnitudes(&loaded.model, &loaded.tokenizer, "translation", &manifest.translation_prompts).await?;
-        room.progress.set(Some(0.4));
-        loader::pause().await;
-        let monolingual = magnitudes(&loaded.model, &loaded.tokenizer, "monolingual", &manifest.monolingual_prompts).await?;
-        room.progress.set(Some(0.7));
-        loader::pause().await;
-        let dense = pruned_bits_per_char(
-            &loaded.model,
-            &loaded.tokenizer,
-            &manifest.translation_prompts,
-            0.0,
-            &scored_texts(&manifest),
-            loader::pause,
-        )
-        .await?;
-        Ok::<_, crate::LabError>((translation, monolingual, dense))
-    }
-    .await;
+    let result = lab.call(Request::Features, follow(room.status, room.progress)).await;
     room.progress.set(None);
+    room.measuring.set_value(0);
     match result {
-        Ok((translation, monolingual, dense)) => {
-            room.status.set(format!("{} layers × {} dimensions.", translation.norms.len(), translation.norms.first().map_or(0, Vec::len)));
-            room.magnitudes.set_value(Some((version, Rc::new((translation, monolingual)))));
-            room.dense.set(Some(dense));
-            room.ready.set(version);
+        Ok(Answer::Features(view)) if version == lab.model_version.get_untracked() => {
+            room.status.set(view.summary.clone());
+            room.view.set(Some((version, view)));
         }
-        Err(e) => room.error.set(Some(e.to_string())),
+        Ok(_) => {}
+        Err(stop) => show_stop(stop, room.error),
     }
 }
 
 async fn prune(lab: Lab, room: FeatureState, sparsity: f32) {
     let Some(ticket) = room.request.ticket().await else { return };
-    let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get_untracked()) else { return };
     room.status.set(format!("Pruning {:.0}% of every linear layer (Wanda, translation calibration)…", sparsity * 100.0));
-    let result = pruned_bits_per_char(
-        &loaded.model,
-        &loaded.tokenizer,
-        &manifest.translation_prompts,
-        sparsity,
-        &scored_texts(&manifest),
-        loader::pause,
-    )
-    .await;
+    let result = lab.ask(Request::Prune { sparsity }).await;
     if !room.request.is_current(ticket) {
         return; // a newer slider value is on its way
     }
     match result {
-        Ok(bpc) => {
+        Ok(Answer::Pruned { sparsity, bits_per_char }) => {
             room.status.set(format!("Pruned to {:.0}% sparsity.", sparsity * 100.0));
-            room.pruned.set(Some((sparsity, bpc)));
+            room.pruned.set(Some((sparsity, bits_per_char)));
             room.error.set(None);
         }
-        Err(e) => room.error.set(Some(e.to_string())),
+        Ok(_) => {}
+        Err(stop) => show_stop(stop, room.error),
     }
 }
 
@@ -122,23 +85,25 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
     let room = lab.features;
     Effect::new(move |_| {
         let version = lab.model_version.get();
-        if version > 0 && lab.manifest.with(Option::is_some) && room.current(version).is_none() && room.progress.get_untracked().is_none() {
+        if version > 0 && lab.manifest.with(Option::is_some) && room.ready() != version && room.measuring.get_value() != version {
             spawn_local(compute(lab, room, version));
         }
     });
     Effect::new(move |_| {
-        let version = room.ready.get();
+        let version = room.ready();
         let sparsity = lab.state.with(|s| s.sparsity);
         if version > 0 && version == lab.model_version.get_untracked() && sparsity > 0.0 {
             spawn_local(prune(lab, room, sparsity));
         }
     });
     let maps = move |which: usize| {
-        Signal::derive(move || room.current(room.ready.get()).map(|m| heatmap(if which == 0 { &m.0 } else { &m.1 })).unwrap_or_default())
+        Signal::derive(move || {
+            room.current(lab.model_version.get()).map(|m| if which == 0 { m.translation } else { m.monolingual }).unwrap_or_default()
+        })
     };
+    let dense = move || room.current(lab.model_version.get()).map(|m| m.dense);
     let large = move || {
-        let m = room.current(room.ready.get())?;
-        let rows = large_dimensions(&m.0, &m.1);
+        let rows = room.current(lab.model_version.get())?.large;
         Some(view! {
             <table class="large-dims" data-testid="large-dims">
                 <tr><th>"layer"</th><th>"large-magnitude dimensions under translation (★ also large on monolingual text)"</th></tr>
@@ -155,7 +120,7 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
         })
     };
     let chart = Signal::derive(move || {
-        let Some(dense) = room.dense.get() else { return String::new() };
+        let Some(dense) = dense() else { return String::new() };
         let pruned = room.pruned.get().filter(|_| lab.state.with(|s| s.sparsity) > 0.0);
         let mut series = vec!["dense".to_string()];
         if let Some((s, _)) = &pruned {
@@ -177,7 +142,7 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
         .to_svg()
     });
     let numbers = move || {
-        let dense = room.dense.get()?;
+        let dense = dense()?;
         let pruned = room.pruned.get().filter(|_| lab.state.with(|s| s.sparsity) > 0.0);
         Some(view! {
             <table data-testid="pruned-bpc">
@@ -201,13 +166,10 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
             </div>
             {large}
             {move || {
-                lab.exports_version.get();
-                let export = lab.exported_features()?;
-                let translation = export.setting("translation")?.clone();
-                Some(view! {
+                lab.exported_features.get().map(|(summary, heatmap)| view! {
                     <details class="export" data-testid="exported-features">
-                        <summary>{format!("Exported by `rosetta features`: {} translation prompts, {} tokens", translation.prompts, translation.tokens)}</summary>
-                        <div class="chart" inner_html=heatmap(&translation)></div>
+                        <summary>{summary}</summary>
+                        <div class="chart" inner_html=heatmap></div>
                     </details>
                 })
             }}

@@ -58,7 +58,8 @@ pub fn Status(
 }
 
 /// Latest-wins requests for slider-driven work: each move takes a ticket after letting the browser
-/// catch up; work holding a stale ticket (a newer move came in) drops its result.
+/// catch up; an answer holding a stale ticket (a newer move came in) is dropped. (The worker also
+/// cancels the older request of a lane, so it stops computing it at its next batch boundary.)
 #[derive(Clone, Copy)]
 pub struct Latest(StoredValue<u64>);
 
@@ -71,7 +72,7 @@ impl Latest {
     pub async fn ticket(&self) -> Option<u64> {
         let id = self.0.get_value() + 1;
         self.0.set_value(id);
-        crate::ui::loader::pause().await;
+        crate::browser::pause().await;
         self.is_current(id).then_some(id)
     }
 
@@ -83,4 +84,20 @@ impl Latest {
 /// Shown in a room until a model is loaded.
 pub fn needs_model(lab: Lab) -> bool {
     lab.model_version.get() == 0 || lab.manifest.with(Option::is_none)
+}
+
+/// Where a room's request ended: its status and error lines.
+pub fn show_stop(stop: crate::ui::worker_client::Stop, error: RwSignal<Option<String>>) {
+    if let crate::ui::worker_client::Stop::Failed(message) = stop {
+        error.set(Some(message));
+    }
+}
+
+/// A room's status line and progress bar follow a request's events.
+pub fn follow(status: RwSignal<String>, progress: RwSignal<Option<f64>>) -> impl FnMut(crate::protocol::Event) + 'static {
+    move |event| match event {
+        crate::protocol::Event::Status(text) => status.set(text),
+        crate::protocol::Event::Progress(p) => progress.set(Some(p)),
+        _ => {}
+    }
 }

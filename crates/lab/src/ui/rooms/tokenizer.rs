@@ -3,12 +3,15 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use rosetta_model::TextTokenizer;
 use wasm_bindgen::JsCast;
 
-use super::{Chart, TargetSelect, needs_model};
-use crate::fertility::{TokenPiece, fertility_chart, fertility_rows, pieces, premiums};
-use crate::ui::{Lab, loader};
+use super::{Chart, TargetSelect, needs_model, show_stop};
+use crate::fertility::TokenPiece;
+use crate::protocol::{Answer, Request};
+use crate::ui::Lab;
+
+type Tokens = (Vec<TokenPiece>, Option<(String, Vec<TokenPiece>)>);
+type Fertility = (String, Option<Vec<(String, f64)>>);
 
 #[component]
 fn TokenRow(#[prop(into)] label: String, pieces: Vec<TokenPiece>, #[prop(into)] testid: String) -> impl IntoView {
@@ -63,16 +66,30 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
                 .unwrap_or_default()
         })
     };
-    let base_vocab = move || lab.loaded().map(|l| l.tokenizer.vocab_size()).unwrap_or(0);
-    let rows = move || {
-        lab.model_version.get();
+    // The worker cuts the text; the newest text's answer wins (older ones are cancelled).
+    let tokens = RwSignal::new(None::<Tokens>);
+    Effect::new(move |_| {
         lab.extended_version.get();
         let text = text.get();
-        let loaded = lab.loaded()?;
-        let base = pieces(&loaded.tokenizer, &text, base_vocab()).map_err(|e| error.set(Some(e.to_string()))).ok()?;
-        let extended = lab.extended().and_then(|ext| pieces(&ext.1, &text, base_vocab()).ok().map(|p| (ext.0.clone(), p)));
+        if lab.model_version.get() == 0 {
+            return;
+        }
+        spawn_local(async move {
+            match lab.ask(Request::Tokenize { text }).await {
+                Ok(Answer::Tokens { base, extended }) => {
+                    error.set(None);
+                    tokens.set(Some((base, extended)));
+                }
+                Ok(_) => {}
+                Err(stop) => show_stop(stop, error),
+            }
+        });
+    });
+    let rows = move || {
+        let (base, extended) = tokens.get()?;
+        let name = lab.model.with(|m| m.as_ref().map(|m| m.name.clone()).unwrap_or_default());
         Some(view! {
-            <TokenRow label=format!("{} (base)", loaded.name) pieces=base testid="tokens-base" />
+            <TokenRow label=format!("{name} (base)") pieces=base testid="tokens-base" />
             {match extended {
                 Some((label, p)) => view! { <TokenRow label=label pieces=p testid="tokens-extended" /> }.into_any(),
                 None => view! { <p class="hint" data-testid="no-extended">"No extended tokenizer yet: open one below (`rosetta vocab extend` writes it)."</p> }.into_any(),
@@ -81,19 +98,19 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
     };
     // Fertility over the manifest's parallel sentences: the chart, and what the same sentences
     // cost against English.
-    let fertility = Memo::new(move |_| {
-        lab.model_version.get();
+    let fertility = RwSignal::new(None::<Fertility>);
+    Effect::new(move |_| {
         lab.extended_version.get();
-        let (Some(loaded), Some(manifest)) = (lab.loaded(), lab.manifest.get()) else { return None };
-        let texts: Vec<(String, Vec<&str>)> = manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l))).collect();
-        let extended = lab.extended();
-        match fertility_rows(&loaded.tokenizer, extended.as_ref().map(|e| &e.1), &texts) {
-            Ok(rows) => Some((fertility_chart(&rows, extended.as_ref().map_or("extended", |e| e.0.as_str())), premiums(&rows, "en"))),
-            Err(e) => {
-                error.set(Some(e.to_string()));
-                None
-            }
+        if lab.model_version.get() == 0 || lab.manifest.with(Option::is_none) {
+            return;
         }
+        spawn_local(async move {
+            match lab.ask(Request::Fertility).await {
+                Ok(Answer::Fertility { chart, premiums }) => fertility.set(Some((chart, premiums))),
+                Ok(_) => {}
+                Err(stop) => show_stop(stop, error),
+            }
+        });
     });
     let chart = Signal::derive(move || fertility.with(|f| f.as_ref().map(|f| f.0.clone()).unwrap_or_default()));
     let premium_line = move || {
@@ -103,32 +120,22 @@ pub fn TokenizerRoom(lab: Lab) -> impl IntoView {
             Some(format!("The same parallel sentences cost, in tokens of the base tokenizer, against English: {}.", parts.join(", ")))
         })
     };
+    // The worker reads and checks the picked file.
     let on_pick = move |ev: web_sys::Event| {
         let Some(files) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()).and_then(|i| i.files()) else { return };
         spawn_local(async move {
-            let picked = match loader::read_picked(&files, crate::page_memory::MAX_TOKENIZER_BYTES).await {
-                Ok(p) => p,
-                Err(e) => return error.set(Some(e)),
+            let result = match lab.worker() {
+                Ok(worker) => worker.call(Request::OpenExtended, Some(&files), |_| {}).await,
+                Err(stop) => Err(stop),
             };
-            let Some(file) = picked.into_iter().next() else { return };
-            let result = String::from_utf8(file.bytes)
-                .map_err(|_| format!("{} is not UTF-8 text", file.name))
-                .and_then(|json| TextTokenizer::from_hf_json(&json, None, None, &file.name).map_err(|e| e.to_string()))
-                .and_then(|t| match lab.loaded() {
-                    Some(l) if t.vocab_size() < l.tokenizer.vocab_size() => Err(format!(
-                        "{} has {} tokens, fewer than the model's {}: it is not an extension of this tokenizer",
-                        file.name,
-                        t.vocab_size(),
-                        l.tokenizer.vocab_size()
-                    )),
-                    _ => Ok(t),
-                });
             match result {
-                Ok(t) => {
+                Ok(Answer::Extended { label }) => {
                     error.set(None);
-                    lab.set_extended(file.name.clone(), t);
+                    lab.extended.set(Some(label));
+                    lab.extended_version.update(|v| *v += 1);
                 }
-                Err(e) => error.set(Some(e)),
+                Ok(_) => {}
+                Err(stop) => show_stop(stop, error),
             }
         });
     };

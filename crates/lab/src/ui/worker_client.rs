@@ -1,0 +1,153 @@
+//! The page's end of the worker ([`crate::protocol`]): starts `static/worker.js` with the module
+//! the page already compiled, sends requests, routes each reply to its caller — events to a
+//! callback as they come, the final reply to the awaiting future — and turns a dead worker into
+//! the page's crash notice.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use js_sys::Reflect;
+use wasm_bindgen::prelude::*;
+
+use crate::protocol::{self, Answer, Envelope, Event, Message, Reply, Request};
+
+/// How a request ended without an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    Failed(String),
+    /// A newer request of the same lane replaced it: nothing to show.
+    Cancelled,
+}
+
+struct Pending {
+    on_event: Box<dyn FnMut(Event)>,
+    done: oneshot::Sender<Result<Answer, Stop>>,
+}
+
+struct Inner {
+    worker: web_sys::Worker,
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, Pending>>,
+    /// The worker's last panic message, shown when its error event follows.
+    panic: RefCell<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct LabWorker(Rc<Inner>);
+
+/// The crash notice of `static/main.js`, for a worker that stopped: the same notice a trap of the
+/// page's own module gets.
+fn show_crash(message: &str) {
+    if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+        let _ = root.set_attribute("data-lab-panic", message);
+    }
+    let init = web_sys::CustomEventInit::new();
+    init.set_detail(&JsValue::from_str(message));
+    if let (Some(window), Ok(event)) = (web_sys::window(), web_sys::CustomEvent::new_with_event_init_dict("lab-crashed", &init)) {
+        let _ = window.dispatch_event(&event);
+    }
+}
+
+impl LabWorker {
+    pub fn start() -> Result<LabWorker, String> {
+        let options = web_sys::WorkerOptions::new();
+        options.set_type(web_sys::WorkerType::Module);
+        let worker = web_sys::Worker::new_with_options("static/worker.js", &options)
+            .map_err(|e| crate::browser::js_error("the lab's worker could not start", e))?;
+        let inner = Rc::new(Inner { worker, next_id: Cell::new(0), pending: RefCell::new(HashMap::new()), panic: RefCell::new(None) });
+        let on_message = {
+            let inner = Rc::downgrade(&inner);
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+                if let Some(inner) = inner.upgrade() {
+                    receive(&inner, event.data());
+                }
+            })
+        };
+        let on_error = {
+            let inner = Rc::downgrade(&inner);
+            Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+                let Some(inner) = inner.upgrade() else { return };
+                let message = inner.panic.borrow().clone().unwrap_or_else(|| {
+                    format!("the worker that runs the model stopped ({}; most likely it ran out of memory)", event.message())
+                });
+                show_crash(&message);
+                // Every request in flight ends here.
+                for (_, pending) in inner.pending.borrow_mut().drain() {
+                    let _ = pending.done.send(Err(Stop::Failed(message.clone())));
+                }
+            })
+        };
+        inner.worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        inner.worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        // The page and its worker live together: so do the handlers.
+        on_message.forget();
+        on_error.forget();
+        // The compiled module travels to the worker: downloaded and compiled once.
+        let first = js_sys::Object::new();
+        let _ = Reflect::set(&first, &"module".into(), &wasm_bindgen::module());
+        inner.worker.post_message(&first).map_err(|e| crate::browser::js_error("the lab's worker could not start", e))?;
+        Ok(LabWorker(inner))
+    }
+
+    /// Sends `request` (with `files`, the visitor's picked files, if any); `on_event` hears its
+    /// events; the answer is awaited.
+    pub async fn call(
+        &self,
+        request: Request,
+        files: Option<&web_sys::FileList>,
+        on_event: impl FnMut(Event) + 'static,
+    ) -> Result<Answer, Stop> {
+        let id = self.0.next_id.get() + 1;
+        self.0.next_id.set(id);
+        let (done, answer) = oneshot::channel();
+        self.0.pending.borrow_mut().insert(id, Pending { on_event: Box::new(on_event), done });
+        let message = js_sys::Object::new();
+        let _ = Reflect::set(&message, &"request".into(), &protocol::encode(&Envelope { id, request }).into());
+        if let Some(files) = files {
+            let _ = Reflect::set(&message, &"files".into(), &js_sys::Array::from(files));
+        }
+        if let Err(e) = self.0.worker.post_message(&message) {
+            self.0.pending.borrow_mut().remove(&id);
+            return Err(Stop::Failed(crate::browser::js_error("sending to the lab's worker", e)));
+        }
+        answer.await.unwrap_or_else(|_| Err(Stop::Failed("the lab's worker stopped".into())))
+    }
+
+    /// [`LabWorker::call`] without events.
+    pub async fn ask(&self, request: Request) -> Result<Answer, Stop> {
+        self.call(request, None, |_| {}).await
+    }
+}
+
+fn receive(inner: &Inner, data: JsValue) {
+    if let Some(panic) = Reflect::get(&data, &"panic".into()).ok().and_then(|p| p.as_string()) {
+        *inner.panic.borrow_mut() = Some(panic);
+        return;
+    }
+    let Some(text) = data.as_string() else { return };
+    let Message { id, reply } = match protocol::decode::<Message>(&text) {
+        Ok(m) => m,
+        Err(e) => return web_sys::console::error_1(&e.into()),
+    };
+    let finished = match reply {
+        Reply::Event(event) => {
+            // The callback may update signals, and with them views; it must not hold the map.
+            let callback = inner.pending.borrow_mut().get_mut(&id).map(|p| std::mem::replace(&mut p.on_event, Box::new(|_| {})));
+            if let Some(mut callback) = callback {
+                callback(event);
+                if let Some(p) = inner.pending.borrow_mut().get_mut(&id) {
+                    p.on_event = callback;
+                }
+            }
+            return;
+        }
+        Reply::Done(answer) => Ok(answer),
+        Reply::Failed(message) => Err(Stop::Failed(message)),
+        Reply::Cancelled => Err(Stop::Cancelled),
+    };
+    if let Some(pending) = inner.pending.borrow_mut().remove(&id) {
+        let _ = pending.done.send(finished);
+    }
+}
