@@ -44,8 +44,12 @@ async function rooms(page, until, read) {
   const setRange = (id, v) => page.getByTestId(id).evaluate((el, v) => { el.value = String(v); el.dispatchEvent(new Event("change", { bubbles: true })); }, v);
   t = Date.now();
   await setRange("shift-strength", 1);
+  await until("next-shifted", /With the shift ×1\.00/);
+  out.strength_change_next_token_seconds = (Date.now() - t) / 1000;
+  await until("shift-bpc", /with the shift ×1\.00/);
+  out.strength_change_bits_per_char_seconds = (Date.now() - t) / 1000;
   await page.waitForFunction(() => document.querySelector('[data-testid="shift-scatter"]')?.innerHTML.includes("shifted ×1.00"));
-  out.strength_change_seconds = (Date.now() - t) / 1000;
+  out.strength_change_scatter_seconds = (Date.now() - t) / 1000;
   out.shift_bpc = await read("shift-bpc");
   t = Date.now();
   await page.getByTestId("tab-features").click();

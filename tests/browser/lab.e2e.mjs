@@ -205,7 +205,7 @@ async function shiftRoom(page, label) {
   return { band, bpc, strength_update_ms: updateMs };
 }
 
-async function featuresRoom(page, label) {
+async function featuresRoom(page, label, expectProgress = false) {
   await page.getByTestId("tab-features").click();
   await waitForText(page, "features-status", /layers × \d+ dimensions/);
   for (const id of ["heatmap-translation", "heatmap-monolingual"]) {
@@ -213,6 +213,8 @@ async function featuresRoom(page, label) {
   }
   const moved = Date.now();
   await setRange(page, "sparsity", 0.5);
+  // On a real model pruning takes long enough that its progress must be on screen.
+  if (expectProgress) await page.locator('[data-testid="room-features"] progress').waitFor({ state: "visible" });
   await waitForText(page, "features-status", /Pruned to 50% sparsity/);
   const pruneMs = Date.now() - moved;
   const cells = await page.locator('[data-testid="pruned-bpc"] tr td:nth-child(3)').allInnerTexts();
@@ -435,7 +437,7 @@ async function realModel(browser) {
     check(result.tab_switch_while_measuring_ms.every((ms) => ms < 1000), `${label}: tabs took ${result.tab_switch_while_measuring_ms} ms while the worker measured`);
     const shift = await shiftRoom(page, label);
     result.shift = shift;
-    result.features = await featuresRoom(page, label);
+    result.features = await featuresRoom(page, label, true);
     await page.getByTestId("tab-distill").click();
     await page.getByTestId("distill-start").click();
     await waitForText(page, "distill-step", /step ([3-9]|\d{2,})/);

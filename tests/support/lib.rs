@@ -20,6 +20,16 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// A stand-in for `scripts/build-lab.sh`'s output in `pkg` (the page's and the worker's modules
+/// with their bindings): assembling a lab site needs the files, not a browser.
+pub fn write_stand_in_lab_pkg(pkg: &Path) {
+    std::fs::create_dir_all(pkg).unwrap();
+    for module in ["rosetta_lab_page", "rosetta_lab"] {
+        std::fs::write(pkg.join(format!("{module}.js")), "export default async function init() {}").unwrap();
+        std::fs::write(pkg.join(format!("{module}_bg.wasm")), b"\0asm").unwrap();
+    }
+}
+
 fn cache_dir() -> PathBuf {
     std::env::var_os("ROSETTA_CACHE")
         .map(PathBuf::from)

@@ -1,11 +1,12 @@
-// Starts the lab's wasm (built by scripts/build-lab.sh into pkg/): compiled while it downloads,
-// then the page is mounted, which starts the worker that runs the model (static/worker.js). A
+// Starts the lab's page (its own small wasm module, rosetta_lab_page, built by
+// scripts/build-lab.sh into pkg/): compiled while it downloads, then mounted; the page starts the
+// worker that loads the model's module and runs the model (static/worker.js). A
 // failure to start — an old browser without WebAssembly, a missing build — is said on the page
 // instead of a blank screen. So is a trap later on (the module ran out of memory or panicked), in
 // the page or in its worker: every later call into a trapped module fails, so the page says it
 // stopped — with the panic's message when there was one — and offers a reload instead of looking
 // alive.
-import init, { mount_lab } from "../pkg/rosetta_lab.js";
+import init, { mount_lab } from "../pkg/rosetta_lab_page.js";
 
 function notice(text, testId) {
   const p = document.createElement("p");

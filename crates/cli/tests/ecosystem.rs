@@ -66,9 +66,7 @@ fn hub_ids_resolve_through_the_hf_cache() {
     assert_fails_cleanly(&unreachable, &["could not be reached", "HF_HUB_OFFLINE=1", "--revision v2"]);
     // The lab serves the snapshot's files themselves (not the cache's relative links), named by the id.
     let pkg = dir.join("pkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(pkg.join("rosetta_lab.js"), "export default async function init() {}").unwrap();
-    std::fs::write(pkg.join("rosetta_lab_bg.wasm"), b"\0asm").unwrap();
+    rosetta_tests::write_stand_in_lab_pkg(&pkg);
     let site = dir.join("site");
     let lab = rosetta_with_cache(
         &cache,

@@ -15,11 +15,8 @@ fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
     let dir = temp_dir("cli-lab");
     let model = dir.join("model");
     write_tiny_deep_hf(&model, 3, 4);
-    // A stand-in for scripts/build-lab.sh's output: assembling needs the files, not a browser.
     let pkg = dir.join("pkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(pkg.join("rosetta_lab.js"), "export default async function init() {}").unwrap();
-    std::fs::write(pkg.join("rosetta_lab_bg.wasm"), b"\0asm").unwrap();
+    rosetta_tests::write_stand_in_lab_pkg(&pkg);
     let geometry = rosetta_tests::repo_root().join("reports/shifcon/geometry.json");
     let site = dir.join("site");
     let (m, p, s, g) = (model.to_str().unwrap(), pkg.to_str().unwrap(), site.to_str().unwrap(), geometry.to_str().unwrap());
@@ -48,6 +45,8 @@ fn lab_assembles_a_static_site_with_the_model_and_the_texts() {
         "static/main.js",
         "static/lab.css",
         "pkg/rosetta_lab_bg.wasm",
+        "pkg/rosetta_lab_page_bg.wasm",
+        "static/worker.js",
         "data/geometry.json",
         "data/model/config.json",
         "data/model/tokenizer.json",

@@ -1,32 +1,18 @@
-//! What the page and the worker both need from the browser, in whichever global scope they run
-//! (`Window` on the page, `DedicatedWorkerGlobalScope` in the worker): fetches with progress, the
-//! clock, a yield to the event loop, files read locally, and the module's memory.
+//! What the worker reads from outside: same-origin fetches with progress, files the visitor
+//! picked (read locally after a size check), and the module's memory.
 
 use js_sys::{Reflect, Uint8Array};
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+
+pub use rosetta_lab_protocol::browser::{js_error, now_ms, pause, run_static_constructors};
 
 use crate::page_memory::check_picked_sizes;
 
-pub fn js_error(what: &str, e: JsValue) -> String {
-    let text = e
-        .as_string()
-        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
-        .or_else(|| js_sys::JSON::stringify(&e).ok().and_then(|s| s.as_string()))
-        .unwrap_or_default();
-    format!("{what}: {text}")
-}
-
-fn worker_scope() -> Option<web_sys::WorkerGlobalScope> {
-    js_sys::global().dyn_into::<web_sys::WorkerGlobalScope>().ok()
-}
-
 fn fetch(url: &str) -> Result<js_sys::Promise, String> {
-    match (web_sys::window(), worker_scope()) {
-        (Some(window), _) => Ok(window.fetch_with_str(url)),
-        (None, Some(scope)) => Ok(scope.fetch_with_str(url)),
-        (None, None) => Err("neither a page nor a worker: nothing to fetch with".into()),
-    }
+    let scope =
+        js_sys::global().dyn_into::<web_sys::WorkerGlobalScope>().map_err(|_| "the lab fetches from its worker only".to_string())?;
+    Ok(scope.fetch_with_str(url))
 }
 
 /// GETs `url` and reads the body chunk by chunk, reporting `(bytes so far, expected total)`.
@@ -81,55 +67,4 @@ pub async fn read_files(files: &[web_sys::File], limit: u64) -> Result<Vec<Picke
 pub fn wasm_memory_bytes() -> u64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
-}
-
-pub fn now_ms() -> f64 {
-    let performance = match (web_sys::window(), worker_scope()) {
-        (Some(window), _) => window.performance(),
-        (None, Some(scope)) => scope.performance(),
-        (None, None) => None,
-    };
-    performance.map(|p| p.now()).unwrap_or(0.0)
-}
-
-/// Lets the event loop run — the page paints and handles input, the worker reads new requests
-/// (a newer slider value, Pause) — before the next piece of work. A message to a fresh channel:
-/// unlike `setTimeout(0)`, which browsers clamp to 4 ms once nested, it costs no fixed delay.
-pub async fn pause() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let Ok(channel) = web_sys::MessageChannel::new() else {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-            return;
-        };
-        channel.port1().set_onmessage(Some(&resolve));
-        if channel.port2().post_message(&JsValue::NULL).is_err() {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
-    });
-    let _ = JsFuture::from(promise).await;
-}
-
-#[allow(unsafe_code)]
-unsafe extern "C" {
-    /// The static constructors, synthesised by wasm-ld (cubecl's and pliron's `inventory`
-    /// registrations live there).
-    fn __wasm_call_ctors();
-}
-
-/// Runs the module's static constructors, once per instance; called first by both entry points
-/// (`mount_lab` on the page, `worker_start` in the worker). A module that never calls them itself
-/// counts as a "command" to wasm-ld, which then wraps *every* export — every event handler, every
-/// message, every resumed future — in a call to all of them: hundreds of inventory registrations
-/// per call into the module. Calling them explicitly turns the wrapping off.
-pub fn run_static_constructors() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if !DONE.swap(true, Ordering::Relaxed) {
-        // SAFETY: the linker's constructor function, run once before anything reads what the
-        // constructors register (`inventory` tolerates repeats anyway).
-        #[allow(unsafe_code)]
-        unsafe {
-            __wasm_call_ctors()
-        };
-    }
 }

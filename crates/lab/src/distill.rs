@@ -20,6 +20,8 @@ use rosetta_model::{Architecture, CausalLm, Interventions, ModelConfig, Padding,
 
 use crate::error::{LabError, Result};
 use crate::manifest::Manifest;
+/// Plain data the page shows: defined beside the page–worker messages.
+pub use rosetta_lab_protocol::Sample;
 
 #[derive(Debug, Clone)]
 pub struct DistillConfig {
@@ -142,16 +144,6 @@ pub async fn teach(
         });
     }
     Ok(lessons)
-}
-
-/// A student answer next to the teacher's, for a held-out row.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Sample {
-    pub target: String,
-    pub teacher: String,
-    pub student: String,
-    /// Fraction of answer tokens the student's greedy answer gets right, position by position.
-    pub agreement: f64,
 }
 
 /// The student and its optimiser, stepped by the page (start/pause/reset live there).

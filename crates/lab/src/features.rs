@@ -63,7 +63,8 @@ pub fn large_dimensions(features: &LayerFeatures, other: &LayerFeatures) -> Vec<
 
 /// Bits per character per language of `model` pruned with Wanda at `sparsity`, calibrated on
 /// `translation_prompts`. The loaded model is left as it is (the pruned copy shares nothing it
-/// writes). `pause` is awaited between languages.
+/// writes). `pause` is awaited between the steps — calibration, pruning, each language — and
+/// `progress` hears the fraction done after each.
 pub async fn pruned_bits_per_char<F: Future<Output = ()>>(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
@@ -71,22 +72,29 @@ pub async fn pruned_bits_per_char<F: Future<Output = ()>>(
     sparsity: f32,
     texts: &[(String, Vec<&str>)],
     pause: impl Fn() -> F,
+    mut progress: impl FnMut(f32),
 ) -> Result<Vec<(String, f64)>> {
     if !(0.0..=MAX_SPARSITY).contains(&sparsity) {
         return Err(LabError::Invalid(format!("sparsity must be between 0 and {MAX_SPARSITY} (got {sparsity})")));
     }
     let mut pruned = model.clone();
+    // Calibration and pruning are a third of the work each way; scoring the rest.
+    let scoring_from = if sparsity > 0.0 { 0.5 } else { 0.0 };
     if sparsity > 0.0 {
         let mut calibration = calibration(model, tokenizer, translation_prompts)?;
+        progress(0.25);
+        pause().await;
         let options =
             PruneOptions { method: PruneMethod::Wanda, sparsity: Sparsity::Unstructured(sparsity as f64), rule: ScoreRule::Plain, seed: 0 };
         prune_model(&mut pruned, Some(&mut calibration), None, &options, |_, _| {})?;
+        progress(scoring_from);
     }
     let mut out = Vec::with_capacity(texts.len());
-    for (lang, texts) in texts {
+    for (i, (lang, sentences)) in texts.iter().enumerate() {
         pause().await;
-        let costs = score_texts(&pruned, tokenizer, texts, &ScoreOptions::for_model(&pruned)).await?;
+        let costs = score_texts(&pruned, tokenizer, sentences, &ScoreOptions::for_model(&pruned)).await?;
         out.push((lang.clone(), costs.into_iter().reduce(|a, b| a + b).unwrap_or_default().bits_per_char()));
+        progress(scoring_from + (1.0 - scoring_from) * (i + 1) as f32 / texts.len().max(1) as f32);
     }
     Ok(out)
 }
@@ -122,14 +130,22 @@ mod tests {
 
         let texts: Vec<(String, Vec<&str>)> =
             manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(4).collect())).collect();
-        let dense = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.0, &texts, || async {})).unwrap();
-        let sparse = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.9, &texts, || async {})).unwrap();
+        let dense =
+            block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.0, &texts, || async {}, |_| {})).unwrap();
+        let mut heard = Vec::new();
+        let sparse =
+            block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.9, &texts, || async {}, |f| heard.push(f)))
+                .unwrap();
+        assert_eq!(heard.len(), 2 + texts.len(), "calibration, pruning, then each language: {heard:?}");
+        assert!(heard.windows(2).all(|w| w[0] < w[1]) && heard.last() == Some(&1.0), "{heard:?}");
         assert_eq!(dense.len(), manifest.langs.len());
         assert!(dense.iter().zip(&sparse).all(|(d, s)| d.1.is_finite() && s.1.is_finite() && d.1 != s.1), "{dense:?} {sparse:?}");
         // The loaded model is untouched: scoring it again gives the dense numbers.
-        let again = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.0, &texts, || async {})).unwrap();
+        let again =
+            block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 0.0, &texts, || async {}, |_| {})).unwrap();
         assert_eq!(dense, again);
-        let err = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 1.0, &texts, || async {})).unwrap_err();
+        let err = block_on(pruned_bits_per_char(&model, &tokenizer, &manifest.translation_prompts, 1.0, &texts, || async {}, |_| {}))
+            .unwrap_err();
         assert!(err.to_string().contains("between 0 and 0.95"));
     }
 }

@@ -7,21 +7,9 @@ use rosetta_model::TextTokenizer;
 use rosetta_vocab::fertility::{Fertility, fertility};
 
 use crate::error::{LabError, Result};
+/// Plain data the page shows: defined beside the page–worker messages.
+pub use rosetta_lab_protocol::TokenPiece;
 use rosetta_viz::{BarChart, BarGroup};
-
-/// One token as the visitor sees it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TokenPiece {
-    pub id: u32,
-    /// The decoded text of this token alone — or, for a byte-level piece of a multi-byte
-    /// character (which would decode to U+FFFD), the character(s) it helps spell.
-    pub text: String,
-    /// The token holds only some bytes of `text` (`ő` is two such pieces in a byte-level
-    /// vocabulary without it): shown joined to its neighbours, never as `�`.
-    pub partial: bool,
-    /// Ids at or above the base vocabulary size are the extension's new tokens.
-    pub is_new: bool,
-}
 
 pub fn pieces(tokenizer: &TextTokenizer, text: &str, base_vocab: usize) -> rosetta_model::Result<Vec<TokenPiece>> {
     tokenizer

@@ -18,10 +18,11 @@
 //! which `rosetta lab` writes without depending on this crate. [`page_state`] is what a shared
 //! link reproduces.
 //!
-//! In the browser the module runs twice: the page (`ui`: leptos components and the page state)
-//! and a Web Worker (`worker`: the backend choice, model loading and every computation), which
-//! talk through [`protocol`]. The page's main thread does layout only, so the page answers while
-//! the model works; `browser` holds what both need from their global scope.
+//! In the browser this crate is the lab's worker (`worker`, wasm only: the backend choice, model
+//! loading and every computation, in a Web Worker). The page is `rosetta-lab-page` (leptos,
+//! layout only), a module of its own, so a visitor's first view waits for none of the model code;
+//! the two talk through [`protocol`] (`rosetta-lab-protocol`). `browser` holds the worker's
+//! fetches and file reads.
 
 #[cfg(target_family = "wasm")]
 mod browser;
@@ -30,17 +31,13 @@ pub mod error;
 pub mod features;
 pub mod fertility;
 pub mod page_memory;
-pub mod page_state;
-pub mod protocol;
 pub mod shift;
 #[cfg(test)]
 mod test_support;
-#[cfg(target_family = "wasm")]
-mod ui;
 #[cfg(target_family = "wasm")]
 mod worker;
 
 pub use error::{LabError, Result};
 pub use manifest::Manifest;
-pub use page_state::{PageState, Room};
 pub use rosetta_data::lab_manifest as manifest;
+pub use rosetta_lab_protocol::{self as protocol, PageState, Room, page_state};

@@ -18,6 +18,8 @@ use rosetta_shifcon::{Geometry, GeometryOptions, MeasureOptions, ShiftPlan, meas
 
 use crate::error::{LabError, Result};
 use crate::manifest::Manifest;
+/// Plain data the page shows: defined beside the page–worker messages.
+pub use rosetta_lab_protocol::NextTokenView;
 
 /// Sentences are states in one forward pass each; this many per batch between pauses.
 const CHUNK: usize = 4;
@@ -68,18 +70,6 @@ pub async fn shifted_points(
     let states = sentence_states(model, tokenizer, texts, &[site.site], &options, &interventions, |_| {}).await?;
     let m = &states[0];
     Ok((0..m.rows).map(|i| site.project_state(&m.row(i).iter().map(|&v| v as f32).collect::<Vec<_>>())).collect())
-}
-
-/// The model's guess for the next token after the first half of a sentence, and the sentence's
-/// cost, under some interventions.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NextTokenView {
-    pub prefix: String,
-    /// The token that actually follows, and its probability.
-    pub actual: (String, f32),
-    /// The most probable next tokens with probabilities, most probable first.
-    pub top: Vec<(String, f32)>,
-    pub bits_per_char: f64,
 }
 
 pub async fn next_token_view(

@@ -76,8 +76,11 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// What `scripts/build-lab.sh` writes: the page's module and the worker's, each with its bindings.
+const PKG_FILES: [&str; 4] = ["rosetta_lab_page.js", "rosetta_lab_page_bg.wasm", "rosetta_lab.js", "rosetta_lab_bg.wasm"];
+
 fn ensure_pkg(pkg: &Path, rebuild: bool) -> Result<()> {
-    if !rebuild && pkg.join("rosetta_lab_bg.wasm").is_file() && pkg.join("rosetta_lab.js").is_file() {
+    if !rebuild && PKG_FILES.iter().all(|file| pkg.join(file).is_file()) {
         return Ok(());
     }
     let script = repo_root().join("scripts/build-lab.sh");

@@ -48,9 +48,45 @@ struct State {
     extended: RefCell<Option<Rc<(String, TextTokenizer)>>>,
     /// The shift room's geometry and plan, for the model of that serial.
     geometry: RefCell<Option<(u64, Rc<(Geometry, ShiftPlan)>)>>,
+    unshifted: RefCell<Unshifted>,
     distill: RefCell<DistillSlot>,
     /// The running request of each lane and its task's flags.
     lanes: RefCell<HashMap<Lane, (u64, Rc<TaskFlags>)>>,
+}
+
+/// What the shift room shows for strength 0, which every slider position shows beside its own:
+/// computed once per model (serial), language and sentence.
+#[derive(Default)]
+struct Unshifted {
+    serial: u64,
+    plain: HashMap<(String, usize), crate::shift::NextTokenView>,
+    bits_per_char: HashMap<String, f64>,
+}
+
+impl Unshifted {
+    fn plain(&self, serial: u64, lang: &str, sentence: usize) -> Option<crate::shift::NextTokenView> {
+        (self.serial == serial).then(|| self.plain.get(&(lang.to_string(), sentence)).cloned()).flatten()
+    }
+
+    fn bits_per_char(&self, serial: u64, lang: &str) -> Option<f64> {
+        (self.serial == serial).then(|| self.bits_per_char.get(lang).copied()).flatten()
+    }
+
+    fn for_model(&mut self, serial: u64) {
+        if self.serial != serial {
+            *self = Unshifted { serial, ..Unshifted::default() };
+        }
+    }
+
+    fn keep_plain(&mut self, serial: u64, lang: &str, sentence: usize, view: crate::shift::NextTokenView) {
+        self.for_model(serial);
+        self.plain.insert((lang.to_string(), sentence), view);
+    }
+
+    fn keep_bits_per_char(&mut self, serial: u64, lang: &str, bits_per_char: f64) {
+        self.for_model(serial);
+        self.bits_per_char.insert(lang.to_string(), bits_per_char);
+    }
 }
 
 /// The student between steps. `running` is cleared by Pause; `generation` is bumped by Reset

@@ -41,9 +41,9 @@ pub async fn handle(call: &Call, request: Request, files: Vec<web_sys::File>) ->
         Request::Tokenize { text } => tokenize(state, &text),
         Request::Fertility => fertility(state),
         Request::Geometry => geometry(call).await,
-        Request::Shift { lang, strength, layer, sentence } => shift(state, &lang, strength, layer, sentence).await,
+        Request::Shift { lang, strength, layer, sentence } => shift(call, &lang, strength, layer, sentence).await,
         Request::Features => features(call).await,
-        Request::Prune { sparsity } => prune(state, sparsity).await,
+        Request::Prune { sparsity } => prune(call, sparsity).await,
         Request::DistillStart { lang } => distill(call, lang).await,
         Request::DistillPause => {
             state.distill.borrow_mut().running = false;
@@ -258,7 +258,12 @@ async fn geometry(call: &Call) -> Handled {
     Ok(Answer::Geometry(view))
 }
 
-async fn shift(state: &State, lang: &str, strength: f32, layer: Option<usize>, sentence: usize) -> Handled {
+/// The model run with the shift at `strength`, in the order a visitor reads it: the next-token
+/// guesses first (one short sentence: sent ahead as an event), then bits per character of the
+/// sentences, then where they move in the PCA plane. What does not depend on the strength — the
+/// unshifted guesses and bits per character — is computed once per model, language and sentence.
+async fn shift(call: &Call, lang: &str, strength: f32, layer: Option<usize>, sentence: usize) -> Handled {
+    let state = &call.state;
     let (loaded, manifest) = (state.loaded()?, state.manifest()?);
     let serial = state.model_serial.get();
     let geometry = state
@@ -271,21 +276,46 @@ async fn shift(state: &State, lang: &str, strength: f32, layer: Option<usize>, s
     let (geometry, plan) = (&geometry.0, &geometry.1);
     let site = &geometry.sites[layer.unwrap_or(geometry.band.to + 1).min(geometry.num_layers)];
     let texts: Vec<&str> = manifest.sentences(lang).into_iter().take(SHIFT_SENTENCES).collect();
-    let text = *manifest.sentences(lang).get(sentence).or(texts.first()).ok_or_else(|| format!("no {lang} sentences served"))?;
+    let sentence = if sentence < manifest.sentences(lang).len() { sentence } else { 0 };
+    let text = *manifest.sentences(lang).get(sentence).ok_or_else(|| format!("no {lang} sentences served"))?;
     let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
     let failed = |e: crate::LabError| e.to_string();
-    // Each step is a batch boundary: a newer slider value cancels this request there.
-    let points = shifted_points(model, tokenizer, site, plan, lang, &texts, strength).await.map_err(failed)?;
-    batch_boundary().await;
-    let plain = next_token_view(model, tokenizer, text, &Interventions::none(), 8).await.map_err(failed)?;
-    batch_boundary().await;
     let interventions = plan.scaled_interventions(lang, strength, &model.device()).map_err(|e| e.to_string())?;
-    let shifted = next_token_view(model, tokenizer, text, &interventions, 8).await.map_err(failed)?;
+    // Each step is a batch boundary: a newer slider value cancels this request there.
+    let cached = state.unshifted.borrow().plain(serial, lang, sentence);
+    let plain = match cached {
+        Some(view) => view,
+        None => {
+            let view = next_token_view(model, tokenizer, text, &Interventions::none(), 8).await.map_err(failed)?;
+            state.unshifted.borrow_mut().keep_plain(serial, lang, sentence, view.clone());
+            batch_boundary().await;
+            view
+        }
+    };
+    let shifted =
+        if strength == 0.0 { plain.clone() } else { next_token_view(model, tokenizer, text, &interventions, 8).await.map_err(failed)? };
+    call.event(Event::NextTokens { plain: plain.clone(), shifted: shifted.clone() });
     batch_boundary().await;
-    let base_bits_per_char = shifted_bits_per_char(model, tokenizer, plan, lang, &texts, 0.0).await.map_err(failed)?;
+    let cached = state.unshifted.borrow().bits_per_char(serial, lang);
+    let base_bits_per_char = match cached {
+        Some(bpc) => bpc,
+        None => {
+            let bpc = shifted_bits_per_char(model, tokenizer, plan, lang, &texts, 0.0).await.map_err(failed)?;
+            state.unshifted.borrow_mut().keep_bits_per_char(serial, lang, bpc);
+            batch_boundary().await;
+            bpc
+        }
+    };
+    let bits_per_char = if strength == 0.0 {
+        base_bits_per_char
+    } else {
+        shifted_bits_per_char(model, tokenizer, plan, lang, &texts, strength).await.map_err(failed)?
+    };
     batch_boundary().await;
-    let bits_per_char = shifted_bits_per_char(model, tokenizer, plan, lang, &texts, strength).await.map_err(failed)?;
+    let points = shifted_points(model, tokenizer, site, plan, lang, &texts, strength).await.map_err(failed)?;
     Ok(Answer::Shift(ShiftView {
+        strength,
+        sentences: texts.len(),
         scatter: scatter_chart(site, Some((lang, strength, &points))),
         plain,
         shifted,
@@ -320,6 +350,7 @@ async fn features(call: &Call) -> Handled {
         0.0,
         &scored_texts(&manifest),
         batch_boundary,
+        |f| call.progress(0.7 + 0.3 * f as f64),
     )
     .await
     .map_err(failed)?;
@@ -332,10 +363,11 @@ async fn features(call: &Call) -> Handled {
     }))
 }
 
-async fn prune(state: &State, sparsity: f32) -> Handled {
-    let (loaded, manifest) = (state.loaded()?, state.manifest()?);
+async fn prune(call: &Call, sparsity: f32) -> Handled {
+    let (loaded, manifest) = (call.state.loaded()?, call.state.manifest()?);
     // Let a second slider move that came right behind this one cancel it before any work.
     batch_boundary().await;
+    call.progress(0.0);
     let bits_per_char = pruned_bits_per_char(
         &loaded.model,
         &loaded.tokenizer,
@@ -343,6 +375,7 @@ async fn prune(state: &State, sparsity: f32) -> Handled {
         sparsity,
         &scored_texts(&manifest),
         batch_boundary,
+        |f| call.progress(f as f64),
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -4,10 +4,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{Chart, Status, TargetSelect, needs_model, show_stop};
-use crate::distill::Sample;
-use crate::protocol::{Answer, Event, Request};
-use crate::ui::Lab;
+use super::{Chart, Status, StatusLine, TargetSelect, needs_model, show_stop};
+use crate::Lab;
+use rosetta_lab_protocol::Sample;
+use rosetta_lab_protocol::{Answer, Event, Request};
 
 #[derive(Clone, Copy)]
 pub struct DistillState {
@@ -15,9 +15,7 @@ pub struct DistillState {
     step: RwSignal<usize>,
     chart: RwSignal<String>,
     samples: RwSignal<Vec<Sample>>,
-    status: RwSignal<String>,
-    progress: RwSignal<Option<f64>>,
-    error: RwSignal<Option<String>>,
+    line: StatusLine,
     /// Reset bumps it: what a run from before a reset still sends is ignored.
     generation: StoredValue<u64>,
 }
@@ -29,9 +27,7 @@ impl DistillState {
             step: RwSignal::new(0),
             chart: RwSignal::new(String::new()),
             samples: RwSignal::new(Vec::new()),
-            status: RwSignal::new("Press Start: the teacher answers first, then the student trains.".into()),
-            progress: RwSignal::new(None),
-            error: RwSignal::new(None),
+            line: StatusLine::saying("Press Start: the teacher answers first, then the student trains."),
             generation: StoredValue::new(0),
         }
     }
@@ -43,7 +39,7 @@ async fn run(lab: Lab, room: DistillState) {
     let generation = room.generation.get_value();
     let Some(lang) = lab.target_lang() else {
         room.running.set(false);
-        return room.error.set(Some("load a model first".into()));
+        return room.line.error.set(Some("load a model first".into()));
     };
     let current = move || room.generation.get_value() == generation;
     let on_event = move |event| {
@@ -51,12 +47,12 @@ async fn run(lab: Lab, room: DistillState) {
             return;
         }
         match event {
-            Event::Status(text) => room.status.set(text),
-            Event::Progress(p) => room.progress.set(Some(p)),
+            Event::Status(text) => room.line.status.set(text),
+            Event::Progress(p) => room.line.progress.set(Some(p)),
             Event::DistillStep(step) => {
-                room.progress.set(None);
+                room.line.progress.set(None);
                 room.step.set(step.step);
-                room.status.set(format!("Step {}: loss {:.3}", step.step, step.loss));
+                room.line.status.set(format!("Step {}: loss {:.3}", step.step, step.loss));
                 if let Some(chart) = step.chart {
                     room.chart.set(chart);
                 }
@@ -72,11 +68,11 @@ async fn run(lab: Lab, room: DistillState) {
         return;
     }
     room.running.set(false);
-    room.progress.set(None);
+    room.line.progress.set(None);
     match result {
-        Ok(Answer::DistillStopped { step }) => room.status.set(format!("Paused at step {step}: Start goes on from here.")),
+        Ok(Answer::DistillStopped { step }) => room.line.status.set(format!("Paused at step {step}: Start goes on from here.")),
         Ok(_) => {}
-        Err(stop) => show_stop(stop, room.error),
+        Err(stop) => show_stop(stop, room.line.error),
     }
 }
 
@@ -84,14 +80,14 @@ fn reset(lab: Lab, room: DistillState) {
     room.generation.update_value(|g| *g += 1);
     room.running.set(false);
     room.step.set(0);
-    room.progress.set(None);
+    room.line.progress.set(None);
     room.chart.set(String::new());
     room.samples.set(Vec::new());
-    room.error.set(None);
-    room.status.set("Reset: a fresh student. Press Start.".into());
+    room.line.error.set(None);
+    room.line.status.set("Reset: a fresh student. Press Start.".into());
     spawn_local(async move {
         if let Err(stop) = lab.ask(Request::DistillReset).await {
-            show_stop(stop, room.error);
+            show_stop(stop, room.line.error);
         }
     });
 }
@@ -112,14 +108,14 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
             return;
         }
         room.running.set(true);
-        room.error.set(None);
+        room.line.error.set(None);
         spawn_local(run(lab, room));
     };
     // The step in flight finishes, then the worker's loop stops and answers.
     let pause = move |_| {
         spawn_local(async move {
             if let Err(stop) = lab.ask(Request::DistillPause).await {
-                show_stop(stop, room.error);
+                show_stop(stop, room.line.error);
             }
         })
     };
@@ -135,7 +131,7 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
                 <button data-testid="distill-reset" on:click=move |_| reset(lab, room)>"Reset"</button>
                 <span data-testid="distill-step">{move || format!("step {}", room.step.get())}</span>
             </div>
-            <Status status=room.status progress=room.progress error=room.error testid="distill" />
+            <Status line=room.line testid="distill" />
             <Chart svg=room.chart testid="distill-chart" />
             <table class="samples" data-testid="distill-samples">
                 <tr><th>"target-language prompt (held out)"</th><th>"teacher's answer (to the English)"</th><th>"student's answer"</th><th>"agreement"</th></tr>

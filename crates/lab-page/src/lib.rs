@@ -1,7 +1,12 @@
-//! The page: a header that says which device computes, the model panel (progress, file picker,
-//! speed), the room tabs, the course guide, and the rooms. The model and everything computed on
-//! it live in the worker (`crate::worker`); the page sends it requests and keeps, in signals, the
-//! views that come back.
+//! # rosetta-lab-page
+//!
+//! The web lab's page: a header that says which device computes, the model panel (progress, file
+//! picker, speed), the room tabs, the course guide, and the rooms. The model and everything
+//! computed on it live in the lab's worker (`rosetta-lab`, a module of its own, started by
+//! [`worker_client`]); the page sends it requests ([`rosetta_lab_protocol`]) and keeps, in
+//! signals, the views that come back. No model code is linked here, so the first view waits for
+//! this small module only.
+#![cfg(target_family = "wasm")]
 
 mod course;
 mod rooms;
@@ -11,9 +16,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
 
-use crate::manifest::Manifest;
-use crate::page_state::{PageState, Room};
-use crate::protocol::{Answer, BackendInfo, Event, ExportedGeometry, ModelInfo, Request};
+use rosetta_data::lab_manifest::Manifest;
+use rosetta_lab_protocol::page_state::{PageState, Room};
+use rosetta_lab_protocol::{Answer, BackendInfo, Event, ExportedGeometry, ModelInfo, Request};
 use worker_client::{LabWorker, Stop};
 
 /// Everything the rooms share. `Copy`: handles into leptos' arena.
@@ -91,7 +96,7 @@ impl Lab {
             Event::Warning(message) => self.fail(message),
             Event::Status(text) => self.model_status.set(text),
             Event::Progress(p) => self.progress.set(Some(p)),
-            Event::DistillStep(_) => {}
+            Event::DistillStep(_) | Event::NextTokens { .. } => {}
         }
     }
 
@@ -165,7 +170,7 @@ fn ModelPanel(lab: Lab) -> impl IntoView {
             speed.set(match lab.ask(Request::MeasureSpeed).await {
                 Ok(Answer::Speed { forward, decode }) => format!(
                     "forward: {forward:.0} tokens/s (batch 1 × 64); decode: {decode:.1} tokens/s (batch 1, {} greedy tokens)",
-                    crate::protocol::SPEED_DECODE_TOKENS
+                    rosetta_lab_protocol::SPEED_DECODE_TOKENS
                 ),
                 Ok(other) => format!("speed measurement failed: unexpected answer {other:?}"),
                 Err(Stop::Failed(e)) => format!("speed measurement failed: {e}"),
@@ -250,8 +255,8 @@ fn App() -> impl IntoView {
     });
     let first_render = RwSignal::new(None::<f64>);
     spawn_local(async move {
-        crate::browser::pause().await;
-        first_render.set(Some(crate::browser::now_ms()));
+        rosetta_lab_protocol::browser::pause().await;
+        first_render.set(Some(rosetta_lab_protocol::browser::now_ms()));
     });
     view! {
         <header>
@@ -281,7 +286,7 @@ fn App() -> impl IntoView {
 /// function: the worker instantiates the same module and must not mount anything).
 #[wasm_bindgen]
 pub fn mount_lab() {
-    crate::browser::run_static_constructors();
+    rosetta_lab_protocol::browser::run_static_constructors();
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         record_panic(&info.to_string());

@@ -10,12 +10,15 @@
 //!
 //! Plain data, built natively too: its round trips are tested there.
 
+pub mod page_state;
+
+#[cfg(target_family = "wasm")]
+pub mod browser;
+
+use rosetta_data::lab_manifest::Manifest;
 use serde::{Deserialize, Serialize};
 
-use crate::distill::Sample;
-use crate::fertility::TokenPiece;
-use crate::manifest::Manifest;
-use crate::shift::NextTokenView;
+pub use page_state::{PageState, Room};
 
 /// A request from the page, with its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +136,11 @@ pub enum Event {
     /// Fraction done, 0..=1.
     Progress(f64),
     DistillStep(DistillStep),
+    /// The shift request's next-token guesses, ahead of the rest of its answer.
+    NextTokens {
+        plain: NextTokenView,
+        shifted: NextTokenView,
+    },
 }
 
 /// Which device computes, and why.
@@ -188,6 +196,9 @@ pub struct GeometryView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShiftView {
+    pub strength: f32,
+    /// Sentences the bits per character and the scatter are of.
+    pub sentences: usize,
     pub scatter: String,
     pub plain: NextTokenView,
     pub shifted: NextTokenView,
@@ -217,6 +228,42 @@ pub struct DistillStep {
 
 /// New tokens of the decoding speed measurement ([`Request::MeasureSpeed`]).
 pub const SPEED_DECODE_TOKENS: usize = 32;
+
+/// One token as the visitor sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenPiece {
+    pub id: u32,
+    /// The decoded text of this token alone — or, for a byte-level piece of a multi-byte
+    /// character (which would decode to U+FFFD), the character(s) it helps spell.
+    pub text: String,
+    /// The token holds only some bytes of `text` (`ő` is two such pieces in a byte-level
+    /// vocabulary without it): shown joined to its neighbours, never as `�`.
+    pub partial: bool,
+    /// Ids at or above the base vocabulary size are the extension's new tokens.
+    pub is_new: bool,
+}
+
+/// A student answer next to the teacher's, for a held-out row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub target: String,
+    pub teacher: String,
+    pub student: String,
+    /// Fraction of answer tokens the student's greedy answer gets right, position by position.
+    pub agreement: f64,
+}
+
+/// The model's guess for the next token after the first half of a sentence, and the sentence's
+/// cost, under some interventions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextTokenView {
+    pub prefix: String,
+    /// The token that actually follows, and its probability.
+    pub actual: (String, f32),
+    /// The most probable next tokens with probabilities, most probable first.
+    pub top: Vec<(String, f32)>,
+    pub bits_per_char: f64,
+}
 
 pub fn encode<T: Serialize>(value: &T) -> String {
     // Plain data with string keys: serialising it cannot fail.

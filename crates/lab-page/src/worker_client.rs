@@ -1,5 +1,5 @@
-//! The page's end of the worker ([`crate::protocol`]): starts `static/worker.js` with the module
-//! the page already compiled, sends requests, routes each reply to its caller — events to a
+//! The page's end of the worker ([`rosetta_lab_protocol`]): starts `static/worker.js` (which loads
+//! the model's module, `rosetta-lab`, while the page renders), sends requests, routes each reply to its caller — events to a
 //! callback as they come, the final reply to the awaiting future — and turns a dead worker into
 //! the page's crash notice.
 
@@ -11,7 +11,7 @@ use futures_channel::oneshot;
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
-use crate::protocol::{self, Answer, Envelope, Event, Message, Reply, Request};
+use rosetta_lab_protocol::{self as protocol, Answer, Envelope, Event, Message, Reply, Request};
 
 /// How a request ended without an answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,7 @@ impl LabWorker {
         let options = web_sys::WorkerOptions::new();
         options.set_type(web_sys::WorkerType::Module);
         let worker = web_sys::Worker::new_with_options("static/worker.js", &options)
-            .map_err(|e| crate::browser::js_error("the lab's worker could not start", e))?;
+            .map_err(|e| rosetta_lab_protocol::browser::js_error("the lab's worker could not start", e))?;
         let inner = Rc::new(Inner { worker, next_id: Cell::new(0), pending: RefCell::new(HashMap::new()), panic: RefCell::new(None) });
         let on_message = {
             let inner = Rc::downgrade(&inner);
@@ -84,10 +84,6 @@ impl LabWorker {
         // The page and its worker live together: so do the handlers.
         on_message.forget();
         on_error.forget();
-        // The compiled module travels to the worker: downloaded and compiled once.
-        let first = js_sys::Object::new();
-        let _ = Reflect::set(&first, &"module".into(), &wasm_bindgen::module());
-        inner.worker.post_message(&first).map_err(|e| crate::browser::js_error("the lab's worker could not start", e))?;
         Ok(LabWorker(inner))
     }
 
@@ -110,7 +106,7 @@ impl LabWorker {
         }
         if let Err(e) = self.0.worker.post_message(&message) {
             self.0.pending.borrow_mut().remove(&id);
-            return Err(Stop::Failed(crate::browser::js_error("sending to the lab's worker", e)));
+            return Err(Stop::Failed(rosetta_lab_protocol::browser::js_error("sending to the lab's worker", e)));
         }
         answer.await.unwrap_or_else(|_| Err(Stop::Failed("the lab's worker stopped".into())))
     }

@@ -6,19 +6,14 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use rosetta_viz::{BarChart, BarGroup};
 
-use super::{Chart, Latest, Status, follow, needs_model, show_stop};
-use crate::protocol::{Answer, FeaturesView, Request};
-use crate::ui::Lab;
+use super::{Chart, Latest, Measurement, Status, StatusLine, needs_model, show_stop};
+use crate::Lab;
+use rosetta_lab_protocol::{Answer, Event, FeaturesView, Request};
 
 #[derive(Clone, Copy)]
 pub struct FeatureState {
-    /// The worker's view and the model version it belongs to.
-    view: RwSignal<Option<(usize, FeaturesView)>>,
-    /// The model version being measured (0 = none).
-    measuring: StoredValue<usize>,
-    status: RwSignal<String>,
-    progress: RwSignal<Option<f64>>,
-    error: RwSignal<Option<String>>,
+    magnitudes: Measurement<FeaturesView>,
+    line: StatusLine,
     /// (sparsity, bits/char per language) of the last pruned model.
     pruned: RwSignal<Option<(f32, Vec<(String, f64)>)>>,
     request: Latest,
@@ -26,57 +21,41 @@ pub struct FeatureState {
 
 impl FeatureState {
     pub fn new() -> Self {
-        FeatureState {
-            view: RwSignal::new(None),
-            measuring: StoredValue::new(0),
-            status: RwSignal::new(String::new()),
-            progress: RwSignal::new(None),
-            error: RwSignal::new(None),
-            pruned: RwSignal::new(None),
-            request: Latest::new(),
-        }
-    }
-
-    fn current(&self, version: usize) -> Option<FeaturesView> {
-        self.view.with(|v| v.as_ref().filter(|(v, _)| *v == version).map(|(_, f)| f.clone()))
-    }
-
-    fn ready(&self) -> usize {
-        self.view.with(|v| v.as_ref().map_or(0, |(v, _)| *v))
+        FeatureState { magnitudes: Measurement::new(), line: StatusLine::new(), pruned: RwSignal::new(None), request: Latest::new() }
     }
 }
 
-async fn compute(lab: Lab, room: FeatureState, version: usize) {
-    room.measuring.set_value(version);
-    room.progress.set(Some(0.0));
-    let result = lab.call(Request::Features, follow(room.status, room.progress)).await;
-    room.progress.set(None);
-    room.measuring.set_value(0);
-    match result {
-        Ok(Answer::Features(view)) if version == lab.model_version.get_untracked() => {
-            room.status.set(view.summary.clone());
-            room.view.set(Some((version, view)));
-        }
-        Ok(_) => {}
-        Err(stop) => show_stop(stop, room.error),
+fn features_of(answer: Answer) -> Option<(String, FeaturesView)> {
+    match answer {
+        Answer::Features(view) => Some((view.summary.clone(), view)),
+        _ => None,
     }
 }
 
 async fn prune(lab: Lab, room: FeatureState, sparsity: f32) {
     let Some(ticket) = room.request.ticket().await else { return };
-    room.status.set(format!("Pruning {:.0}% of every linear layer (Wanda, translation calibration)…", sparsity * 100.0));
-    let result = lab.ask(Request::Prune { sparsity }).await;
+    room.line.status.set(format!("Pruning {:.0}% of every linear layer (Wanda, translation calibration)…", sparsity * 100.0));
+    let progress = room.line.progress;
+    let on_event = move |event| {
+        if let Event::Progress(p) = event
+            && room.request.is_current(ticket)
+        {
+            progress.set(Some(p));
+        }
+    };
+    let result = lab.call(Request::Prune { sparsity }, on_event).await;
     if !room.request.is_current(ticket) {
         return; // a newer slider value is on its way
     }
+    room.line.progress.set(None);
     match result {
         Ok(Answer::Pruned { sparsity, bits_per_char }) => {
-            room.status.set(format!("Pruned to {:.0}% sparsity.", sparsity * 100.0));
+            room.line.status.set(format!("Pruned to {:.0}% sparsity.", sparsity * 100.0));
             room.pruned.set(Some((sparsity, bits_per_char)));
-            room.error.set(None);
+            room.line.error.set(None);
         }
         Ok(_) => {}
-        Err(stop) => show_stop(stop, room.error),
+        Err(stop) => show_stop(stop, room.line.error),
     }
 }
 
@@ -85,12 +64,12 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
     let room = lab.features;
     Effect::new(move |_| {
         let version = lab.model_version.get();
-        if version > 0 && lab.manifest.with(Option::is_some) && room.ready() != version && room.measuring.get_value() != version {
-            spawn_local(compute(lab, room, version));
+        if lab.manifest.with(Option::is_some) {
+            room.magnitudes.start(lab, version, Request::Features, features_of, room.line);
         }
     });
     Effect::new(move |_| {
-        let version = room.ready();
+        let version = room.magnitudes.ready();
         let sparsity = lab.state.with(|s| s.sparsity);
         if version > 0 && version == lab.model_version.get_untracked() && sparsity > 0.0 {
             spawn_local(prune(lab, room, sparsity));
@@ -98,12 +77,15 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
     });
     let maps = move |which: usize| {
         Signal::derive(move || {
-            room.current(lab.model_version.get()).map(|m| if which == 0 { m.translation } else { m.monolingual }).unwrap_or_default()
+            room.magnitudes
+                .current(lab.model_version.get())
+                .map(|m| if which == 0 { m.translation } else { m.monolingual })
+                .unwrap_or_default()
         })
     };
-    let dense = move || room.current(lab.model_version.get()).map(|m| m.dense);
+    let dense = move || room.magnitudes.current(lab.model_version.get()).map(|m| m.dense);
     let large = move || {
-        let rows = room.current(lab.model_version.get())?.large;
+        let rows = room.magnitudes.current(lab.model_version.get())?.large;
         Some(view! {
             <table class="large-dims" data-testid="large-dims">
                 <tr><th>"layer"</th><th>"large-magnitude dimensions under translation (★ also large on monolingual text)"</th></tr>
@@ -159,7 +141,7 @@ pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
             <h2>"Magnitude features"</h2>
             <p class="explain">"How large each hidden dimension's activations are, layer by layer. A few dimensions dwarf the rest, and translation lights up its own set; pruning that keeps the weights feeding them (Wanda calibrated on translation) protects the languages best."</p>
             {move || needs_model(lab).then(|| view! { <p class="hint">"Waiting for a model…"</p> })}
-            <Status status=room.status progress=room.progress error=room.error testid="features" />
+            <Status line=room.line testid="features" />
             <div class="side-by-side">
                 <Chart svg=maps(0) testid="heatmap-translation" />
                 <Chart svg=maps(1) testid="heatmap-monolingual" />

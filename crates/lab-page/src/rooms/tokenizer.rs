@@ -6,9 +6,9 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
 use super::{Chart, TargetSelect, needs_model, show_stop};
-use crate::fertility::TokenPiece;
-use crate::protocol::{Answer, Request};
-use crate::ui::Lab;
+use crate::Lab;
+use rosetta_lab_protocol::TokenPiece;
+use rosetta_lab_protocol::{Answer, Request};
 
 type Tokens = (Vec<TokenPiece>, Option<(String, Vec<TokenPiece>)>);
 type Fertility = (String, Option<Vec<(String, f64)>>);

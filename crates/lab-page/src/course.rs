@@ -4,8 +4,8 @@
 
 use leptos::prelude::*;
 
-use crate::page_state::{PageState, Room};
-use crate::ui::Lab;
+use crate::Lab;
+use rosetta_lab_protocol::page_state::{PageState, Room};
 
 pub struct Step {
     pub room: Room,

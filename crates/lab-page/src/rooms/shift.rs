@@ -5,64 +5,39 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{Chart, Latest, Status, TargetSelect, follow, needs_model, show_stop};
-use crate::protocol::{Answer, GeometryView, Request, ShiftView};
-use crate::shift::NextTokenView;
-use crate::ui::Lab;
-
-/// Sentences per language the worker measures and scores.
-const SENTENCES: usize = crate::shift::MIN_GEOMETRY_SENTENCES;
+use super::{Chart, Latest, Measurement, Status, StatusLine, TargetSelect, needs_model, show_stop};
+use crate::Lab;
+use rosetta_lab_protocol::NextTokenView;
+use rosetta_lab_protocol::{Answer, Event, GeometryView, Request, ShiftView};
 
 /// The room's state, kept by the page so it survives switching rooms.
 #[derive(Clone, Copy)]
 pub struct ShiftState {
-    /// The geometry's view and the model version it belongs to.
-    geometry: RwSignal<Option<(usize, GeometryView)>>,
-    /// The model version being measured (0 = none).
-    measuring: StoredValue<usize>,
-    status: RwSignal<String>,
-    progress: RwSignal<Option<f64>>,
-    error: RwSignal<Option<String>>,
+    geometry: Measurement<GeometryView>,
+    line: StatusLine,
     view: RwSignal<Option<ShiftView>>,
+    /// The next-token guesses without and with the shift (at that strength): they arrive ahead of
+    /// the rest.
+    next: RwSignal<Option<(f32, NextTokenView, NextTokenView)>>,
     request: Latest,
 }
 
 impl ShiftState {
     pub fn new() -> Self {
         ShiftState {
-            geometry: RwSignal::new(None),
-            measuring: StoredValue::new(0),
-            status: RwSignal::new(String::new()),
-            progress: RwSignal::new(None),
-            error: RwSignal::new(None),
+            geometry: Measurement::new(),
+            line: StatusLine::new(),
             view: RwSignal::new(None),
+            next: RwSignal::new(None),
             request: Latest::new(),
         }
     }
-
-    /// The geometry of model `version`, if measured (tracked).
-    fn current(&self, version: usize) -> Option<GeometryView> {
-        self.geometry.with(|g| g.as_ref().filter(|(v, _)| *v == version).map(|(_, g)| g.clone()))
-    }
-
-    fn ready(&self) -> usize {
-        self.geometry.with(|g| g.as_ref().map_or(0, |(v, _)| *v))
-    }
 }
 
-async fn compute(lab: Lab, room: ShiftState, version: usize) {
-    room.measuring.set_value(version);
-    room.progress.set(Some(0.0));
-    let result = lab.call(Request::Geometry, follow(room.status, room.progress)).await;
-    room.progress.set(None);
-    room.measuring.set_value(0);
-    match result {
-        Ok(Answer::Geometry(view)) if version == lab.model_version.get_untracked() => {
-            room.status.set(view.summary.clone());
-            room.geometry.set(Some((version, view)));
-        }
-        Ok(_) => {}
-        Err(stop) => show_stop(stop, room.error),
+fn geometry_of(answer: Answer) -> Option<(String, GeometryView)> {
+    match answer {
+        Answer::Geometry(view) => Some((view.summary.clone(), view)),
+        _ => None,
     }
 }
 
@@ -71,17 +46,25 @@ async fn apply(lab: Lab, room: ShiftState) {
     let Some(ticket) = room.request.ticket().await else { return };
     let Some(lang) = lab.target_lang() else { return };
     let (strength, layer, sentence) = lab.state.with_untracked(|s| (s.strength, s.layer, s.sentence));
-    let result = lab.ask(Request::Shift { lang, strength, layer, sentence }).await;
+    let on_event = move |event| {
+        if let Event::NextTokens { plain, shifted } = event
+            && room.request.is_current(ticket)
+        {
+            room.next.set(Some((strength, plain, shifted)));
+        }
+    };
+    let result = lab.call(Request::Shift { lang, strength, layer, sentence }, on_event).await;
     if !room.request.is_current(ticket) {
         return; // a newer slider value is on its way
     }
     match result {
         Ok(Answer::Shift(view)) => {
+            room.next.set(Some((strength, view.plain.clone(), view.shifted.clone())));
             room.view.set(Some(view));
-            room.error.set(None);
+            room.line.error.set(None);
         }
         Ok(_) => {}
-        Err(stop) => show_stop(stop, room.error),
+        Err(stop) => show_stop(stop, room.line.error),
     }
 }
 
@@ -103,22 +86,22 @@ pub fn ShiftRoom(lab: Lab) -> impl IntoView {
     // Measure the geometry of each newly loaded model, once.
     Effect::new(move |_| {
         let version = lab.model_version.get();
-        if version > 0 && lab.manifest.with(Option::is_some) && room.ready() != version && room.measuring.get_value() != version {
-            spawn_local(compute(lab, room, version));
+        if lab.manifest.with(Option::is_some) {
+            room.geometry.start(lab, version, Request::Geometry, geometry_of, room.line);
         }
     });
     // Any slider, language or sentence change re-runs the shifted model.
     Effect::new(move |_| {
-        let version = room.ready();
+        let version = room.geometry.ready();
         lab.state.with(|s| (s.strength, s.layer, s.sentence, s.lang.clone()));
         if version > 0 && version == lab.model_version.get_untracked() {
             spawn_local(apply(lab, room));
         }
     });
-    let distances = Signal::derive(move || room.current(lab.model_version.get()).map(|g| g.distances).unwrap_or_default());
-    let layers = move || room.current(lab.model_version.get()).map_or(0, |g| g.num_layers);
+    let distances = Signal::derive(move || room.geometry.current(lab.model_version.get()).map(|g| g.distances).unwrap_or_default());
+    let layers = move || room.geometry.current(lab.model_version.get()).map_or(0, |g| g.num_layers);
     let layer = move || {
-        let band = room.current(lab.model_version.get()).map_or(1, |g| g.band_to + 1);
+        let band = room.geometry.current(lab.model_version.get()).map_or(1, |g| g.band_to + 1);
         lab.state.with(|s| s.layer.unwrap_or(band))
     };
     let scatter = Signal::derive(move || room.view.with(|v| v.as_ref().map(|v| v.scatter.clone()).unwrap_or_default()));
@@ -127,7 +110,7 @@ pub fn ShiftRoom(lab: Lab) -> impl IntoView {
             <h2>"Shift"</h2>
             <p class="explain">"Sentences of each language as hidden states, layer by layer. ShifCon adds the English-minus-target language vector at L_to and takes it back at L_bk; in between, target-language text runs in the English subspace."</p>
             {move || needs_model(lab).then(|| view! { <p class="hint">"Waiting for a model…"</p> })}
-            <Status status=room.status progress=room.progress error=room.error testid="shift" />
+            <Status line=room.line testid="shift" />
             <Chart svg=distances testid="distance-chart" />
             {move || {
                 lab.exported_geometry.get().map(|g| view! {
@@ -153,10 +136,15 @@ pub fn ShiftRoom(lab: Lab) -> impl IntoView {
             </div>
             <Chart svg=scatter testid="shift-scatter" />
             {move || room.view.get().map(|v| view! {
-                <p data-testid="shift-bpc">{format!("Bits per character of the {SENTENCES} sentences: {:.3} unshifted → {:.3} with the shift", v.base_bits_per_char, v.bits_per_char)}</p>
+                <p data-testid="shift-bpc">{format!(
+                    "Bits per character of the {} sentences: {:.3} unshifted → {:.3} with the shift ×{:.2}",
+                    v.sentences, v.base_bits_per_char, v.bits_per_char, v.strength
+                )}</p>
+            })}
+            {move || room.next.get().map(|(strength, plain, shifted)| view! {
                 <div class="side-by-side">
-                    <NextTokens view=v.plain label="Model as it is" testid="next-plain" />
-                    <NextTokens view=v.shifted label="With the shift" testid="next-shifted" />
+                    <NextTokens view=plain label="Model as it is" testid="next-plain" />
+                    <NextTokens view=shifted label=format!("With the shift ×{strength:.2}") testid="next-shifted" />
                 </div>
             })}
         </section>
