@@ -122,7 +122,9 @@ const results = { url, date: new Date().toISOString() };
 // dequantised at load (`?precision=f32`), as every version before kept it.
 const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu,cpu-f32").split(",");
 try {
-  if (modes.includes("webgpu")) results.webgpu = await measure("webgpu", WEBGPU, "");
+  if (modes.includes("webgpu")) results.webgpu = await measure("webgpu", WEBGPU, "?backend=webgpu");
+  // No choice in the link: the worker's probe picks (and the page says which, and why).
+  if (modes.includes("probe")) results.probe = await measure("probe", WEBGPU, "");
   if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
   if (modes.includes("cpu-f32")) results.cpu_f32 = await measure("cpu-f32", WEBGPU, "?backend=cpu&precision=f32");
 } finally {

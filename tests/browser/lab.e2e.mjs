@@ -365,7 +365,7 @@ async function badInput(browser, url) {
   await page.getByText("Reload the lab").click();
   await waitForModel(page);
   // A model larger than the adapter allows (simulated 1 KiB buffer limit) is refused up front.
-  await page.goto(`${url}?limit_mb=0.001`);
+  await page.goto(`${url}?backend=webgpu&limit_mb=0.001`);
   const tooLarge = await waitForText(page, "model-error", /too large for the adapter|loaded in/);
   check(/too large for the adapter/.test(tooLarge), `too-large model was not refused on WebGPU: ${tooLarge}`);
   await page.getByTestId("tab-shift").click();
@@ -480,8 +480,9 @@ async function run() {
     // 1. WebGPU on SwiftShader.
     const gpu = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE_FLAGS, ...WEBGPU_FLAGS] });
     try {
+      // The link chooses WebGPU: on SwiftShader the probe would choose the CPU (checked below).
       const page = await openPage(gpu, url, "webgpu");
-      await page.goto(url);
+      await page.goto(`${url}?backend=webgpu`);
       timings.webgpu_first_render_ms = await firstRender(page);
       const backend = await waitForText(page, "backend", /WebGPU|CPU/);
       check(/^WebGPU/.test(backend), `expected WebGPU on SwiftShader, got: ${backend}`);
@@ -498,6 +499,13 @@ async function run() {
       check(page.consoleErrors.length === 0, `webgpu: console errors: ${page.consoleErrors.join(" | ")}`);
       await page.close();
       timings.bad_input = await badInput(gpu, url);
+      // Without a choice in the link, the worker measures both devices and says which won, by how much.
+      const probed = await openPage(gpu, url, "probe");
+      await probed.goto(url);
+      timings.backend_probe = await waitForText(probed, "backend", /measured/);
+      check(/a 16×576×1536 matmul took [\d.]+ ms here, [\d.]+ ms on (the CPU|WebGPU)/.test(timings.backend_probe), `the probe's sentence: ${timings.backend_probe}`);
+      await waitForModel(probed);
+      await probed.close();
     } finally {
       await gpu.close();
     }

@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 
 use rosetta_data::lab_manifest::Manifest;
 use rosetta_lab_protocol::page_state::{PageState, Room};
-use rosetta_lab_protocol::{Answer, BackendInfo, Event, ExportedGeometry, ModelInfo, Request};
+use rosetta_lab_protocol::{Answer, BackendChoice, BackendInfo, Event, ExportedGeometry, ModelInfo, Request};
 use worker_client::{LabWorker, Stop};
 
 /// Everything the rooms share. `Copy`: handles into leptos' arena.
@@ -131,9 +131,9 @@ fn data_base() -> String {
 }
 
 async fn start(lab: Lab, query: String) {
-    let force_cpu = lab.state.with_untracked(|s| s.backend.as_deref() == Some("cpu"));
+    let backend = lab.state.with_untracked(|s| BackendChoice::from_link(s.backend.as_deref()));
     let request =
-        Request::Start { base: data_base(), force_cpu, precision: precision_override(&query), buffer_limit: limit_override(&query) };
+        Request::Start { base: data_base(), backend, precision: precision_override(&query), buffer_limit: limit_override(&query) };
     let result = lab.call(request, lab.on_model_event()).await;
     lab.finish_model_request(result);
 }

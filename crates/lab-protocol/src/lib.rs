@@ -35,7 +35,7 @@ pub enum Request {
     /// progress. Answer: [`Answer::Loaded`], or [`Answer::Done`] when no model is served.
     Start {
         base: String,
-        force_cpu: bool,
+        backend: BackendChoice,
         precision: Option<String>,
         buffer_limit: Option<u64>,
     },
@@ -73,6 +73,27 @@ pub enum Request {
     DistillReset,
     /// Forward and decode speed of the loaded model.
     MeasureSpeed,
+}
+
+/// How the worker picks its device: by a short measured probe (the default), or as the link says
+/// (`backend=cpu`, `backend=webgpu`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendChoice {
+    #[default]
+    Measure,
+    Cpu,
+    WebGpu,
+}
+
+impl BackendChoice {
+    /// The link's `backend=` value; anything else measures.
+    pub fn from_link(value: Option<&str>) -> Self {
+        match value {
+            Some("cpu") => BackendChoice::Cpu,
+            Some("webgpu") => BackendChoice::WebGpu,
+            _ => BackendChoice::Measure,
+        }
+    }
 }
 
 /// Requests in one lane replace each other: the older one is cancelled at its next batch
@@ -302,6 +323,14 @@ mod tests {
     }
 
     #[test]
+    fn the_link_names_a_backend_or_the_worker_measures() {
+        assert_eq!(BackendChoice::from_link(Some("cpu")), BackendChoice::Cpu);
+        assert_eq!(BackendChoice::from_link(Some("webgpu")), BackendChoice::WebGpu);
+        assert_eq!(BackendChoice::from_link(Some("cuda")), BackendChoice::Measure);
+        assert_eq!(BackendChoice::from_link(None), BackendChoice::Measure);
+    }
+
+    #[test]
     fn a_message_from_another_build_is_a_clear_error() {
         let err = decode::<Message>(r#"{"id":1,"reply":{"Done":{"Teleport":3}}}"#).unwrap_err();
         assert!(err.contains("different builds"), "{err}");
@@ -315,7 +344,7 @@ mod tests {
         assert_ne!(a.lane(), Request::Shift { lang: "hu".into(), strength: 1.0, layer: None, sentence: 0 }.lane());
         assert_eq!(Request::DistillPause.lane(), None);
         assert_eq!(
-            Request::Start { base: String::new(), force_cpu: false, precision: None, buffer_limit: None }.lane(),
+            Request::Start { base: String::new(), backend: BackendChoice::Measure, precision: None, buffer_limit: None }.lane(),
             Request::OpenPicked.lane()
         );
     }

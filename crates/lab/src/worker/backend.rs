@@ -1,14 +1,19 @@
-//! Which device the worker computes on: WebGPU when the browser offers an adapter to the worker,
-//! otherwise burn's CPU backend compiled to wasm — and the sentence that tells the visitor which,
-//! and why. (Chromium and Firefox give dedicated workers `navigator.gpu`; where a browser offers
-//! WebGPU only to pages, the worker says so and computes on the CPU.)
+//! Which device the worker computes on, and the sentence that tells the visitor which and why:
+//! burn's CPU backend compiled to wasm where the browser offers the worker no WebGPU adapter, and
+//! otherwise whichever of the two a short measured probe finds faster — a software adapter
+//! (SwiftShader, lavapipe) loses to the CPU path, a real GPU wins. The link can choose
+//! (`backend=cpu`, `backend=webgpu`). (Chromium and Firefox give dedicated workers
+//! `navigator.gpu`; where a browser offers WebGPU only to pages, the worker says so and computes
+//! on the CPU.)
 
 use js_sys::Reflect;
-use rosetta_model::burn::prelude::Device;
+use rosetta_model::burn::prelude::*;
+use rosetta_model::burn::tensor::Distribution;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::protocol::BackendInfo;
+use crate::browser::now_ms;
+use crate::protocol::{BackendChoice, BackendInfo};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
@@ -47,31 +52,68 @@ fn cpu_threads() -> String {
     }
 }
 
-/// The device for the lab. `force_cpu` (the URL's `backend=cpu`) skips WebGPU.
-pub async fn choose(force_cpu: bool) -> (Device, Backend) {
+/// The probe: a decoder projection's matmul for a short prompt, `[16 × 576] × [576 × 1536]`
+/// in f32 (SmolLM2's width and MLP), read back.
+const PROBE: [usize; 3] = [16, 576, 1536];
+
+/// Milliseconds of one probe on `device`: the best of three after a warm-up (which compiles the
+/// kernels).
+async fn probe_ms(device: &Device) -> Result<f64, String> {
+    let [m, k, n] = PROBE;
+    let a = Tensor::<2>::random([m, k], Distribution::Default, device);
+    let b = Tensor::<2>::random([k, n], Distribution::Default, device);
+    let mut best = f64::INFINITY;
+    for round in 0..4 {
+        let started = now_ms();
+        let product = a.clone().matmul(b.clone());
+        rosetta_model::readback::to_vec_f32(product.sum()).await.map_err(|e| e.to_string())?;
+        if round > 0 {
+            best = best.min(now_ms() - started);
+        }
+    }
+    Ok(best)
+}
+
+/// The device for the lab, as the link chooses or as the probe measures.
+pub async fn choose(choice: BackendChoice) -> (Device, Backend) {
     let cpu = |why: String| {
         let why = format!("{why}; {}", cpu_threads());
         (Device::flex(), Backend { info: BackendInfo { name: "CPU (wasm)".into(), detail: why, is_gpu: false }, max_buffer: None })
     };
-    if force_cpu {
+    if choice == BackendChoice::Cpu {
         return cpu("chosen in the link (backend=cpu)".into());
     }
     if let Err(why) = webgpu_adapter().await {
         return cpu(why);
     }
-    match Device::wgpu_options().init_with_setup_async().await {
-        Ok((device, setup)) => {
-            let info = setup.adapter.get_info();
-            let limits = setup.device.limits();
-            let detail = [info.name.as_str(), info.driver.as_str(), info.driver_info.as_str()]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" · ");
-            let detail = if detail.is_empty() { format!("{:?} adapter", info.device_type) } else { detail };
-            let info = BackendInfo { name: "WebGPU".into(), detail, is_gpu: true };
-            (device, Backend { info, max_buffer: Some(limits.max_storage_buffer_binding_size) })
+    let (device, setup) = match Device::wgpu_options().init_with_setup_async().await {
+        Ok(started) => started,
+        Err(e) => return cpu(format!("WebGPU could not start ({e:?})")),
+    };
+    let info = setup.adapter.get_info();
+    let adapter = [info.name.as_str(), info.driver.as_str(), info.driver_info.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let adapter = if adapter.is_empty() { format!("{:?} adapter", info.device_type) } else { adapter };
+    let webgpu = |why: String| {
+        let info = BackendInfo { name: "WebGPU".into(), detail: format!("{adapter}; {why}"), is_gpu: true };
+        (device.clone(), Backend { info, max_buffer: Some(setup.device.limits().max_storage_buffer_binding_size) })
+    };
+    if choice == BackendChoice::WebGpu {
+        return webgpu("chosen in the link (backend=webgpu)".into());
+    }
+    let [m, k, n] = PROBE;
+    let probe = format!("a {m}×{k}×{n} matmul");
+    match (probe_ms(&device).await, probe_ms(&Device::flex()).await) {
+        (Ok(gpu), Ok(cpu_ms)) if gpu < cpu_ms => {
+            webgpu(format!("measured faster: {probe} took {gpu:.1} ms here, {cpu_ms:.1} ms on the CPU"))
         }
-        Err(e) => cpu(format!("WebGPU could not start ({e:?})")),
+        (Ok(gpu), Ok(cpu_ms)) => {
+            cpu(format!("measured faster than WebGPU ({adapter}): {probe} took {cpu_ms:.1} ms here, {gpu:.1} ms on WebGPU"))
+        }
+        (Err(e), _) => cpu(format!("WebGPU ({adapter}) failed its probe ({e})")),
+        (Ok(_), Err(e)) => webgpu(format!("the CPU failed its probe ({e})")),
     }
 }

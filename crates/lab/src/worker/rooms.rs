@@ -16,7 +16,8 @@ use crate::fertility::{fertility_chart, fertility_rows, pieces, premiums};
 use crate::manifest::{self, Manifest};
 use crate::page_memory::{MAX_PICKED_BYTES, MAX_TOKENIZER_BYTES, check_model_fits_page};
 use crate::protocol::{
-    Answer, DistillStep, Event, ExportedGeometry, FeaturesView, GeometryView, ModelInfo, Request, SPEED_DECODE_TOKENS, ShiftView,
+    Answer, BackendChoice, DistillStep, Event, ExportedGeometry, FeaturesView, GeometryView, ModelInfo, Request, SPEED_DECODE_TOKENS,
+    ShiftView,
 };
 use crate::shift::{
     MIN_GEOMETRY_SENTENCES, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
@@ -35,7 +36,7 @@ const REPORT_EVERY: usize = 5;
 pub async fn handle(call: &Call, request: Request, files: Vec<web_sys::File>) -> Handled {
     let state = &call.state;
     match request {
-        Request::Start { base, force_cpu, precision, buffer_limit } => start(call, &base, force_cpu, precision, buffer_limit).await,
+        Request::Start { base, backend, precision, buffer_limit } => start(call, &base, backend, precision, buffer_limit).await,
         Request::OpenPicked => open_picked(call, &files).await,
         Request::OpenExtended => open_extended(state, &files).await,
         Request::Tokenize { text } => tokenize(state, &text),
@@ -61,11 +62,12 @@ pub async fn handle(call: &Call, request: Request, files: Vec<web_sys::File>) ->
     }
 }
 
-async fn start(call: &Call, base: &str, force_cpu: bool, precision: Option<String>, buffer_limit: Option<u64>) -> Handled {
+async fn start(call: &Call, base: &str, choice: BackendChoice, precision: Option<String>, buffer_limit: Option<u64>) -> Handled {
     let state = &call.state;
     state.precision.set(precision.as_deref().and_then(rosetta_model::Precision::parse).unwrap_or_default());
     state.buffer_limit.set(buffer_limit);
-    let (device, backend) = backend::choose(force_cpu).await;
+    call.status("Choosing a device…");
+    let (device, backend) = backend::choose(choice).await;
     call.event(Event::Backend(backend.info.clone()));
     *state.device.borrow_mut() = Some(device);
     *state.backend.borrow_mut() = Some(backend);
