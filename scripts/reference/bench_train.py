@@ -1,6 +1,8 @@
-"""Training throughput of a model under PyTorch eager (transformers, CPU), for `rosetta bench train`.
+"""Training throughput of a model under PyTorch eager (transformers), for `rosetta bench train` (CPU)
+and `scripts/gpu/run.sh` (`--device cuda`; `--dtype bfloat16` trains under autocast with float32
+master weights and optimizer state, as mixed precision is meant).
 
-usage: bench_train.py MODEL --batch 4 --seq 256 --steps 3 --warmup 1 --threads N [--lora-rank R]
+usage: bench_train.py MODEL --batch 4 --seq 256 --steps 3 --warmup 1 --threads N [--lora-rank R] [--device D --dtype T]
 MODEL: an HF directory or a .gguf file. One training step = forward, causal-LM loss, backward,
 AdamW (torch.optim.AdamW, weight decay 0.1). With --lora-rank, the seven projections of every
 layer get LoRA factors (A ~ N(0, 1/r), B = 0, scale alpha/r with alpha = 2r) and everything else
@@ -8,20 +10,20 @@ is frozen — the same as Rosetta's LoRA. Prints one JSON object with seconds pe
 """
 import argparse
 import json
-import os
+import contextlib
 import resource
-import time
 
 import torch
-from loading import load_float32
+from loading import DTYPES, add_device_options, clock, describe, load
 
 
 class LoraLinear(torch.nn.Module):
     def __init__(self, base, rank):
         super().__init__()
         self.base = base
-        self.a = torch.nn.Parameter(torch.randn(base.in_features, rank) / rank)
-        self.b = torch.nn.Parameter(torch.zeros(rank, base.out_features))
+        device = base.weight.device
+        self.a = torch.nn.Parameter(torch.randn(base.in_features, rank, device=device) / rank)
+        self.b = torch.nn.Parameter(torch.zeros(rank, base.out_features, device=device))
         self.scale = 2.0
 
     def forward(self, x):
@@ -46,20 +48,24 @@ def main():
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--lora-rank", type=int, default=0)
+    add_device_options(parser)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_float32(args.model, args.threads)
+    # Master weights stay float32; a lower --dtype is the autocast compute precision.
+    model = load(args.model, args.threads, args.device)
+    autocast = (torch.autocast(device_type=args.device.split(":")[0], dtype=DTYPES[args.dtype])
+                if args.dtype != "float32" else contextlib.nullcontext())
     if args.lora_rank:
         add_lora(model, args.lora_rank)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
-    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(args.device)
 
     def step():
-        loss = model(ids, labels=ids, use_cache=False).loss
+        with autocast:
+            loss = model(ids, labels=ids, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -67,11 +73,12 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    start = time.perf_counter()
+    start = clock(args.device)
     for _ in range(args.steps):
         step()
-    seconds = (time.perf_counter() - start) / args.steps
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "lora_rank": args.lora_rank,
+    seconds = (clock(args.device) - start) / args.steps
+    peak = {"peak_gpu_bytes": torch.cuda.max_memory_allocated()} if args.device.startswith("cuda") else {}
+    print(json.dumps({**describe(args), **peak, "lora_rank": args.lora_rank,
                       "batch": args.batch, "seq": args.seq, "seconds_per_step": seconds,
                       "tokens_per_second": args.batch * args.seq / seconds,
                       "trainable_parameters": sum(p.numel() for p in params),

@@ -1,0 +1,75 @@
+"""The GPU run's results side by side (scripts/gpu/run.sh): Rosetta on wgpu next to PyTorch eager
+on the same GPU, tokens/s, the ratio Rosetta / PyTorch, and model FLOPs utilisation against the
+card's peak (GPU_PEAK_TFLOPS_F32, GPU_PEAK_TFLOPS_BF16; defaults: an H100 SXM's dense 67 and 989).
+
+usage: summary.py OUT_DIR   (reads OUT_DIR/results/*.json, prints Markdown)
+
+MFU counts 2·N FLOPs per token forward and 6·N per trained token (N: the model's parameters,
+GPU_MODEL_PARAMETERS, default SmolLM2-135M's 134.5 M); attention's own FLOPs are left out.
+"""
+import json
+import os
+import sys
+
+out = sys.argv[1]
+N = float(os.environ.get("GPU_MODEL_PARAMETERS", 134.5e6))
+PEAK = {"float32": float(os.environ.get("GPU_PEAK_TFLOPS_F32", 67)) * 1e12,
+        "bfloat16": float(os.environ.get("GPU_PEAK_TFLOPS_BF16", 989)) * 1e12}
+
+
+def read(name):
+    try:
+        with open(os.path.join(out, "results", name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def fmt(value):
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def ratio(a, b):
+    return "—" if a is None or not b else f"{a / b:.2f}×"
+
+
+def mfu(tokens_per_second, flops_per_token, dtype):
+    return "—" if tokens_per_second is None else f"{100 * tokens_per_second * flops_per_token / PEAK[dtype]:.1f} %"
+
+
+rows = []
+forward = read("rosetta-forward.json")
+generate = read("rosetta-generate.json")
+train = read("rosetta-train.json")
+torch_f = {d: read(f"torch-forward-{d}.json") for d in PEAK}
+torch_g = {d: read(f"torch-generate-{d}.json") for d in PEAK}
+torch_t = {(d, r): read(f"torch-train-{d}-lora{r}.json") for d in PEAK for r in (0, 8)}
+
+
+def by_batch(results, key, batch):
+    for r in (results or {}).get("results" if "results" in (results or {}) else "rosetta", []):
+        if r.get("batch") == batch:
+            return r.get(key)
+    return None
+
+
+batches = sorted({r["batch"] for r in (forward or {}).get("rosetta", [])} | {r["batch"] for r in (torch_f["float32"] or {}).get("results", [])})
+print("# GPU run: Rosetta (wgpu, f32) beside PyTorch eager (CUDA)\n")
+gpu = next((t.get("gpu") for t in list(torch_f.values()) + list(torch_g.values()) if t and t.get("gpu")), "unknown GPU")
+print(f"GPU: {gpu}. MFU against {PEAK['float32'] / 1e12:.0f} TFLOP/s (f32) and {PEAK['bfloat16'] / 1e12:.0f} TFLOP/s (bf16).\n")
+print("| measurement | Rosetta wgpu f32 | PyTorch f32 | ratio | PyTorch bf16 | ratio | Rosetta MFU |")
+print("|---|---|---|---|---|---|---|")
+for batch in batches:
+    mine = by_batch(forward, "tokens_per_second", batch)
+    f32, bf16 = (by_batch(torch_f[d], "tokens_per_second", batch) for d in ("float32", "bfloat16"))
+    print(f"| forward, batch {batch} | {fmt(mine)} | {fmt(f32)} | {ratio(mine, f32)} | {fmt(bf16)} | {ratio(mine, bf16)} | {mfu(mine, 2 * N, 'float32')} |")
+    for phase in ("prefill", "decode"):
+        key = f"{phase}_tokens_per_second"
+        mine = by_batch(generate, key, batch)
+        f32, bf16 = (by_batch(torch_g[d], key, batch) for d in ("float32", "bfloat16"))
+        print(f"| {phase}, batch {batch} | {fmt(mine)} | {fmt(f32)} | {ratio(mine, f32)} | {fmt(bf16)} | {ratio(mine, bf16)} | {mfu(mine, 2 * N, 'float32')} |")
+for mode, rank in (("full", 0), ("lora", 8)):
+    mine = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == mode and r.get("rosetta")), None)
+    f32, bf16 = ((torch_t[(d, rank)] or {}).get("tokens_per_second") for d in ("float32", "bfloat16"))
+    print(f"| train {mode}, batch {(train or {}).get('batch', '?')} × {(train or {}).get('seq', '?')} | {fmt(mine)} | {fmt(f32)} | {ratio(mine, f32)} | {fmt(bf16)} | {ratio(mine, bf16)} | {mfu(mine, 6 * N, 'float32')} |")
+print("\nRosetta trains in f32 only (bf16 on the GPU backends is issue 19's next part); PyTorch bf16 trains under autocast with f32 master weights.")
