@@ -221,8 +221,7 @@ pub struct ShiftView {
     /// Sentences the bits per character and the scatter are of.
     pub sentences: usize,
     pub scatter: String,
-    pub plain: NextTokenView,
-    pub shifted: NextTokenView,
+    /// The next-token guesses came ahead, as [`Event::NextTokens`].
     pub base_bits_per_char: f64,
     pub bits_per_char: f64,
 }

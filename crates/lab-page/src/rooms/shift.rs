@@ -59,7 +59,6 @@ async fn apply(lab: Lab, room: ShiftState) {
     }
     match result {
         Ok(Answer::Shift(view)) => {
-            room.next.set(Some((strength, view.plain.clone(), view.shifted.clone())));
             room.view.set(Some(view));
             room.line.error.set(None);
         }

@@ -296,7 +296,7 @@ async fn shift(call: &Call, lang: &str, strength: f32, layer: Option<usize>, sen
     };
     let shifted =
         if strength == 0.0 { plain.clone() } else { next_token_view(model, tokenizer, text, &interventions, 8).await.map_err(failed)? };
-    call.event(Event::NextTokens { plain: plain.clone(), shifted: shifted.clone() });
+    call.event(Event::NextTokens { plain, shifted });
     batch_boundary().await;
     let cached = state.unshifted.borrow().bits_per_char(serial, lang);
     let base_bits_per_char = match cached {
@@ -319,8 +319,6 @@ async fn shift(call: &Call, lang: &str, strength: f32, layer: Option<usize>, sen
         strength,
         sentences: texts.len(),
         scatter: scatter_chart(site, Some((lang, strength, &points))),
-        plain,
-        shifted,
         base_bits_per_char,
         bits_per_char,
     }))
