@@ -8,6 +8,13 @@
 //! target-language input, which is what SDRRL's transfer set does with real instructions.
 //!
 //! Loss per answer position t: −Σ_k p̃_teacher(k | English, a<t) · log q_student(k | target, a<t).
+//!
+//! The student speaks only the tokens its lessons use ([`LessonVocabulary`]: vocabulary
+//! trimming, Ushio et al. 2023, "An Efficient Multilingual Language Model Compression through
+//! Vocabulary Trimming"). With the teacher's 49 152-token vocabulary, a 64-wide student spends
+//! almost all of a step on its embedding and head (a 49 152-way softmax at every position, AdamW
+//! over 3.1 M embedding values); a dozen lessons use about two thousand tokens, and every
+//! probability the loss compares lives among them (the teacher's top-k are renormalised).
 
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
@@ -146,9 +153,58 @@ pub async fn teach(
     Ok(lessons)
 }
 
+/// The teacher's tokens a student is built with: every token its lessons read, answer or are
+/// taught (the teacher's top-k), plus the special tokens generation needs, in teacher-id order.
+/// Student id `i` is teacher id `teacher_ids[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LessonVocabulary {
+    teacher_ids: Vec<u32>,
+}
+
+impl LessonVocabulary {
+    pub fn of(lessons: &[Lesson], teacher: &ModelConfig) -> Self {
+        let lesson_ids = lessons
+            .iter()
+            .flat_map(|l| l.target_ids.iter().chain(&l.answer).chain(l.soft_targets.iter().flat_map(|(ids, _)| ids.iter())).copied());
+        let special = teacher.bos_token_id.into_iter().chain(teacher.eos_token_ids.iter().copied()).chain(teacher.pad_token_id);
+        let mut teacher_ids: Vec<u32> = lesson_ids.chain(special).filter(|&id| (id as usize) < teacher.vocab_size).collect();
+        teacher_ids.sort_unstable();
+        teacher_ids.dedup();
+        LessonVocabulary { teacher_ids }
+    }
+
+    pub fn len(&self) -> usize {
+        self.teacher_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.teacher_ids.is_empty()
+    }
+
+    /// The student's id for a teacher token, if the lessons use it.
+    pub fn student_id(&self, teacher_id: u32) -> Option<u32> {
+        self.teacher_ids.binary_search(&teacher_id).ok().map(|i| i as u32)
+    }
+
+    fn student_ids(&self, teacher_ids: &[u32]) -> Result<Vec<u32>> {
+        teacher_ids
+            .iter()
+            .map(|&id| {
+                self.student_id(id)
+                    .ok_or_else(|| LabError::Invalid(format!("token {id} is not in the student's vocabulary of its lessons")))
+            })
+            .collect()
+    }
+
+    pub fn teacher_id(&self, student_id: u32) -> u32 {
+        self.teacher_ids[student_id as usize]
+    }
+}
+
 /// The student and its optimiser, stepped by the page (start/pause/reset live there).
 pub struct Distiller {
     pub config: DistillConfig,
+    vocabulary: LessonVocabulary,
     student: Option<CausalLm>,
     optimizer: ModuleOptimizer,
     lessons: Vec<Lesson>,
@@ -165,9 +221,11 @@ impl Distiller {
             return Err(LabError::Invalid("no lessons left to train on after the held-out rows".into()));
         }
         let heads = 4;
+        let vocabulary = LessonVocabulary::of(&lessons, teacher);
+        let special = |id: Option<u32>| id.and_then(|id| vocabulary.student_id(id));
         let student_config = ModelConfig {
             architecture: Architecture::Llama,
-            vocab_size: teacher.vocab_size,
+            vocab_size: vocabulary.len(),
             hidden_size: config.student_hidden,
             intermediate_size: config.student_hidden * 2,
             num_hidden_layers: config.student_layers,
@@ -183,15 +241,19 @@ impl Distiller {
             o_bias: false,
             mlp_bias: false,
             sliding_window: None,
-            bos_token_id: teacher.bos_token_id,
-            eos_token_ids: teacher.eos_token_ids.clone(),
-            pad_token_id: teacher.pad_token_id,
+            bos_token_id: special(teacher.bos_token_id),
+            eos_token_ids: teacher.eos_token_ids.iter().filter_map(|&id| special(Some(id))).collect(),
+            pad_token_id: special(teacher.pad_token_id),
             torch_dtype: None,
         };
         let student =
             CausalLm::from_source(&student_config, &RandomWeights::new(&student_config, config.seed, 0.02), &device.clone().autodiff())?;
         let optimizer = AdamWConfig::new().with_weight_decay(0.0).init();
-        Ok(Distiller { config, student: Some(student), optimizer, lessons, step: 0, losses: Vec::new(), cursor: 0 })
+        Ok(Distiller { config, vocabulary, student: Some(student), optimizer, lessons, step: 0, losses: Vec::new(), cursor: 0 })
+    }
+
+    pub fn vocabulary(&self) -> &LessonVocabulary {
+        &self.vocabulary
     }
 
     pub fn training_lessons(&self) -> &[Lesson] {
@@ -213,7 +275,10 @@ impl Distiller {
         let student = self.student()?;
         let device = student.device();
         let k = self.config.top_k;
-        let sequences: Vec<Vec<u32>> = lessons.iter().map(|l| l.target_ids.iter().chain(&l.answer).copied().collect()).collect();
+        let sequences: Vec<Vec<u32>> = lessons
+            .iter()
+            .map(|l| self.vocabulary.student_ids(&l.target_ids.iter().chain(&l.answer).copied().collect::<Vec<_>>()))
+            .collect::<Result<_>>()?;
         let batch = TokenBatch::pad(&sequences, Padding::Right, 0)?;
         let (b, s) = (batch.batch, batch.seq);
         // Position p predicts token p+1: the answer starts after the last prompt token.
@@ -223,8 +288,8 @@ impl Distiller {
             let start = lesson.target_ids.len() - 1;
             for (t, (tokens, probs)) in lesson.soft_targets.iter().enumerate() {
                 let at = (row * s + start + t) * k;
-                for j in 0..tokens.len().min(k) {
-                    ids[at + j] = tokens[j] as i64;
+                for (j, &token) in self.vocabulary.student_ids(tokens)?.iter().take(k).enumerate() {
+                    ids[at + j] = token as i64;
                     weights[at + j] = probs[j];
                 }
             }
@@ -271,12 +336,13 @@ impl Distiller {
         let generation =
             GenerationConfig { max_new_tokens: self.config.answer_tokens, sampling: Sampling::Greedy, ..GenerationConfig::default() };
         let lessons = self.held_out_lessons();
-        let prompts: Vec<Vec<u32>> = lessons.iter().map(|l| l.target_ids.clone()).collect();
+        let prompts: Vec<Vec<u32>> = lessons.iter().map(|l| self.vocabulary.student_ids(&l.target_ids)).collect::<Result<_>>()?;
         let output = generate(&student, &prompts, &generation, &Interventions::none(), |_, _| {}).await?;
         lessons
             .iter()
             .zip(output.tokens)
             .map(|(lesson, answer)| {
+                let answer: Vec<u32> = answer.iter().map(|&id| self.vocabulary.teacher_id(id)).collect();
                 let agreement =
                     lesson.answer.iter().zip(&answer).filter(|(a, b)| a == b).count() as f64 / lesson.answer.len().max(1) as f64;
                 Ok(Sample {
@@ -310,6 +376,7 @@ mod tests {
     use super::*;
     use crate::test_support::{tiny_manifest, tiny_model_and_tokenizer};
     use rosetta_model::readback::block_on;
+    use rosetta_model::tiny::tiny_config;
 
     #[test]
     fn the_student_learns_the_teachers_answers() {
@@ -332,6 +399,7 @@ mod tests {
             assert_eq!(lesson.soft_targets[0].0[0], lesson.answer[0]);
         }
         let mut distiller = Distiller::new(teacher.config(), lessons, config, &Device::flex()).unwrap();
+        assert!(distiller.vocabulary().len() < teacher.config().vocab_size, "the student's vocabulary was not trimmed");
         let before = block_on(distiller.train_step()).unwrap();
         for _ in 0..30 {
             block_on(distiller.train_step()).unwrap();
@@ -343,6 +411,26 @@ mod tests {
         assert_eq!(samples.len(), 2);
         assert!(block_on(distiller.held_out_loss()).unwrap().is_finite());
         assert!(distiller.loss_chart(&[(31, 1.0)]).contains("held out"));
+    }
+
+    #[test]
+    fn the_students_vocabulary_is_what_its_lessons_use() {
+        let teacher = ModelConfig { vocab_size: 1000, bos_token_id: Some(1), eos_token_ids: vec![2], pad_token_id: None, ..tiny_config() };
+        let lesson = Lesson {
+            english: String::new(),
+            target: String::new(),
+            target_ids: vec![1, 500, 40],
+            answer: vec![40, 7],
+            soft_targets: vec![(vec![40, 999], vec![0.75, 0.25]), (vec![7, 3], vec![0.5, 0.5])],
+        };
+        let vocabulary = LessonVocabulary::of(std::slice::from_ref(&lesson), &teacher);
+        let ids: Vec<u32> = (0..vocabulary.len() as u32).map(|i| vocabulary.teacher_id(i)).collect();
+        assert_eq!(ids, [1, 2, 3, 7, 40, 500, 999]);
+        for &id in &ids {
+            assert_eq!(vocabulary.teacher_id(vocabulary.student_id(id).unwrap()), id);
+        }
+        assert_eq!(vocabulary.student_id(4), None);
+        assert!(vocabulary.student_ids(&[40, 4]).unwrap_err().to_string().contains("token 4"));
     }
 
     #[test]

@@ -81,12 +81,30 @@ pub fn scoring_ids(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
 /// logits exist at once (a batch of 8 × 128 would otherwise hold 200 MB of logits plus their
 /// exponentials).
 pub fn next_token_logprobs(model: &CausalLm, batch: &TokenBatch, interventions: &Interventions) -> Result<Tensor<2>> {
-    let device = model.device();
     if batch.seq < 2 {
         return Err(ModelError::invalid(format!("next-token log-probabilities need at least 2 positions, the batch has {}", batch.seq)));
     }
     let (hidden, _) = model.forward_hidden(batch, interventions)?;
+    next_token_logprobs_of_hidden(model, batch, hidden)
+}
+
+/// [`next_token_logprobs`] from the final (normed) hidden states of `batch`, however they were
+/// computed — a pass resumed from a cached residual, say ([`CausalLm::forward_layers`] then
+/// [`CausalLm::final_norm`]).
+///
+/// # Shapes
+/// `hidden: [batch, seq, d_model]` → `[batch, seq-1]`.
+pub fn next_token_logprobs_of_hidden(model: &CausalLm, batch: &TokenBatch, hidden: Tensor<3>) -> Result<Tensor<2>> {
+    let device = model.device();
     let [b, s, d] = hidden.dims();
+    if [b, s] != [batch.batch, batch.seq] || s < 2 {
+        return Err(ModelError::invalid(format!(
+            "hidden states of shape {:?} for a batch of {} × {} (at least 2 positions)",
+            hidden.dims(),
+            batch.batch,
+            batch.seq
+        )));
+    }
     let predicting = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([1, b * (s - 1), d]);
     let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).reshape([1, b * (s - 1), 1]);
     let positions = b * (s - 1);
@@ -114,43 +132,79 @@ pub fn target_logprobs(logits: Tensor<3>, targets: Tensor<3, Int>) -> Tensor<2> 
     (logits.gather(2, targets) - log_sum_exp).squeeze_dim(2)
 }
 
+/// Texts tokenized for scoring and grouped into right-padded batches of similar length — what
+/// [`score_texts`] runs, for callers that compute the batches' hidden states their own way.
+#[derive(Debug, Clone)]
+pub struct ScoringPlan {
+    pub batches: Vec<ScoringBatch>,
+    /// Per text: `(chars, bytes)`.
+    sizes: Vec<(usize, usize)>,
+}
+
+/// One batch of a [`ScoringPlan`]: its rows are the texts `texts` (indices into the plan's texts).
+#[derive(Debug, Clone)]
+pub struct ScoringBatch {
+    pub batch: TokenBatch,
+    pub texts: Vec<usize>,
+    /// Tokens predicted per row (the text's tokens after the document start).
+    predicted: Vec<usize>,
+}
+
+impl ScoringPlan {
+    pub fn new(tokenizer: &TextTokenizer, texts: &[&str], options: &ScoreOptions) -> Result<Self> {
+        if options.batch_size == 0 {
+            return Err(ModelError::invalid("batch size must be at least 1"));
+        }
+        let encoded = texts.iter().map(|t| scoring_ids(tokenizer, t)).collect::<Result<Vec<_>>>()?;
+        if let Some((i, ids)) = encoded.iter().enumerate().find(|(_, ids)| ids.len() > options.max_tokens) {
+            return Err(ModelError::invalid(format!(
+                "text {} has {} tokens, more than the {} this scorer takes; split long documents",
+                i + 1,
+                ids.len(),
+                options.max_tokens
+            )));
+        }
+        // Similar lengths together waste less padding.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut batches = Vec::new();
+        for chunk in order.chunks(options.batch_size) {
+            let sequences: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+            let batch = TokenBatch::pad(&sequences, Padding::Right, 0)?;
+            if batch.seq < 2 {
+                // Only the start token: nothing to predict (all texts in the chunk are empty).
+                continue;
+            }
+            batches.push(ScoringBatch { batch, texts: chunk.to_vec(), predicted: chunk.iter().map(|&i| encoded[i].len() - 1).collect() });
+        }
+        Ok(ScoringPlan { batches, sizes: texts.iter().map(|t| (t.chars().count(), t.len())).collect() })
+    }
+
+    /// A cost per text, all zero until [`Self::add_batch`] fills them in.
+    pub fn empty_costs(&self) -> Vec<TextCost> {
+        self.sizes.iter().map(|&(chars, bytes)| TextCost { chars, bytes, ..TextCost::default() }).collect()
+    }
+
+    /// Writes the costs of batch `index` from its next-token log-probabilities (`[batch, seq-1]`
+    /// row-major, as [`next_token_logprobs`] gives them) into `costs`.
+    pub fn add_batch(&self, index: usize, logprobs: &[f32], costs: &mut [TextCost]) {
+        let part = &self.batches[index];
+        let width = part.batch.seq - 1;
+        for (row, (&i, &predicted)) in part.texts.iter().zip(&part.predicted).enumerate() {
+            let nats: f64 = logprobs[row * width..row * width + predicted].iter().map(|&l| l as f64).sum();
+            costs[i].bits = -nats / std::f64::consts::LN_2;
+            costs[i].tokens = predicted;
+        }
+    }
+}
+
 /// Scores each text separately; the result is in the order of `texts`.
 pub async fn score_texts(model: &CausalLm, tokenizer: &TextTokenizer, texts: &[&str], options: &ScoreOptions) -> Result<Vec<TextCost>> {
-    if options.batch_size == 0 {
-        return Err(ModelError::invalid("batch size must be at least 1"));
-    }
-    let encoded = texts.iter().map(|t| scoring_ids(tokenizer, t)).collect::<Result<Vec<_>>>()?;
-    if let Some((i, ids)) = encoded.iter().enumerate().find(|(_, ids)| ids.len() > options.max_tokens) {
-        return Err(ModelError::invalid(format!(
-            "text {} has {} tokens, more than the {} this scorer takes; split long documents",
-            i + 1,
-            ids.len(),
-            options.max_tokens
-        )));
-    }
-    // Similar lengths together waste less padding.
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| encoded[i].len());
-    let mut costs = vec![TextCost::default(); texts.len()];
-    for chunk in order.chunks(options.batch_size) {
-        let sequences: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-        let batch = TokenBatch::pad(&sequences, Padding::Right, 0)?;
-        if batch.seq < 2 {
-            // Only the start token: nothing to predict (all texts in the chunk are empty).
-            continue;
-        }
-        let logprobs = to_vec_f32(next_token_logprobs(model, &batch, &options.interventions)?).await?;
-        let width = batch.seq - 1;
-        for (row, &i) in chunk.iter().enumerate() {
-            let predicted = encoded[i].len() - 1;
-            let nats: f64 = logprobs[row * width..row * width + predicted].iter().map(|&l| l as f64).sum();
-            costs[i] = TextCost {
-                bits: -nats / std::f64::consts::LN_2,
-                tokens: predicted,
-                chars: texts[i].chars().count(),
-                bytes: texts[i].len(),
-            };
-        }
+    let plan = ScoringPlan::new(tokenizer, texts, options)?;
+    let mut costs = plan.empty_costs();
+    for (index, part) in plan.batches.iter().enumerate() {
+        let logprobs = to_vec_f32(next_token_logprobs(model, &part.batch, &options.interventions)?).await?;
+        plan.add_batch(index, &logprobs, &mut costs);
     }
     Ok(costs)
 }

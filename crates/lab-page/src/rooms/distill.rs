@@ -122,7 +122,7 @@ pub fn DistillRoom(lab: Lab) -> impl IntoView {
     view! {
         <section class="room" data-testid="room-distill">
             <h2>"Distillation"</h2>
-            <p class="explain">"The loaded model (teacher) continues each English sentence. A fresh 2-layer student reads the same sentence in the target language and learns to continue it as the teacher did — the teacher's English knowledge, reached through another language (SDRRL's idea, at toy scale)."</p>
+            <p class="explain">"The loaded model (teacher) continues each English sentence. A fresh 2-layer student, which knows only the tokens its lessons use, reads the same sentence in the target language and learns to continue it as the teacher did — the teacher's English knowledge, reached through another language (SDRRL's idea, at toy scale)."</p>
             {move || needs_model(lab).then(|| view! { <p class="hint">"Waiting for a model…"</p> })}
             <div class="controls">
                 <TargetSelect lab=lab testid="distill-lang" />

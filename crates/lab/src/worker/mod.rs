@@ -31,6 +31,7 @@ use wasm_bindgen::prelude::*;
 use crate::distill::Distiller;
 use crate::manifest::Manifest;
 use crate::protocol::{self, Answer, Envelope, Event, Lane, Message, Reply};
+use crate::shift::ShiftBase;
 use backend::Backend;
 use loader::Loaded;
 
@@ -54,22 +55,27 @@ struct State {
     lanes: RefCell<HashMap<Lane, (u64, Rc<TaskFlags>)>>,
 }
 
-/// What the shift room shows for strength 0, which every slider position shows beside its own:
-/// computed once per model (serial), language and sentence.
+/// What the shift room computes once per model (serial), language and sentence, because the
+/// strength does not change it: the residuals below the shift ([`ShiftBase`]) and what strength 0
+/// shows, which every slider position shows beside its own.
 #[derive(Default)]
 struct Unshifted {
     serial: u64,
-    plain: HashMap<(String, usize), crate::shift::NextTokenView>,
-    bits_per_char: HashMap<String, f64>,
+    /// Per (language, sentence): the sentence's base and its unshifted next-token view.
+    sentence: HashMap<(String, usize), (Rc<ShiftBase>, crate::shift::NextTokenView)>,
+    /// Per language: the scored sentences' base and their unshifted bits per character.
+    sentences: HashMap<String, (Rc<ShiftBase>, f64)>,
 }
 
 impl Unshifted {
-    fn plain(&self, serial: u64, lang: &str, sentence: usize) -> Option<crate::shift::NextTokenView> {
-        (self.serial == serial).then(|| self.plain.get(&(lang.to_string(), sentence)).cloned()).flatten()
+    fn sentence(&self, serial: u64, lang: &str, sentence: usize, plan: &ShiftPlan) -> Option<(Rc<ShiftBase>, crate::shift::NextTokenView)> {
+        let kept = self.sentence.get(&(lang.to_string(), sentence)).filter(|(base, _)| base.serves(plan));
+        kept.filter(|_| self.serial == serial).cloned()
     }
 
-    fn bits_per_char(&self, serial: u64, lang: &str) -> Option<f64> {
-        (self.serial == serial).then(|| self.bits_per_char.get(lang).copied()).flatten()
+    fn sentences(&self, serial: u64, lang: &str, plan: &ShiftPlan) -> Option<(Rc<ShiftBase>, f64)> {
+        let kept = self.sentences.get(lang).filter(|(base, _)| base.serves(plan));
+        kept.filter(|_| self.serial == serial).cloned()
     }
 
     fn for_model(&mut self, serial: u64) {
@@ -78,14 +84,14 @@ impl Unshifted {
         }
     }
 
-    fn keep_plain(&mut self, serial: u64, lang: &str, sentence: usize, view: crate::shift::NextTokenView) {
+    fn keep_sentence(&mut self, serial: u64, lang: &str, sentence: usize, kept: (Rc<ShiftBase>, crate::shift::NextTokenView)) {
         self.for_model(serial);
-        self.plain.insert((lang.to_string(), sentence), view);
+        self.sentence.insert((lang.to_string(), sentence), kept);
     }
 
-    fn keep_bits_per_char(&mut self, serial: u64, lang: &str, bits_per_char: f64) {
+    fn keep_sentences(&mut self, serial: u64, lang: &str, kept: (Rc<ShiftBase>, f64)) {
         self.for_model(serial);
-        self.bits_per_char.insert(lang.to_string(), bits_per_char);
+        self.sentences.insert(lang.to_string(), kept);
     }
 }
 

@@ -20,8 +20,8 @@ use crate::protocol::{
     ShiftView,
 };
 use crate::shift::{
-    MIN_GEOMETRY_SENTENCES, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
-    shifted_bits_per_char, shifted_points,
+    MIN_GEOMETRY_SENTENCES, ShiftBase, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
+    shifted_points,
 };
 
 /// Sentences per language the shift room measures (the geometry's minimum: fast enough on a CPU).
@@ -284,34 +284,35 @@ async fn shift(call: &Call, lang: &str, strength: f32, layer: Option<usize>, sen
     let failed = |e: crate::LabError| e.to_string();
     let interventions = plan.scaled_interventions(lang, strength, &model.device()).map_err(|e| e.to_string())?;
     // Each step is a batch boundary: a newer slider value cancels this request there.
-    let cached = state.unshifted.borrow().plain(serial, lang, sentence);
-    let plain = match cached {
-        Some(view) => view,
+    let cached = state.unshifted.borrow().sentence(serial, lang, sentence, plan);
+    let (one, plain) = match cached {
+        Some(kept) => kept,
         None => {
-            let view = next_token_view(model, tokenizer, text, &Interventions::none(), 8).await.map_err(failed)?;
-            state.unshifted.borrow_mut().keep_plain(serial, lang, sentence, view.clone());
+            let one = Rc::new(ShiftBase::new(model, tokenizer, plan, &[text], batch_boundary).await.map_err(failed)?);
+            let view = next_token_view(model, tokenizer, &one, &Interventions::none(), 8).await.map_err(failed)?;
+            state.unshifted.borrow_mut().keep_sentence(serial, lang, sentence, (one.clone(), view.clone()));
             batch_boundary().await;
-            view
+            (one, view)
         }
     };
     let shifted =
-        if strength == 0.0 { plain.clone() } else { next_token_view(model, tokenizer, text, &interventions, 8).await.map_err(failed)? };
+        if strength == 0.0 { plain.clone() } else { next_token_view(model, tokenizer, &one, &interventions, 8).await.map_err(failed)? };
     call.event(Event::NextTokens { plain, shifted });
     batch_boundary().await;
-    let cached = state.unshifted.borrow().bits_per_char(serial, lang);
-    let base_bits_per_char = match cached {
-        Some(bpc) => bpc,
+    let cached = state.unshifted.borrow().sentences(serial, lang, plan);
+    let (base, base_bits_per_char) = match cached {
+        Some(kept) => kept,
         None => {
-            let bpc = shifted_bits_per_char(model, tokenizer, plan, lang, &texts, 0.0).await.map_err(failed)?;
-            state.unshifted.borrow_mut().keep_bits_per_char(serial, lang, bpc);
-            batch_boundary().await;
-            bpc
+            let base = Rc::new(ShiftBase::new(model, tokenizer, plan, &texts, batch_boundary).await.map_err(failed)?);
+            let bpc = base.bits_per_char(model, &Interventions::none(), batch_boundary).await.map_err(failed)?;
+            state.unshifted.borrow_mut().keep_sentences(serial, lang, (base.clone(), bpc));
+            (base, bpc)
         }
     };
     let bits_per_char = if strength == 0.0 {
         base_bits_per_char
     } else {
-        shifted_bits_per_char(model, tokenizer, plan, lang, &texts, strength).await.map_err(failed)?
+        base.bits_per_char(model, &interventions, batch_boundary).await.map_err(failed)?
     };
     batch_boundary().await;
     let points = shifted_points(model, tokenizer, site, plan, lang, &texts, strength).await.map_err(failed)?;
@@ -395,7 +396,13 @@ async fn prepare(call: &Call, lang: &str) -> Result<Distiller, String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    Distiller::new(loaded.model.config(), lessons, config, &device).map_err(|e| e.to_string())
+    let distiller = Distiller::new(loaded.model.config(), lessons, config, &device).map_err(|e| e.to_string())?;
+    call.status(format!(
+        "The student trains. It speaks the {} tokens its lessons use, of the teacher's {}.",
+        distiller.vocabulary().len(),
+        loaded.model.config().vocab_size
+    ));
+    Ok(distiller)
 }
 
 /// Trains until Pause or Reset, one [`DistillStep`] event per step.

@@ -92,6 +92,15 @@ impl CausalLm {
         Self::finish(out, trace)
     }
 
+    /// The final norm of the residual after the last layer (what [`Self::forward_layers`] over
+    /// the last layers returns): the hidden states [`Self::logits`] reads.
+    ///
+    /// # Shapes
+    /// `[b, s, d_model] -> [b, s, d_model]`.
+    pub fn final_norm(&self, residual: Tensor<3>) -> Tensor<3> {
+        crate::nn::norm::rms_norm(&self.norm, residual, &mut Trace::default())
+    }
+
     /// Logits with interventions.
     pub fn forward_with(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<(Tensor<3>, Trace)> {
         let (hidden, trace) = self.forward_hidden(batch, interventions)?;
