@@ -6,7 +6,8 @@
 //! - accumulate per-feature Σx² over tokens, skipping masked (padding) tokens.
 //!
 //! Every function runs WGSL kernels (`shaders/*.wgsl`) on wgpu devices and the plain-tensor
-//! reference (`*_reference`) elsewhere. Masks are `[out, in]` booleans, `true` = keep, or the
+//! reference (`*_reference`) elsewhere; the masks also have a host kernel on the CPU backend
+//! (`cpu::masking`: selection, not a sort). Masks are `[out, in]` booleans, `true` = keep, or the
 //! kernels' own float form (`prune_keep` / `apply_keep`: `1.0` keep, `0.0` prune).
 
 use burn::prelude::*;
@@ -104,12 +105,35 @@ fn exact_k_keep(values: Tensor<2>, k: usize) -> Tensor<2, Bool> {
     less.bool_or(prune_equal).bool_not()
 }
 
+/// [`prune_mask_reference`]'s masks: the WGSL kernel on wgpu, selection on the host on the CPU
+/// backend ([`crate::cpu::masking`]), the reference elsewhere.
 pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Bool>> {
     #[cfg(feature = "wgpu")]
     if crate::is_wgpu(&scores.device()) {
         return Ok(prune_keep(scores, sparsity)?.greater_elem(0.5));
     }
+    if crate::fused_cpu_supports(&scores.device(), &[scores.dtype()]) {
+        return Ok(host_keep(scores, sparsity)?.greater_elem(0.5));
+    }
     prune_mask_reference(scores, sparsity)
+}
+
+/// The masks of [`crate::cpu::masking::exact_k_keep`] on the scores' host values (the CPU
+/// backend's, read without a copy to another device), as `1.0` keep / `0.0` prune.
+fn host_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
+    let [rows, width] = scores.dims();
+    sparsity.validate(width)?;
+    let (group, k) = match sparsity {
+        Sparsity::Unstructured(_) => (width, sparsity.pruned_per_row(width)),
+        Sparsity::NM { n, m } => (m, m - n),
+    };
+    let device = scores.device();
+    if k == 0 || rows * width == 0 {
+        return Ok(Tensor::ones([rows, width], &device));
+    }
+    let values = scores.into_data().try_into_vec::<f32>().map_err(|e| shape_error("prune mask", format!("scores unreadable: {e:?}")))?;
+    let keep = crate::cpu::masking::exact_k_keep(&values, group, k);
+    Ok(Tensor::from_data(TensorData::new(keep, [rows, width]), &device))
 }
 
 /// [`prune_mask`] in the form the masking kernel writes and [`apply_keep`] reads: `1.0` keep,
@@ -120,6 +144,9 @@ pub fn prune_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
     #[cfg(feature = "wgpu")]
     if crate::is_wgpu(&scores.device()) {
         return Ok(crate::wgpu::masking::prune_keep(scores.inner(), sparsity));
+    }
+    if crate::fused_cpu_supports(&scores.device(), &[scores.dtype()]) {
+        return host_keep(scores, sparsity);
     }
     Ok(prune_mask_reference(scores, sparsity)?.float())
 }
@@ -251,6 +278,40 @@ mod tests {
         let mask = prune_mask_reference(scores, Sparsity::Unstructured(0.5)).unwrap();
         // Row 0: prune 2 of the three 1.0s — the first two by index. Row 1: prune 0.5 and the first 2.0.
         assert_eq!(keep(mask), vec![true, false, false, true, true, false, false, true]);
+    }
+
+    /// Scores with many ties, zeros of both signs and odd widths, so the order's every rule counts.
+    fn tied_scores(rows: usize, width: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..rows * width)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                [0.0, -0.0, 0.25, 0.5, 0.5, 1.0, 3.0, 1e-30][(state >> 33) as usize % 8]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_host_selection_matches_the_sorting_reference() {
+        for (rows, width) in [(1, 1), (3, 7), (5, 33), (4, 100), (2, 1536)] {
+            let values = tied_scores(rows, width, (rows * 1000 + width) as u64);
+            let reference = |sparsity| keep(prune_mask_reference(t2(&values, [rows, width]), sparsity).unwrap());
+            for sparsity in [0.0, 0.1, 0.5, 0.7, 0.99] {
+                let s = Sparsity::Unstructured(sparsity);
+                let host: Vec<bool> =
+                    crate::cpu::masking::exact_k_keep(&values, width, s.pruned_per_row(width)).iter().map(|&k| k > 0.5).collect();
+                assert_eq!(host, reference(s), "{rows}×{width} at {sparsity}");
+                assert_eq!(keep(prune_mask(t2(&values, [rows, width]), s).unwrap()), host, "prune_mask {rows}×{width} at {sparsity}");
+            }
+            for (n, m) in [(2, 4), (1, 2)] {
+                if width % m == 0 {
+                    let s = Sparsity::NM { n, m };
+                    let host: Vec<bool> = crate::cpu::masking::exact_k_keep(&values, m, m - n).iter().map(|&k| k > 0.5).collect();
+                    assert_eq!(host, reference(s), "{rows}×{width} at {n}:{m}");
+                    assert_eq!(keep(prune_mask(t2(&values, [rows, width]), s).unwrap()), host);
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cross_entropy;
 pub mod exp;
 pub mod gemm;
 pub mod linear;
+pub mod masking;
 pub mod rms_norm;
 pub mod rotary;
 mod rows;
