@@ -118,8 +118,10 @@ pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Boo
     prune_mask_reference(scores, sparsity)
 }
 
-/// The masks of [`crate::cpu::masking::exact_k_keep`] on the scores' host values (the CPU
-/// backend's, read without a copy to another device), as `1.0` keep / `0.0` prune.
+/// The masks of [`crate::cpu::masking::exact_k_keep`] on the scores' host values, as `1.0` keep
+/// / `0.0` prune. Called only on the CPU backend, whose reads complete at once (also in the
+/// browser).
+#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "called only on the CPU backend"))]
 fn host_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
     let [rows, width] = scores.dims();
     sparsity.validate(width)?;
