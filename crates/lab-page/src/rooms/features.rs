@@ -62,12 +62,7 @@ async fn prune(lab: Lab, room: FeatureState, sparsity: f32) {
 #[component]
 pub fn FeaturesRoom(lab: Lab) -> impl IntoView {
     let room = lab.features;
-    Effect::new(move |_| {
-        let version = lab.model_version.get();
-        if lab.manifest.with(Option::is_some) {
-            room.magnitudes.start(lab, version, Request::Features, features_of, room.line);
-        }
-    });
+    room.magnitudes.on_each_model(lab, Request::Features, features_of, room.line);
     Effect::new(move |_| {
         let version = room.magnitudes.ready();
         let sparsity = lab.state.with(|s| s.sparsity);

@@ -116,9 +116,20 @@ impl<T: Clone + Send + Sync + 'static> Measurement<T> {
         self.view.with(|v| v.as_ref().map_or(0, |(v, _)| *v))
     }
 
+    /// Measures each model the page loads, once its lab data are served (an effect of the room
+    /// that owns this measurement).
+    pub fn on_each_model(self, lab: Lab, request: Request, pick: fn(Answer) -> Option<(String, T)>, line: StatusLine) {
+        Effect::new(move |_| {
+            let version = lab.model_version.get();
+            if lab.manifest.with(Option::is_some) {
+                self.start(lab, version, request.clone(), pick, line);
+            }
+        });
+    }
+
     /// Measures model `version` with `request` unless that is done or under way; `pick` takes the
     /// view and the status line to show from the answer.
-    pub fn start(self, lab: Lab, version: usize, request: Request, pick: fn(Answer) -> Option<(String, T)>, line: StatusLine) {
+    fn start(self, lab: Lab, version: usize, request: Request, pick: fn(Answer) -> Option<(String, T)>, line: StatusLine) {
         if version == 0 || self.ready() == version || self.measuring.get_value() == version {
             return;
         }

@@ -83,12 +83,7 @@ fn NextTokens(view: NextTokenView, #[prop(into)] label: String, #[prop(into)] te
 pub fn ShiftRoom(lab: Lab) -> impl IntoView {
     let room = lab.shift;
     // Measure the geometry of each newly loaded model, once.
-    Effect::new(move |_| {
-        let version = lab.model_version.get();
-        if lab.manifest.with(Option::is_some) {
-            room.geometry.start(lab, version, Request::Geometry, geometry_of, room.line);
-        }
-    });
+    room.geometry.on_each_model(lab, Request::Geometry, geometry_of, room.line);
     // Any slider, language or sentence change re-runs the shifted model.
     Effect::new(move |_| {
         let version = room.geometry.ready();
