@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 use rosetta_kernels::attention::{FUSED_MAX_SCORES, attention, attention_reference, fused_attention};
-use rosetta_kernels::cross_entropy::{HeadLayout, fused_linear_cross_entropy, linear_cross_entropy_reference};
+use rosetta_kernels::cross_entropy::{
+    HeadLayout, fused_linear_cross_entropy, linear_cross_entropy_reference, target_log_probs, target_log_probs_reference,
+};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::Distribution;
 
@@ -199,6 +201,27 @@ fn cross_entropy_refuses_bad_targets_and_shapes() {
     assert!(err.to_string().contains("3 rows but 2 targets"), "{err}");
     let err = fused_linear_cross_entropy(hidden, head, HeadLayout::VocabRows, &[1, 2, 3], &[1.0, f32::NAN, 1.0]).unwrap_err();
     assert!(err.to_string().contains("not finite"), "{err}");
+}
+
+/// Scoring's per-token log-probabilities: the CPU pass equals the tensor formula on rows that
+/// are not a multiple of its lanes (49 152 is; 1 003 is not), with large logits that overflow a
+/// plain `exp`.
+#[test]
+fn target_log_probs_on_the_cpu_match_the_reference() {
+    let device = Device::flex();
+    for (n, vocab) in [(5, 1003), (3, 64)] {
+        let logits = random([n, vocab], 7, &device) * 40.0;
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 131 + 5) % vocab as u32).collect();
+        let ours = values(target_log_probs(logits.clone(), &targets).unwrap());
+        let reference = values(target_log_probs_reference(logits, &targets).unwrap());
+        assert!(ours.iter().all(|v| v.is_finite() && *v <= 0.0), "log-probabilities {ours:?}");
+        assert_close("target log-probabilities", &ours, &reference, 1e-5);
+    }
+    let logits = random([2, 10], 1, &device);
+    let err = target_log_probs(logits.clone(), &[1, 10]).unwrap_err();
+    assert!(err.to_string().contains("target token 10 is outside the vocabulary of 10"), "{err}");
+    let err = target_log_probs(logits, &[1]).unwrap_err();
+    assert!(err.to_string().contains("1 targets for logits of shape [2, 10]"), "{err}");
 }
 
 #[test]

@@ -108,3 +108,52 @@ pub fn linear_cross_entropy(
     }
     linear_cross_entropy_reference(hidden, head, layout, targets, row_weights)
 }
+
+/// `log softmax(logits)[target]` of each row from plain tensor ops (the target's logit minus the
+/// max-shifted log-sum-exp): every device, differentiable, and what the fused pass is tested
+/// against.
+///
+/// # Shapes
+/// `logits: [n, vocab]`, `targets: [n]` → `[n]`.
+pub fn target_log_probs_reference(logits: Tensor<2>, targets: &[u32]) -> Result<Tensor<1>> {
+    let n = check_targets(&logits, targets)?;
+    let ids =
+        Tensor::<2, Int>::from_data(TensorData::new(targets.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [n, 1]), &logits.device());
+    let max = logits.clone().max_dim(1).detach();
+    let log_sum_exp = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    Ok((logits.gather(1, ids) - log_sum_exp).squeeze_dim(1))
+}
+
+/// [`target_log_probs_reference`]'s values: one host pass per row on the CPU backend without
+/// autodiff ([`crate::cpu::cross_entropy::target_log_probs`]: no shifted copy, exponentials or
+/// log-softmax of the `[n, vocab]` logits are stored — at scoring's 256 × 49 152 each is 50 MB),
+/// the reference elsewhere.
+pub fn target_log_probs(logits: Tensor<2>, targets: &[u32]) -> Result<Tensor<1>> {
+    let device = logits.device();
+    if device.is_autodiff() || !crate::fused_cpu_supports(&device, &[logits.dtype()]) {
+        return target_log_probs_reference(logits, targets);
+    }
+    let n = check_targets(&logits, targets)?;
+    let vocab = logits.dims()[1];
+    let values = host_values(logits)?;
+    Ok(Tensor::from_data(TensorData::new(crate::cpu::cross_entropy::target_log_probs(&values, vocab, targets), [n]), &device))
+}
+
+fn check_targets(logits: &Tensor<2>, targets: &[u32]) -> Result<usize> {
+    const OP: &str = "target log-probabilities";
+    let [n, vocab] = logits.dims();
+    if targets.len() != n || vocab == 0 {
+        return Err(shape_error(OP, format!("{} targets for logits of shape {:?}", targets.len(), logits.dims())));
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        return Err(shape_error(OP, format!("target token {t} is outside the vocabulary of {vocab}")));
+    }
+    Ok(n)
+}
+
+/// The logits' host values. Called only on the CPU backend, whose reads complete at once (also
+/// in the browser).
+#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "called only on the CPU backend"))]
+fn host_values(logits: Tensor<2>) -> Result<Vec<f32>> {
+    logits.into_data().try_into_vec::<f32>().map_err(|e| shape_error("target log-probabilities", format!("logits unreadable: {e:?}")))
+}

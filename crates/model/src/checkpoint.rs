@@ -212,8 +212,12 @@ impl Checkpoint {
     }
 
     /// Builds the model on `device` with the weight storage `precision` asks for.
+    /// The file pages the load read are released afterwards ([`WeightSource::release_resident`]):
+    /// the model holds its own copy of every weight.
     pub fn load_with(&self, device: &Device, precision: Precision) -> Result<CausalLm> {
-        CausalLm::from_source_with(&self.config, self.source.as_ref(), device, precision)
+        let model = CausalLm::from_source_with(&self.config, self.source.as_ref(), device, precision);
+        self.source.release_resident();
+        model
     }
 
     /// How many decoder tensors are stored in each type (`Q4_1: 210`, `F32: 61`, ...).

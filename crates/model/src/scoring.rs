@@ -8,6 +8,8 @@
 
 use burn::prelude::*;
 
+use rosetta_kernels::cross_entropy::target_log_probs;
+
 use crate::batch::{Padding, TokenBatch};
 use crate::error::{ModelError, Result};
 use crate::intervention::Interventions;
@@ -95,7 +97,6 @@ pub fn next_token_logprobs(model: &CausalLm, batch: &TokenBatch, interventions: 
 /// # Shapes
 /// `hidden: [batch, seq, d_model]` → `[batch, seq-1]`.
 pub fn next_token_logprobs_of_hidden(model: &CausalLm, batch: &TokenBatch, hidden: Tensor<3>) -> Result<Tensor<2>> {
-    let device = model.device();
     let [b, s, d] = hidden.dims();
     if [b, s] != [batch.batch, batch.seq] || s < 2 {
         return Err(ModelError::invalid(format!(
@@ -106,31 +107,24 @@ pub fn next_token_logprobs_of_hidden(model: &CausalLm, batch: &TokenBatch, hidde
         )));
     }
     let predicting = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([1, b * (s - 1), d]);
-    let targets = batch.tokens_tensor(&device).slice([0..b, 1..s]).reshape([1, b * (s - 1), 1]);
+    let targets: Vec<u32> = batch.ids.chunks(s).flat_map(|row| row[1..].iter().copied()).collect();
     let positions = b * (s - 1);
     let mut parts = Vec::with_capacity(positions.div_ceil(LOGPROB_CHUNK_POSITIONS));
     for start in (0..positions).step_by(LOGPROB_CHUNK_POSITIONS) {
         let end = (start + LOGPROB_CHUNK_POSITIONS).min(positions);
         let logits = model.logits(predicting.clone().slice([0..1, start..end, 0..d]));
-        parts.push(target_logprobs(logits, targets.clone().slice([0..1, start..end, 0..1])));
+        let vocab = logits.dims()[2];
+        parts.push(
+            target_log_probs(logits.reshape([end - start, vocab]), &targets[start..end]).map_err(|e| ModelError::invalid(e.to_string()))?,
+        );
     }
-    Ok(Tensor::cat(parts, 1).reshape([b, s - 1]))
+    Ok(Tensor::cat(parts, 0).reshape([b, s - 1]))
 }
 
-/// Positions whose logits [`next_token_logprobs`] holds at once.
-pub const LOGPROB_CHUNK_POSITIONS: usize = 256;
-
-/// `log softmax(logits)[target]` without materialising the whole log-softmax: the target's
-/// logit minus the max-shifted log-sum-exp over the vocabulary (fewer passes over `[.., vocab]`,
-/// which dominates scoring cost on CPU).
-///
-/// # Shapes
-/// `logits: [b, s, vocab]`, `targets: [b, s, 1]` → `[b, s]`.
-pub fn target_logprobs(logits: Tensor<3>, targets: Tensor<3, Int>) -> Tensor<2> {
-    let max = logits.clone().max_dim(2).detach();
-    let log_sum_exp = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
-    (logits.gather(2, targets) - log_sum_exp).squeeze_dim(2)
-}
+/// Positions whose logits [`next_token_logprobs`] holds at once: 128 × 49 152 × 4 bytes = 25 MB
+/// (and their host copy in the fused pass), few enough rows that a packed head runs through the
+/// integer tiles ([`crate::nn::projection::DEQUANTIZED_ROWS`]).
+pub const LOGPROB_CHUNK_POSITIONS: usize = 128;
 
 /// Texts tokenized for scoring and grouped into right-padded batches of similar length — what
 /// [`score_texts`] runs, for callers that compute the batches' hidden states their own way.

@@ -11,6 +11,17 @@ use super::rows::for_each_row;
 /// Rows of logits formed at once: 128 × 49 152 × 4 bytes = 25 MB.
 pub const CHUNK_ROWS: usize = 128;
 
+/// `log softmax(row)[target]` of each `vocab`-wide row of `logits`: the target's logit minus the
+/// row's log-sum-exp, in one pass over the row after its maximum (scoring's per-token cost; no
+/// shifted copy or exponentials are stored). Rows in parallel. `targets[i] < vocab`.
+pub fn target_log_probs(logits: &[f32], vocab: usize, targets: &[u32]) -> Vec<f32> {
+    assert!(vocab > 0 && logits.len() == targets.len() * vocab, "{} logits for {} rows of {vocab}", logits.len(), targets.len());
+    super::rows::map_tasks(targets.len(), |i| {
+        let row = &logits[i * vocab..(i + 1) * vocab];
+        row[targets[i] as usize] - exp::log_sum_exp(row)
+    })
+}
+
 /// What [`linear_cross_entropy`] returns: the loss and, when asked for, its gradients.
 #[derive(Debug, Clone)]
 pub struct CrossEntropyOutput {

@@ -235,6 +235,11 @@ impl<'a> Cursor<'a> {
 }
 
 impl GgufFile {
+    /// See [`Blob::release_resident`].
+    pub fn release_resident(&self) {
+        self.blob.release_resident();
+    }
+
     pub fn parse(blob: Blob, origin: impl Into<Origin>) -> Result<Self> {
         let origin = origin.into();
         let (version, metadata, tensors, data_start) = {

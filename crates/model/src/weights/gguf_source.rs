@@ -172,6 +172,10 @@ impl WeightSource for GgufSource {
             None => Ok(Some(packed)),
         }
     }
+
+    fn release_resident(&self) {
+        self.file.release_resident();
+    }
 }
 
 impl GgufSource {

@@ -28,6 +28,11 @@ pub struct SafetensorsFile {
 }
 
 impl SafetensorsFile {
+    /// See [`Blob::release_resident`].
+    pub fn release_resident(&self) {
+        self.blob.release_resident();
+    }
+
     pub fn parse(blob: Blob, origin: impl Into<Origin>) -> Result<Self> {
         let origin = origin.into();
         // `read_metadata` checks the header, every tensor's byte range and the total length, so
@@ -230,6 +235,10 @@ impl WeightSource for SafetensorsSource {
 
     fn names(&self) -> Vec<String> {
         self.index.keys().cloned().collect()
+    }
+
+    fn release_resident(&self) {
+        self.files.iter().for_each(SafetensorsFile::release_resident);
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
