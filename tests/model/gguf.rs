@@ -22,6 +22,7 @@ fn dequantisation_matches_the_gguf_package() {
     let reference = read_json(&values);
     let gguf = GgufFile::parse(Blob::open(&file).unwrap(), "quants.gguf").unwrap();
     assert_eq!(gguf.tensors.len(), reference.as_object().unwrap().len());
+    let mut packed_types = Vec::new();
     for info in &gguf.tensors {
         let ours = gguf.read_f32(info).unwrap();
         let theirs = flatten_f32(&reference[&info.name]);
@@ -29,7 +30,14 @@ fn dequantisation_matches_the_gguf_package() {
         let delta = max_abs_diff(&ours, &theirs);
         assert!(delta <= 1e-6 * scale, "{}: max |Δ| = {delta:e}", info.name);
         eprintln!("{}: {} values, max |Δ| {delta:.1e}", info.name, ours.len());
+        // The kernels' packed layout holds the same values.
+        if let Some(packed) = gguf.read_packed(info).unwrap() {
+            let delta = max_abs_diff(&packed.dequantize(), &theirs);
+            assert!(delta <= 1e-6 * scale, "{} packed: max |Δ| = {delta:e}", info.name);
+            packed_types.push(info.name.trim_start_matches("t.").to_string());
+        }
     }
+    assert_eq!(packed_types, ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q3_K", "Q4_K", "Q5_K", "Q6_K"], "types kept packed");
 }
 
 /// Parallel sentences in the languages of the project (no digits, where transformers' GGUF

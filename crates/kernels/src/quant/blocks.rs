@@ -10,6 +10,10 @@
 //! integer code — Q4_0 is `d·q − 8d`, Q8_0 `d·(q+128) − 128d`, a Q4_K sub-block
 //! `(d·sc)·q − dmin·m`. [`super::packed`] stores weights in that form so one integer kernel
 //! serves them all.
+//!
+//! The signed form ([`GgmlType::signed_sub_blocks`]): the k-quants that scale 16-element
+//! sub-blocks and have no min are `w = scale · code` with a signed code — a Q6_K sub-block
+//! `(d·sc)·(q − 32)`, a Q3_K one `(d·(sc − 32))·(q − 4)`. The packed layout keeps those too.
 
 use half::{bf16, f16};
 
@@ -57,7 +61,7 @@ pub fn encode(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
 }
 
 /// Elements per super-block of the k-quants.
-const QK_K: usize = 256;
+pub(crate) const QK_K: usize = 256;
 
 /// ggml's `enum ggml_type` id of each type Rosetta knows: one table, read both ways.
 const IDS: [(u32, GgmlType); 13] = [
@@ -196,7 +200,15 @@ impl GgmlType {
                 y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
             }),
             GgmlType::Q2K => blocks.zip(outs).for_each(|(b, y)| q2_k(b, y)),
-            GgmlType::Q3K => blocks.zip(outs).for_each(|(b, y)| q3_k(b, y)),
+            // One decoder of these layouts too: the signed form, with ggml's formula.
+            GgmlType::Q3K | GgmlType::Q6K => blocks.zip(outs).for_each(|(b, y)| {
+                let mut values = y.chunks_exact_mut(16);
+                self.signed_sub_blocks(b, &mut |sub| {
+                    if let Some(v) = values.next() {
+                        v.iter_mut().zip(sub.codes).for_each(|(v, code)| *v = sub.scale * code as f32);
+                    }
+                });
+            }),
             // One decoder of these layouts: the affine form the kernels pack, with ggml's formula.
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q5K => {
                 blocks.zip(outs).for_each(|(b, y)| {
@@ -208,7 +220,6 @@ impl GgmlType {
                     });
                 })
             }
-            GgmlType::Q6K => blocks.zip(outs).for_each(|(b, y)| q6_k(b, y)),
         }
         out
     }
@@ -235,6 +246,14 @@ impl AffineBlock {
     pub fn value(&self, j: usize) -> f32 {
         self.scale * (self.codes[j] as i32 - self.zero as i32) as f32 + self.offset
     }
+}
+
+/// 16 weights as `scale · code` with a signed code: ggml's own formula for the k-quants that
+/// scale 16-element sub-blocks without a min (Q3_K, Q6_K), so dequantising through it is exact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignedSubBlock {
+    pub codes: [i8; 16],
+    pub scale: f32,
 }
 
 impl GgmlType {
@@ -304,6 +323,23 @@ impl GgmlType {
     }
 }
 
+impl GgmlType {
+    /// Whether the type has the signed form ([`Self::signed_sub_blocks`]).
+    pub fn has_signed_form(self) -> bool {
+        matches!(self, GgmlType::Q3K | GgmlType::Q6K)
+    }
+
+    /// Hands the 16-element signed sub-blocks of one ggml block (`type_size` bytes) to `emit`, in
+    /// element order. Does nothing for types without a signed form ([`Self::has_signed_form`]).
+    pub fn signed_sub_blocks(self, b: &[u8], emit: &mut impl FnMut(SignedSubBlock)) {
+        match self {
+            GgmlType::Q3K => q3_k_sub_blocks(b, emit),
+            GgmlType::Q6K => q6_k_sub_blocks(b, emit),
+            _ => {}
+        }
+    }
+}
+
 fn read_f16(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
@@ -339,7 +375,7 @@ fn q2_k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-fn q3_k(b: &[u8], y: &mut [f32]) {
+fn q3_k_sub_blocks(b: &[u8], emit: &mut impl FnMut(SignedSubBlock)) {
     let hmask = &b[0..32];
     let qs = &b[32..96];
     let raw_scales = &b[96..108];
@@ -367,20 +403,20 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
 
     let mut m: u8 = 1;
     let mut is = 0;
-    let mut out = 0;
     for half in 0..2 {
         let q = &qs[half * 32..half * 32 + 32];
         for shift in [0u32, 2, 4, 6] {
             for part in 0..2 {
-                let dl = d_all * (scales[is] as i32 - 32) as f32;
+                let scale = d_all * (scales[is] as i32 - 32) as f32;
                 is += 1;
-                for l in 0..16 {
+                let mut codes = [0i8; 16];
+                for (l, code) in codes.iter_mut().enumerate() {
                     let idx = part * 16 + l;
-                    let low = ((q[idx] >> shift) & 3) as i32;
+                    let low = ((q[idx] >> shift) & 3) as i8;
                     let high = if hmask[idx] & m != 0 { 0 } else { 4 };
-                    y[out] = dl * (low - high) as f32;
-                    out += 1;
+                    *code = low - high;
                 }
+                emit(SignedSubBlock { codes, scale });
             }
             m <<= 1;
         }
@@ -392,7 +428,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) }
 }
 
-fn q6_k(b: &[u8], y: &mut [f32]) {
+fn q6_k_sub_blocks(b: &[u8], emit: &mut impl FnMut(SignedSubBlock)) {
     let ql = &b[0..128];
     let qh = &b[128..192];
     let sc = &b[192..208];
@@ -401,17 +437,18 @@ fn q6_k(b: &[u8], y: &mut [f32]) {
         let ql = &ql[half * 64..half * 64 + 64];
         let qh = &qh[half * 32..half * 32 + 32];
         let sc = &sc[half * 8..half * 8 + 8];
-        let y = &mut y[half * 128..half * 128 + 128];
+        // Byte l of the half's low and high bits holds elements l, l + 32, l + 64 and l + 96.
+        let mut codes = [0i8; 128];
         for l in 0..32 {
-            let is = l / 16;
-            let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
-            let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
-            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+            codes[l] = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i8 - 32;
+            codes[l + 32] = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+            codes[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+            codes[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+        }
+        for (sub, chunk) in codes.chunks_exact(16).enumerate() {
+            let mut codes = [0i8; 16];
+            codes.copy_from_slice(chunk);
+            emit(SignedSubBlock { codes, scale: d * (sc[sub] as i8) as f32 });
         }
     }
 }

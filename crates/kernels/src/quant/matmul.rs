@@ -61,13 +61,16 @@ impl Tiles {
     }
 }
 
-/// The plain reference tile: `out[c · w_rows.len() + r] = Σ_b (s_w · s_x · Σ code·q) + min_w · sum_x`
-/// for weight rows `w_rows` and activation rows `x_rows` (both relative to `out`'s origin).
+/// The plain reference tile: `out[c · w_rows.len() + r] = Σ_b (s_x · Σ_sub s_w · Σ code·q) + min_w · sum_x`
+/// for weight rows `w_rows` and activation rows `x_rows` (both relative to `out`'s origin); one
+/// weight scale per block, or one per 16-element half for signed codes (which have no min).
 pub fn block_scalar(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: Range<usize>, out: &mut [f32]) {
     let nr = w_rows.len();
     let width = w.width();
     let bb = width.block_bytes();
     let nb = w.blocks_per_row();
+    let subs = width.scales_per_block();
+    let sub_len = BLOCK / subs;
     for (oc, c) in x_rows.enumerate() {
         let (xq, xs, xsum) = x.row(c);
         for (or, r) in w_rows.clone().enumerate() {
@@ -75,9 +78,17 @@ pub fn block_scalar(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x
             let mut acc = 0f32;
             for b in 0..nb {
                 let block = &codes[b * bb..(b + 1) * bb];
-                let dot: i64 =
-                    (0..BLOCK).map(|j| PackedMatrix::code(width, block, j) as i64 * xq[QuantizedRows::position(nb, b, j)] as i64).sum();
-                acc += dot as f32 * ws[b] * xs[b] + wm[b] * xsum[b];
+                let mut scaled = 0f32;
+                for sub in 0..subs {
+                    let dot: i64 = (sub * sub_len..(sub + 1) * sub_len)
+                        .map(|j| PackedMatrix::code(width, block, j) as i64 * xq[QuantizedRows::position(nb, b, j)] as i64)
+                        .sum();
+                    scaled += dot as f32 * ws[b * subs + sub];
+                }
+                acc += scaled * xs[b];
+                if width.has_mins() {
+                    acc += wm[b] * xsum[b];
+                }
             }
             out[oc * nr + or] = acc;
         }
@@ -204,7 +215,6 @@ pub fn reference_matmul(w: &PackedMatrix, x: &[f32], m: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::blocks::GgmlType;
     use crate::quant::packed::QuantizeTo;
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -231,9 +241,8 @@ mod tests {
             assert!(Tiles::available().len() >= 2, "the AVX2 tiles must be among those tested here");
         }
         eprintln!("tile sets tested: {:?}", Tiles::available().iter().map(|t| t.name()).collect::<Vec<_>>());
-        let types = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K];
         for tiles in Tiles::available() {
-            for ty in types {
+            for ty in crate::quant::packed::tests::PACKED {
                 for &(m, n, k) in &shapes {
                     if k % ty.block_size() != 0 {
                         continue;
@@ -244,6 +253,19 @@ mod tests {
                     let got = matmul_with(tiles, &w, &x, m).unwrap();
                     assert_close(&got, &reference_matmul(&w, &x, m), &format!("{} {} {m}×{n}×{k}", tiles.name(), ty.name()));
                 }
+            }
+        }
+    }
+
+    /// Signed codes at widths GGUF never has (an odd last block: 3 and 11 blocks per row).
+    #[test]
+    fn every_tile_set_matches_the_reference_for_signed_codes_at_any_width() {
+        for tiles in Tiles::available() {
+            for (m, n, k) in [(1, 7, 64), (3, 5, 96), (5, 9, 352), (4, 4, 32)] {
+                let w = crate::quant::packed::tests::random_signed(n, k, (m * n + k) as u64);
+                let x = values(m * k, (n * k) as u32);
+                let got = matmul_with(tiles, &w, &x, m).unwrap();
+                assert_close(&got, &reference_matmul(&w, &x, m), &format!("{} signed {m}×{n}×{k}", tiles.name()));
             }
         }
     }

@@ -3,15 +3,20 @@
 //! A [`PackedMatrix`] holds an `[out, in]` weight (HF orientation: one row per output feature)
 //! as 32-element blocks `w = scale · code + min` ([`super::blocks::AffineBlock`]):
 //! 4-bit codes two to a byte (byte `j` of a block holds codes `j` and `j + 16`, as in ggml's
-//! Q4_0/Q4_1), wider codes one to a byte, and one f32 scale and min per block. It is built from
-//! GGUF blocks once at load (as llama.cpp repacks for its CPU kernels) or by quantizing f32
-//! weights ([`PackedMatrix::quantize`]); it never holds the f32 matrix.
+//! Q4_0/Q4_1), wider codes one to a byte, and one f32 scale and min per block — or, for the
+//! k-quants that scale 16-element sub-blocks without a min (Q3_K, Q6_K), signed codes one to a
+//! byte and two scales per block, `w = scale · code` ([`super::blocks::SignedSubBlock`]). It is
+//! built from GGUF blocks once at load (as llama.cpp repacks for its CPU kernels) or by quantizing
+//! f32 weights ([`PackedMatrix::quantize`]); it never holds the f32 matrix.
 
-use super::blocks::{AffineBlock, GgmlType};
+use super::blocks::{AffineBlock, GgmlType, SignedSubBlock};
 use crate::error::{KernelError, Result};
 
 /// Elements per block of the packed layout.
 pub const BLOCK: usize = 32;
+
+/// The GGML types [`PackedMatrix::from_ggml`] takes (every other type loads as f32).
+pub const PACKED_TYPES: &str = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K";
 
 /// How the codes of a [`PackedMatrix`] are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,8 @@ pub enum CodeWidth {
     Four,
     /// Codes 0..=255, one per byte.
     Eight,
+    /// Codes -128..=127, one per byte, a scale per 16 elements and no min (Q3_K, Q6_K).
+    SignedSixteens,
 }
 
 impl CodeWidth {
@@ -27,8 +34,21 @@ impl CodeWidth {
     pub fn block_bytes(self) -> usize {
         match self {
             CodeWidth::Four => BLOCK / 2,
-            CodeWidth::Eight => BLOCK,
+            CodeWidth::Eight | CodeWidth::SignedSixteens => BLOCK,
         }
+    }
+
+    /// Scales per 32-element block.
+    pub fn scales_per_block(self) -> usize {
+        match self {
+            CodeWidth::Four | CodeWidth::Eight => 1,
+            CodeWidth::SignedSixteens => 2,
+        }
+    }
+
+    /// Whether blocks have a min (`w = scale · code + min`); signed codes have none.
+    pub fn has_mins(self) -> bool {
+        self != CodeWidth::SignedSixteens
     }
 }
 
@@ -84,12 +104,18 @@ impl PackedMatrix {
     /// of a linear weight). Errors when the type has no packed form, when `cols` is not a whole
     /// number of blocks, or when `bytes` is not exactly the matrix (data cut mid-block).
     pub fn from_ggml(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
-        let bits = ty.affine_bits().ok_or_else(|| {
-            KernelError::Invalid(format!(
-                "{} has no packed form for the quantized kernels (they take Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K)",
-                ty.name()
-            ))
-        })?;
+        let width = match ty.affine_bits() {
+            Some(bits) if bits <= 4 => CodeWidth::Four,
+            Some(_) => CodeWidth::Eight,
+            None if ty.has_signed_form() => CodeWidth::SignedSixteens,
+            None => {
+                return Err(KernelError::Invalid(format!(
+                    "{} has no packed form for the quantized kernels (they take {})",
+                    ty.name(),
+                    PACKED_TYPES
+                )));
+            }
+        };
         if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
             return Err(KernelError::Invalid(format!(
                 "rows of {cols} elements are not a whole number of {} blocks ({} elements each)",
@@ -108,10 +134,13 @@ impl PackedMatrix {
                 bytes.len()
             )));
         }
-        let width = if bits <= 4 { CodeWidth::Four } else { CodeWidth::Eight };
         let mut packed = Self::empty(ty, rows, cols, width);
         for block in bytes.chunks_exact(ty.type_size()) {
-            ty.affine_blocks(block, &mut |b| packed.push(&b));
+            if width == CodeWidth::SignedSixteens {
+                ty.signed_sub_blocks(block, &mut |sub| packed.push_signed(&sub));
+            } else {
+                ty.affine_blocks(block, &mut |b| packed.push(&b));
+            }
         }
         Ok(packed)
     }
@@ -142,8 +171,8 @@ impl PackedMatrix {
             cols,
             width,
             codes: Vec::with_capacity(blocks * width.block_bytes()),
-            scales: Vec::with_capacity(blocks),
-            mins: Vec::with_capacity(blocks),
+            scales: Vec::with_capacity(blocks * width.scales_per_block()),
+            mins: Vec::with_capacity(if width.has_mins() { blocks } else { 0 }),
         }
     }
 
@@ -151,9 +180,16 @@ impl PackedMatrix {
         match self.width {
             CodeWidth::Four => self.codes.extend((0..16).map(|j| (block.codes[j] & 0x0F) | (block.codes[j + 16] << 4))),
             CodeWidth::Eight => self.codes.extend_from_slice(&block.codes),
+            CodeWidth::SignedSixteens => unreachable!("signed codes are pushed by push_signed"),
         }
         self.scales.push(block.scale);
         self.mins.push(block.min());
+    }
+
+    /// One 16-element sub-block of signed codes (half a 32-element block).
+    fn push_signed(&mut self, sub: &SignedSubBlock) {
+        self.codes.extend(sub.codes.iter().map(|&c| c as u8));
+        self.scales.push(sub.scale);
     }
 
     pub fn rows(&self) -> usize {
@@ -177,19 +213,23 @@ impl PackedMatrix {
         self.codes.len() + 4 * (self.scales.len() + self.mins.len())
     }
 
-    /// Codes, scales and mins of row `row`.
+    /// Codes, scales and mins of row `row` (`scales_per_block` scales per block; no mins for
+    /// signed codes).
     pub(crate) fn row(&self, row: usize) -> (&[u8], &[f32], &[f32]) {
         let nb = self.blocks_per_row();
         let cb = nb * self.width.block_bytes();
-        (&self.codes[row * cb..(row + 1) * cb], &self.scales[row * nb..(row + 1) * nb], &self.mins[row * nb..(row + 1) * nb])
+        let ns = nb * self.width.scales_per_block();
+        let nm = if self.width.has_mins() { nb } else { 0 };
+        (&self.codes[row * cb..(row + 1) * cb], &self.scales[row * ns..(row + 1) * ns], &self.mins[row * nm..(row + 1) * nm])
     }
 
     /// Code `j` (0..32) of a block's code bytes.
-    pub(crate) fn code(width: CodeWidth, block: &[u8], j: usize) -> u8 {
+    pub(crate) fn code(width: CodeWidth, block: &[u8], j: usize) -> i32 {
         match width {
-            CodeWidth::Four if j < 16 => block[j] & 0x0F,
-            CodeWidth::Four => block[j - 16] >> 4,
-            CodeWidth::Eight => block[j],
+            CodeWidth::Four if j < 16 => (block[j] & 0x0F) as i32,
+            CodeWidth::Four => (block[j - 16] >> 4) as i32,
+            CodeWidth::Eight => block[j] as i32,
+            CodeWidth::SignedSixteens => block[j] as i8 as i32,
         }
     }
 
@@ -201,6 +241,14 @@ impl PackedMatrix {
         // batches dequantises every weight once per forward).
         for (r, out_row) in rows.zip(out.chunks_exact_mut(self.cols)) {
             let (codes, scales, mins) = self.row(r);
+            if self.width == CodeWidth::SignedSixteens {
+                for ((sub, y), &scale) in codes.chunks_exact(16).zip(out_row.chunks_exact_mut(16)).zip(scales) {
+                    for (v, &code) in y.iter_mut().zip(sub) {
+                        *v = scale * code as i8 as f32;
+                    }
+                }
+                continue;
+            }
             for (((block, y), &scale), &min) in codes.chunks_exact(bb).zip(out_row.chunks_exact_mut(BLOCK)).zip(scales).zip(mins) {
                 match self.width {
                     CodeWidth::Four => {
@@ -215,6 +263,7 @@ impl PackedMatrix {
                             *v = scale * code as f32 + min;
                         }
                     }
+                    CodeWidth::SignedSixteens => unreachable!("handled above"),
                 }
             }
         }
@@ -286,6 +335,20 @@ fn quantize_block(to: QuantizeTo, x: &[f32]) -> AffineBlock {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::quant::blocks::QK_K;
+
+    /// Every type with a packed form.
+    pub(crate) const PACKED: [GgmlType; 9] = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q3K,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+    ];
 
     fn f16_bytes(x: f32) -> [u8; 2] {
         half::f16::from_f32(x).to_le_bytes()
@@ -309,6 +372,11 @@ pub(crate) mod tests {
             let min = f16_bytes(-((next() % 1000) as f32) * 1e-4);
             match ty {
                 GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => block[..2].copy_from_slice(&scale),
+                // Q3_K's and Q6_K's d is the block's last two bytes.
+                GgmlType::Q3K | GgmlType::Q6K => {
+                    let n = block.len();
+                    block[n - 2..].copy_from_slice(&scale);
+                }
                 GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => {
                     block[..2].copy_from_slice(&scale);
                     block[2..4].copy_from_slice(&min);
@@ -320,9 +388,22 @@ pub(crate) mod tests {
         out
     }
 
+    /// A matrix of signed codes at any width that is a whole number of 32-element blocks (GGUF's
+    /// Q3_K and Q6_K come in 256-element super-blocks, so only this reaches a row's odd last block).
+    pub(crate) fn random_signed(rows: usize, cols: usize, seed: u64) -> PackedMatrix {
+        let bytes = random_ggml_bytes(GgmlType::Q6K, (rows * cols).div_ceil(QK_K), seed);
+        let mut subs = Vec::new();
+        for block in bytes.chunks_exact(GgmlType::Q6K.type_size()) {
+            GgmlType::Q6K.signed_sub_blocks(block, &mut |sub| subs.push(sub));
+        }
+        let mut packed = PackedMatrix::empty(GgmlType::Q6K, rows, cols, CodeWidth::SignedSixteens);
+        subs.iter().take(rows * cols / 16).for_each(|sub| packed.push_signed(sub));
+        packed
+    }
+
     #[test]
     fn packing_keeps_every_value_of_every_affine_type() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K] {
+        for ty in PACKED {
             let (rows, cols) = (3, 2 * ty.block_size());
             let bytes = random_ggml_bytes(ty, rows * cols / ty.block_size(), 7);
             let packed = PackedMatrix::from_ggml(ty, rows, cols, &bytes).unwrap();
@@ -342,8 +423,8 @@ pub(crate) mod tests {
         assert!(cut.contains("Q4_1") && cut.contains("cut mid-block"), "{cut}");
         let ragged = PackedMatrix::from_ggml(GgmlType::Q4_1, 2, 48, &bytes).unwrap_err().to_string();
         assert!(ragged.contains("not a whole number of Q4_1 blocks"), "{ragged}");
-        let unsupported = PackedMatrix::from_ggml(GgmlType::Q6K, 1, 256, &[0; 210]).unwrap_err().to_string();
-        assert!(unsupported.contains("Q6_K has no packed form"), "{unsupported}");
+        let unsupported = PackedMatrix::from_ggml(GgmlType::Q2K, 1, 256, &[0; 84]).unwrap_err().to_string();
+        assert!(unsupported.contains("Q2_K has no packed form"), "{unsupported}");
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub fn block(w: &PackedMatrix, w_rows: Range<usize>, x: &QuantizedRows, x_rows: 
     match w.width() {
         CodeWidth::Four => block_of::<true>(w, w_rows, x, x_rows, out),
         CodeWidth::Eight => block_of::<false>(w, w_rows, x, x_rows, out),
+        // Q3_K / Q6_K weights: the plain tile (the lab's models have none; no simd128 tile yet).
+        CodeWidth::SignedSixteens => super::matmul::block_scalar(w, w_rows, x, x_rows, out),
     }
 }
 

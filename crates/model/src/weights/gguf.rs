@@ -345,10 +345,10 @@ impl GgufFile {
     }
 
     /// A 2-D quantized tensor kept quantized, in the kernels' packed layout (`None` when its type
-    /// has no packed form: float types, Q2_K, Q3_K, Q6_K).
+    /// has no packed form: float types and Q2_K).
     pub fn read_packed(&self, info: &GgufTensorInfo) -> Result<Option<PackedMatrix>> {
         let (ty, bytes) = self.tensor_bytes(info)?;
-        if ty.affine_bits().is_none() || info.dims.len() != 2 {
+        if !(ty.affine_bits().is_some() || ty.has_signed_form()) || info.dims.len() != 2 {
             return Ok(None);
         }
         let (cols, rows) = (info.dims[0], info.dims[1]);
