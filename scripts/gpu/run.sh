@@ -7,7 +7,8 @@
 #
 # `measure` writes to $OUT (the device tool brings it back; commit it under reports/gpu/):
 #   machine.txt                 nvidia-smi, the Vulkan adapters Rosetta sees
-#   results/rosetta-*.json      `rosetta bench forward|generate|train|kernels --device wgpu` (f32)
+#   results/rosetta-*.json      `rosetta bench forward|generate|train|kernels --device wgpu` (f32),
+#                               and forward/generate on the Q4_1 blocks kept packed (the WGSL kernel)
 #   results/torch-*.json        the same measurements in PyTorch eager on CUDA, f32 and bf16
 #   summary.md                  tokens/s side by side, ratios, MFU against the card's peak
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
@@ -81,11 +82,13 @@ torch_step() {
   local name="$1" script="$2"; shift 2
   step "$name" 60 sh -c "'$python' $reference/$script '$model' $* --device $torch_device > '$out/results/$name.json'"
 }
-step rosetta-forward 90 "$rosetta" bench forward "$model" --device wgpu --batch "$batches" --seq "$seq" --no-reference --json "$out/results/rosetta-forward.json"
+step rosetta-forward 90 "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$out/results/rosetta-forward.json"
+step rosetta-forward-packed 90 "$rosetta" bench forward "$model" --device wgpu --batch "$batches" --seq "$seq" --no-reference --json "$out/results/rosetta-forward-packed.json"
 for dtype in float32 bfloat16; do
   torch_step "torch-forward-$dtype" bench_forward.py --batch "$batches" --seq "$seq" --dtype "$dtype"
 done
-step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$out/results/rosetta-generate.json"
+step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$out/results/rosetta-generate.json"
+step rosetta-generate-packed 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$out/results/rosetta-generate-packed.json"
 for dtype in float32 bfloat16; do
   torch_step "torch-generate-$dtype" bench_generate.py --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --dtype "$dtype"
 done

@@ -40,6 +40,8 @@ def mfu(tokens_per_second, flops_per_token, dtype):
 rows = []
 forward = read("rosetta-forward.json")
 generate = read("rosetta-generate.json")
+forward_packed = read("rosetta-forward-packed.json")
+generate_packed = read("rosetta-generate-packed.json")
 train = read("rosetta-train.json")
 torch_f = {d: read(f"torch-forward-{d}.json") for d in PEAK}
 torch_g = {d: read(f"torch-generate-{d}.json") for d in PEAK}
@@ -72,4 +74,13 @@ for mode, rank in (("full", 0), ("lora", 8)):
     mine = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == mode and r.get("rosetta")), None)
     f32, bf16 = ((torch_t[(d, rank)] or {}).get("tokens_per_second") for d in ("float32", "bfloat16"))
     print(f"| train {mode}, batch {(train or {}).get('batch', '?')} × {(train or {}).get('seq', '?')} | {fmt(mine)} | {fmt(f32)} | {ratio(mine, f32)} | {fmt(bf16)} | {ratio(mine, bf16)} | {mfu(mine, 6 * N, 'float32')} |")
+print("\nThe same GGUF kept in its Q4_1 blocks on the GPU (the WGSL quantized matmul), beside the f32 load above:\n")
+print("| measurement | Rosetta wgpu Q4_1 packed | Rosetta wgpu f32 | packed / f32 |")
+print("|---|---|---|---|")
+for batch in batches:
+    rows = [("forward", forward_packed, forward, "tokens_per_second")]
+    rows += [(phase, generate_packed, generate, f"{phase}_tokens_per_second") for phase in ("prefill", "decode")]
+    for label, packed, dense, key in rows:
+        a, b = by_batch(packed, key, batch), by_batch(dense, key, batch)
+        print(f"| {label}, batch {batch} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
 print("\nRosetta trains in f32 only (bf16 on the GPU backends is issue 19's next part); PyTorch bf16 trains under autocast with f32 master weights.")

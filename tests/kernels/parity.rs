@@ -1,6 +1,6 @@
 //! The WGSL kernels against their plain-tensor references: forward values and gradients of the
 //! contrastive loss, Wanda scores, exact-k and N:M masks (identical, ties included), mask
-//! application in and out of place, feature statistics — on shapes that are not multiples of the
+//! application in and out of place, feature statistics, the quantized matmul of packed weights — on shapes that are not multiples of the
 //! workgroup, n = 1, d = 1. The WGSL side runs on whatever wgpu adapter the machine has (Mesa's
 //! lavapipe in CI); the references on the CPU backend. Tolerances are stated per check.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
@@ -10,6 +10,8 @@ use rosetta_kernels::masking::{
     Sparsity, apply_keep, apply_mask, apply_mask_reference, feature_stats, feature_stats_reference, prune_keep, prune_mask,
     prune_mask_reference, sequence_feature_stats, sequence_feature_stats_reference, wanda_scores, wanda_scores_reference,
 };
+use rosetta_kernels::quant::device::matmul_reference;
+use rosetta_kernels::quant::{DevicePackedMatrix, GgmlType, PackedMatrix, QuantizeTo};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::Distribution;
 use rosetta_tests::max_abs_diff;
@@ -251,4 +253,83 @@ fn large_matrices_cover_every_element() {
     assert!(sq_r.len() == sq_k.len() && !sq_r.is_empty(), "Σ x² sizes {} vs {}", sq_r.len(), sq_k.len());
     // Σ x² over ~3000 tokens summed in another order: 1e-5 relative.
     assert!(sq_r.iter().zip(&sq_k).all(|(r, k)| (r - k).abs() <= 1e-5 * r.abs().max(1.0)), "Σ x² over {rows} tokens");
+}
+
+/// Random ggml blocks of `ty` with a finite f16 scale `d` where the type keeps it (the first
+/// two bytes, or the last two for Q3_K / Q6_K) and a small `dmin` for Q4_K / Q5_K.
+fn random_blocks(ty: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
+    let (d, dmin) = (half::f16::from_f32(0.01).to_le_bytes(), half::f16::from_f32(-0.02).to_le_bytes());
+    let mut out = Vec::new();
+    for _ in 0..blocks {
+        let mut block: Vec<u8> = (0..ty.type_size()).map(|_| next()).collect();
+        let n = block.len();
+        match ty {
+            GgmlType::Q3K | GgmlType::Q6K => block[n - 2..].copy_from_slice(&d),
+            _ => {
+                block[..2].copy_from_slice(&d);
+                block[2..4].copy_from_slice(&dmin);
+            }
+        }
+        out.extend(block);
+    }
+    out
+}
+
+/// The WGSL quantized matmul equals the dequantised weight times x for every code layout (4-bit
+/// with mins, bytes with mins, signed bytes with half-block scales), with weight rows that do not
+/// fill a workgroup and one activation row (decoding) or several.
+#[test]
+fn quantized_matmul_matches_the_dequantised_weight() {
+    let Some(gpu) = gpu() else { return };
+    let cases: Vec<(&str, PackedMatrix)> = vec![
+        (
+            "Q4_1",
+            PackedMatrix::quantize(
+                QuantizeTo::Q4_1,
+                70,
+                96,
+                &values(Tensor::<2>::random([70, 96], Distribution::Normal(0.0, 1.0), &Device::flex())),
+            )
+            .unwrap(),
+        ),
+        (
+            "Q8_0",
+            PackedMatrix::quantize(
+                QuantizeTo::Q8_0,
+                33,
+                64,
+                &values(Tensor::<2>::random([33, 64], Distribution::Normal(0.0, 1.0), &Device::flex())),
+            )
+            .unwrap(),
+        ),
+        ("Q4_K", PackedMatrix::from_ggml(GgmlType::Q4K, 5, 512, &random_blocks(GgmlType::Q4K, 10, 1)).unwrap()),
+        ("Q5_K", PackedMatrix::from_ggml(GgmlType::Q5K, 3, 256, &random_blocks(GgmlType::Q5K, 3, 2)).unwrap()),
+        ("Q3_K", PackedMatrix::from_ggml(GgmlType::Q3K, 7, 256, &random_blocks(GgmlType::Q3K, 7, 3)).unwrap()),
+        ("Q6_K", PackedMatrix::from_ggml(GgmlType::Q6K, 65, 512, &random_blocks(GgmlType::Q6K, 130, 4)).unwrap()),
+    ];
+    for (name, w) in cases {
+        let on_gpu = DevicePackedMatrix::upload(&w, &gpu).unwrap();
+        for m in [1, 5] {
+            let (x_cpu, x_gpu) = pair(m, w.cols(), 300 + m as u64, &gpu);
+            let reference = values(matmul_reference(&w, x_cpu));
+            let ours = values(on_gpu.matmul(x_gpu).unwrap());
+            let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert!(scale > 0.0, "{name}: an all-zero reference compares nothing");
+            // Sums of up to 512 products in another order: 1e-5 of the output's scale.
+            let worst = max_abs_diff(&ours, &reference);
+            assert!(worst <= 1e-5 * scale, "{name}, {m} rows: max |Δ| {worst} > 1e-5 × {scale}");
+        }
+    }
+    // Inputs of the wrong width, and a weight for the CPU asked onto it, are errors.
+    let w = PackedMatrix::quantize(QuantizeTo::Q8_0, 2, 32, &[0.5; 64]).unwrap();
+    let on_gpu = DevicePackedMatrix::upload(&w, &gpu).unwrap();
+    assert!(on_gpu.matmul(Tensor::zeros([1, 64], &gpu)).unwrap_err().to_string().contains("width 64"));
+    assert!(DevicePackedMatrix::upload(&w, &Device::flex()).is_err());
 }

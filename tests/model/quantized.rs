@@ -56,6 +56,30 @@ fn a_packed_tiny_gguf_matches_its_f32_load() {
     assert_eq!(a.tokens, b.tokens, "greedy continuations differ");
 }
 
+/// On a wgpu device (lavapipe in CI) the same checkpoint stays packed in GPU buffers, its
+/// projections and head run through the WGSL kernel, and the logits equal the f32 load on the
+/// CPU — closer than the CPU's packed path, which quantizes the activations too.
+#[test]
+fn a_packed_tiny_gguf_on_wgpu_matches_its_f32_load() {
+    let Some(gpu) = wgpu_device() else { return };
+    let checkpoint = tiny_quantized_checkpoint();
+    let packed = checkpoint.load_with(&gpu, Precision::Auto).unwrap();
+    let dense = checkpoint.load_with(&Device::flex(), Precision::F32).unwrap();
+    assert_eq!(packed.packed_projections(), (12, 14), "every projection but ffn_down (rows of 48) is packed");
+    assert!(packed.packed_head.as_ref().is_some_and(|h| h.on_device.is_some()), "the Q8_0 head is packed on the GPU");
+    let ids: Vec<Vec<u32>> = vec![vec![256, 116, 104, 101], vec![256, 259, 97]];
+    let (ours, reference) = (logits(&packed, &ids), logits(&dense, &ids));
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let delta = max_abs_diff(&ours, &reference);
+    eprintln!("wgpu, packed: max |Δlogit| {delta:.2e} (scale {scale:.2})");
+    assert!(delta <= 1e-4 * scale, "max |Δlogit| = {delta:e}, logits up to {scale}");
+    let config = GenerationConfig { max_new_tokens: 8, sampling: Sampling::Greedy, ..Default::default() };
+    let prompts = vec![vec![256, 116, 104]];
+    let a = generate_blocking(&packed, &prompts, &config, &Interventions::none(), |_, _| {}).unwrap();
+    let b = generate_blocking(&dense, &prompts, &config, &Interventions::none(), |_, _| {}).unwrap();
+    assert_eq!(a.tokens, b.tokens, "greedy continuations differ");
+}
+
 /// Editing a packed weight makes that projection dense; reading one dequantises it.
 #[test]
 fn editing_a_packed_projection_makes_it_dense() {

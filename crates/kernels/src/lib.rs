@@ -64,3 +64,9 @@ pub fn is_wgpu(device: &burn::prelude::Device) -> bool {
     use burn::backend::DispatchDevice;
     matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Cube(cube) if matches!(cube, cubecl::device::Device::Wgpu(_)))
 }
+
+/// Without the `wgpu` feature no device is a wgpu device.
+#[cfg(not(feature = "wgpu"))]
+pub fn is_wgpu(_device: &burn::prelude::Device) -> bool {
+    false
+}

@@ -181,6 +181,41 @@ fn the_simd128_quantized_tile_matches_the_reference() {
     }
 }
 
+/// The WGSL quantized matmul on the page's WebGPU against the dequantised weight times x on the
+/// CPU: 4-bit codes with mins, bytes, and signed bytes with half-block scales (Q6_K blocks whose
+/// bytes are arbitrary but for a finite scale).
+#[wasm_bindgen_test]
+async fn quantized_matmul_matches_the_dequantised_weight_on_webgpu() {
+    use rosetta_kernels::quant::device::matmul_reference;
+    use rosetta_kernels::quant::{DevicePackedMatrix, GgmlType, PackedMatrix, QuantizeTo};
+    let gpu = gpu().await;
+    let values = |len: usize, seed: u32| -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+    };
+    let q6_k: Vec<u8> = (0..3 * 2)
+        .flat_map(|block| {
+            let mut bytes: Vec<u8> = (0..210u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(block * 7919) >> 13) as u8).collect();
+            bytes[208..].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+            bytes
+        })
+        .collect();
+    let cases = [
+        ("Q4_1", PackedMatrix::quantize(QuantizeTo::Q4_1, 70, 96, &values(70 * 96, 1)).unwrap()),
+        ("Q8_0", PackedMatrix::quantize(QuantizeTo::Q8_0, 33, 64, &values(33 * 64, 2)).unwrap()),
+        ("Q6_K", PackedMatrix::from_ggml(GgmlType::Q6K, 3, 512, &q6_k).unwrap()),
+    ];
+    for (name, w) in cases {
+        let on_gpu = DevicePackedMatrix::upload(&w, &gpu).unwrap();
+        for m in [1, 5] {
+            let x = values(m * w.cols(), (m * 31) as u32);
+            let want =
+                floats(matmul_reference(&w, Tensor::<2>::from_data(TensorData::new(x.clone(), [m, w.cols()]), &Device::flex()))).await;
+            let got = floats(on_gpu.matmul(Tensor::<2>::from_data(TensorData::new(x, [m, w.cols()]), &gpu)).unwrap()).await;
+            assert_within(&format!("{name}, {m} rows"), &got, &want, 1e-5 * scale_of(&want));
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn bad_input_is_an_error_on_webgpu_too() {
     let gpu = gpu().await;

@@ -213,6 +213,11 @@ impl PackedMatrix {
         self.codes.len() + 4 * (self.scales.len() + self.mins.len())
     }
 
+    /// All codes, scales and mins (no mins for signed codes), row after row.
+    pub(crate) fn parts(&self) -> (&[u8], &[f32], &[f32]) {
+        (&self.codes, &self.scales, &self.mins)
+    }
+
     /// Codes, scales and mins of row `row` (`scales_per_block` scales per block; no mins for
     /// signed codes).
     pub(crate) fn row(&self, row: usize) -> (&[u8], &[f32], &[f32]) {

@@ -4,3 +4,4 @@
 pub mod contrastive;
 mod launch;
 pub mod masking;
+pub(crate) mod quant;

@@ -114,15 +114,15 @@ pub fn check_fits(config: &ModelConfig, backend: &Backend, limit_override: Optio
 }
 
 pub fn load(checkpoint: &Checkpoint, device: &Device, precision: Precision, name: String, started: f64) -> Result<Loaded, String> {
-    // With `Precision::Auto` a quantized checkpoint stays quantized on the CPU path (the packed
-    // kernels' simd128 tile); WebGPU gets f32 until the WGSL quantized kernels exist.
+    // With `Precision::Auto` a quantized checkpoint stays quantized: on the CPU path through the
+    // packed kernels' simd128 tile, on WebGPU in GPU buffers through the WGSL kernel.
     let model = checkpoint.load_with(device, precision).map_err(|e| e.to_string())?;
     let (packed, projections) = model.packed_projections();
+    let kernel = if rosetta_kernels::is_wgpu(device) { "WGSL" } else { rosetta_kernels::quant::Tiles::best().name() };
     let storage = if packed > 0 {
         format!(
-            "{packed}/{projections} projections kept quantized ({}, quantized matmul: {})",
-            human_bytes(model.packed_bytes() as u64),
-            rosetta_kernels::quant::Tiles::best().name()
+            "{packed}/{projections} projections kept quantized ({}, quantized matmul: {kernel})",
+            human_bytes(model.packed_bytes() as u64)
         )
     } else {
         "f32 weights".to_string()

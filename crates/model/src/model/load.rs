@@ -34,7 +34,7 @@ impl CausalLm {
             && !packs
         {
             return Err(ModelError::invalid(format!(
-                "--quantize {to:?} needs the CPU device without autodiff (the quantized kernels run there); \
+                "--quantize {to:?} needs the CPU or a wgpu device, without autodiff (the quantized kernels run there); \
                  drop --quantize or use --device cpu"
             )));
         }
@@ -87,7 +87,7 @@ impl CausalLm {
             if source.shape(&name).as_deref() == Some(&shape[..])
                 && let Some(weight) = packed(&name, &shape)?
             {
-                return Ok(StoredProjection::Packed(Arc::new(PackedLinear { weight, bias: bias.map(|b| b.data) })));
+                return Ok(StoredProjection::Packed(Arc::new(PackedLinear::new(weight, bias.map(|b| b.data), device)?)));
             }
             Ok(StoredProjection::Dense(init::linear(read(&name, &shape)?, bias, device)))
         };
@@ -124,7 +124,10 @@ impl CausalLm {
         // The head is the largest matrix a decoding step reads: packed too when allowed (the f32
         // copy stays for lookups, edits and export).
         let head_name = if config.tie_word_embeddings { names::EMBED } else { names::LM_HEAD };
-        let packed_head = packed(head_name, &[config.vocab_size, d])?.map(|weight| Arc::new(PackedLinear { weight, bias: None }));
+        let packed_head = match packed(head_name, &[config.vocab_size, d])? {
+            Some(weight) => Some(Arc::new(PackedLinear::new(weight, None, device)?)),
+            None => None,
+        };
         // Quantized at load, the head's f32 twin (large batches, lookups, export) holds the
         // quantized values too, so every path uses the same weights. (A GGUF's twin is its own
         // blocks dequantised already.)

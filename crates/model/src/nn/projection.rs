@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, QuantizedRows, Tiles, matmul_many};
+use rosetta_kernels::quant::{DevicePackedMatrix, PackedMatrix, QuantizeTo, QuantizedRows, Tiles, matmul_many};
 
 use crate::error::{ModelError, Result};
 use crate::intervention::LinearKind;
@@ -42,10 +42,11 @@ impl Precision {
         }
     }
 
-    /// Whether weights may be packed on `device`: the quantized kernels run on the CPU backend,
-    /// without autodiff (packed weights are frozen and not differentiable).
+    /// Whether weights may be packed on `device`: the quantized kernels run on the CPU backend
+    /// and on wgpu (the WGSL kernel), without autodiff (packed weights are frozen and not
+    /// differentiable).
     pub fn packs_on(self, device: &Device) -> bool {
-        self != Precision::F32 && is_plain_cpu(device)
+        self != Precision::F32 && (is_plain_cpu(device) || (rosetta_kernels::is_wgpu(device) && !device.is_autodiff()))
     }
 }
 
@@ -64,6 +65,9 @@ fn is_plain_cpu(_device: &Device) -> bool {
 pub struct PackedLinear {
     pub weight: PackedMatrix,
     pub bias: Option<Vec<f32>>,
+    /// The weight in GPU buffers when the model lives on a wgpu device (the host copy stays for
+    /// edits and export).
+    pub on_device: Option<DevicePackedMatrix>,
 }
 
 impl std::fmt::Debug for PackedLinear {
@@ -80,6 +84,17 @@ impl std::fmt::Debug for PackedLinear {
 }
 
 impl PackedLinear {
+    /// A packed projection for a model on `device`: uploaded for the WGSL kernel on wgpu, kept on
+    /// the host for the CPU kernels elsewhere.
+    pub fn new(weight: PackedMatrix, bias: Option<Vec<f32>>, device: &Device) -> Result<Self> {
+        let on_device = if rosetta_kernels::is_wgpu(device) {
+            Some(DevicePackedMatrix::upload(&weight, device).map_err(|e| ModelError::invalid(e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(PackedLinear { weight, bias, on_device })
+    }
+
     /// The same projection as a dense burn `Linear` on `device` (for edits and export).
     pub fn to_dense(&self, device: &Device) -> Linear {
         let (out, inp) = (self.weight.rows(), self.weight.cols());
@@ -129,6 +144,9 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
                 )));
             }
         }
+    }
+    if any_packed && rosetta_kernels::is_wgpu(&device) {
+        return weights.iter().map(|w| device_forward(*w, x.clone())).collect();
     }
     if any_packed && b * s >= DEQUANTIZED_ROWS {
         return weights.iter().map(|w| dequantized_forward(*w, x.clone())).collect();
@@ -208,6 +226,26 @@ fn dequantized_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> 
         parts.push(x2.clone().matmul(slice.transpose()));
     }
     let mut y = if parts.len() == 1 { parts.pop().ok_or_else(|| ModelError::invalid("empty projection"))? } else { Tensor::cat(parts, 1) };
+    if let Some(bias) = &packed.bias {
+        y = y + Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).unsqueeze_dim(0);
+    }
+    Ok(y.reshape([b, s, n]))
+}
+
+/// A projection on a wgpu device: packed weights through the WGSL kernel, which dequantises in
+/// registers and takes the f32 activations as they are.
+fn device_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
+    let packed = match weights {
+        Weights::Dense(linear) => return dense_forward(linear, x),
+        Weights::Packed(packed) => packed,
+    };
+    let on_device = packed.on_device.as_ref().ok_or_else(|| {
+        ModelError::invalid("a packed projection reached a wgpu device without its GPU copy (load the model onto the device it runs on)")
+    })?;
+    let [b, s, k] = x.dims();
+    let device = x.device();
+    let n = on_device.rows();
+    let mut y = on_device.matmul(x.reshape([b * s, k])).map_err(|e| ModelError::invalid(e.to_string()))?;
     if let Some(bias) = &packed.bias {
         y = y + Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).unsqueeze_dim(0);
     }
