@@ -8,7 +8,8 @@
 # `measure` writes to $OUT (the device tool brings it back; commit it under reports/gpu/):
 #   machine.txt                 nvidia-smi, the Vulkan adapters Rosetta sees
 #   results/rosetta-*.json      `rosetta bench forward|generate|train|kernels --device wgpu` (f32),
-#                               and forward/generate on the Q4_1 blocks kept packed (the WGSL kernel)
+#                               forward/generate on the Q4_1 blocks kept packed (the WGSL kernel),
+#                               and a full training step in f16 with f32 master weights
 #   results/torch-*.json        the same measurements in PyTorch eager on CUDA, f32 and bf16
 #   summary.md                  tokens/s side by side, ratios, MFU against the card's peak
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
@@ -99,6 +100,8 @@ for dtype in float32 bfloat16; do
   done
 done
 step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$out/results/rosetta-kernels.json"
+# Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).
+step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$out/results/rosetta-train-f16.json"
 
 "$python" scripts/gpu/summary.py "$out" > "$out/summary.md" 2> "$out/log/summary.txt" || echo "summary failed: see log/summary.txt" >&2
 cat "$out/summary.md" "$out/steps.tsv" >&2

@@ -83,4 +83,7 @@ for batch in batches:
     for label, packed, dense, key in rows:
         a, b = by_batch(packed, key, batch), by_batch(dense, key, batch)
         print(f"| {label}, batch {batch} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
-print("\nRosetta trains in f32 only (bf16 on the GPU backends is issue 19's next part); PyTorch bf16 trains under autocast with f32 master weights.")
+train_f16 = read("rosetta-train-f16.json")
+f16 = next((r["rosetta"]["tokens_per_second"] for r in (train_f16 or {}).get("results", []) if r.get("rosetta")), None)
+print(f"\nRosetta's full training step with f16 compute and f32 master weights (`--train-precision f16`): {fmt(f16)} tokens/s.")
+print("\nThe table's Rosetta training is f32 (wgpu has no bf16); PyTorch bf16 trains under autocast with f32 master weights.")

@@ -123,6 +123,8 @@ const results = { url, date: new Date().toISOString() };
 const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu,cpu-f32").split(",");
 try {
   if (modes.includes("webgpu")) results.webgpu = await measure("webgpu", WEBGPU, "?backend=webgpu");
+  // webgpu-f32: the same model dequantised at load, as WebGPU held it before the WGSL kernel.
+  if (modes.includes("webgpu-f32")) results.webgpu_f32 = await measure("webgpu-f32", WEBGPU, "?backend=webgpu&precision=f32");
   // No choice in the link: the worker's probe picks (and the page says which, and why).
   if (modes.includes("probe")) results.probe = await measure("probe", WEBGPU, "");
   if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
