@@ -493,3 +493,30 @@ fn shifcon_trains_through_the_wgsl_contrastive_kernel() {
         assert!((lg - lc).abs() < 1e-3 * lc.abs().max(1.0) && (cg - cc).abs() < 1e-3, "wgpu {lg}/{cg} vs cpu {lc}/{cc}");
     }
 }
+
+/// ShifCon under mixed precision: its shifted pass and contrastive term run on the bf16 compute
+/// copy (shift vectors cast to the residual's type, captured states returned in f32), and the
+/// first step's losses stay within bf16's rounding of the f32 run's.
+#[test]
+fn shifcon_trains_in_bf16() {
+    let dir = temp_dir("shifcon-bf16");
+    let model_dir = dir.join("model");
+    write_tiny_deep_hf(&model_dir, 13, 6);
+    let run = |precision: rosetta_train::precision::TrainPrecision| {
+        let mut config = shifcon_config(&model_dir, &dir.join(precision.name()), Some([2, 4]));
+        config.run.steps = 2;
+        config.data.eval = None;
+        config.optim.precision = precision;
+        losses(&train_with(&config, &RunOptions::default(), &mut Quiet, Some(&mut method(&config))).unwrap().metrics)
+    };
+    let reference = run(rosetta_train::precision::TrainPrecision::F32);
+    let bf16 = run(rosetta_train::precision::TrainPrecision::Bf16);
+    assert_eq!(bf16.len(), reference.len());
+    for ((loss, contrastive), (want, want_contrastive)) in bf16.iter().zip(&reference) {
+        assert!(loss.is_finite() && (loss - want).abs() <= 0.05 * want.abs(), "loss {loss} vs f32 {want}");
+        assert!(
+            (contrastive - want_contrastive).abs() <= 0.05 * want_contrastive.abs().max(0.1),
+            "contrastive {contrastive} vs {want_contrastive}"
+        );
+    }
+}

@@ -309,3 +309,65 @@ fn a_training_step_through_the_fused_kernels_matches_the_composed_ops() {
         assert!(worst <= 1e-4 * scale, "{path}: max |Δ| {worst} > 1e-4 × {scale}");
     }
 }
+
+/// Counts the steps the trainer reports as skipped (f16 gradients that overflowed).
+#[derive(Default)]
+struct SkippedSteps(usize);
+impl rosetta_train::Observer for SkippedSteps {
+    fn message(&mut self, text: &str) {
+        self.0 += usize::from(text.contains("step skipped"));
+    }
+}
+
+/// bf16 and f16 steps (`[optim] precision`) learn like the f32 run, keep f32 master weights and
+/// optimizer state, and resume bit for bit — f16 with its loss scale, which skips the steps whose
+/// scaled gradients overflow and carries on.
+#[test]
+fn mixed_precision_learns_keeps_f32_weights_and_resumes() {
+    use rosetta_train::precision::TrainPrecision;
+    let (_, reference) = setup("precision-f32");
+    train(&reference, &RunOptions::default(), &mut Quiet).unwrap();
+    let f32_losses = losses(&reference.run.out);
+    for precision in [TrainPrecision::Bf16, TrainPrecision::F16] {
+        let (_, mut config) = setup(&format!("precision-{}", precision.name()));
+        config.optim.precision = precision;
+        let mut skipped = SkippedSteps::default();
+        train(&config, &RunOptions::default(), &mut skipped).unwrap();
+        let ours = losses(&config.run.out);
+        assert_eq!(ours.len(), f32_losses.len(), "{precision:?}: every step is logged");
+        // Steps before the first applied one repeat the initial weights; compare the applied run.
+        for ((step, loss), (_, reference)) in ours.iter().zip(&f32_losses).skip(skipped.0) {
+            assert!(
+                loss.is_finite() && (loss - reference).abs() <= 0.1 * reference,
+                "{precision:?} step {step}: loss {loss} vs f32 {reference}"
+            );
+        }
+        let first: f64 = ours[skipped.0..skipped.0 + 3].iter().map(|l| l.1).sum::<f64>() / 3.0;
+        let last: f64 = ours[9..].iter().map(|l| l.1).sum::<f64>() / 3.0;
+        assert!(last < first, "{precision:?}: loss did not fall: {first} → {last}");
+        let (_, _, model, _) = rosetta_train::trainer::load_run_model(&config.run.out, &Device::flex()).unwrap();
+        let dtypes = [model.embed_tokens.weight.val().dtype(), model.layers[0].mlp.down_proj.as_ref().unwrap().weight.val().dtype()];
+        assert_eq!(dtypes, [rosetta_model::burn::tensor::DType::F32; 2], "{precision:?}: the saved weights are the f32 masters");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(config.run.out.join("checkpoints/step-000012/state.json")).unwrap()).unwrap();
+        assert_eq!(state["loss_scale"].is_object(), precision == TrainPrecision::F16, "{precision:?}: {state}");
+        if precision == TrainPrecision::F16 {
+            assert_eq!(state["loss_scale"]["skipped_steps"].as_u64(), Some(skipped.0 as u64), "skipped steps are recorded");
+            // Interrupted after step 6 and resumed: the same losses and the same loss scale.
+            let (_, mut interrupted) = setup("precision-f16-resume");
+            interrupted.optim.precision = precision;
+            train(&interrupted, &RunOptions { stop_after: Some(6), ..Default::default() }, &mut Quiet).unwrap();
+            train(&interrupted, &RunOptions { resume: true, ..Default::default() }, &mut Quiet).unwrap();
+            assert_eq!(losses(&interrupted.run.out), ours, "the resumed f16 run differs from the uninterrupted one");
+            let resumed: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(interrupted.run.out.join("checkpoints/step-000012/state.json")).unwrap()).unwrap();
+            assert_eq!(resumed["loss_scale"], state["loss_scale"]);
+        }
+        eprintln!("{precision:?}: losses {ours:?}, {} skipped", skipped.0);
+    }
+    // WebGPU has no bf16: a run asking for it is refused by name before any work.
+    if let Some(gpu) = rosetta_tests::wgpu_device() {
+        let err = TrainPrecision::Bf16.check_device(&gpu).unwrap_err();
+        assert!(err.contains("precision = \"bf16\" is not supported") && err.contains("\"f32\""), "{err}");
+    }
+}

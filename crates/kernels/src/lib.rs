@@ -70,3 +70,18 @@ pub fn is_wgpu(device: &burn::prelude::Device) -> bool {
 pub fn is_wgpu(_device: &burn::prelude::Device) -> bool {
     false
 }
+
+/// `t` in `like`'s float type (a no-op when they agree): the constants of a pass (RoPE tables,
+/// masks) meet activations computed in bf16 or f16 by mixed-precision training.
+pub fn cast_like<const D: usize, const E: usize>(t: burn::prelude::Tensor<D>, like: &burn::prelude::Tensor<E>) -> burn::prelude::Tensor<D> {
+    let dtype = like.dtype();
+    if t.dtype() == dtype {
+        return t;
+    }
+    match dtype {
+        burn::tensor::DType::BF16 => t.cast(burn::tensor::FloatDType::BF16),
+        burn::tensor::DType::F16 => t.cast(burn::tensor::FloatDType::F16),
+        burn::tensor::DType::F64 => t.cast(burn::tensor::FloatDType::F64),
+        _ => t.cast(burn::tensor::FloatDType::F32),
+    }
+}

@@ -52,6 +52,9 @@ pub fn fused_rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tens
 
 /// RoPE: fused on the CPU backend, the reference elsewhere.
 pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
+    // The tables are f32; heads computed in bf16 or f16 (mixed-precision training) rotate by
+    // tables cast to their type, as the reference's products need one dtype.
+    let (cos, sin) = (crate::cast_like(cos, &x), crate::cast_like(sin, &x));
     if crate::fused_cpu_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {
         return fused_rotary(x, cos, sin);
     }

@@ -36,6 +36,9 @@ pub struct RunState {
     /// older versions (not checked then).
     #[serde(default)]
     pub data: Vec<DataDigest>,
+    /// f16 runs' dynamic loss scale ([`crate::precision::LossScale`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::precision::LossScale>,
 }
 
 /// One data file by content: its SHA-256 and length.

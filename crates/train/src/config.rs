@@ -16,6 +16,7 @@
 //! [optim]
 //! lr = 1e-4
 //! warmup_steps = 10
+//! precision = "f32"                           # or "bf16", "f16" (f32 master weights)
 //!
 //! [run]
 //! steps = 200
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::precision::TrainPrecision;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +161,11 @@ pub struct OptimSection {
     pub epsilon: f64,
     /// Clip the global gradient norm to this; `None` disables clipping.
     pub grad_clip: Option<f64>,
+    /// What a step computes in: `f32`, or `bf16` / `f16` with f32 master weights, optimizer
+    /// state and loss ([`crate::precision`]). Absent from the identity of f32 runs, so their
+    /// checkpoints from before the setting existed still resume.
+    #[serde(skip_serializing_if = "TrainPrecision::is_f32")]
+    pub precision: TrainPrecision,
 }
 
 impl Default for OptimSection {
@@ -172,6 +179,7 @@ impl Default for OptimSection {
             beta2: 0.95,
             epsilon: 1e-8,
             grad_clip: Some(1.0),
+            precision: TrainPrecision::F32,
         }
     }
 }

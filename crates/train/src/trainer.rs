@@ -27,6 +27,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::packed_loss;
 use crate::method::{Method, MethodLoss, MicroBatch};
 use crate::metrics::MetricsLog;
+use crate::precision::{LossScale, TrainPrecision};
 use crate::schedule::learning_rate;
 use crate::stream::TrainingStream;
 
@@ -142,17 +143,6 @@ fn clip_global_norm(model: &CausalLm, grads: &mut GradientsParams, max: Option<f
             }
         }
     }
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        factor: f64,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.factor));
-            }
-        }
-    }
     let mut norms = SquaredNorms { grads, parts: Vec::new() };
     model.visit(&mut norms);
     if norms.parts.is_empty() {
@@ -164,10 +154,14 @@ fn clip_global_norm(model: &CausalLm, grads: &mut GradientsParams, max: Option<f
         && norm.is_finite()
         && norm > max
     {
-        let mut scale = Scale { grads, factor: max / (norm + 1e-6) };
-        model.visit(&mut scale);
+        crate::precision::scale_gradients(model, grads, max / (norm + 1e-6));
     }
     Ok(norm)
+}
+
+/// The loss times f16's loss scale (as it is for a scale of 1).
+fn scaled(loss: Tensor<1>, scale: f64) -> Tensor<1> {
+    if scale == 1.0 { loss } else { loss.mul_scalar(scale) }
 }
 
 /// Sums the gradients of every parameter from several devices onto the main one.
@@ -296,6 +290,12 @@ pub fn train_with(
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
     let devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
     let main = devices[0].clone().autodiff();
+    let precision = config.optim.precision;
+    for device in &devices {
+        precision.check_device(device).map_err(|reason| TrainError::Config { path: config_path(), reason })?;
+    }
+    // f16 scales its loss (see `crate::precision`); restored from the checkpoint on resume.
+    let mut loss_scale = (precision == TrainPrecision::F16).then(LossScale::default);
     let model = checkpoint.load(&main)?;
     let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config, checkpoint.extras.as_ref())?;
     let tokenizer = checkpoint.tokenizer.clone();
@@ -352,6 +352,9 @@ pub fn train_with(
         }
         start_step = state.step;
         tokens_seen = state.tokens_seen;
+        if loss_scale.is_some() {
+            loss_scale = Some(state.loss_scale.unwrap_or_default());
+        }
         observer.message(&format!("resumed from {} (step {start_step})", path.display()));
     }
     if !options.resume
@@ -392,20 +395,22 @@ pub fn train_with(
             return Err(TrainError::Invalid(format!("step {step}: the batch has no target tokens (every SFT response empty?)")));
         }
         let normalizer = predictions as f32;
+        // The loss multiplier of f16's loss scaling (1 otherwise); gradients are unscaled below.
+        let scale = loss_scale.as_ref().map_or(1.0, |l| l.scale);
         let mut loss_sum = 0f64;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut device_grads: Vec<GradientsParams> = Vec::new();
         for (index, rows) in micro_batches.iter().enumerate() {
             if let Some(m) = method.as_deref_mut() {
                 let micro = MicroBatch { step, index, count: micro_batches.len(), normalizer };
-                let MethodLoss { total, parts: these } = m.loss(&model, &tokenizer, rows, micro)?;
+                let MethodLoss { total, parts: these } = m.loss(&precision.compute_model(&model), &tokenizer, rows, micro)?;
                 loss_sum += total.clone().into_scalar::<f32>() as f64;
                 these.into_iter().for_each(|(k, v)| *parts.entry(k).or_default() += v);
-                device_grads.push(GradientsParams::from_grads(total.backward(), &model));
+                device_grads.push(GradientsParams::from_grads(scaled(total, scale).backward(), &model));
             } else if devices.len() == 1 {
-                let loss = packed_loss(&model, rows, normalizer, &Interventions::none())?;
+                let loss = packed_loss(&precision.compute_model(&model), rows, normalizer, &Interventions::none())?;
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
-                device_grads.push(GradientsParams::from_grads(loss.backward(), &model));
+                device_grads.push(GradientsParams::from_grads(scaled(loss, scale).backward(), &model));
             } else {
                 let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
                 let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
@@ -415,9 +420,9 @@ pub fn train_with(
                         .map(|(shard, device)| {
                             let replica = model.clone().fork(&device.clone().autodiff());
                             scope.spawn(move || -> Result<(f64, GradientsParams)> {
-                                let loss = packed_loss(&replica, shard, normalizer, &Interventions::none())?;
+                                let loss = packed_loss(&precision.compute_model(&replica), shard, normalizer, &Interventions::none())?;
                                 let value = loss.clone().into_scalar::<f32>() as f64;
-                                Ok((value, GradientsParams::from_grads(loss.backward(), &replica)))
+                                Ok((value, GradientsParams::from_grads(scaled(loss, scale).backward(), &replica)))
                             })
                         })
                         .collect();
@@ -435,11 +440,25 @@ pub fn train_with(
         }
         let mut grads = reduce_onto(&model, device_grads, &main);
         let rows_description = || format!("{} rows of {} tokens", micro_batches.len() * config.data.batch_size, config.data.seq_len);
-        if !loss_sum.is_finite() {
+        // (Under f16 loss scaling an overflow in the forward is a skipped step, like one in the
+        // gradients.)
+        if !loss_sum.is_finite() && loss_scale.is_none() {
             return Err(TrainError::NonFinite { what: "loss", step, rows: rows_description(), checkpoint: last_checkpoint(&store) });
         }
+        if let Some(l) = &loss_scale {
+            l.unscale(&model, &mut grads);
+        }
         let grad_norm = clip_global_norm(&model, &mut grads, o.grad_clip)?;
-        if !grad_norm.is_finite() {
+        // f16: gradients that overflowed at this scale skip the optimizer step (the data is
+        // consumed, as PyTorch's GradScaler does) and halve the scale.
+        let applied = loss_scale.as_mut().is_none_or(|l| l.update(grad_norm.is_finite() && loss_sum.is_finite()));
+        if let Some(l) = loss_scale.as_ref().filter(|_| !applied) {
+            observer.message(&format!(
+                "step {step}: f16 gradients overflowed at loss scale {}; step skipped, scale now {}",
+                l.scale * 2.0,
+                l.scale
+            ));
+        } else if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "gradient norm",
                 step,
@@ -447,12 +466,14 @@ pub fn train_with(
                 checkpoint: last_checkpoint(&store),
             });
         }
-        model = optimizer.step(lr, model, grads);
-        if let Some(freeze) = &row_freeze {
-            model = freeze.restore(model);
-        }
-        if let Some(m) = method.as_deref_mut() {
-            m.after_step(&model, &tokenizer, step)?;
+        if applied {
+            model = optimizer.step(lr, model, grads);
+            if let Some(freeze) = &row_freeze {
+                model = freeze.restore(model);
+            }
+            if let Some(m) = method.as_deref_mut() {
+                m.after_step(&model, &tokenizer, step)?;
+            }
         }
         let step_tokens = (config.data.grad_accum * config.data.batch_size * config.data.seq_len) as u64;
         tokens_seen += step_tokens;
@@ -486,6 +507,7 @@ pub fn train_with(
                 rosetta_version: env!("CARGO_PKG_VERSION").to_string(),
                 method: method.as_deref().map(|m| m.state()).unwrap_or_default(),
                 data: data_digests.clone(),
+                loss_scale: loss_scale.clone(),
             };
             let path = store.save(&model, &optimizer, &state)?;
             observer.message(&format!("checkpoint {}", path.display()));

@@ -42,6 +42,10 @@ pub struct TrainArgs {
     /// Which steps to measure: `full`, `lora` or both.
     #[arg(long, value_delimiter = ',', default_value = "full,lora")]
     modes: Vec<String>,
+    /// What the step computes in: `f32`, or `bf16` / `f16` with f32 master weights (the
+    /// training config's `[optim] precision`; PyTorch runs under autocast in the same type).
+    #[arg(long, default_value = "f32", value_parser = parse_train_precision)]
+    train_precision: rosetta_train::precision::TrainPrecision,
     #[arg(long)]
     python: Option<PathBuf>,
     #[arg(long)]
@@ -309,6 +313,20 @@ fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn parse_train_precision(s: &str) -> std::result::Result<rosetta_train::precision::TrainPrecision, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown precision `{s}` (use f32, bf16 or f16)"))
+}
+
+/// The PyTorch reference's name of a training precision (its autocast type).
+fn torch_dtype(precision: rosetta_train::precision::TrainPrecision) -> &'static str {
+    use rosetta_train::precision::TrainPrecision;
+    match precision {
+        TrainPrecision::F32 => "float32",
+        TrainPrecision::Bf16 => "bfloat16",
+        TrainPrecision::F16 => "float16",
+    }
+}
+
 fn train_step(args: TrainArgs) -> Result<()> {
     use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
     use rosetta_train::config::LoraSection;
@@ -322,6 +340,11 @@ fn train_step(args: TrainArgs) -> Result<()> {
     let model_path = args.model.model_path()?;
     let checkpoint = args.model.open()?;
     let device = args.model.device()?.autodiff();
+    let precision = args.train_precision;
+    if let Err(reason) = precision.check_device(&device) {
+        bail!("--train-precision: {reason}");
+    }
+    let mut loss_scale = (precision == rosetta_train::precision::TrainPrecision::F16).then(rosetta_train::precision::LossScale::default);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rows: Vec<rosetta_data::PackedRow> = synthetic_ids(args.batch, args.seq, checkpoint.config.vocab_size as u64)
         .into_iter()
@@ -340,8 +363,15 @@ fn train_step(args: TrainArgs) -> Result<()> {
         let mut seconds = 0.0;
         for step in 0..args.warmup + args.steps {
             let start = Instant::now();
-            let loss = rosetta_train::loss::packed_loss(&model, &rows, normalizer, &rosetta_model::Interventions::none())?;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let compute = precision.compute_model(&model);
+            let loss = rosetta_train::loss::packed_loss(&compute, &rows, normalizer, &rosetta_model::Interventions::none())?;
+            let scale = loss_scale.as_ref().map_or(1.0, |l| l.scale);
+            let mut grads = GradientsParams::from_grads(loss.mul_scalar(scale).backward(), &model);
+            // The trainer's f16 bookkeeping, so the step costs what it costs there.
+            if let Some(l) = &mut loss_scale {
+                l.unscale(&model, &mut grads);
+                l.update(true);
+            }
             model = optimizer.step(1e-4, model, grads);
             // Reading one parameter back waits for the update to finish on any backend.
             let _ = model.norm.gamma.val().slice(0..1).into_data();
@@ -371,6 +401,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
                     ("--warmup", args.warmup.to_string()),
                     ("--threads", threads.to_string()),
                     ("--lora-rank", if mode == "lora" { args.lora_rank.to_string() } else { "0".into() }),
+                    ("--dtype", torch_dtype(precision).to_string()),
                 ],
             ),
         )?;
@@ -393,6 +424,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
         "threads": threads,
         "batch": args.batch, "seq": args.seq, "steps": args.steps, "lora_rank": args.lora_rank,
         "optimizer": "AdamW (weight decay 0.1), causal-LM loss",
+        "precision": precision.name(),
         "results": results,
     });
     match &args.json {

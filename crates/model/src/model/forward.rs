@@ -187,6 +187,10 @@ impl CausalLm {
             Some(head) => (head.weight.val(), HeadLayout::VocabColumns),
             None => (self.embed_tokens.weight.val(), HeadLayout::VocabRows),
         };
+        // A model computing in bf16 or f16 (mixed-precision training) takes its loss in f32: the
+        // log-sum-exp over the vocabulary and the sums are where the narrow types lose most.
+        let to_f32 = |t: Tensor<2>| if t.dtype() == burn::tensor::DType::F32 { t } else { t.cast(burn::tensor::FloatDType::F32) };
+        let (hidden, weight) = (to_f32(hidden), to_f32(weight));
         linear_cross_entropy(hidden, weight, layout, targets, row_weights).map_err(|e| ModelError::invalid(e.to_string()))
     }
 
@@ -301,16 +305,20 @@ impl CausalLm {
             return h;
         }
         for shift in state.interventions.shifts.iter().filter(|s| s.site == site) {
-            h = h + shift.vector.clone();
+            let vector = rosetta_kernels::cast_like(shift.vector.clone(), &h);
+            h = h + vector;
         }
         if let Some(pooling) = state.interventions.capture.get(&site) {
+            // Captured states are f32 whatever the pass computes in (a mixed-precision training
+            // step's losses over them, ShifCon's contrastive one, are taken in f32).
+            let seen = if h.dtype() == burn::tensor::DType::F32 { h.clone() } else { h.clone().cast(burn::tensor::FloatDType::F32) };
             let captured = match pooling {
-                Pooling::PerToken => CapturedState::PerToken(h.clone()),
+                Pooling::PerToken => CapturedState::PerToken(seen),
                 Pooling::Mean => {
-                    let valid = state.valid.clone().unwrap_or_else(|| batch.valid_tensor(&h.device()));
-                    CapturedState::Pooled(masked_mean(h.clone(), valid))
+                    let valid = state.valid.clone().unwrap_or_else(|| batch.valid_tensor(&seen.device()));
+                    CapturedState::Pooled(masked_mean(seen, valid))
                 }
-                Pooling::MeanAfterFirst => CapturedState::Pooled(masked_mean(h.clone(), batch.valid_after_first_tensor(&h.device()))),
+                Pooling::MeanAfterFirst => CapturedState::Pooled(masked_mean(seen.clone(), batch.valid_after_first_tensor(&seen.device()))),
             };
             state.trace.residual.insert(site, captured);
         }
