@@ -35,12 +35,14 @@ pub fn check_picked_sizes(files: &[(String, u64)], limit: u64) -> Result<(), Str
 
 /// Bytes the page needs to build and hold `config`'s model from `file_bytes` of files: the
 /// files while it is built, plus the weights — as f32, or, when `stays_quantized` (a quantized
-/// file on the CPU path), about the file's own blocks again plus the f32 embedding and its LM-head
-/// twin.
+/// file kept in its blocks), about the file's own blocks again plus the f32 tables a room may
+/// build: the embedding table tied to a packed head, built on first read (large-batch logits), or
+/// an untied embedding and its LM-head twin.
 pub fn model_bytes_in_page(config: &ModelConfig, file_bytes: u64, stays_quantized: bool) -> u64 {
     let weights = if stays_quantized {
         let embedding = (config.vocab_size as u64).saturating_mul(config.hidden_size as u64).saturating_mul(4);
-        file_bytes.saturating_add(embedding.saturating_mul(2))
+        let tables = if config.tie_word_embeddings { 1 } else { 2 };
+        file_bytes.saturating_add(embedding.saturating_mul(tables))
     } else {
         config.num_parameters().saturating_mul(4)
     };

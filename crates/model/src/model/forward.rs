@@ -290,7 +290,7 @@ impl CausalLm {
 
         let mut h = match input {
             Some(h) => h,
-            None => self.embed_tokens.forward(batch.tokens_tensor(&device)),
+            None => self.embed(batch, &device),
         };
         for i in layers.clone() {
             h = self.intervene_at_site(i, h, batch, &mut state);
@@ -298,6 +298,25 @@ impl CausalLm {
             h = self.layers[i].forward(i, h, &mut state, slot);
         }
         self.intervene_at_site(layers.end, h, batch, &mut state)
+    }
+
+    /// Token embeddings: rows of the packed head while the tied f32 table has not been built
+    /// (see `nn::init::embedding_from_packed`), burn's lookup in the table otherwise (and for
+    /// ids outside the vocabulary, which the lookup reports as it always has).
+    fn embed(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
+        if let Some(head) = &self.packed_head
+            && self.lm_head.is_none()
+            && !self.embed_tokens.weight.is_initialized()
+            && batch.ids.iter().all(|&id| (id as usize) < head.weight.rows())
+        {
+            let d = head.weight.cols();
+            let mut values = Vec::with_capacity(batch.ids.len() * d);
+            for &id in &batch.ids {
+                values.extend(head.weight.dequantize_rows(id as usize..id as usize + 1));
+            }
+            return Tensor::from_data(TensorData::new(values, [batch.batch, batch.seq, d]), device);
+        }
+        self.embed_tokens.forward(batch.tokens_tensor(device))
     }
 
     fn intervene_at_site(&self, site: usize, mut h: Tensor<3>, batch: &TokenBatch, state: &mut PassState<'_>) -> Tensor<3> {

@@ -115,28 +115,29 @@ impl CausalLm {
             }
             layers.push(layer);
         }
-        let mut embed_tokens = init::embedding(read(names::EMBED, &[config.vocab_size, d])?, device);
-        let mut lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(init::linear(read(names::LM_HEAD, &[config.vocab_size, d])?, None, device))
-        };
-        // The head is the largest matrix a decoding step reads: packed too when allowed (the f32
-        // copy stays for lookups, edits and export).
+        // The head is the largest matrix a decoding step reads: packed too when allowed.
         let head_name = if config.tie_word_embeddings { names::EMBED } else { names::LM_HEAD };
         let packed_head = match packed(head_name, &[config.vocab_size, d])? {
             Some(weight) => Some(Arc::new(PackedLinear::new(weight, None, device)?)),
             None => None,
         };
-        // Quantized at load, the head's f32 twin (large batches, lookups, export) holds the
-        // quantized values too, so every path uses the same weights. (A GGUF's twin is its own
-        // blocks dequantised already.)
-        if let (Precision::Quantize(_), Some(head)) = (precision, &packed_head) {
+        // Tied to a packed head, the embedding's f32 table is built only if something reads it
+        // (lookups gather packed rows); it then holds the packed values, as every path does.
+        let embed_tokens = match (&packed_head, config.tie_word_embeddings) {
+            (Some(head), true) => init::embedding_from_packed(head.clone(), device),
+            _ => init::embedding(read(names::EMBED, &[config.vocab_size, d])?, device),
+        };
+        let mut lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(init::linear(read(names::LM_HEAD, &[config.vocab_size, d])?, None, device))
+        };
+        // Quantized at load, an untied head's f32 twin (large batches, export) holds the quantized
+        // values too, so every path uses the same weights. (A GGUF's twin is its own blocks
+        // dequantised already.)
+        if let (Precision::Quantize(_), Some(head), Some(linear)) = (precision, &packed_head, &mut lm_head) {
             let values = Tensor::<2>::from_data(TensorData::new(head.weight.dequantize(), [config.vocab_size, d]), device);
-            match &mut lm_head {
-                Some(linear) => linear.weight = burn::module::Param::from_tensor(values.transpose()),
-                None => embed_tokens.weight = burn::module::Param::from_tensor(values),
-            }
+            linear.weight = burn::module::Param::from_tensor(values.transpose());
         }
         Ok(CausalLm {
             embed_tokens,

@@ -81,7 +81,9 @@ impl CausalLm {
     }
 
     pub fn device(&self) -> Device {
-        self.embed_tokens.weight.val().device()
+        // The final norm's weight, not the embedding's: a table tied to a packed head is built
+        // only when read (`init::embedding_from_packed`).
+        self.norm.gamma.val().device()
     }
 
     pub fn num_layers(&self) -> usize {
