@@ -194,4 +194,13 @@ fn smollm2_quantized_scores_and_generates_like_f32() {
         let b = generate_blocking(&dense, &ids, &config, &Interventions::none(), |_, _| {}).unwrap();
         assert_eq!(a.tokens, b.tokens, "greedy continuation of {prompt:?} differs");
     }
+
+    // SmolLM2 ties its embedding to the packed head: scoring and generating gathered packed rows
+    // and never built the f32 table (113 MB). Read, it is built from the blocks and equals the
+    // f32 load's (Q4_1 dequantises exactly through the packed form).
+    assert!(packed.packed_head.is_some() && packed.lm_head.is_none());
+    assert!(!packed.embed_tokens.weight.is_initialized(), "the tied embedding table was built without being read");
+    let table = |model: &CausalLm| model.embed_tokens.weight.val().slice([0..64, 0..576]).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(table(&packed), table(&dense), "the table built from the packed head");
+    assert!(packed.embed_tokens.weight.is_initialized());
 }

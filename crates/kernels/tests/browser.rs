@@ -179,6 +179,23 @@ fn the_simd128_quantized_tile_matches_the_reference() {
             assert_within(&format!("{to:?} {m}×{n}×{k}"), &got, &want, 1e-4 * scale_of(&want));
         }
     }
+    // Signed codes with half-block scales (Q6_K blocks, arbitrary bytes but a finite scale).
+    use rosetta_kernels::quant::GgmlType;
+    for (m, n) in [(1, 7), (3, 5)] {
+        let q6_k: Vec<u8> = (0..n as u32 * 2)
+            .flat_map(|block| {
+                let mut bytes: Vec<u8> =
+                    (0..210u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(block * 7919) >> 13) as u8).collect();
+                bytes[208..].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+                bytes
+            })
+            .collect();
+        let w = PackedMatrix::from_ggml(GgmlType::Q6K, n, 512, &q6_k).unwrap();
+        let x = values(m * 512, (m * 7) as u32);
+        let want = reference_matmul(&w, &x, m);
+        let got = matmul_with(tiles[0], &w, &x, m).unwrap();
+        assert_within(&format!("Q6_K {m}×{n}×512"), &got, &want, 1e-4 * scale_of(&want));
+    }
 }
 
 /// The WGSL quantized matmul on the page's WebGPU against the dequantised weight times x on the
