@@ -46,6 +46,9 @@ pub struct TrainArgs {
     /// training config's `[optim] precision`; PyTorch runs under autocast in the same type).
     #[arg(long, default_value = "f32", value_parser = parse_train_precision)]
     train_precision: rosetta_train::precision::TrainPrecision,
+    /// burn's balanced gradient checkpointing (memory-bound ops recomputed in backward).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     #[arg(long)]
     python: Option<PathBuf>,
     #[arg(long)]
@@ -340,6 +343,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
     let model_path = args.model.model_path()?;
     let checkpoint = args.model.open()?;
     let device = args.model.device()?.autodiff();
+    let device = if args.gradient_checkpointing { device.gradient_checkpointing() } else { device };
     let precision = args.train_precision;
     if let Err(reason) = precision.check_device(&device) {
         bail!("--train-precision: {reason}");
