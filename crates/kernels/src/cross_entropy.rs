@@ -135,7 +135,7 @@ pub fn target_log_probs(logits: Tensor<2>, targets: &[u32]) -> Result<Tensor<1>>
     }
     let n = check_targets(&logits, targets)?;
     let vocab = logits.dims()[1];
-    let values = host_values(logits)?;
+    let values = crate::cpu_values(logits, "target log-probabilities")?;
     Ok(Tensor::from_data(TensorData::new(crate::cpu::cross_entropy::target_log_probs(&values, vocab, targets), [n]), &device))
 }
 
@@ -149,11 +149,4 @@ fn check_targets(logits: &Tensor<2>, targets: &[u32]) -> Result<usize> {
         return Err(shape_error(OP, format!("target token {t} is outside the vocabulary of {vocab}")));
     }
     Ok(n)
-}
-
-/// The logits' host values. Called only on the CPU backend, whose reads complete at once (also
-/// in the browser).
-#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "called only on the CPU backend"))]
-fn host_values(logits: Tensor<2>) -> Result<Vec<f32>> {
-    logits.into_data().try_into_vec::<f32>().map_err(|e| shape_error("target log-probabilities", format!("logits unreadable: {e:?}")))
 }

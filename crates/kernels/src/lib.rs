@@ -72,16 +72,29 @@ pub fn is_wgpu(_device: &burn::prelude::Device) -> bool {
 }
 
 /// `t` in `like`'s float type (a no-op when they agree): the constants of a pass (RoPE tables,
-/// masks) meet activations computed in bf16 or f16 by mixed-precision training.
+/// shift vectors) meet activations computed in bf16 or f16 by mixed-precision training.
 pub fn cast_like<const D: usize, const E: usize>(t: burn::prelude::Tensor<D>, like: &burn::prelude::Tensor<E>) -> burn::prelude::Tensor<D> {
-    let dtype = like.dtype();
+    cast_to(t, like.dtype())
+}
+
+/// `t` in the float type `dtype` (a no-op when it already is; f32 for a non-float `dtype`).
+pub fn cast_to<const D: usize>(t: burn::prelude::Tensor<D>, dtype: burn::tensor::DType) -> burn::prelude::Tensor<D> {
+    use burn::tensor::{DType, FloatDType};
     if t.dtype() == dtype {
         return t;
     }
-    match dtype {
-        burn::tensor::DType::BF16 => t.cast(burn::tensor::FloatDType::BF16),
-        burn::tensor::DType::F16 => t.cast(burn::tensor::FloatDType::F16),
-        burn::tensor::DType::F64 => t.cast(burn::tensor::FloatDType::F64),
-        _ => t.cast(burn::tensor::FloatDType::F32),
-    }
+    t.cast(match dtype {
+        DType::BF16 => FloatDType::BF16,
+        DType::F16 => FloatDType::F16,
+        DType::F64 => FloatDType::F64,
+        _ => FloatDType::F32,
+    })
+}
+
+/// The f32 values of a tensor on the CPU backend, row-major. The fused CPU passes call it only
+/// on that backend, whose reads complete at once (also in the browser, where clippy refuses
+/// synchronous reads elsewhere).
+#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "called only on the CPU backend"))]
+pub(crate) fn cpu_values<const D: usize>(t: burn::prelude::Tensor<D>, op: &'static str) -> error::Result<Vec<f32>> {
+    t.into_data().try_into_vec::<f32>().map_err(|e| error::shape_error(op, format!("values unreadable: {e:?}")))
 }

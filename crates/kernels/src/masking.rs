@@ -119,9 +119,7 @@ pub fn prune_mask(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2, Boo
 }
 
 /// The masks of [`crate::cpu::masking::exact_k_keep`] on the scores' host values, as `1.0` keep
-/// / `0.0` prune. Called only on the CPU backend, whose reads complete at once (also in the
-/// browser).
-#[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "called only on the CPU backend"))]
+/// / `0.0` prune. Called only on the CPU backend.
 fn host_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
     let [rows, width] = scores.dims();
     sparsity.validate(width)?;
@@ -133,7 +131,7 @@ fn host_keep(scores: Tensor<2>, sparsity: Sparsity) -> Result<Tensor<2>> {
     if k == 0 || rows * width == 0 {
         return Ok(Tensor::ones([rows, width], &device));
     }
-    let values = scores.into_data().try_into_vec::<f32>().map_err(|e| shape_error("prune mask", format!("scores unreadable: {e:?}")))?;
+    let values = crate::cpu_values(scores, "prune mask")?;
     let keep = crate::cpu::masking::exact_k_keep(&values, group, k);
     Ok(Tensor::from_data(TensorData::new(keep, [rows, width]), &device))
 }

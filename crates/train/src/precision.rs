@@ -16,6 +16,8 @@
 //! steps in a row it doubles. Its state is saved in every checkpoint, so a resumed run scales as
 //! the uninterrupted one would. bf16 has f32's range and needs none.
 
+use std::borrow::Cow;
+
 use rosetta_model::CausalLm;
 use rosetta_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use rosetta_model::burn::optim::GradientsParams;
@@ -74,8 +76,8 @@ impl TrainPrecision {
     /// The model the step computes with: `model` itself for f32, else a copy whose float
     /// parameters are cast (differentiably) to the low precision. Parameter ids are kept, so the
     /// f32 model's gradients and the optimizer's state line up as in an f32 run.
-    pub fn compute_model(self, model: &CausalLm) -> CausalLm {
-        let Some(dtype) = self.dtype() else { return model.clone() };
+    pub fn compute_model(self, model: &CausalLm) -> Cow<'_, CausalLm> {
+        let Some(dtype) = self.dtype() else { return Cow::Borrowed(model) };
         struct CastTo(FloatDType);
         impl ModuleMapper for CastTo {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -83,7 +85,7 @@ impl TrainPrecision {
                 param.map(|t| t.cast(dtype))
             }
         }
-        model.clone().map(&mut CastTo(dtype))
+        Cow::Owned(model.clone().map(&mut CastTo(dtype)))
     }
 }
 
@@ -125,6 +127,14 @@ impl LossScale {
             self.good_steps = 0;
             self.skipped_steps += 1;
             false
+        }
+    }
+
+    /// The loss to take gradients of: times the scale, so f16's small gradients stay representable.
+    pub fn scale_loss(scale: Option<&LossScale>, loss: Tensor<1>) -> Tensor<1> {
+        match scale {
+            Some(l) => loss.mul_scalar(l.scale),
+            None => loss,
         }
     }
 

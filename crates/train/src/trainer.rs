@@ -159,11 +159,6 @@ fn clip_global_norm(model: &CausalLm, grads: &mut GradientsParams, max: Option<f
     Ok(norm)
 }
 
-/// The loss times f16's loss scale (as it is for a scale of 1).
-fn scaled(loss: Tensor<1>, scale: f64) -> Tensor<1> {
-    if scale == 1.0 { loss } else { loss.mul_scalar(scale) }
-}
-
 /// Sums the gradients of every parameter from several devices onto the main one.
 fn reduce_onto(model: &CausalLm, parts: Vec<GradientsParams>, main: &Device) -> GradientsParams {
     struct Reduce<'a> {
@@ -395,8 +390,8 @@ pub fn train_with(
             return Err(TrainError::Invalid(format!("step {step}: the batch has no target tokens (every SFT response empty?)")));
         }
         let normalizer = predictions as f32;
-        // The loss multiplier of f16's loss scaling (1 otherwise); gradients are unscaled below.
-        let scale = loss_scale.as_ref().map_or(1.0, |l| l.scale);
+        // f16's loss scaling (none otherwise); gradients are unscaled below.
+        let scale = loss_scale.as_ref();
         let mut loss_sum = 0f64;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut device_grads: Vec<GradientsParams> = Vec::new();
@@ -406,11 +401,11 @@ pub fn train_with(
                 let MethodLoss { total, parts: these } = m.loss(&precision.compute_model(&model), &tokenizer, rows, micro)?;
                 loss_sum += total.clone().into_scalar::<f32>() as f64;
                 these.into_iter().for_each(|(k, v)| *parts.entry(k).or_default() += v);
-                device_grads.push(GradientsParams::from_grads(scaled(total, scale).backward(), &model));
+                device_grads.push(GradientsParams::from_grads(LossScale::scale_loss(scale, total).backward(), &model));
             } else if devices.len() == 1 {
                 let loss = packed_loss(&precision.compute_model(&model), rows, normalizer, &Interventions::none())?;
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
-                device_grads.push(GradientsParams::from_grads(scaled(loss, scale).backward(), &model));
+                device_grads.push(GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &model));
             } else {
                 let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
                 let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
@@ -422,7 +417,7 @@ pub fn train_with(
                             scope.spawn(move || -> Result<(f64, GradientsParams)> {
                                 let loss = packed_loss(&precision.compute_model(&replica), shard, normalizer, &Interventions::none())?;
                                 let value = loss.clone().into_scalar::<f32>() as f64;
-                                Ok((value, GradientsParams::from_grads(scaled(loss, scale).backward(), &replica)))
+                                Ok((value, GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &replica)))
                             })
                         })
                         .collect();

@@ -369,8 +369,8 @@ fn train_step(args: TrainArgs) -> Result<()> {
             let start = Instant::now();
             let compute = precision.compute_model(&model);
             let loss = rosetta_train::loss::packed_loss(&compute, &rows, normalizer, &rosetta_model::Interventions::none())?;
-            let scale = loss_scale.as_ref().map_or(1.0, |l| l.scale);
-            let mut grads = GradientsParams::from_grads(loss.mul_scalar(scale).backward(), &model);
+            let loss = rosetta_train::precision::LossScale::scale_loss(loss_scale.as_ref(), loss);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             // The trainer's f16 bookkeeping, so the step costs what it costs there.
             if let Some(l) = &mut loss_scale {
                 l.unscale(&model, &mut grads);

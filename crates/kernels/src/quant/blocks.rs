@@ -324,6 +324,12 @@ impl GgmlType {
 }
 
 impl GgmlType {
+    /// Whether [`super::packed::PackedMatrix::from_ggml`] takes the type: an affine or a signed
+    /// form.
+    pub fn has_packed_form(self) -> bool {
+        self.affine_bits().is_some() || self.has_signed_form()
+    }
+
     /// Whether the type has the signed form ([`Self::signed_sub_blocks`]).
     pub fn has_signed_form(self) -> bool {
         matches!(self, GgmlType::Q3K | GgmlType::Q6K)

@@ -189,8 +189,8 @@ impl CausalLm {
         };
         // A model computing in bf16 or f16 (mixed-precision training) takes its loss in f32: the
         // log-sum-exp over the vocabulary and the sums are where the narrow types lose most.
-        let to_f32 = |t: Tensor<2>| if t.dtype() == burn::tensor::DType::F32 { t } else { t.cast(burn::tensor::FloatDType::F32) };
-        let (hidden, weight) = (to_f32(hidden), to_f32(weight));
+        use rosetta_kernels::cast_to;
+        let (hidden, weight) = (cast_to(hidden, burn::tensor::DType::F32), cast_to(weight, burn::tensor::DType::F32));
         linear_cross_entropy(hidden, weight, layout, targets, row_weights).map_err(|e| ModelError::invalid(e.to_string()))
     }
 
@@ -330,7 +330,7 @@ impl CausalLm {
         if let Some(pooling) = state.interventions.capture.get(&site) {
             // Captured states are f32 whatever the pass computes in (a mixed-precision training
             // step's losses over them, ShifCon's contrastive one, are taken in f32).
-            let seen = if h.dtype() == burn::tensor::DType::F32 { h.clone() } else { h.clone().cast(burn::tensor::FloatDType::F32) };
+            let seen = rosetta_kernels::cast_to(h.clone(), burn::tensor::DType::F32);
             let captured = match pooling {
                 Pooling::PerToken => CapturedState::PerToken(seen),
                 Pooling::Mean => {

@@ -211,41 +211,46 @@ const DEQUANTIZED_SLICE_ROWS: usize = 4096;
 
 /// A projection through f32 GEMM on dequantised slices of its weight (see [`DEQUANTIZED_ROWS`]).
 fn dequantized_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
-    let packed = match weights {
-        Weights::Dense(linear) => return dense_forward(linear, x),
-        Weights::Packed(packed) => packed,
-    };
-    let [b, s, k] = x.dims();
-    let device = x.device();
-    let (n, w) = (packed.weight.rows(), &packed.weight);
-    let x2 = x.reshape([b * s, k]);
-    let mut parts = Vec::with_capacity(n.div_ceil(DEQUANTIZED_SLICE_ROWS));
-    for start in (0..n).step_by(DEQUANTIZED_SLICE_ROWS) {
-        let end = (start + DEQUANTIZED_SLICE_ROWS).min(n);
-        let slice = Tensor::<2>::from_data(TensorData::new(w.dequantize_rows(start..end), [end - start, k]), &device);
-        parts.push(x2.clone().matmul(slice.transpose()));
-    }
-    let mut y = if parts.len() == 1 { parts.pop().ok_or_else(|| ModelError::invalid("empty projection"))? } else { Tensor::cat(parts, 1) };
-    if let Some(bias) = &packed.bias {
-        y = y + Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).unsqueeze_dim(0);
-    }
-    Ok(y.reshape([b, s, n]))
+    packed_rows_forward(weights, x, |packed, x2| {
+        let (n, k, w) = (packed.weight.rows(), packed.weight.cols(), &packed.weight);
+        let mut parts = Vec::with_capacity(n.div_ceil(DEQUANTIZED_SLICE_ROWS));
+        for start in (0..n).step_by(DEQUANTIZED_SLICE_ROWS) {
+            let end = (start + DEQUANTIZED_SLICE_ROWS).min(n);
+            let slice = Tensor::<2>::from_data(TensorData::new(w.dequantize_rows(start..end), [end - start, k]), &x2.device());
+            parts.push(x2.clone().matmul(slice.transpose()));
+        }
+        if parts.len() == 1 { parts.pop().ok_or_else(|| ModelError::invalid("empty projection")) } else { Ok(Tensor::cat(parts, 1)) }
+    })
 }
 
 /// A projection on a wgpu device: packed weights through the WGSL kernel, which dequantises in
 /// registers and takes the f32 activations as they are.
 fn device_forward(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
+    packed_rows_forward(weights, x, |packed, x2| {
+        let on_device = packed.on_device.as_ref().ok_or_else(|| {
+            ModelError::invalid(
+                "a packed projection reached a wgpu device without its GPU copy (load the model onto the device it runs on)",
+            )
+        })?;
+        on_device.matmul(x2).map_err(|e| ModelError::invalid(e.to_string()))
+    })
+}
+
+/// A packed projection whose product of the `[b·s, d_in]` rows is `product`, with its bias; a
+/// dense one through [`dense_forward`].
+fn packed_rows_forward(
+    weights: Weights<'_>,
+    x: Tensor<3>,
+    product: impl FnOnce(&PackedLinear, Tensor<2>) -> Result<Tensor<2>>,
+) -> Result<Tensor<3>> {
     let packed = match weights {
         Weights::Dense(linear) => return dense_forward(linear, x),
         Weights::Packed(packed) => packed,
     };
-    let on_device = packed.on_device.as_ref().ok_or_else(|| {
-        ModelError::invalid("a packed projection reached a wgpu device without its GPU copy (load the model onto the device it runs on)")
-    })?;
     let [b, s, k] = x.dims();
     let device = x.device();
-    let n = on_device.rows();
-    let mut y = on_device.matmul(x.reshape([b * s, k])).map_err(|e| ModelError::invalid(e.to_string()))?;
+    let n = packed.weight.rows();
+    let mut y = product(packed, x.reshape([b * s, k]))?;
     if let Some(bias) = &packed.bias {
         y = y + Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).unsqueeze_dim(0);
     }

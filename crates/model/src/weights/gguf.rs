@@ -348,7 +348,7 @@ impl GgufFile {
     /// has no packed form: float types and Q2_K).
     pub fn read_packed(&self, info: &GgufTensorInfo) -> Result<Option<PackedMatrix>> {
         let (ty, bytes) = self.tensor_bytes(info)?;
-        if !(ty.affine_bits().is_some() || ty.has_signed_form()) || info.dims.len() != 2 {
+        if !ty.has_packed_form() || info.dims.len() != 2 {
             return Ok(None);
         }
         let (cols, rows) = (info.dims[0], info.dims[1]);
