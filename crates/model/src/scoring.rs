@@ -122,8 +122,8 @@ pub fn next_token_logprobs_of_hidden(model: &CausalLm, batch: &TokenBatch, hidde
 }
 
 /// Positions whose logits [`next_token_logprobs`] holds at once: 128 × 49 152 × 4 bytes = 25 MB
-/// (and their host copy in the fused pass), few enough rows that a packed head runs through the
-/// integer tiles ([`crate::nn::projection::DEQUANTIZED_ROWS`]).
+/// (and their host copy in the fused pass), few enough rows that a packed head never takes the
+/// route that dequantises slices for f32 GEMM ([`crate::nn::projection::DEQUANTIZED_ROWS`]).
 pub const LOGPROB_CHUNK_POSITIONS: usize = 128;
 
 /// Texts tokenized for scoring and grouped into right-padded batches of similar length — what

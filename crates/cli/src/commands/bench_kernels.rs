@@ -1,7 +1,9 @@
 //! `rosetta bench kernels`: the fused WGSL contrastive loss against the same loss from composed
 //! tensor ops (time and device memory, forward and forward+backward), and the masking kernels'
 //! throughput against the bytes they must move. The fused path exists on wgpu devices (build with
-//! `--features wgpu`); elsewhere both columns are the composed reference.
+//! `--features wgpu`); elsewhere both columns are the composed reference. On the CPU, the routes
+//! of a packed (Q4_1) weight by activation rows: what `BF16_ROWS` and `DEQUANTIZED_ROWS` in
+//! `rosetta_model::nn::projection` are chosen from.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -29,6 +31,12 @@ pub struct Args {
     /// Weight shapes (out×in) for the masking kernels.
     #[arg(long, value_delimiter = ',', default_value = "1536x576,4096x11008")]
     mask_shapes: Vec<String>,
+    /// Activation rows for the CPU routes of a packed weight (empty: skip that section).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,128,256,1024")]
+    packed_rows: Vec<usize>,
+    /// Packed weight shapes (out×in) for those routes.
+    #[arg(long, value_delimiter = ',', default_value = "1536x576,576x1536,49152x576")]
+    packed_shapes: Vec<String>,
     #[arg(long, default_value_t = 5)]
     iters: usize,
     #[arg(long)]
@@ -250,16 +258,7 @@ pub fn run(args: Args) -> Result<()> {
 
     // Masking: every kernel on a SmolLM2 MLP matrix and a 7B-sized one (feature statistics read
     // the same matrix as [tokens, d] activations).
-    let shapes = args
-        .mask_shapes
-        .iter()
-        .map(|s| {
-            let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0);
-            s.split_once('x')
-                .and_then(|(o, i)| Some((parse(o)?, parse(i)?)))
-                .ok_or_else(|| anyhow::anyhow!("--mask-shapes: `{s}` is not OUTxIN (e.g. 1536x576)"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let shapes = parse_shapes(&args.mask_shapes, "--mask-shapes")?;
     let mut mask_rows = Vec::new();
     let mut mask_records = Vec::new();
     let (mut kernel_names, mut throughput) = (Vec::new(), Vec::new());
@@ -316,7 +315,17 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("{}", table(&["weight", "kernel", "ms", "wall ms", "MB moved", "GB/s"], &mask_rows));
 
-    let report = json!({"benchmark": "kernels", "device": args.device, "fused_path": fused_available, "contrastive": records, "masking": mask_records});
+    let (packed_table, packed_records, packed_chart) =
+        packed_routes(&parse_shapes(&args.packed_shapes, "--packed-shapes")?, &args.packed_rows, args.iters)?;
+    if !packed_records.is_empty() {
+        println!(
+            "\npacked Q4_1 weight × f32 activations on the CPU, by route (GFLOP/s; {} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!("{}", table(&["weight", "rows", "integer tiles", "bf16", "dequantised f32 GEMM", "route taken"], &packed_table));
+    }
+
+    let report = json!({"benchmark": "kernels", "device": args.device, "fused_path": fused_available, "contrastive": records, "masking": mask_records, "packed_matmul": packed_records});
     if let Some(path) = &args.json {
         write_json(path, &report)?;
     }
@@ -333,7 +342,91 @@ pub fn run(args: Args) -> Result<()> {
             series: kernel_names,
             groups: throughput,
         };
-        write_result(path, stack_vertically(&[speedup.to_svg(), masking.to_svg()]).as_bytes())?;
+        let mut charts = vec![speedup.to_svg(), masking.to_svg()];
+        charts.extend(packed_chart.map(|c| c.to_svg()));
+        write_result(path, stack_vertically(&charts).as_bytes())?;
     }
     Ok(())
+}
+
+/// `OUTxIN` shapes of a command-line list.
+fn parse_shapes(specs: &[String], flag: &str) -> Result<Vec<(usize, usize)>> {
+    specs
+        .iter()
+        .map(|s| {
+            let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0);
+            s.split_once('x')
+                .and_then(|(o, i)| Some((parse(o)?, parse(i)?)))
+                .ok_or_else(|| anyhow::anyhow!("{flag}: `{s}` is not OUTxIN (e.g. 1536x576)"))
+        })
+        .collect()
+}
+
+/// A packed Q4_1 weight of each shape times `rows` activation rows on the CPU through each
+/// route: the integer tiles, the bf16 route (CPUs with AVX-512 BF16) and the weight dequantised
+/// then multiplied by burn's f32 GEMM — GFLOP/s of the product (`2·rows·out·in`), best of
+/// `iters` after a warm-up. Returns the table's rows, the JSON records and a chart of the first
+/// shape.
+type PackedRoutes = (Vec<Vec<String>>, Vec<Value>, Option<BarChart>);
+
+fn packed_routes(shapes: &[(usize, usize)], rows: &[usize], iters: usize) -> Result<PackedRoutes> {
+    use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, Tiles, matmul_with};
+    use rosetta_model::nn::projection::CpuRoute;
+    let (mut table_rows, mut records, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    let best_gflops = |flops: f64, f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        f()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..iters {
+            let start = Instant::now();
+            f()?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        Ok(flops / best / 1e9)
+    };
+    let cpu = Device::flex();
+    for (index, &(out, inp)) in shapes.iter().enumerate() {
+        anyhow::ensure!(inp % 32 == 0, "--packed-shapes: {out}x{inp} needs inputs in whole 32-value blocks");
+        let values: Vec<f32> =
+            (0..out * inp).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1u32 << 24) as f32 - 0.5).collect();
+        let weight = PackedMatrix::quantize(QuantizeTo::Q4_1, out, inp, &values)?;
+        for &m in rows {
+            let x: Vec<f32> = (0..m * inp).map(|i| ((i as u32).wrapping_mul(40_503) % 1000) as f32 / 500.0 - 1.0).collect();
+            let flops = 2.0 * (m * out * inp) as f64;
+            let integer = best_gflops(flops, &|| Ok(matmul_with(Tiles::best(), &weight, &x, m).map(drop)?))?;
+            #[cfg(target_arch = "x86_64")]
+            let bf16 = match rosetta_kernels::quant::bf16::Bf16Route::detect() {
+                Some(route) => Some(best_gflops(flops, &|| Ok(route.matmul_many(&[&weight], &x, m).map(drop)?))?),
+                None => None,
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let bf16: Option<f64> = None;
+            let dequantised = best_gflops(flops, &|| {
+                let w = Tensor::<2>::from_data(TensorData::new(weight.dequantize(), [out, inp]), &cpu);
+                let a = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, inp]), &cpu);
+                a.matmul(w.transpose()).into_data();
+                Ok(())
+            })?;
+            let route = CpuRoute::for_rows(m).name();
+            table_rows.push(vec![
+                format!("{out}×{inp}"),
+                m.to_string(),
+                format!("{integer:.1}"),
+                bf16.map_or("—".into(), |g| format!("{g:.1}")),
+                format!("{dequantised:.1}"),
+                route.to_string(),
+            ]);
+            records.push(json!({"out": out, "in": inp, "rows": m, "integer_gflops": integer, "bf16_gflops": bf16,
+                "dequantised_f32_gflops": dequantised, "route": route}));
+            if index == 0 {
+                groups.push(BarGroup { label: m.to_string(), values: vec![integer, bf16.unwrap_or(f64::NAN), dequantised] });
+            }
+        }
+    }
+    let chart = shapes.first().filter(|_| !groups.is_empty()).map(|&(out, inp)| BarChart {
+        title: format!("Packed Q4_1 {out}×{inp} weight on the CPU: GFLOP/s by activation rows"),
+        y_label: "GFLOP/s".into(),
+        series: vec!["integer tiles".into(), "bf16".into(), "dequantised f32 GEMM".into()],
+        groups,
+    });
+    Ok((table_rows, records, chart))
 }

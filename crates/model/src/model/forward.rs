@@ -8,7 +8,7 @@ use super::{CausalLm, KvCache};
 use crate::batch::TokenBatch;
 use crate::error::{ModelError, Result};
 use crate::intervention::{CapturedState, Interventions, Pooling, Trace, masked_mean};
-use crate::nn::projection::{DEQUANTIZED_ROWS, Weights, project};
+use crate::nn::projection::{CpuRoute, Weights, project};
 use crate::pass::PassState;
 
 impl CausalLm {
@@ -153,12 +153,13 @@ impl CausalLm {
     /// # Shapes
     /// `[b, s, d_model] -> [b, s, vocab]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        // The packed head serves decoding and prompts; from `DEQUANTIZED_ROWS` rows on, the f32
-        // head (always kept) is faster than dequantising the packed one. Its shape was checked at
-        // load; should it still fail, the f32 head gives the same logits.
+        // The packed head serves every size its CPU route takes; where that route would
+        // dequantise slices for f32 GEMM (many rows, no bf16 dot products), the f32 head is
+        // faster. Its shape was checked at load; should it still fail, the f32 head gives the
+        // same logits.
         let [b, s, _] = hidden.dims();
         if let Some(head) = &self.packed_head
-            && b * s < DEQUANTIZED_ROWS
+            && CpuRoute::for_rows(b * s) != CpuRoute::Dequantized
             && let Ok(logits) = project(Weights::Packed(head), hidden.clone())
         {
             return logits;

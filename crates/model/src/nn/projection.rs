@@ -148,17 +148,24 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
     if any_packed && rosetta_kernels::is_wgpu(&device) {
         return weights.iter().map(|w| device_forward(*w, x.clone())).collect();
     }
-    if any_packed && b * s >= DEQUANTIZED_ROWS {
+    let route = CpuRoute::for_rows(b * s);
+    if any_packed && route == CpuRoute::Dequantized {
         return weights.iter().map(|w| dequantized_forward(*w, x.clone())).collect();
     }
-    let quantized = if any_packed { Some(QuantizedRows::quantize(&host_values(x.clone())?, b * s, k)) } else { None };
-    // All packed weights in one set of tasks (see `matmul_many`).
-    let packed: Vec<&PackedLinear> = weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(*p) } else { None }).collect();
-    let mut packed_out = match &quantized {
-        Some(xq) => matmul_many(Tiles::best(), &packed.iter().map(|p| &p.weight).collect::<Vec<_>>(), xq)
-            .map_err(|e| ModelError::invalid(e.to_string()))?
-            .into_iter(),
-        None => Vec::new().into_iter(),
+    // All packed weights in one set of tasks (see `matmul_many`), `x` read back once.
+    let packed: Vec<&PackedMatrix> =
+        weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(&p.weight) } else { None }).collect();
+    let mut packed_out = if packed.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        let values = host_values(x.clone())?;
+        let products = match route {
+            CpuRoute::Integer => matmul_many(Tiles::best(), &packed, &QuantizedRows::quantize(&values, b * s, k)),
+            #[cfg(target_arch = "x86_64")]
+            CpuRoute::Bf16(bf16) => bf16.matmul_many(&packed, &values, b * s),
+            CpuRoute::Dequantized => unreachable!("returned above"),
+        };
+        products.map_err(|e| ModelError::invalid(e.to_string()))?.into_iter()
     };
     let mut out = Vec::with_capacity(weights.len());
     for w in weights {
@@ -199,11 +206,51 @@ fn dense_forward(linear: &Linear, x: Tensor<3>) -> Result<Tensor<3>> {
     Ok(y.reshape([b, s, n]))
 }
 
-/// From this many input rows on, a packed weight is dequantised a slice at a time and multiplied
-/// in f32 by burn's matmul (the `gemm` crate) instead of the integer kernels: measured on the
-/// 2-core benchmark machine, the integer tiles lead at decode and prompt sizes (1–128 rows), f32
-/// GEMM at scoring batches (8 × 128), where the work is compute-bound and dequantising a slice
-/// costs a few percent of multiplying by it (`reports/inference/`).
+/// Which CPU kernel multiplies packed weights, chosen by the number of activation rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuRoute {
+    /// The integer tiles on 16-bit activations (`rosetta_kernels::quant::matmul`): decoding and
+    /// short prompts, where reading the weights is the cost.
+    Integer,
+    /// bf16 panels of the weight, f32 sums (`rosetta_kernels::quant::bf16`), on CPUs with
+    /// AVX-512 BF16: scoring batches and long prompts, where multiplying is the cost.
+    #[cfg(target_arch = "x86_64")]
+    Bf16(rosetta_kernels::quant::bf16::Bf16Route),
+    /// f32 GEMM on dequantised slices: many rows on CPUs without bf16 dot products.
+    Dequantized,
+}
+
+impl CpuRoute {
+    pub fn for_rows(rows: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if rows >= BF16_ROWS
+            && let Some(route) = rosetta_kernels::quant::bf16::Bf16Route::detect()
+        {
+            return CpuRoute::Bf16(route);
+        }
+        if rows >= DEQUANTIZED_ROWS { CpuRoute::Dequantized } else { CpuRoute::Integer }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuRoute::Integer => "integer tiles",
+            #[cfg(target_arch = "x86_64")]
+            CpuRoute::Bf16(_) => "bf16",
+            CpuRoute::Dequantized => "dequantised f32 GEMM",
+        }
+    }
+}
+
+/// From this many input rows on, a CPU with AVX-512 BF16 multiplies packed weights on the bf16
+/// route: measured on the 2-core benchmark machine (`reports/inference/`), dequantising a panel
+/// of the weight costs less than the integer tiles' per-block float work from here on.
+pub const BF16_ROWS: usize = 48;
+
+/// From this many input rows on, a CPU without bf16 dot products dequantises a packed weight a
+/// slice at a time and multiplies it in f32 by burn's matmul (the `gemm` crate) instead of the
+/// integer kernels: the integer tiles lead at decode and prompt sizes (1–128 rows), f32 GEMM at
+/// scoring batches (8 × 128), where the work is compute-bound and dequantising a slice costs a
+/// few percent of multiplying by it (`reports/inference/`).
 pub const DEQUANTIZED_ROWS: usize = 256;
 
 /// Weight rows dequantised at a time on the f32 path (a 49 152-row head in 8 MB slices).

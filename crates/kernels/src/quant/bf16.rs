@@ -1,0 +1,400 @@
+//! The compute-bound route of the packed matmul: `y = x · Wᵀ` for many activation rows (scoring
+//! batches, long prompts), with the weight dequantised to bf16 a panel at a time and the
+//! activations rounded to bf16, products accumulated in f32 by AVX-512 BF16's `vdpbf16ps` —
+//! 32 multiply-adds per instruction, twice an f32 FMA's and without the per-block float work of
+//! the integer tiles ([`super::matmul`]), which lead where the weights dominate (decoding).
+//!
+//! Layout, in the manner of BLIS: a *panel* is [`PANEL`] weight rows, stored as
+//! `[input pair][row]` 32-bit words that each hold two adjacent inputs' bf16 values; a *strip* is
+//! [`STRIP`] activation rows stored the same way, `[input pair][row]`. The tile keeps a strip ×
+//! panel block of f32 sums in 24 registers, loads the panel's two registers per input pair and
+//! broadcasts each strip row's pair from memory. Tasks are (weight, group of panels, range of
+//! strips): a task dequantises its own panels (sized to stay in L2) and walks its strips over
+//! them, writing its block of the output in place.
+//!
+//! bf16 keeps 8 bits of mantissa and f32's exponent: unlike 8-bit integer activations, the
+//! massive activations of SmolLM2 (a few features hundreds of times the rest) do not flush their
+//! neighbours to zero. The plain reference is [`reference_matmul`]: the same bf16 roundings,
+//! summed in f64.
+//!
+//! The `unsafe` here: the `#[target_feature]` tile is reached only through a [`Bf16Route`] value,
+//! which only [`Bf16Route::detect`] makes after checking the CPU; its loads read the packed
+//! buffers at offsets bounded by their own lengths (asserted before the loop); tasks write
+//! disjoint rectangles of the output through one shared pointer.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::packed::PackedMatrix;
+use crate::error::{KernelError, Result};
+
+/// Weight rows per panel: two registers of sixteen f32 sums.
+pub const PANEL: usize = 32;
+/// Activation rows per strip: 12 × 2 sums, two panel registers, the rest for the compiler.
+pub const STRIP: usize = 12;
+/// Bytes of bf16 panels a task keeps hot (a share of a core's L2).
+const PANEL_GROUP_BYTES: usize = 256 * 1024;
+
+/// The bf16 route on a CPU that has it (AVX-512 F and BF16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bf16Route(());
+
+impl Bf16Route {
+    pub fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")).then_some(Bf16Route(()))
+    }
+
+    /// `x · Wᵢᵀ` for weights that read the same activations (q/k/v, gate/up): `x` is `[m, cols]`
+    /// row-major, rounded to bf16 once; each result `[m, rowsᵢ]`.
+    pub fn matmul_many(self, weights: &[&PackedMatrix], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        let k = weights.first().map_or(0, |w| w.cols());
+        if let Some(w) = weights.iter().find(|w| w.cols() != k) {
+            return Err(KernelError::Shape {
+                op: "bf16 matmul",
+                reason: format!("a {}×{} weight beside one of {k} inputs", w.rows(), w.cols()),
+            });
+        }
+        if m.checked_mul(k) != Some(x.len()) {
+            return Err(KernelError::Shape {
+                op: "bf16 matmul",
+                reason: format!("{} activation values are not {m} rows of the weights' {k} inputs", x.len()),
+            });
+        }
+        if k % 32 != 0 {
+            return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("rows of {k} inputs are not whole 32-value blocks") });
+        }
+        let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.rows()]).collect();
+        if m == 0 || k == 0 {
+            return Ok(outs);
+        }
+        let strips = Strips::pack(x, m, k);
+        let pairs = k / 2;
+        let group = (PANEL_GROUP_BYTES / (PANEL * pairs * 4)).max(1);
+        let panel_groups: Vec<(usize, Range<usize>)> = weights
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| {
+                let panels = w.rows().div_ceil(PANEL);
+                (0..panels).step_by(group).map(move |p| (i, p..(p + group).min(panels)))
+            })
+            .collect();
+        // Enough tasks for every thread to stay busy to the end: split the strips when the
+        // weights are narrow (k/v projections); each split dequantises its panels again, a cost
+        // of 1/(its rows) of its multiply.
+        let wanted = 4 * thread_count();
+        let strip_splits = wanted.div_ceil(panel_groups.len()).min(strips.count).max(1);
+        let strips_per_task = strips.count.div_ceil(strip_splits);
+        let tasks: Vec<(usize, Range<usize>, Range<usize>)> = panel_groups
+            .iter()
+            .flat_map(|(i, panels)| {
+                (0..strips.count).step_by(strips_per_task).map(move |s| (*i, panels.clone(), s..(s + strips_per_task).min(strips.count)))
+            })
+            .collect();
+        let targets: Vec<Output> = outs.iter_mut().zip(weights).map(|(o, w)| Output { ptr: o.as_mut_ptr(), cols: w.rows() }).collect();
+        let run = |t: usize| {
+            let (i, ref panels, ref strip_range) = tasks[t];
+            let w = weights[i];
+            let rows = panels.start * PANEL..(panels.end * PANEL).min(w.rows());
+            let packed = pack_panels(w, rows.clone());
+            for s in strip_range.clone() {
+                let x_rows = s * STRIP..((s + 1) * STRIP).min(m);
+                for (p, panel) in packed.chunks_exact(PANEL * pairs).enumerate() {
+                    let first = rows.start + p * PANEL;
+                    let cols = (w.rows() - first).min(PANEL);
+                    let out = targets[i];
+                    // SAFETY: `self` proves the CPU features; the strip and panel hold `pairs`
+                    // words per row; the output block (x_rows × first..first + cols) lies inside
+                    // weight i's `[m, rows]` output and no other task writes it.
+                    unsafe {
+                        tile(strips.strip(s), panel, pairs, out.ptr.add(x_rows.start * out.cols + first), out.cols, x_rows.len(), cols)
+                    };
+                }
+            }
+        };
+        run_tasks(tasks.len(), run);
+        Ok(outs)
+    }
+}
+
+/// A weight's `[m, rows]` output, shared by the tasks that each write a disjoint block of it.
+#[derive(Clone, Copy)]
+struct Output {
+    ptr: *mut f32,
+    cols: usize,
+}
+// SAFETY: tasks write disjoint blocks (see `matmul_many`) and the owner waits for all of them.
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+/// `v` rounded to bf16, to nearest with ties to even (NaN stays NaN): what `vcvtne2ps2bf16`
+/// computes, written so the compiler vectorises the loops that call it.
+#[inline]
+pub fn to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+    if v.is_nan() { ((bits >> 16) as u16) | 0x0040 } else { rounded }
+}
+
+/// A bf16 value as f32 (exact).
+#[inline]
+pub fn from_bf16(v: u16) -> f32 {
+    f32::from_bits((v as u32) << 16)
+}
+
+/// The activations as strips of [`STRIP`] rows, `[strip][input pair][row]`; the last strip's
+/// missing rows are zeros.
+struct Strips {
+    count: usize,
+    pairs: usize,
+    words: Vec<u32>,
+}
+
+impl Strips {
+    fn pack(x: &[f32], m: usize, k: usize) -> Self {
+        let pairs = k / 2;
+        let count = m.div_ceil(STRIP);
+        let mut words = vec![0u32; count * pairs * STRIP];
+        for (s, strip) in words.chunks_exact_mut(pairs * STRIP).enumerate() {
+            let rows: Vec<&[f32]> = x[s * STRIP * k..((s + 1) * STRIP * k).min(x.len())].chunks_exact(k).collect();
+            // SAFETY: `Bf16Route` values exist only on CPUs with the features (`detect`).
+            unsafe { interleave(&rows, pairs, strip, STRIP, 0) };
+        }
+        Strips { count, pairs, words }
+    }
+
+    fn strip(&self, s: usize) -> &[u32] {
+        &self.words[s * self.pairs * STRIP..(s + 1) * self.pairs * STRIP]
+    }
+}
+
+/// Weight rows `rows` dequantised into bf16 panels, `[panel][input pair][row of panel]`; a short
+/// last panel is padded with zero rows. (Reusing a thread-local buffer instead of allocating
+/// per task measured no faster.)
+fn pack_panels(w: &PackedMatrix, rows: Range<usize>) -> Vec<u32> {
+    let k = w.cols();
+    let pairs = k / 2;
+    let mut words = vec![0u32; rows.len().div_ceil(PANEL) * PANEL * pairs];
+    for (p, panel) in words.chunks_exact_mut(PANEL * pairs).enumerate() {
+        let first = rows.start + p * PANEL;
+        for half in 0..2 {
+            let start = (first + half * 16).min(rows.end);
+            let end = (start + 16).min(rows.end);
+            if start == end {
+                break;
+            }
+            let values = w.dequantize_rows(start..end);
+            let half_rows: Vec<&[f32]> = values.chunks_exact(k).collect();
+            // SAFETY: as in `Strips::pack`.
+            unsafe { interleave(&half_rows, pairs, panel, PANEL, half * 16) };
+        }
+    }
+    words
+}
+
+/// Writes up to 16 rows of `2 · pairs` values as bf16 pairs into `out[p · stride + offset + r]`
+/// (pair `p` of row `r`): sixteen pairs of sixteen rows at a time, converted by
+/// `vcvtne2ps2bf16` and transposed in registers. Missing rows are zeros; only `rows.len()` lanes
+/// are written.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BF16.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn interleave(rows: &[&[f32]], pairs: usize, out: &mut [u32], stride: usize, offset: usize) {
+    assert!(rows.len() <= 16 && pairs % 16 == 0 && rows.iter().all(|r| r.len() == 2 * pairs));
+    assert!(pairs == 0 || (pairs - 1) * stride + offset + rows.len() <= out.len());
+    let lanes: __mmask16 = if rows.len() == 16 { 0xFFFF } else { (1u16 << rows.len()) - 1 };
+    for p0 in (0..pairs).step_by(16) {
+        let mut block = [_mm512_setzero_si512(); 16];
+        for (row, values) in block.iter_mut().zip(rows) {
+            // SAFETY: 2·p0 + 32 ≤ 2·pairs = the row's length (asserted).
+            let (low, high) = unsafe { (_mm512_loadu_ps(values.as_ptr().add(2 * p0)), _mm512_loadu_ps(values.as_ptr().add(2 * p0 + 16))) };
+            // SAFETY: both are 64 bytes of plain lanes.
+            *row = unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low)) };
+        }
+        let columns = transpose16(block);
+        for (i, column) in columns.iter().enumerate() {
+            // SAFETY: pair p0 + i < pairs; the lanes written end within `out` (asserted).
+            unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add((p0 + i) * stride + offset).cast(), lanes, *column) };
+        }
+    }
+}
+
+/// A 16 × 16 matrix of 32-bit words, one row per register, transposed: unpacks of 32- and
+/// 64-bit elements within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4q + j] holds element j of each 128-bit lane for rows 4q..4q + 4.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for q in 0..4 {
+        u[4 * q] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+    }
+    // v: lanes 0 and 2 (then 1 and 3) of row groups q and q + 1.
+    let mut v = [_mm512_setzero_si512(); 16];
+    for half in 0..2 {
+        for j in 0..4 {
+            let (a, b) = (u[8 * half + j], u[8 * half + 4 + j]);
+            v[8 * half + j] = _mm512_shuffle_i32x4::<0x88>(a, b);
+            v[8 * half + 4 + j] = _mm512_shuffle_i32x4::<0xDD>(a, b);
+        }
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    for j in 0..4 {
+        // Column j: lane 0 of groups 0–3; column j + 8: lane 2; j + 4: lane 1; j + 12: lane 3.
+        out[j] = _mm512_shuffle_i32x4::<0x88>(v[j], v[8 + j]);
+        out[j + 8] = _mm512_shuffle_i32x4::<0xDD>(v[j], v[8 + j]);
+        out[j + 4] = _mm512_shuffle_i32x4::<0x88>(v[4 + j], v[12 + j]);
+        out[j + 12] = _mm512_shuffle_i32x4::<0xDD>(v[4 + j], v[12 + j]);
+    }
+    out
+}
+
+/// One strip × one panel: `out[r · ldc + c] = Σ_p strip[p][r] · panel[p][c]` for the first `rows`
+/// rows and `cols` columns.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BF16; `strip` holds `pairs · STRIP` words and `panel` `pairs · PANEL`;
+/// `out` is valid for writes at `r · ldc + c` for `r < rows ≤ STRIP`, `c < cols ≤ PANEL`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: usize, rows: usize, cols: usize) {
+    assert!(strip.len() >= pairs * STRIP && panel.len() >= pairs * PANEL && rows <= STRIP && cols <= PANEL);
+    let mut sums = [[_mm512_setzero_ps(); 2]; STRIP];
+    let (a, b) = (strip.as_ptr(), panel.as_ptr());
+    for p in 0..pairs {
+        // SAFETY: p < pairs, within both buffers (asserted above).
+        let (low, high): (__m512bh, __m512bh) = unsafe {
+            (
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * PANEL).cast())),
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * PANEL + 16).cast())),
+            )
+        };
+        for (r, sum) in sums.iter_mut().enumerate() {
+            // SAFETY: as above; r < STRIP.
+            let x: __m512bh = unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(p * STRIP + r) as i32)) };
+            sum[0] = _mm512_dpbf16_ps(sum[0], x, low);
+            sum[1] = _mm512_dpbf16_ps(sum[1], x, high);
+        }
+    }
+    let low_mask: __mmask16 = if cols >= 16 { 0xFFFF } else { (1u16 << cols) - 1 };
+    let high_mask: __mmask16 = if cols >= PANEL {
+        0xFFFF
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    for (r, sum) in sums.iter().enumerate().take(rows) {
+        // SAFETY: the caller's contract on `out`; masked lanes are not written.
+        unsafe {
+            _mm512_mask_storeu_ps(out.add(r * ldc), low_mask, sum[0]);
+            _mm512_mask_storeu_ps(out.add(r * ldc + 16), high_mask, sum[1]);
+        }
+    }
+}
+
+fn thread_count() -> usize {
+    rayon::current_num_threads()
+}
+
+fn run_tasks(count: usize, task: impl Fn(usize) + Sync + Send) {
+    use rayon::prelude::*;
+    if count == 1 {
+        task(0);
+    } else {
+        (0..count).into_par_iter().for_each(task);
+    }
+}
+
+/// The plain reference: the weight dequantised and both operands rounded to bf16 as the route
+/// rounds them, products summed in f64.
+pub fn reference_matmul(w: &PackedMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let (n, k) = (w.rows(), w.cols());
+    let round = |v: &f32| from_bf16(to_bf16(*v)) as f64;
+    let weights: Vec<f64> = w.dequantize().iter().map(round).collect();
+    let xs: Vec<f64> = x.iter().map(round).collect();
+    let mut out = vec![0f32; m * n];
+    for c in 0..m {
+        for r in 0..n {
+            out[c * n + r] = (0..k).map(|j| weights[r * k + j] * xs[c * k + j]).sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::packed;
+    use crate::quant::packed::QuantizeTo;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3F80);
+        // 1 + 2⁻⁸ is halfway between 1 and the next bf16: ties go to the even mantissa (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3F80);
+        // 1 + 3·2⁻⁸ is halfway between two odd/even neighbours: up to the even one.
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3F82);
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+        // A massive activation keeps its neighbours: 1000 and 0.01 both survive.
+        assert!((from_bf16(to_bf16(1000.0)) - 1000.0).abs() < 4.0 && (from_bf16(to_bf16(0.01)) - 0.01).abs() < 1e-4);
+    }
+
+    /// The route equals its reference for every packed type at shapes that leave remainders in
+    /// strips (rows not a multiple of 12) and panels (weight rows not a multiple of 32), for
+    /// several weights at once.
+    #[test]
+    fn the_route_matches_its_reference() {
+        let Some(route) = Bf16Route::detect() else {
+            // Nothing to run: the model's projections never take this route on such a CPU
+            // (`rosetta_model::nn::projection` checks `detect` too).
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        let shapes = [(1, 7, 64), (13, 33, 96), (25, 70, 256), (12, 32, 352), (40, 100, 512), (360, 40, 32)];
+        for ty in packed::tests::PACKED {
+            for &(m, n, k) in &shapes {
+                if k % ty.block_size() != 0 {
+                    continue;
+                }
+                let bytes = packed::tests::random_ggml_bytes(ty, n * k / ty.block_size(), (m * n + k) as u64);
+                let w = PackedMatrix::from_ggml(ty, n, k, &bytes).unwrap();
+                let x = values(m * k, (n * 31 + k) as u32);
+                let expected = reference_matmul(&w, &x, m);
+                for out in route.matmul_many(&[&w, &w], &x, m).unwrap() {
+                    assert_close(&out, &expected, &format!("{} {m}×{n}×{k}", ty.name()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let Some(route) = Bf16Route::detect() else { return };
+        let w = PackedMatrix::quantize(QuantizeTo::Q8_0, 4, 64, &values(256, 1)).unwrap();
+        let narrow = PackedMatrix::quantize(QuantizeTo::Q8_0, 4, 32, &values(128, 1)).unwrap();
+        assert!(route.matmul_many(&[&w], &values(100, 2), 2).unwrap_err().to_string().contains("not 2 rows"));
+        assert!(route.matmul_many(&[&w, &narrow], &values(128, 2), 2).unwrap_err().to_string().contains("4×32"));
+    }
+
+    fn assert_close(got: &[f32], expected: &[f32], what: &str) {
+        assert_eq!(got.len(), expected.len(), "{what}");
+        let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+            assert!((g - e).abs() <= 1e-5 * scale, "{what}, element {i}: {g} vs {e} (scale {scale})");
+        }
+    }
+}
