@@ -61,7 +61,7 @@ impl Bf16Route {
                 reason: format!("{} activation values are not {m} rows of the weights' {k} inputs", x.len()),
             });
         }
-        if k % 32 != 0 {
+        if !k.is_multiple_of(32) {
             return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("rows of {k} inputs are not whole 32-value blocks") });
         }
         let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.rows()]).collect();
@@ -201,7 +201,7 @@ fn pack_panels(w: &PackedMatrix, rows: Range<usize>) -> Vec<u32> {
 /// The CPU has AVX-512 F and BF16.
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn interleave(rows: &[&[f32]], pairs: usize, out: &mut [u32], stride: usize, offset: usize) {
-    assert!(rows.len() <= 16 && pairs % 16 == 0 && rows.iter().all(|r| r.len() == 2 * pairs));
+    assert!(rows.len() <= 16 && pairs.is_multiple_of(16) && rows.iter().all(|r| r.len() == 2 * pairs));
     assert!(pairs == 0 || (pairs - 1) * stride + offset + rows.len() <= out.len());
     let lanes: __mmask16 = if rows.len() == 16 { 0xFFFF } else { (1u16 << rows.len()) - 1 };
     for p0 in (0..pairs).step_by(16) {
