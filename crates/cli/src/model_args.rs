@@ -27,7 +27,8 @@ pub struct ModelArgs {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceKind,
     /// Weight storage: `auto` keeps a quantized checkpoint's blocks quantized on the CPU (the
-    /// integer kernels), `f32` dequantises everything (the reference path).
+    /// integer kernels; bf16 panels for many rows where the CPU has AVX-512 BF16), `f32`
+    /// dequantises everything (the reference path).
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,
     /// Quantize an f32/f16/bf16 checkpoint's projections at load (q8_0, q4_0, q4_1).
