@@ -381,6 +381,29 @@ mod tests {
         }
     }
 
+    /// Weights of different heights in one call (q, k and v of a GQA layer): each result is its
+    /// own weight's product, with its own panels and tasks.
+    #[test]
+    fn weights_of_different_heights_in_one_call() {
+        let Some(route) = Bf16Route::detect() else {
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        let (m, k) = (50, 96);
+        let heights = [96, 33, 7];
+        let weights: Vec<PackedMatrix> = heights
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| PackedMatrix::quantize(QuantizeTo::Q4_1, n, k, &values(n * k, 17 + i as u32)).unwrap())
+            .collect();
+        let x = values(m * k, 3);
+        let got = route.matmul_many(&weights.iter().collect::<Vec<_>>(), &x, m).unwrap();
+        for ((w, out), n) in weights.iter().zip(&got).zip(heights) {
+            assert_eq!(out.len(), m * n);
+            assert_close(out, &reference_matmul(w, &x, m), &format!("Q4_1 {m}×{n}×{k} beside others"));
+        }
+    }
+
     #[test]
     fn bad_shapes_are_errors() {
         let Some(route) = Bf16Route::detect() else { return };
