@@ -26,6 +26,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::matmul::{run_tasks, thread_count};
 use super::packed::PackedMatrix;
 use crate::error::{KernelError, Result};
 
@@ -297,19 +298,6 @@ unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: u
             _mm512_mask_storeu_ps(out.add(r * ldc), low_mask, sum[0]);
             _mm512_mask_storeu_ps(out.add(r * ldc + 16), high_mask, sum[1]);
         }
-    }
-}
-
-fn thread_count() -> usize {
-    rayon::current_num_threads()
-}
-
-fn run_tasks(count: usize, task: impl Fn(usize) + Sync + Send) {
-    use rayon::prelude::*;
-    if count == 1 {
-        task(0);
-    } else {
-        (0..count).into_par_iter().for_each(task);
     }
 }
 

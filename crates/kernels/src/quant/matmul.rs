@@ -172,18 +172,20 @@ pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) 
     Ok(outs)
 }
 
+/// Threads the tasks of a matmul run on (rayon's pool natively, one in the browser).
 #[cfg(not(target_family = "wasm"))]
-fn thread_count() -> usize {
+pub(super) fn thread_count() -> usize {
     rayon::current_num_threads()
 }
 
 #[cfg(target_family = "wasm")]
-fn thread_count() -> usize {
+pub(super) fn thread_count() -> usize {
     1
 }
 
+/// `task(0..count)` on rayon's pool natively (in order in the browser), results in task order.
 #[cfg(not(target_family = "wasm"))]
-fn run_tasks(count: usize, task: impl Fn(usize) -> Vec<f32> + Sync + Send) -> Vec<Vec<f32>> {
+pub(super) fn run_tasks<R: Send>(count: usize, task: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     use rayon::prelude::*;
     if count == 1 {
         return vec![task(0)];
@@ -192,7 +194,7 @@ fn run_tasks(count: usize, task: impl Fn(usize) -> Vec<f32> + Sync + Send) -> Ve
 }
 
 #[cfg(target_family = "wasm")]
-fn run_tasks(count: usize, task: impl Fn(usize) -> Vec<f32>) -> Vec<Vec<f32>> {
+pub(super) fn run_tasks<R>(count: usize, task: impl Fn(usize) -> R) -> Vec<R> {
     (0..count).map(task).collect()
 }
 
