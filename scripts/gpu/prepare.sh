@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Prepares the GPU run (issue 19) here, on a machine without a GPU, for a lent GPU machine that has
-# no network, PyTorch and transformers installed, and takes at most 64 MiB per call.
+# no network, PyTorch and transformers installed, and takes at most 64 MiB per call — the working
+# tree (about 13 MB) included.
 #
-#   scripts/gpu/prepare.sh            # builds, then prints the two device calls to make
+#   scripts/gpu/prepare.sh            # builds, then prints the device calls to make
 #
-# Writes two carries under out/gpu/ (ignored by git), each under 64 MiB:
-#   out/gpu/carry1: the release `rosetta` with the wgpu backend (Vulkan), stripped, xz-compressed,
-#                   and the first half of the default model (SmolLM2-135M-Instruct Q4_1, 98 MB)
-#   out/gpu/carry2: the second half, the `gguf` Python package transformers needs to read a GGUF
-#                   (pure Python; copied from the reference venv), and the checksums
+# Writes the carries out/gpu/carry1 … carryN (ignored by git), each small enough to travel beside
+# the working tree in one call:
+#   carry1: the release `rosetta` with the wgpu backend (Vulkan), stripped and xz-compressed, the
+#           Vulkan/GL loader packages (.deb; the GPU image has the NVIDIA driver but no loader),
+#           and the first bytes of the default model (SmolLM2-135M-Instruct Q4_1, 98 MB)
+#   carry2…: the rest of the model, the `gguf` Python package transformers needs to read a GGUF
+#           (pure Python; copied from the reference venv), and the checksums (manifest.txt)
 # CUDA: a CUDA build needs cubecl's LLVM download, which no machine here reaches
 # (reports/ci/README.md), so the Rosetta side runs on wgpu (Vulkan on the GPU) and PyTorch on CUDA.
 set -euo pipefail
@@ -16,36 +19,75 @@ cd "$(dirname "$0")/../.."
 source scripts/env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
-limit=$((64 * 1024 * 1024))
+mib=$((1024 * 1024))
 
 cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu
 model="$(scripts/fetch-model.sh)"
 scripts/setup-python.sh >/dev/null
 gguf_package="$("$ROSETTA_VENV/bin/python" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')"
+# transformers asks the package's metadata for its version: the dist-info travels too.
+gguf_metadata="$("$ROSETTA_VENV/bin/python" -c 'import importlib.metadata as m; print(m.distribution("gguf")._path)')"
 
-rm -rf out/gpu/carry1 out/gpu/carry2
-mkdir -p out/gpu/carry1 out/gpu/carry2
+# The loaders, pinned to Debian bookworm's versions and cached outside the clone.
+debs="$ROSETTA_CACHE/gpu-debs"
+loader_packages=(libvulkan1=1.3.239.0-1 libegl1=1.6.0-1 libglvnd0=1.6.0-1 libopengl0=1.6.0-1
+  libgl1=1.6.0-1 libglx0=1.6.0-1 libgles2=1.6.0-1)
+if (( $(find "$debs" -name '*.deb' 2>/dev/null | wc -l) < ${#loader_packages[@]} )); then
+  mkdir -p "$debs" /tmp/rosetta-apt-amd64/partial
+  apt_options=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/rosetta-apt-amd64)
+  apt-get "${apt_options[@]}" update >/dev/null
+  (cd "$debs" && apt-get "${apt_options[@]}" download "${loader_packages[@]}")
+fi
+
+# What travels with every call besides a carry: the tracked and untracked-not-ignored files.
+tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | du -cb --files0-from=- | tail -1 | cut -f1)
+# One call carries at most 64 MiB in all; 2 MiB stay spare for the tree's growth.
+capacity=$((64 * mib - tree - 2 * mib))
+
+rm -rf out/gpu/carry*
+mkdir -p out/gpu/carry1
 strip -o out/gpu/rosetta "$CARGO_TARGET_DIR/release/rosetta"
 xz -T "$jobs" -6 -c out/gpu/rosetta > out/gpu/carry1/rosetta.xz
-half=$(( ($(stat -c %s "$model") + 1) / 2 ))
-head -c "$half" "$model" > out/gpu/carry1/model.part1
-tail -c +"$((half + 1))" "$model" > out/gpu/carry2/model.part2
-cp -r "$gguf_package" out/gpu/carry2/gguf
-(cd "$(dirname "$model")" && sha256sum "$(basename "$model")") > out/gpu/carry2/model.sha256
-sha256sum out/gpu/rosetta | sed 's| out/gpu/| |' > out/gpu/carry2/rosetta.sha256
+cp -r "$debs" out/gpu/carry1/debs
+{
+  (cd "$(dirname "$model")" && sha256sum "$(basename "$model")")
+  sha256sum out/gpu/rosetta | sed 's| out/gpu/| |'
+} > out/gpu/manifest.sha256
 rm out/gpu/rosetta
 
-for carry in out/gpu/carry1 out/gpu/carry2; do
-  size=$(du -sb "$carry" | cut -f1)
-  if (( size > limit )); then
-    echo "prepare: $carry holds $((size / 1048576)) MiB, more than one call carries (64 MiB)" >&2
+# The model's bytes fill each carry's room, in order; the gguf package and the checksums ride in
+# the last one.
+model_size=$(stat -c %s "$model")
+extras=$(( $(du -sb "$gguf_package" "$gguf_metadata" | cut -f1 | paste -sd+ | bc) + 4096 ))
+offset=0 carry=1
+while (( offset < model_size )); do
+  mkdir -p "out/gpu/carry$carry"
+  room=$((capacity - $(du -sb "out/gpu/carry$carry" | cut -f1)))
+  left=$((model_size - offset))
+  if (( left + extras <= room )); then take=$left; else take=$((room < left ? room : left)); fi
+  if (( take <= 0 )); then echo "prepare: no room left in carry$carry (the tree holds $((tree / mib)) MiB)" >&2; exit 1; fi
+  dd if="$model" of="out/gpu/carry$carry/model.part$carry" bs=1M iflag=skip_bytes,count_bytes \
+    skip="$offset" count="$take" status=none
+  offset=$((offset + take))
+  (( offset < model_size )) && carry=$((carry + 1))
+done
+if (( $(du -sb "out/gpu/carry$carry" | cut -f1) + extras > capacity )); then carry=$((carry + 1)); mkdir -p "out/gpu/carry$carry"; fi
+cp -r "$gguf_package" "out/gpu/carry$carry/gguf"
+cp -r "$gguf_metadata" "out/gpu/carry$carry/"
+cp out/gpu/manifest.sha256 "out/gpu/carry$carry/"
+echo "$carry" > "out/gpu/carry$carry/carries"
+
+for dir in out/gpu/carry*; do
+  size=$(du -sb "$dir" | cut -f1)
+  if (( size + tree > 64 * mib )); then
+    echo "prepare: $dir holds $((size / mib)) MiB, with the tree more than one call carries (64 MiB)" >&2
     exit 1
   fi
-  printf 'prepare: %s %d MiB\n' "$carry" $((size / 1048576)) >&2
+  printf 'prepare: %s %d MiB (+ the tree, %d MiB)\n' "$dir" $((size / mib)) $((tree / mib)) >&2
 done
-cat >&2 <<'CALLS'
-prepare: on a lent GPU machine, two calls of the device tool (the same warm machine):
-  1. carry ["out/gpu/carry1"], command: bash scripts/gpu/run.sh unpack
-  2. carry ["out/gpu/carry2"], command: bash scripts/gpu/run.sh measure   (timeout_s 560)
-then commit what comes back under reports/gpu/ (the command's $OUT: results/*.json, summary.md).
-CALLS
+echo "prepare: on a lent GPU machine, $carry calls of the device tool, back to back (the same warm machine):" >&2
+for ((k = 1; k < carry; k++)); do
+  echo "  $k. carry [\"out/gpu/carry$k\"], command: bash scripts/gpu/run.sh receive" >&2
+done
+echo "  $carry. carry [\"out/gpu/carry$carry\"], command: bash scripts/gpu/run.sh measure   (timeout_s 560)" >&2
+echo "then unpack what comes back under reports/gpu/ (gpu-run.tar.gz: results/*.json, log/; summary.md)." >&2

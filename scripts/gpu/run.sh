@@ -1,50 +1,85 @@
 #!/usr/bin/env bash
 # The GPU run (issue 19), on a lent GPU machine (no network; PyTorch and transformers installed).
-# Prepared here by scripts/gpu/prepare.sh; two calls on the same warm machine:
+# Prepared here by scripts/gpu/prepare.sh, which prints the calls; on the same warm machine:
 #
-#   scripts/gpu/run.sh unpack    # carry out/gpu/carry1: the binary and the model's first half
-#   scripts/gpu/run.sh measure   # carry out/gpu/carry2: the second half, then every measurement
+#   scripts/gpu/run.sh receive   # carry out/gpu/carryK (K < N): keeps what it brings, and once the
+#                                # binary is there, unpacks it and tries the Vulkan adapter
+#   scripts/gpu/run.sh measure   # carry out/gpu/carryN: the last bytes, then every measurement
 #
-# `measure` writes to $OUT (the device tool brings it back; commit it under reports/gpu/):
-#   machine.txt                 nvidia-smi, the Vulkan adapters Rosetta sees
-#   results/rosetta-*.json      `rosetta bench forward|generate|train|kernels --device wgpu` (f32),
-#                               forward/generate on the Q4_1 blocks kept packed (the WGSL kernel),
-#                               and a full training step in f16 with f32 master weights
-#   results/torch-*.json        the same measurements in PyTorch eager on CUDA, f32 and bf16
-#   summary.md                  tokens/s side by side, ratios, MFU against the card's peak
+# `measure` leaves in $OUT (the device tool brings back at most 8 files; commit them under
+# reports/gpu/, the archive unpacked):
+#   summary.md, steps.tsv, machine.txt   tokens/s side by side, ratios, MFU; each step's status
+#   gpu-run.tar.gz                       results/rosetta-*.json: `rosetta bench forward|generate|
+#                                        train|kernels --device wgpu` (f32), forward/generate on the
+#                                        Q4_1 blocks kept packed (the WGSL kernel), a full training
+#                                        step in f16 with f32 master weights; results/torch-*.json:
+#                                        the same in PyTorch eager on CUDA, f32 and bf16; log/*.txt
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
 # bring back everything that worked. GPU_RUN_QUICK=1 runs the smallest sizes (a smoke test, also
 # on a CPU-only machine with lavapipe: GPU_RUN_TORCH_DEVICE=cpu).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 work=out/gpu/work
-out="${OUT:-out/gpu/results}"
+out="${OUT:-out/gpu/returned}"
 torch_device="${GPU_RUN_TORCH_DEVICE:-cuda}"
 python="${ROSETTA_PYTHON:-python3}"
+rosetta="$work/rosetta"
+
+# The Vulkan loader: the GPU image has the NVIDIA driver and its ICD file but no libvulkan.
+use_vulkan() {
+  if ! ldconfig -p | grep -q 'libvulkan.so.1' && compgen -G "$work/debs/*.deb" > /dev/null; then
+    for deb in "$work"/debs/*.deb; do dpkg -x "$deb" /; done
+    ldconfig
+  fi
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  if [[ -f "$icd" ]] && ! compgen -G '/usr/share/vulkan/icd.d/*.json' > /dev/null \
+    && ! compgen -G '/etc/vulkan/icd.d/*.json' > /dev/null; then
+    export VK_DRIVER_FILES="$icd"
+  fi
+}
+
+# Keeps what this call carried; unpacks the binary once it is there.
+receive() {
+  mkdir -p "$work"
+  for carry in out/gpu/carry*/; do
+    [[ -d "$carry" ]] && cp -rn "$carry". "$work/"
+  done
+  if [[ -f "$work/rosetta.xz" && ! -x "$rosetta" ]]; then
+    xz -d -c "$work/rosetta.xz" > "$rosetta" && chmod +x "$rosetta"
+  fi
+  ls -la "$work"
+  if [[ -x "$rosetta" ]]; then
+    use_vulkan
+    "$rosetta" --version
+  fi
+}
 
 case "${1:-}" in
-  unpack)
-    mkdir -p "$work"
-    xz -d -c out/gpu/carry1/rosetta.xz > "$work/rosetta" && chmod +x "$work/rosetta"
-    cp out/gpu/carry1/model.part1 "$work/model.part1"
-    ls -la "$work"
-    "$work/rosetta" --version
+  receive)
+    receive
+    # A first try of the adapter, so a missing driver shows before the measuring call.
+    [[ -x "$rosetta" ]] && timeout 120 "$rosetta" bench kernels --device wgpu --n 64 --d 576 \
+      --mask-shapes 1536x576 --packed-rows 1 --packed-shapes 576x576 --iters 1
     exit 0
     ;;
-  measure) ;;
-  *) echo "usage: scripts/gpu/run.sh unpack|measure" >&2; exit 2 ;;
+  measure) receive ;;
+  *) echo "usage: scripts/gpu/run.sh receive|measure" >&2; exit 2 ;;
 esac
 
-mkdir -p "$out/results"
+results="$work/measured"
+rm -rf "$results"
+mkdir -p "$results/results" "$out"
 model="$work/SmolLM2-135M-Instruct.Q4_1.gguf"
+carries="$(cat "$work/carries" 2>/dev/null || echo 0)"
 if [[ ! -f "$model" ]]; then
-  cat "$work/model.part1" out/gpu/carry2/model.part2 > "$model"
+  for ((k = 1; k <= carries; k++)); do cat "$work/model.part$k"; done > "$model"
 fi
-sums="$PWD/out/gpu/carry2/model.sha256"
-(cd "$work" && sha256sum -c "$sums") \
-  || { echo "the reassembled model does not match its checksum: run 'unpack' first, on the same machine" >&2; exit 1; }
-export PYTHONPATH="$PWD/out/gpu/carry2${PYTHONPATH:+:$PYTHONPATH}"
-rosetta="$work/rosetta"
+if ! (cd "$work" && sha256sum -c manifest.sha256); then
+  rm -f "$model"
+  echo "the reassembled model or binary does not match its checksum: run 'receive' with each carry first, on the same machine" >&2
+  exit 1
+fi
+export PYTHONPATH="$PWD/$work${PYTHONPATH:+:$PYTHONPATH}"
 quick="${GPU_RUN_QUICK:-0}"
 if [[ "$quick" == 1 ]]; then
   batches=1; seq=32; new=8; train_batch=1; train_seq=32; kernel_n=64
@@ -56,52 +91,68 @@ fi
 # past it is recorded as skipped, so what ran still comes back.
 budget="${GPU_RUN_BUDGET_S:-500}"
 
-# Runs one step with a time limit; its output goes to $out/log/<name>.txt, its status to steps.tsv.
+# Whatever happens, what was measured goes back in at most 8 files.
+bring_back() {
+  cp "$results/summary.md" "$results/steps.tsv" "$results/machine.txt" "$out/" 2>/dev/null
+  tar -C "$results" -czf "$out/gpu-run.tar.gz" results log 2>/dev/null
+}
+trap bring_back EXIT
+
+# Runs one step with a time limit; its output goes to $results/log/<name>.txt, its status to steps.tsv.
 step() {
   local name="$1" seconds="$2"; shift 2
-  mkdir -p "$out/log"
+  mkdir -p "$results/log"
   if (( SECONDS + 10 > budget )); then
-    printf '%s\tskipped\tbudget of %ss spent\n' "$name" "$budget" >> "$out/steps.tsv"
+    printf '%s\tskipped\tbudget of %ss spent\n' "$name" "$budget" >> "$results/steps.tsv"
     echo "gpu-run: $name: skipped (the call's budget of $budget s is spent)" >&2
     return
   fi
   (( seconds > budget - SECONDS )) && seconds=$((budget - SECONDS))
   local started=$SECONDS
-  timeout "$seconds" "$@" > "$out/log/$name.txt" 2>&1
+  timeout "$seconds" "$@" > "$results/log/$name.txt" 2>&1
   local rc=$?
-  printf '%s\t%s\t%ss\n' "$name" "$rc" "$((SECONDS - started))" >> "$out/steps.tsv"
+  printf '%s\t%s\t%ss\n' "$name" "$rc" "$((SECONDS - started))" >> "$results/steps.tsv"
   echo "gpu-run: $name: exit $rc after $((SECONDS - started)) s" >&2
 }
 
-: > "$out/steps.tsv"
-{ nvidia-smi || echo "no nvidia-smi"; echo; vulkaninfo --summary 2>/dev/null || echo "no vulkaninfo"; } > "$out/machine.txt" 2>&1
+: > "$results/steps.tsv"
+{ nvidia-smi || echo "no nvidia-smi"; echo; vulkaninfo --summary 2>/dev/null || echo "no vulkaninfo";
+  echo; ldconfig -p | grep -E 'libvulkan|libEGL' || echo "no Vulkan loader"; echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}";
+  nproc; grep -m1 'model name' /proc/cpuinfo; "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'; } > "$results/machine.txt" 2>&1
 
 # Rosetta and its peer measurement by measurement, so a step that hangs costs one comparison,
 # not a whole side.
 reference=scripts/reference
+# transformers dequantises a GGUF in Python (15–20 s a load): once, into an HF directory (f32
+# safetensors) that every PyTorch step then loads in about a second.
+hf_model="$work/hf-f32"
+if [[ ! -f "$hf_model/config.json" ]]; then
+  step torch-convert 90 "$python" -c "import sys; sys.path.insert(0, '$reference'); from loading import save_dense; save_dense('$model', '$hf_model', 16)"
+fi
+[[ -f "$hf_model/config.json" ]] || hf_model="$model"
 torch_step() {
   local name="$1" script="$2"; shift 2
-  step "$name" 60 sh -c "'$python' $reference/$script '$model' $* --device $torch_device > '$out/results/$name.json'"
+  step "$name" 60 sh -c "'$python' $reference/$script '$hf_model' $* --device $torch_device > '$results/results/$name.json'"
 }
-step rosetta-forward 90 "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$out/results/rosetta-forward.json"
-step rosetta-forward-packed 90 "$rosetta" bench forward "$model" --device wgpu --batch "$batches" --seq "$seq" --no-reference --json "$out/results/rosetta-forward-packed.json"
+step rosetta-forward 90 "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward.json"
+step rosetta-forward-packed 90 "$rosetta" bench forward "$model" --device wgpu --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward-packed.json"
 for dtype in float32 bfloat16; do
   torch_step "torch-forward-$dtype" bench_forward.py --batch "$batches" --seq "$seq" --dtype "$dtype"
 done
-step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$out/results/rosetta-generate.json"
-step rosetta-generate-packed 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$out/results/rosetta-generate-packed.json"
+step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate.json"
+step rosetta-generate-packed 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-packed.json"
 for dtype in float32 bfloat16; do
   torch_step "torch-generate-$dtype" bench_generate.py --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --dtype "$dtype"
 done
-step rosetta-train 120 "$rosetta" bench train "$model" --device wgpu --batch "$train_batch" --seq "$train_seq" --no-reference --json "$out/results/rosetta-train.json"
+step rosetta-train 120 "$rosetta" bench train "$model" --device wgpu --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train.json"
 for dtype in float32 bfloat16; do
   for lora in 0 8; do
     torch_step "torch-train-$dtype-lora$lora" bench_train.py --batch "$train_batch" --seq "$train_seq" --lora-rank "$lora" --dtype "$dtype"
   done
 done
-step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$out/results/rosetta-kernels.json"
+step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$results/results/rosetta-kernels.json"
 # Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).
-step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$out/results/rosetta-train-f16.json"
+step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-f16.json"
 
-"$python" scripts/gpu/summary.py "$out" > "$out/summary.md" 2> "$out/log/summary.txt" || echo "summary failed: see log/summary.txt" >&2
-cat "$out/summary.md" "$out/steps.tsv" >&2
+"$python" scripts/gpu/summary.py "$results" > "$results/summary.md" 2> "$results/log/summary.txt" || echo "summary failed: see log/summary.txt" >&2
+cat "$results/summary.md" "$results/steps.tsv" >&2

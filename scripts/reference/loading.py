@@ -3,6 +3,7 @@ by transformers), on the CPU with a given number of threads, or on a GPU (`--dev
 `scripts/gpu/run.sh`), in float32 or bfloat16.
 
 The options every benchmark script shares live here too: `--threads`, `--device`, `--dtype`."""
+import json
 import os
 import time
 
@@ -46,3 +47,19 @@ def describe(args):
     if args.device.startswith("cuda"):
         where["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     return where
+
+
+def save_dense(path, directory, threads):
+    """Writes a model (a .gguf: dequantised) as an HF directory of f32 safetensors, so that later
+    loads skip the dequantisation (15–20 s for a GGUF; `scripts/gpu/run.sh` loads once per step).
+    transformers refuses `save_pretrained` on a model read from a GGUF, hence the config and the
+    tensors written directly (`save_model` keeps one copy of the tied embedding)."""
+    from safetensors.torch import save_model
+
+    model = load(path, threads)
+    os.makedirs(directory, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)  # the GGUF's; the tensors written are plain f32
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    save_model(model, os.path.join(directory, "model.safetensors"))
