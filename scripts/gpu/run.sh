@@ -154,5 +154,9 @@ step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" -
 # Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).
 step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-f16.json"
 
+# Submission batching, no rebuild: cubecl submits every 32 dispatches by default; decode at batch
+# 1 is launch-bound (the first run: 21 tokens/s on an H100).
+step rosetta-generate-tasks128 60 env CUBECL_WGPU_MAX_TASKS=128 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-tasks128.json"
+
 "$python" scripts/gpu/summary.py "$results" > "$results/summary.md" 2> "$results/log/summary.txt" || echo "summary failed: see log/summary.txt" >&2
 cat "$results/summary.md" "$results/steps.tsv" >&2

@@ -87,3 +87,7 @@ train_f16 = read("rosetta-train-f16.json")
 f16 = next((r["rosetta"]["tokens_per_second"] for r in (train_f16 or {}).get("results", []) if r.get("rosetta")), None)
 print(f"\nRosetta's full training step with f16 compute and f32 master weights (`--train-precision f16`): {fmt(f16)} tokens/s.")
 print("\nThe table's Rosetta training is f32 (wgpu has no bf16); PyTorch bf16 trains under autocast with f32 master weights.")
+tasks128 = read("rosetta-generate-tasks128.json")
+if tasks128:
+    print(f"\nDecode, batch 1, with `CUBECL_WGPU_MAX_TASKS=128` (128 dispatches per submission, default 32): "
+          f"{fmt(by_batch(tasks128, 'decode_tokens_per_second', 1))} tokens/s, against {fmt(by_batch(generate, 'decode_tokens_per_second', 1))} above.")

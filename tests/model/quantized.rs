@@ -114,6 +114,41 @@ fn editing_a_packed_projection_makes_it_dense() {
     assert_eq!(packed.weight(id).unwrap().abs().sum().into_scalar::<f32>(), 0.0);
 }
 
+/// `Interventions::dense_in_bf16` puts dense f32 projections on the bf16 route beside the packed
+/// ones: a model whose packed projections were replaced by their own dequantised values (as
+/// pruning does) then computes exactly what the packed model computes. Without the flag, or on a
+/// CPU without the route, dense projections stay f32.
+#[test]
+fn dense_projections_join_the_bf16_route_when_the_pass_allows_it() {
+    let checkpoint = tiny_quantized_checkpoint();
+    let packed = checkpoint.load_with(&Device::flex(), Precision::Auto).unwrap();
+    let mut edited = checkpoint.load_with(&Device::flex(), Precision::Auto).unwrap();
+    for id in edited.linear_ids() {
+        let w = edited.weight(id).unwrap();
+        edited.set_weight(id, w).unwrap();
+    }
+    assert_eq!(edited.packed_projections().0, 0, "every projection is dense now");
+    let ids: Vec<Vec<u32>> = (0..3).map(|r| (0..120).map(|i| ((i * 5 + r * 11) % 255) as u32).collect()).collect();
+    let batch = TokenBatch::pad(&ids, rosetta_model::Padding::Right, 0).unwrap();
+    let layers = 0..packed.num_layers();
+    let hidden = |model: &CausalLm, bf16: bool| {
+        let interventions = Interventions::none().with_dense_in_bf16(bf16);
+        let (h, _) = model.forward_layers(&batch, None, layers.clone(), &interventions).unwrap();
+        h.into_data().try_to_vec::<f32>().unwrap()
+    };
+    let route = CpuRoute::for_rows(ids.len() * ids[0].len());
+    let (edited_bf16, edited_f32, packed_bf16) = (hidden(&edited, true), hidden(&edited, false), hidden(&packed, true));
+    if route == CpuRoute::Integer || route == CpuRoute::Dequantized {
+        eprintln!("{}: no bf16 route on this CPU, so the flag changes nothing", route.name());
+        assert_eq!(edited_bf16, edited_f32);
+        return;
+    }
+    assert_eq!(edited_bf16, packed_bf16, "the same weight values on the same route");
+    assert_ne!(edited_bf16, edited_f32, "without the flag the dense projections stay f32");
+    let scale = edited_f32.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max_abs_diff(&edited_bf16, &edited_f32) <= 0.05 * scale, "bf16 stays near f32");
+}
+
 /// `--quantize` takes f32 checkpoints and refuses quantized ones, naming the tensor and its type.
 #[test]
 fn quantizing_at_load_quantizes_and_refuses_quantized_input() {

@@ -16,11 +16,22 @@ pub struct CorpusDir {
 }
 
 impl CorpusDir {
-    /// The corpus that ships with the repository.
+    /// The corpus that ships with the repository: `ROSETTA_CORPUS` when set, else the checkout the
+    /// binary was built from, else `data/corpus` under the working directory — a binary copied to
+    /// another machine (the GPU run) or built from another worktree of the same target directory
+    /// finds the checkout it runs in.
     pub fn embedded() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus");
-        // A clean path for messages and reports; the joined one still works if it cannot be resolved.
-        CorpusDir { root: root.canonicalize().unwrap_or(root) }
+        if let Some(root) = std::env::var_os("ROSETTA_CORPUS") {
+            return CorpusDir { root: root.into() };
+        }
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus");
+        let root = match built_from.canonicalize() {
+            Ok(root) => root,
+            Err(_) if Path::new("data/corpus/manifest.json").is_file() => PathBuf::from("data/corpus"),
+            // Messages then name the path the binary was built with.
+            Err(_) => built_from,
+        };
+        CorpusDir { root }
     }
 
     pub fn new(root: impl Into<PathBuf>) -> Self {

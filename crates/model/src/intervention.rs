@@ -10,6 +10,8 @@
 //!    magnitude features.
 //! 4. **Weight edits** (masks, replacements) are model operations, see
 //!    [`crate::model::CausalLm::set_weight`] (pruning masks the weight with `rosetta-kernels`).
+//! 5. Beside the hooks, one precision choice of the pass: dense projections on the bf16 route
+//!    ([`Interventions::dense_in_bf16`]).
 //!
 //! **Residual sites** are numbered `0..=num_layers`: site `l` is the input of decoder layer `l`
 //! (= the output of layer `l-1`); site 0 is the embedding output and site `num_layers` the last
@@ -148,6 +150,11 @@ pub struct Interventions {
     pub shifts: Vec<ResidualShift>,
     /// The linear layers whose input statistics to record (empty: none).
     pub feature_stats: BTreeSet<LinearId>,
+    /// Not a hook but a precision the pass may use: dense f32 projections run on the CPU's bf16
+    /// route (activations and weights rounded to bf16, f32 sums) wherever packed ones do — many
+    /// rows, a CPU with AVX-512 BF16. For inference passes of a model loaded quantized whose
+    /// edited projections became dense: Wanda's pass over a pruned layer (`rosetta-prune`).
+    pub dense_in_bf16: bool,
 }
 
 impl Interventions {
@@ -157,6 +164,12 @@ impl Interventions {
 
     pub fn is_empty(&self) -> bool {
         self.capture.is_empty() && self.shifts.is_empty() && self.feature_stats.is_empty()
+    }
+
+    /// See [`Interventions::dense_in_bf16`].
+    pub fn with_dense_in_bf16(mut self, allowed: bool) -> Self {
+        self.dense_in_bf16 = allowed;
+        self
     }
 
     pub fn capture(mut self, site: usize, pooling: Pooling) -> Self {
@@ -192,6 +205,7 @@ impl Interventions {
             capture: self.capture.iter().filter(|(s, _)| **s <= site).map(|(s, p)| (*s, *p)).collect(),
             shifts: self.shifts.iter().filter(|s| s.site <= site).cloned().collect(),
             feature_stats: self.feature_stats.iter().filter(|id| id.layer < site).copied().collect(),
+            dense_in_bf16: self.dense_in_bf16,
         }
     }
 

@@ -98,14 +98,17 @@ impl Calibration {
     }
 
     /// Moves the stored residual stream through layer `next_layer` of `model` (as it is now —
-    /// pruned, for Wanda).
-    pub fn advance(&mut self, model: &CausalLm) -> Result<()> {
+    /// pruned, for Wanda). `dense_in_bf16`: the layer's dense projections may take the bf16
+    /// route as packed ones do (see [`Interventions::dense_in_bf16`]) — for a model loaded
+    /// quantized, whose statistics passes already run there.
+    pub fn advance(&mut self, model: &CausalLm, dense_in_bf16: bool) -> Result<()> {
         let layer = self.next_layer;
         if layer >= model.num_layers() {
             return Err(PruneError::Invalid(format!("calibration is already past the last layer ({layer})")));
         }
         for (batch, hidden) in self.batches.iter().zip(self.hidden.iter_mut()) {
-            let (out, _) = model.forward_layers(batch, hidden.take(), layer..layer + 1, &Interventions::none())?;
+            let interventions = Interventions::none().with_dense_in_bf16(dense_in_bf16);
+            let (out, _) = model.forward_layers(batch, hidden.take(), layer..layer + 1, &interventions)?;
             *hidden = Some(out);
         }
         self.next_layer += 1;

@@ -102,6 +102,10 @@ pub fn prune_model(
         _ => {}
     }
     let layers = model.num_layers();
+    // A model loaded quantized (`--precision auto`) takes its statistics passes on the packed
+    // kernels, bf16 ones for calibration batches; the passes over its pruned — now dense —
+    // layers then may too. `--precision f32` keeps every pass in f32.
+    let dense_in_bf16 = model.packed_projections().0 > 0;
     let mut rng = SplitMix64::new(options.seed);
     let mut masks = BTreeMap::new();
     let mut summary = PruneSummary::default();
@@ -152,13 +156,13 @@ pub fn prune_model(
         if let Some(c) = calibration.as_deref_mut()
             && options.method == PruneMethod::Wanda
         {
-            c.advance(model)?;
+            c.advance(model, dense_in_bf16)?;
         }
         if let Some(c) = code.as_deref_mut()
             && options.rule == ScoreRule::MtCode
             && options.method == PruneMethod::Wanda
         {
-            c.advance(model)?;
+            c.advance(model, dense_in_bf16)?;
         }
         progress(layer + 1, layers);
     }

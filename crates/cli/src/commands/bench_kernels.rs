@@ -395,7 +395,7 @@ fn packed_routes(shapes: &[(usize, usize)], rows: &[usize], iters: usize) -> Res
             let integer = best_gflops(flops, &|| Ok(matmul_with(Tiles::best(), &weight, &x, m).map(drop)?))?;
             #[cfg(target_arch = "x86_64")]
             let bf16 = match rosetta_kernels::quant::bf16::Bf16Route::detect() {
-                Some(route) => Some(best_gflops(flops, &|| Ok(route.matmul_many(&[&weight], &x, m).map(drop)?))?),
+                Some(route) => Some(best_gflops(flops, &|| Ok(route.matmul_many(&[(&weight).into()], &x, m).map(drop)?))?),
                 None => None,
             };
             #[cfg(not(target_arch = "x86_64"))]

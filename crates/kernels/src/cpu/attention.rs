@@ -10,6 +10,7 @@
 use super::exp;
 use super::gemm::{MatMut, MatRef, Threads, gemm};
 use super::rows::map_tasks;
+use super::simd::vectorized;
 
 /// Which keys each query may not see.
 #[derive(Clone, Copy, Debug)]
@@ -62,13 +63,34 @@ fn key_limit(mask: AttentionMask<'_>, b: usize, rows: std::ops::Range<usize>, sh
     let (s, t) = (shape.seq, shape.kv_len);
     match mask {
         AttentionMask::Causal => t - s + rows.end,
-        AttentionMask::Blocked(blocked) => rows
-            .map(|i| {
-                let row = &blocked[(b * s + i) * t..(b * s + i + 1) * t];
-                row.iter().rposition(|&x| !x).map_or(0, |j| j + 1)
-            })
-            .max()
-            .unwrap_or(0),
+        AttentionMask::Blocked(blocked) => {
+            rows.map(|i| keys_up_to_last_open(&blocked[(b * s + i) * t..(b * s + i + 1) * t])).max().unwrap_or(0)
+        }
+    }
+}
+
+/// One past the last key that `blocked` (one query's row of the mask) leaves open; 0 when it
+/// blocks every key. Scans 64 keys at a time from the end (a causal row is mostly blocked there).
+fn keys_up_to_last_open(blocked: &[bool]) -> usize {
+    let mut end = blocked.len();
+    while end > 0 {
+        let start = end.saturating_sub(64);
+        let chunk = &blocked[start..end];
+        // A fold, not `all`, so the test of 64 keys vectorises instead of branching per key.
+        if !chunk.iter().fold(true, |all, &x| all & x) {
+            return start + chunk.iter().rposition(|&x| !x).map_or(0, |j| j + 1);
+        }
+        end = start;
+    }
+    0
+}
+
+vectorized! {
+    /// `-∞` where the row of the mask blocks the key.
+    fn block_scores(scores: &mut [f32], blocked: &[bool]) {
+        for (v, &x) in scores.iter_mut().zip(blocked) {
+            *v = if x { f32::NEG_INFINITY } else { *v };
+        }
     }
 }
 
@@ -96,14 +118,7 @@ fn masked_scores(
         let i = rows.start + r;
         match mask {
             AttentionMask::Causal => row[(t - s + i + 1).min(limit)..].fill(f32::NEG_INFINITY),
-            AttentionMask::Blocked(blocked) => {
-                let blocked = &blocked[(b * s + i) * t..(b * s + i) * t + limit];
-                for (v, &x) in row.iter_mut().zip(blocked) {
-                    if x {
-                        *v = f32::NEG_INFINITY;
-                    }
-                }
-            }
+            AttentionMask::Blocked(blocked) => block_scores(row, &blocked[(b * s + i) * t..(b * s + i) * t + limit]),
         }
     }
 }
@@ -238,4 +253,30 @@ pub fn attention_backward(
         grads.value.extend_from_slice(&dv);
     }
     grads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_open_key_and_blocked_scores_match_the_plain_loops() {
+        for len in [0usize, 1, 63, 64, 65, 200] {
+            for open in [None, Some(0), Some(len / 3), Some(len.saturating_sub(1))] {
+                let mut blocked = vec![true; len];
+                // Open keys at `open` and at a few earlier places (padding inside a row).
+                if let Some(at) = open.filter(|&at| at < len) {
+                    blocked[at] = false;
+                    blocked[at / 2] = false;
+                }
+                let expected = blocked.iter().rposition(|&x| !x).map_or(0, |j| j + 1);
+                assert_eq!(keys_up_to_last_open(&blocked), expected, "len {len}, open {open:?}");
+
+                let mut scores: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 7.0).collect();
+                let plain: Vec<f32> = scores.iter().zip(&blocked).map(|(&v, &x)| if x { f32::NEG_INFINITY } else { v }).collect();
+                block_scores(&mut scores, &blocked);
+                assert_eq!(scores, plain);
+            }
+        }
+    }
 }

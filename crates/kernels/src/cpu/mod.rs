@@ -12,4 +12,5 @@ pub mod masking;
 pub mod rms_norm;
 pub mod rotary;
 mod rows;
+pub(crate) mod simd;
 pub mod swiglu;

@@ -4,10 +4,12 @@
 
 use super::exp;
 use super::rows::for_each_chunk;
+use super::simd::vectorized;
 
 /// Values per parallel piece.
 const CHUNK: usize = 1 << 14;
 
+#[inline(always)]
 fn sigmoid(g: f32) -> f32 {
     1.0 / (1.0 + exp::exp(-g))
 }
@@ -17,11 +19,34 @@ pub fn swiglu_forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; gate.len()];
     for_each_chunk(&mut out, CHUNK, |start, out| {
         let (g, u) = (&gate[start..start + out.len()], &up[start..start + out.len()]);
-        for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-            *o = g * sigmoid(g) * u;
-        }
+        forward_chunk(out, g, u);
     });
     out
+}
+
+vectorized! {
+    fn forward_chunk(out: &mut [f32], gate: &[f32], up: &[f32]) {
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g * sigmoid(g) * u;
+        }
+    }
+}
+
+vectorized! {
+    fn grad_up_chunk(grad_up: &mut [f32], gate: &[f32], grad_out: &[f32]) {
+        for ((d, &g), &go) in grad_up.iter_mut().zip(gate).zip(grad_out) {
+            *d = go * g * sigmoid(g);
+        }
+    }
+}
+
+vectorized! {
+    fn grad_gate_chunk(grad_gate: &mut [f32], gate: &[f32], up: &[f32], grad_out: &[f32]) {
+        for (((d, &g), &u), &go) in grad_gate.iter_mut().zip(gate).zip(up).zip(grad_out) {
+            let s = sigmoid(g);
+            *d = go * u * s * (1.0 + g * (1.0 - s));
+        }
+    }
 }
 
 /// `(∂/∂gate, ∂/∂up)` of [`swiglu_forward`] given `∂loss/∂out`:
@@ -32,19 +57,14 @@ pub fn swiglu_backward(gate: &[f32], up: &[f32], grad_out: &[f32]) -> (Vec<f32>,
         let mut grad_up = vec![0.0f32; gate.len()];
         for_each_chunk(&mut grad_up, CHUNK, |start, du| {
             let (g, go) = (&gate[start..start + du.len()], &grad_out[start..start + du.len()]);
-            for ((d, &g), &go) in du.iter_mut().zip(g).zip(go) {
-                *d = go * g * sigmoid(g);
-            }
+            grad_up_chunk(du, g, go);
         });
         grad_up
     };
     for_each_chunk(&mut grad_gate, CHUNK, |start, dg| {
         let n = dg.len();
         let (g, u, go) = (&gate[start..start + n], &up[start..start + n], &grad_out[start..start + n]);
-        for (((d, &g), &u), &go) in dg.iter_mut().zip(g).zip(u).zip(go) {
-            let s = sigmoid(g);
-            *d = go * u * s * (1.0 + g * (1.0 - s));
-        }
+        grad_gate_chunk(dg, g, u, go);
     });
     (grad_gate, grad_up_values)
 }

@@ -24,6 +24,7 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::matmul::{run_tasks, thread_count};
@@ -48,7 +49,17 @@ impl Bf16Route {
 
     /// `x · Wᵢᵀ` for weights that read the same activations (q/k/v, gate/up): `x` is `[m, cols]`
     /// row-major, rounded to bf16 once; each result `[m, rowsᵢ]`.
-    pub fn matmul_many(self, weights: &[&PackedMatrix], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+    pub fn matmul_many(self, weights: &[Bf16Weight<'_>], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        for w in weights {
+            if let Bf16Weight::Dense { values, rows, cols } = w
+                && rows.checked_mul(*cols) != Some(values.len())
+            {
+                return Err(KernelError::Shape {
+                    op: "bf16 matmul",
+                    reason: format!("{} weight values are not {rows} outputs × {cols} inputs", values.len()),
+                });
+            }
+        }
         let k = weights.first().map_or(0, |w| w.cols());
         if let Some(w) = weights.iter().find(|w| w.cols() != k) {
             return Err(KernelError::Shape {
@@ -97,7 +108,7 @@ impl Bf16Route {
             let (i, ref panels, ref strip_range) = tasks[t];
             let w = weights[i];
             let rows = panels.start * PANEL..(panels.end * PANEL).min(w.rows());
-            let packed = pack_panels(w, rows.clone());
+            let packed = pack_panels(&w, rows.clone());
             for s in strip_range.clone() {
                 let x_rows = s * STRIP..((s + 1) * STRIP).min(m);
                 for (p, panel) in packed.chunks_exact(PANEL * pairs).enumerate() {
@@ -169,10 +180,50 @@ impl Strips {
     }
 }
 
-/// Weight rows `rows` dequantised into bf16 panels, `[panel][input pair][row of panel]`; a short
-/// last panel is padded with zero rows. (Reusing a thread-local buffer instead of allocating
-/// per task measured no faster.)
-fn pack_panels(w: &PackedMatrix, rows: Range<usize>) -> Vec<u32> {
+/// A weight the bf16 route multiplies: `rows` outputs × `cols` inputs.
+#[derive(Debug, Clone, Copy)]
+pub enum Bf16Weight<'a> {
+    /// Quantized blocks, dequantised panel by panel.
+    Packed(&'a PackedMatrix),
+    /// f32 values, `[rows, cols]` row-major (PyTorch's `Linear.weight` layout): a dense
+    /// projection of an edited (pruned) quantized model, read in place.
+    Dense { values: &'a [f32], rows: usize, cols: usize },
+}
+
+impl<'a> From<&'a PackedMatrix> for Bf16Weight<'a> {
+    fn from(w: &'a PackedMatrix) -> Self {
+        Bf16Weight::Packed(w)
+    }
+}
+
+impl Bf16Weight<'_> {
+    pub fn rows(&self) -> usize {
+        match self {
+            Bf16Weight::Packed(w) => w.rows(),
+            Bf16Weight::Dense { rows, .. } => *rows,
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            Bf16Weight::Packed(w) => w.cols(),
+            Bf16Weight::Dense { cols, .. } => *cols,
+        }
+    }
+
+    /// Weight rows `range` as f32, `[range.len(), cols]` row-major.
+    fn rows_f32(&self, range: Range<usize>) -> Cow<'_, [f32]> {
+        match self {
+            Bf16Weight::Packed(w) => Cow::Owned(w.dequantize_rows(range)),
+            Bf16Weight::Dense { values, cols, .. } => Cow::Borrowed(&values[range.start * cols..range.end * cols]),
+        }
+    }
+}
+
+/// Weight rows `rows` in bf16 panels, `[panel][input pair][row of panel]`; a short last panel is
+/// padded with zero rows. (Reusing a thread-local buffer instead of allocating per task
+/// measured no faster.)
+fn pack_panels(w: &Bf16Weight<'_>, rows: Range<usize>) -> Vec<u32> {
     let k = w.cols();
     let pairs = k / 2;
     let mut words = vec![0u32; rows.len().div_ceil(PANEL) * PANEL * pairs];
@@ -184,7 +235,7 @@ fn pack_panels(w: &PackedMatrix, rows: Range<usize>) -> Vec<u32> {
             if start == end {
                 break;
             }
-            let values = w.dequantize_rows(start..end);
+            let values = w.rows_f32(start..end);
             let half_rows: Vec<&[f32]> = values.chunks_exact(k).collect();
             // SAFETY: as in `Strips::pack`.
             unsafe { interleave(&half_rows, pairs, panel, PANEL, half * 16) };
@@ -362,7 +413,7 @@ mod tests {
                 let w = PackedMatrix::from_ggml(ty, n, k, &bytes).unwrap();
                 let x = values(m * k, (n * 31 + k) as u32);
                 let expected = reference_matmul(&w, &x, m);
-                for out in route.matmul_many(&[&w, &w], &x, m).unwrap() {
+                for out in route.matmul_many(&[(&w).into(), (&w).into()], &x, m).unwrap() {
                     assert_close(&out, &expected, &format!("{} {m}×{n}×{k}", ty.name()));
                 }
             }
@@ -385,11 +436,30 @@ mod tests {
             .map(|(i, &n)| PackedMatrix::quantize(QuantizeTo::Q4_1, n, k, &values(n * k, 17 + i as u32)).unwrap())
             .collect();
         let x = values(m * k, 3);
-        let got = route.matmul_many(&weights.iter().collect::<Vec<_>>(), &x, m).unwrap();
+        let got = route.matmul_many(&weights.iter().map(Bf16Weight::from).collect::<Vec<_>>(), &x, m).unwrap();
         for ((w, out), n) in weights.iter().zip(&got).zip(heights) {
             assert_eq!(out.len(), m * n);
             assert_close(out, &reference_matmul(w, &x, m), &format!("Q4_1 {m}×{n}×{k} beside others"));
         }
+    }
+
+    /// A dense f32 weight gives exactly what the same values packed give (the panels hold the
+    /// same bf16 words), beside a packed weight in one call.
+    #[test]
+    fn dense_f32_weights_equal_their_packed_source() {
+        let Some(route) = Bf16Route::detect() else {
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        let (m, n, k) = (29, 70, 96);
+        let w = PackedMatrix::quantize(QuantizeTo::Q4_1, n, k, &values(n * k, 5)).unwrap();
+        let dense = w.dequantize();
+        let x = values(m * k, 8);
+        let out = route.matmul_many(&[(&w).into(), Bf16Weight::Dense { values: &dense, rows: n, cols: k }], &x, m).unwrap();
+        assert_eq!(out[0], out[1]);
+        assert_close(&out[1], &reference_matmul(&w, &x, m), "dense Q4_1 values");
+        let short = Bf16Weight::Dense { values: &dense[1..], rows: n, cols: k };
+        assert!(route.matmul_many(&[short], &x, m).unwrap_err().to_string().contains("outputs ×"));
     }
 
     #[test]
@@ -397,8 +467,8 @@ mod tests {
         let Some(route) = Bf16Route::detect() else { return };
         let w = PackedMatrix::quantize(QuantizeTo::Q8_0, 4, 64, &values(256, 1)).unwrap();
         let narrow = PackedMatrix::quantize(QuantizeTo::Q8_0, 4, 32, &values(128, 1)).unwrap();
-        assert!(route.matmul_many(&[&w], &values(100, 2), 2).unwrap_err().to_string().contains("not 2 rows"));
-        assert!(route.matmul_many(&[&w, &narrow], &values(128, 2), 2).unwrap_err().to_string().contains("4×32"));
+        assert!(route.matmul_many(&[(&w).into()], &values(100, 2), 2).unwrap_err().to_string().contains("not 2 rows"));
+        assert!(route.matmul_many(&[(&w).into(), (&narrow).into()], &values(128, 2), 2).unwrap_err().to_string().contains("4×32"));
     }
 
     fn assert_close(got: &[f32], expected: &[f32], what: &str) {

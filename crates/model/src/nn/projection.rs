@@ -125,11 +125,14 @@ impl<'a> Weights<'a> {
 }
 
 /// Applies projections that all read `x`: dense ones through burn, packed ones through the
-/// quantized matmul — `x` read back and quantized once for all of them.
+/// quantized matmul — `x` read back and quantized once for all of them. With `dense_in_bf16`
+/// (an inference pass that accepts the bf16 route's rounding, see
+/// [`crate::Interventions::dense_in_bf16`]) the dense f32 projections join the packed ones on
+/// the bf16 route when it is taken.
 ///
 /// # Shapes
 /// `x: [batch, seq, d_in] -> [batch, seq, d_out]` each.
-pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3>>> {
+pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -> Result<Vec<Tensor<3>>> {
     let [b, s, k] = x.dims();
     let device = x.device();
     let mut any_packed = false;
@@ -152,34 +155,91 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>) -> Result<Vec<Tensor<3
     if any_packed && route == CpuRoute::Dequantized {
         return weights.iter().map(|w| dequantized_forward(*w, x.clone())).collect();
     }
-    // All packed weights in one set of tasks (see `matmul_many`), `x` read back once.
-    let packed: Vec<&PackedMatrix> =
-        weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(&p.weight) } else { None }).collect();
-    let mut packed_out = if packed.is_empty() {
-        Vec::new().into_iter()
-    } else {
+    // Which weights the route multiplies: every packed one, and with `dense_in_bf16` on the bf16
+    // route every plain f32 dense one whose rows are whole 32-value blocks, as the panels need
+    // (a LoRA-adapted weight keeps its low-rank path).
+    #[cfg(target_arch = "x86_64")]
+    let dense_on_route = dense_in_bf16 && matches!(route, CpuRoute::Bf16(_)) && k.is_multiple_of(32) && !rosetta_kernels::is_wgpu(&device);
+    #[cfg(not(target_arch = "x86_64"))]
+    let dense_on_route = {
+        let _ = dense_in_bf16;
+        false
+    };
+    let on_route = |w: &Weights<'_>| match w {
+        Weights::Packed(_) => true,
+        Weights::Dense(linear) => {
+            dense_on_route && linear.weight.adapter().is_none() && linear.weight.val().dtype() == burn::tensor::DType::F32
+        }
+    };
+    let mut routed_out = if weights.iter().any(on_route) {
         let values = host_values(x.clone())?;
         let products = match route {
-            CpuRoute::Integer => matmul_many(Tiles::best(), &packed, &QuantizedRows::quantize(&values, b * s, k)),
+            CpuRoute::Integer => {
+                let packed: Vec<&PackedMatrix> =
+                    weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(&p.weight) } else { None }).collect();
+                matmul_many(Tiles::best(), &packed, &QuantizedRows::quantize(&values, b * s, k))
+            }
             #[cfg(target_arch = "x86_64")]
-            CpuRoute::Bf16(bf16) => bf16.matmul_many(&packed, &values, b * s),
+            CpuRoute::Bf16(bf16) => {
+                use rosetta_kernels::quant::bf16::Bf16Weight;
+                // The dense weights' values as `[d_out, d_in]`, read back once per call:
+                // burn's `Linear` holds `[d_in, d_out]`, and an edited weight
+                // (`CausalLm::set_weight`) is the transposed view of `[d_out, d_in]` values,
+                // which this reads without a copy.
+                let dense_values: Vec<Option<Vec<f32>>> = weights
+                    .iter()
+                    .map(|w| match w {
+                        Weights::Dense(linear) if on_route(w) => host_values(linear.weight.val().transpose()).map(Some),
+                        _ => Ok(None),
+                    })
+                    .collect::<Result<_>>()?;
+                let routed: Vec<Bf16Weight<'_>> = weights
+                    .iter()
+                    .zip(&dense_values)
+                    .filter(|(w, _)| on_route(w))
+                    .map(|(w, dense)| match (w, dense) {
+                        (Weights::Packed(p), _) => Bf16Weight::Packed(&p.weight),
+                        (Weights::Dense(linear), Some(values)) => {
+                            let [d_in, d_out] = linear.weight.val().dims();
+                            Bf16Weight::Dense { values, rows: d_out, cols: d_in }
+                        }
+                        (Weights::Dense(_), None) => unreachable!("dense weights on the route were read back above"),
+                    })
+                    .collect();
+                bf16.matmul_many(&routed, &values, b * s)
+            }
             CpuRoute::Dequantized => unreachable!("returned above"),
         };
         products.map_err(|e| ModelError::invalid(e.to_string()))?.into_iter()
+    } else {
+        Vec::new().into_iter()
     };
     let mut out = Vec::with_capacity(weights.len());
     for w in weights {
+        if !on_route(w) {
+            let Weights::Dense(linear) = w else { unreachable!("packed weights are always on the route") };
+            out.push(dense_forward(linear, x.clone())?);
+            continue;
+        }
+        let y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
         match w {
-            Weights::Dense(linear) => out.push(dense_forward(linear, x.clone())?),
             Weights::Packed(packed) => {
                 let n = packed.weight.rows();
-                let mut y = packed_out.next().ok_or_else(|| ModelError::invalid("packed projection without output"))?;
+                let mut y = y;
                 if let Some(bias) = &packed.bias {
                     for row in y.chunks_exact_mut(n) {
                         row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
                     }
                 }
                 out.push(Tensor::from_data(TensorData::new(y, [b, s, n]), &device));
+            }
+            Weights::Dense(linear) => {
+                let n = linear.weight.val().dims()[1];
+                let y = Tensor::<3>::from_data(TensorData::new(y, [b, s, n]), &device);
+                out.push(match &linear.bias {
+                    Some(bias) => y + bias.val().reshape([1, 1, n]),
+                    None => y,
+                });
             }
         }
     }
@@ -306,14 +366,14 @@ fn packed_rows_forward(
 
 /// One projection (see [`project_all`]).
 pub fn project(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
-    let mut out = project_all(&[weights], x)?;
+    let mut out = project_all(&[weights], x, false)?;
     out.pop().ok_or_else(|| ModelError::invalid("a projection produced no output"))
 }
 
 /// The f32 values of a CPU tensor, row-major. Packed weights run only on the CPU backend, whose
 /// reads complete at once (also in the browser).
 #[cfg_attr(target_family = "wasm", allow(clippy::disallowed_methods, reason = "packed weights run only on the CPU backend"))]
-fn host_values(x: Tensor<3>) -> Result<Vec<f32>> {
+fn host_values<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
     x.into_data().try_into_vec::<f32>().map_err(|e| ModelError::invalid(format!("packed projection input is not f32: {e:?}")))
 }
 
@@ -359,7 +419,7 @@ pub(crate) fn run_projections<'a>(
             Weights::of(d, p)
         })
         .collect::<Result<Vec<_>>>()
-        .and_then(|w| project_all(&w, x));
+        .and_then(|w| project_all(&w, x, state.interventions.dense_in_bf16));
     match result {
         Ok(out) => out,
         Err(e) => {
