@@ -7,7 +7,8 @@
 #
 # Writes the carries out/gpu/carry1 … carryN (ignored by git), each small enough to travel beside
 # the working tree in one call:
-#   carry1: the release `rosetta` with the wgpu backend (Vulkan), stripped and xz-compressed, the
+#   carry1: the release `rosetta` with the wgpu backend (Vulkan), and the same with burn's kernel
+#           autotuning (`rosetta-autotune`), stripped and xz-compressed, the
 #           Vulkan/GL loader packages (.deb; the GPU image has the NVIDIA driver but no loader),
 #           and the first bytes of the default model (SmolLM2-135M-Instruct Q4_1, 98 MB)
 #   carry2…: the rest of the model, the `gguf` Python package transformers needs to read a GGUF
@@ -22,6 +23,10 @@ jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
 mib=$((1024 * 1024))
 
 cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu
+# A second binary with burn's kernel autotuning, in its own target directory (other features,
+# so sharing one would rebuild burn at every switch).
+autotune_target="$CARGO_TARGET_DIR-autotune"
+CARGO_TARGET_DIR="$autotune_target" cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu,autotune
 model="$(scripts/fetch-model.sh)"
 scripts/setup-python.sh >/dev/null
 gguf_package="$("$ROSETTA_VENV/bin/python" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')"
@@ -47,13 +52,15 @@ capacity=$((64 * mib - tree - 2 * mib))
 rm -rf out/gpu/carry*
 mkdir -p out/gpu/carry1
 strip -o out/gpu/rosetta "$CARGO_TARGET_DIR/release/rosetta"
+strip -o out/gpu/rosetta-autotune "$autotune_target/release/rosetta"
 xz -T "$jobs" -6 -c out/gpu/rosetta > out/gpu/carry1/rosetta.xz
+xz -T "$jobs" -6 -c out/gpu/rosetta-autotune > out/gpu/carry1/rosetta-autotune.xz
 cp -r "$debs" out/gpu/carry1/debs
 {
   (cd "$(dirname "$model")" && sha256sum "$(basename "$model")")
-  sha256sum out/gpu/rosetta | sed 's| out/gpu/| |'
+  (cd out/gpu && sha256sum rosetta rosetta-autotune)
 } > out/gpu/manifest.sha256
-rm out/gpu/rosetta
+rm out/gpu/rosetta out/gpu/rosetta-autotune
 
 # The model's bytes fill each carry's room, in order; the gguf package and the checksums ride in
 # the last one.
@@ -89,5 +96,5 @@ echo "prepare: on a lent GPU machine, $carry calls of the device tool, back to b
 for ((k = 1; k < carry; k++)); do
   echo "  $k. carry [\"out/gpu/carry$k\"], command: bash scripts/gpu/run.sh receive" >&2
 done
-echo "  $carry. carry [\"out/gpu/carry$carry\"], command: bash scripts/gpu/run.sh measure   (timeout_s 560)" >&2
+echo "  $carry. carry [\"out/gpu/carry$carry\"], command: bash scripts/gpu/run.sh measure   (timeout_s 580)" >&2
 echo "then unpack what comes back under reports/gpu/ (gpu-run.tar.gz: results/*.json, log/; summary.md)." >&2

@@ -44,9 +44,11 @@ receive() {
   for carry in out/gpu/carry*/; do
     [[ -d "$carry" ]] && cp -rn "$carry". "$work/"
   done
-  if [[ -f "$work/rosetta.xz" && ! -x "$rosetta" ]]; then
-    xz -d -c "$work/rosetta.xz" > "$rosetta" && chmod +x "$rosetta"
-  fi
+  for binary in rosetta rosetta-autotune; do
+    if [[ -f "$work/$binary.xz" && ! -x "$work/$binary" ]]; then
+      xz -d -c "$work/$binary.xz" > "$work/$binary" && chmod +x "$work/$binary"
+    fi
+  done
   ls -la "$work"
   if [[ -x "$rosetta" ]]; then
     use_vulkan
@@ -89,7 +91,7 @@ fi
 
 # The whole call's budget (the device tool stops a command at 600 s): a step that would start
 # past it is recorded as skipped, so what ran still comes back.
-budget="${GPU_RUN_BUDGET_S:-500}"
+budget="${GPU_RUN_BUDGET_S:-540}"
 
 # Whatever happens, what was measured goes back in at most 8 files.
 bring_back() {
@@ -150,13 +152,22 @@ for dtype in float32 bfloat16; do
     torch_step "torch-train-$dtype-lora$lora" bench_train.py --batch "$train_batch" --seq "$train_seq" --lora-rank "$lora" --dtype "$dtype"
   done
 done
-step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$results/results/rosetta-kernels.json"
-# Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).
-step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-f16.json"
-
 # Submission batching, no rebuild: cubecl submits every 32 dispatches by default; decode at batch
 # 1 is launch-bound (the first run: 21 tokens/s on an H100).
 step rosetta-generate-tasks128 60 env CUBECL_WGPU_MAX_TASKS=128 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-tasks128.json"
+
+# burn's kernel autotuning (a second binary): each matmul shape measured on the device once per
+# process, against the plain tile kernel every matmul uses without it.
+autotuned="$work/rosetta-autotune"
+if [[ -x "$autotuned" ]]; then
+  step rosetta-autotune-forward 90 "$autotuned" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-autotune-forward.json"
+  step rosetta-autotune-generate 90 "$autotuned" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-autotune-generate.json"
+  step rosetta-autotune-train 120 "$autotuned" bench train "$model" --device wgpu --modes full --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-autotune-train.json"
+fi
+
+step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$results/results/rosetta-kernels.json"
+# Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).
+step rosetta-train-f16 90 "$rosetta" bench train "$model" --device wgpu --modes full --train-precision f16 --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-f16.json"
 
 "$python" scripts/gpu/summary.py "$results" > "$results/summary.md" 2> "$results/log/summary.txt" || echo "summary failed: see log/summary.txt" >&2
 cat "$results/summary.md" "$results/steps.tsv" >&2

@@ -91,3 +91,17 @@ tasks128 = read("rosetta-generate-tasks128.json")
 if tasks128:
     print(f"\nDecode, batch 1, with `CUBECL_WGPU_MAX_TASKS=128` (128 dispatches per submission, default 32): "
           f"{fmt(by_batch(tasks128, 'decode_tokens_per_second', 1))} tokens/s, against {fmt(by_batch(generate, 'decode_tokens_per_second', 1))} above.")
+autotune = {kind: read(f"rosetta-autotune-{kind}.json") for kind in ("forward", "generate", "train")}
+if any(autotune.values()):
+    print("\nburn's kernel autotuning (`--features autotune`, a second binary), beside the build without it (f32):\n")
+    print("| measurement | with autotuning | without | ratio |")
+    print("|---|---|---|---|")
+    for batch in batches:
+        rows = [("forward", autotune["forward"], forward, "tokens_per_second")]
+        rows += [(phase, autotune["generate"], generate, f"{phase}_tokens_per_second") for phase in ("prefill", "decode")]
+        for label, tuned, plain, key in rows:
+            a, b = by_batch(tuned, key, batch), by_batch(plain, key, batch)
+            print(f"| {label}, batch {batch} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+    tuned_train = next((r["rosetta"]["tokens_per_second"] for r in (autotune["train"] or {}).get("results", []) if r.get("rosetta")), None)
+    plain_train = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == "full" and r.get("rosetta")), None)
+    print(f"| train full | {fmt(tuned_train)} | {fmt(plain_train)} | {ratio(tuned_train, plain_train)} |")
