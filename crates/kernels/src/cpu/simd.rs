@@ -1,8 +1,8 @@
 //! Function multiversioning for the element-wise loops of the CPU kernels. The release build
 //! targets baseline x86-64 (SSE2) so that one binary runs on any x86-64 machine; a loop the
 //! compiler vectorises then uses 4-wide SSE. [`vectorized!`] compiles the same body twice more,
-//! for AVX-512 and for AVX2 + FMA, and picks one at run time (`is_x86_feature_detected!` is a
-//! cached load). The body is one Rust function: every variant computes the same values, bit for
+//! for AVX-512 and for AVX2 + FMA, and picks one at run time (the CPU's features are checked once,
+//! `level`). The body is one Rust function: every variant computes the same values, bit for
 //! bit (Rust never contracts `a * b + c` into an FMA on its own), so results do not depend on
 //! the CPU.
 

@@ -148,7 +148,8 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
             }
         }
     }
-    if any_packed && rosetta_kernels::is_wgpu(&device) {
+    let on_gpu = rosetta_kernels::is_wgpu(&device);
+    if any_packed && on_gpu {
         return weights.iter().map(|w| device_forward(*w, x.clone())).collect();
     }
     let route = CpuRoute::for_rows(b * s);
@@ -159,19 +160,22 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
     // route every plain f32 dense one whose rows are whole 32-value blocks, as the panels need
     // (a LoRA-adapted weight keeps its low-rank path).
     #[cfg(target_arch = "x86_64")]
-    let dense_on_route = dense_in_bf16 && matches!(route, CpuRoute::Bf16(_)) && k.is_multiple_of(32) && !rosetta_kernels::is_wgpu(&device);
+    let dense_on_route = dense_in_bf16 && matches!(route, CpuRoute::Bf16(_)) && k.is_multiple_of(32) && !on_gpu;
     #[cfg(not(target_arch = "x86_64"))]
     let dense_on_route = {
         let _ = dense_in_bf16;
         false
     };
-    let on_route = |w: &Weights<'_>| match w {
-        Weights::Packed(_) => true,
-        Weights::Dense(linear) => {
-            dense_on_route && linear.weight.adapter().is_none() && linear.weight.val().dtype() == burn::tensor::DType::F32
-        }
-    };
-    let mut routed_out = if weights.iter().any(on_route) {
+    let on_route: Vec<bool> = weights
+        .iter()
+        .map(|w| match w {
+            Weights::Packed(_) => true,
+            Weights::Dense(linear) => {
+                dense_on_route && linear.weight.adapter().is_none() && linear.weight.val().dtype() == burn::tensor::DType::F32
+            }
+        })
+        .collect();
+    let mut routed_out = if on_route.contains(&true) {
         let values = host_values(x.clone())?;
         let products = match route {
             CpuRoute::Integer => {
@@ -188,16 +192,18 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
                 // which this reads without a copy.
                 let dense_values: Vec<Option<Vec<f32>>> = weights
                     .iter()
-                    .map(|w| match w {
-                        Weights::Dense(linear) if on_route(w) => host_values(linear.weight.val().transpose()).map(Some),
+                    .zip(&on_route)
+                    .map(|(w, &routed)| match w {
+                        Weights::Dense(linear) if routed => host_values(linear.weight.val().transpose()).map(Some),
                         _ => Ok(None),
                     })
                     .collect::<Result<_>>()?;
                 let routed: Vec<Bf16Weight<'_>> = weights
                     .iter()
                     .zip(&dense_values)
-                    .filter(|(w, _)| on_route(w))
-                    .map(|(w, dense)| match (w, dense) {
+                    .zip(&on_route)
+                    .filter(|(_, routed)| **routed)
+                    .map(|((w, dense), _)| match (w, dense) {
                         (Weights::Packed(p), _) => Bf16Weight::Packed(&p.weight),
                         (Weights::Dense(linear), Some(values)) => {
                             let [d_in, d_out] = linear.weight.val().dims();
@@ -215,17 +221,16 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
         Vec::new().into_iter()
     };
     let mut out = Vec::with_capacity(weights.len());
-    for w in weights {
-        if !on_route(w) {
+    for (w, &routed) in weights.iter().zip(&on_route) {
+        if !routed {
             let Weights::Dense(linear) = w else { unreachable!("packed weights are always on the route") };
             out.push(dense_forward(linear, x.clone())?);
             continue;
         }
-        let y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
+        let mut y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
         match w {
             Weights::Packed(packed) => {
                 let n = packed.weight.rows();
-                let mut y = y;
                 if let Some(bias) = &packed.bias {
                     for row in y.chunks_exact_mut(n) {
                         row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
