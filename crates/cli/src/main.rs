@@ -4,6 +4,7 @@
 //! SmolLM2-135M-Instruct) and `--device cpu|wgpu|cuda`. Errors are reported once, here, with
 //! their causes; the exit code is 1 for failures and 2 for usage errors (clap).
 
+mod allocator;
 mod commands;
 mod model_args;
 mod output;
@@ -59,6 +60,7 @@ enum Command {
 }
 
 fn main() {
+    allocator::keep_freed_buffers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
