@@ -9,6 +9,7 @@ mod commands;
 mod model_args;
 mod output;
 mod static_server;
+mod threads;
 
 use clap::{Parser, Subcommand};
 
@@ -62,7 +63,7 @@ enum Command {
 fn main() {
     allocator::keep_freed_buffers();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = threads::on_compute_pool(|| match cli.command {
         Command::Info(args) => commands::info::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Score(args) => commands::score::run(args),
@@ -79,7 +80,7 @@ fn main() {
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
-    };
+    });
     if let Err(error) = result {
         eprintln!("error: {error}");
         for cause in error.chain().skip(1) {
