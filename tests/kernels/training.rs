@@ -281,8 +281,10 @@ fn fused_rms_norm_matches_the_reference_in_values_and_gradients() {
 
 #[test]
 fn fused_linear_matches_the_reference_in_values_and_gradients() {
-    use rosetta_kernels::linear::{Lora, fused_linear, linear, linear_reference};
+    use rosetta_kernels::linear::{Lora, Products, fused_linear, linear, linear_reference};
     type LinearFn = fn(Tensor<2>, Tensor<2>, Option<Tensor<1>>, Option<Lora>) -> rosetta_kernels::Result<Tensor<2>>;
+    let fused_linear: LinearFn = |x, w, bias, lora| fused_linear(x, w, bias, lora, Products::F32);
+    let linear: LinearFn = |x, w, bias, lora| linear(x, w, bias, lora, Products::F32);
     let (n, d_in, d_out, r) = (37, 24, 19, 3);
     // (LoRA branch, base weight trains, bias)
     for (with_lora, base_trains, with_bias) in [(false, true, false), (false, true, true), (true, false, false), (true, true, true)] {
@@ -320,6 +322,55 @@ fn fused_linear_matches_the_reference_in_values_and_gradients() {
     let bad = Lora { a: random([4, 2], 3, &device), b: random([3, 3], 4, &device), scale: 1.0 };
     let err = linear(random([2, 4], 1, &device), random([4, 3], 2, &device), None, Some(bad)).unwrap_err().to_string();
     assert!(err.contains("do not fit"), "{err}");
+}
+
+/// `Products::Bf16`: the weight's products (`x·W` forward, `g·Wᵀ` for ∂x, `xᵀ·g` for ∂W) on the
+/// bf16 route.
+/// On operands that bf16 holds exactly (multiples of 1/64 in [-2, 2], times the test's 1.5 still
+/// exact) the products are exact and only the f32 sums' order differs from the f32 reference;
+/// on general values they stay within bf16's rounding. Shapes with whole 32-value blocks in both
+/// summed dimensions (d_in for `x·W`, d_out for `g·Wᵀ`) and rows that leave strip remainders.
+#[test]
+fn bf16_products_match_the_reference() {
+    use rosetta_kernels::linear::{Lora, Products, fused_linear, linear_reference};
+    if !Products::bf16_available() {
+        eprintln!("this CPU has no AVX-512 BF16: Products::Bf16 runs in f32 here, as the f32 test checks");
+        return;
+    }
+    // 64 rows: ∂W sums over the rows, which must be whole 32-value blocks too.
+    let (n, d_in, d_out, r) = (64, 64, 96, 4);
+    let on_grid = |t: Tensor<2>| t.mul_scalar(32.0).round().clamp(-64.0, 64.0).div_scalar(64.0);
+    for (grid, tolerance) in [(true, 1e-5), (false, 2e-2)] {
+        for with_lora in [false, true] {
+            let run = |products: Option<Products>| {
+                let device = Device::flex().autodiff();
+                let shape = |t: Tensor<2>| if grid { on_grid(t) } else { t };
+                let x = shape(random([n, d_in], 51, &device)).require_grad();
+                let w = shape(random([d_in, d_out], 52, &device)).require_grad();
+                let (a, b) = (random([d_in, r], 53, &device).require_grad(), random([r, d_out], 54, &device).require_grad());
+                let lora = with_lora.then(|| Lora { a: a.clone(), b: b.clone(), scale: 0.5 });
+                let input = x.clone().mul_scalar(1.5);
+                let out = match products {
+                    Some(p) => fused_linear(input, w.clone(), None, lora, p),
+                    None => linear_reference(input, w.clone(), None, lora),
+                }
+                .unwrap();
+                let upstream = shape(random([n, d_out], 55, &device));
+                let grads = (out.clone() * upstream).sum().backward();
+                (values(out), x.grad(&grads).map(values), w.grad(&grads).map(values))
+            };
+            let name = format!("bf16 products, {} operands, LoRA {with_lora}", if grid { "bf16-exact" } else { "general" });
+            let ((out, dx, dw), (ref_out, ref_dx, ref_dw)) = (run(Some(Products::Bf16)), run(None));
+            assert_close(&format!("{name}: output"), &out, &ref_out, tolerance);
+            assert_close(&format!("{name}: ∂x"), &dx.unwrap(), &ref_dx.unwrap(), tolerance);
+            assert_close(&format!("{name}: ∂W"), &dw.unwrap(), &ref_dw.unwrap(), tolerance);
+            if !grid && !with_lora {
+                // Not the f32 path under another name: general values do round.
+                let (f32_out, ..) = run(Some(Products::F32));
+                assert_ne!(out, f32_out, "{name}: the bf16 products equal the f32 ones bit for bit");
+            }
+        }
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use burn::prelude::*;
 use burn::tensor::module::linear as burn_linear;
 
+pub use crate::cpu::linear::Products;
 use crate::error::{Result, shape_error};
 
 /// The trainable low-rank factors of a LoRA-adapted weight.
@@ -65,8 +66,15 @@ pub fn linear_reference(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lor
     })
 }
 
-/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
-pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
+/// Whether a training step on `device` can take [`Products::Bf16`] in bf16: the fused kernel runs
+/// there (the CPU backend) and the CPU has AVX-512 BF16.
+pub fn bf16_products_on(device: &Device) -> bool {
+    crate::fused_cpu_supports(device, &[burn::tensor::DType::F32]) && Products::bf16_available()
+}
+
+/// The fused CPU kernel, its weight products in `products`. An error off the CPU backend and for
+/// non-f32 tensors.
+pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>, products: Products) -> Result<Tensor<2>> {
     check(&x, &w, bias.as_ref(), lora.as_ref())?;
     let dtypes = dtypes(&x, &w, bias.as_ref(), lora.as_ref());
     if !crate::fused_cpu_supports(&x.device(), &dtypes) {
@@ -75,8 +83,8 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
     #[cfg(feature = "flex")]
     {
         let y = match lora {
-            None => crate::flex::linear::linear(x, w),
-            Some(l) => crate::flex::linear::lora_linear(x, w, l.a, l.b, l.scale as f32),
+            None => crate::flex::linear::linear(x, w, products),
+            Some(l) => crate::flex::linear::lora_linear(x, w, l.a, l.b, l.scale as f32, products),
         };
         Ok(match bias {
             Some(b) => y + b.unsqueeze(),
@@ -85,16 +93,17 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (w, bias, lora);
+        let _ = (w, bias, lora, products);
         Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()))
     }
 }
 
-/// A dense projection: fused when training on the CPU backend, the reference elsewhere.
-pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>) -> Result<Tensor<2>> {
+/// A dense projection: fused when training on the CPU backend (its weight products in
+/// `products`), the reference elsewhere (where `products` does not apply: f32 everywhere).
+pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>, products: Products) -> Result<Tensor<2>> {
     let dtypes = dtypes(&x, &w, bias.as_ref(), lora.as_ref());
     if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &dtypes) {
-        return fused_linear(x, w, bias, lora);
+        return fused_linear(x, w, bias, lora, products);
     }
     linear_reference(x, w, bias, lora)
 }

@@ -16,6 +16,8 @@ pub(crate) struct PassState<'a> {
     pub sin: Tensor<4>,
     /// `[batch, 1, seq, kv_len]`, `true` = may not attend. `None` means plain causal attention.
     pub attention_mask: Option<Tensor<4, Bool>>,
+    /// The model's dense projections' weight products ([`crate::CausalLm::with_dense_products`]).
+    pub dense_products: rosetta_kernels::linear::Products,
 }
 
 impl PassState<'_> {

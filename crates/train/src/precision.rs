@@ -10,6 +10,14 @@
 //! head casts back to f32 (`CausalLm::head_loss`): the log-sum-exp over the vocabulary and the
 //! sums of the loss never run in the narrow type.
 //!
+//! **On the CPU backend, bf16 is bf16 products.** Where the CPU has AVX-512 BF16, the compute
+//! copy keeps f32 tensors and multiplies its dense projections' weight products (`x·W` and the
+//! input gradient `g·Wᵀ`, most of a step's FLOPs) with operands rounded to bf16 and f32 sums
+//! (`rosetta_kernels::linear::Products::Bf16`) — what oneDNN's bf16 math mode does for PyTorch
+//! on such CPUs. burn's CPU ops on bf16 tensors ran the whole step at 0.39× PyTorch
+//! (`reports/training/bench-train-bf16.json`). Everything else (norms, attention, the loss, the
+//! weight gradients) stays f32 there. CPUs without BF16 and the GPU backends cast as above.
+//!
 //! f16 has five exponent bits: small gradients flush to zero. [`LossScale`] multiplies the loss
 //! before backward and divides the gradients after (dynamic loss scaling): a step whose scaled
 //! gradients overflow is skipped and the scale halved; after [`LossScale::GROWTH_INTERVAL`] good
@@ -24,6 +32,8 @@ use rosetta_model::burn::optim::GradientsParams;
 use rosetta_model::burn::prelude::*;
 use rosetta_model::burn::tensor::{DType, FloatDType};
 use serde::{Deserialize, Serialize};
+
+use rosetta_model::Products;
 
 /// The precision a training step computes in (`[optim] precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,6 +88,9 @@ impl TrainPrecision {
     /// f32 model's gradients and the optimizer's state line up as in an f32 run.
     pub fn compute_model(self, model: &CausalLm) -> Cow<'_, CausalLm> {
         let Some(dtype) = self.dtype() else { return Cow::Borrowed(model) };
+        if self == TrainPrecision::Bf16 && rosetta_model::bf16_products_on(&model.device()) {
+            return Cow::Owned(model.clone().with_dense_products(Products::Bf16));
+        }
         struct CastTo(FloatDType);
         impl ModuleMapper for CastTo {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -223,6 +236,23 @@ mod tests {
         let mut dtypes = Dtypes(Vec::new());
         model.visit(&mut dtypes);
         assert!(!dtypes.0.is_empty() && dtypes.0.iter().all(|d| *d == DType::F32), "master weights must stay f32: {:?}", dtypes.0);
+    }
+
+    /// On a CPU with AVX-512 BF16 the bf16 compute copy is the f32 model with bf16 weight
+    /// products (no cast); elsewhere a cast copy. Either way it is not the f32 model itself.
+    #[test]
+    fn the_cpu_computes_bf16_as_bf16_products() {
+        let model = tiny();
+        let compute = TrainPrecision::Bf16.compute_model(&model);
+        let first_weight = |m: &CausalLm| m.layers[0].self_attn.q_proj.as_ref().map(|l| l.weight.val().dtype());
+        if Products::bf16_available() {
+            assert_eq!(compute.dense_products(), Products::Bf16);
+            assert_eq!(first_weight(&compute), Some(DType::F32), "bf16 products keep f32 tensors");
+        } else {
+            assert_eq!(compute.dense_products(), Products::F32);
+            assert_eq!(first_weight(&compute), Some(DType::BF16), "without AVX-512 BF16 the copy is cast");
+        }
+        assert_eq!(TrainPrecision::F32.compute_model(&model).dense_products(), Products::F32);
     }
 
     #[test]

@@ -61,6 +61,12 @@ impl<'a> MatRef<'a> {
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
+
+    /// The values as a dense row-major slice, when the view is one (not a transpose or a stride).
+    pub fn as_row_major(&self) -> Option<&'a [f32]> {
+        let dense = self.col_stride == 1 && (self.row_stride == self.cols || self.rows <= 1);
+        dense.then(|| &self.data[..self.rows * self.cols])
+    }
 }
 
 /// A writable dense row-major `rows × cols` matrix.

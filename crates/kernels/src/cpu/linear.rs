@@ -2,8 +2,87 @@
 //! its gradients, on host slices. Each product accumulates into one output (`dst +=`), so the
 //! LoRA branch costs two thin GEMMs and no elementwise pass over `[rows, d_out]`, and an output is
 //! allocated once (burn's CPU matmul allocates, zeroes and then copies every output to align it).
+//!
+//! With [`Products::Bf16`] the three wide products — `x·W`, `∂x = g·Wᵀ` and `∂W = xᵀ·g` — run on
+//! the bf16 route of the quantized kernels (`crate::quant::bf16`: operands rounded to bf16, f32
+//! sums, twice an f32 FMA's multiply-adds per instruction), reading every operand in place in
+//! the orientation it has. The thin LoRA products stay f32, as do all outputs.
 
 use super::gemm::{MatMut, MatRef, Threads, gemm};
+
+/// How the products of a projection that read its weight multiply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Products {
+    /// f32 GEMM: the reference.
+    #[default]
+    F32,
+    /// Operands rounded to bf16, sums in f32, where the CPU has AVX-512 BF16 and the summed
+    /// dimension (`d_in`, `d_out`, the rows for `∂W`) is whole 32-value blocks; f32 GEMM otherwise (the same call, so a caller never
+    /// has to ask). What a CPU training step in `precision = "bf16"` uses.
+    Bf16,
+}
+
+impl Products {
+    /// Whether [`Products::Bf16`] runs in bf16 on this CPU (else it falls back to f32).
+    pub fn bf16_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return crate::quant::bf16::Bf16Route::detect().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+}
+
+/// `∂W = xᵀ·g` on the bf16 route: the strips read `x` (`[rows, d_in]`) input-major and the
+/// panels read `g` (`[rows, d_out]`) input-major, both in place; the summed dimension is the rows.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn bf16_weight_gradient(products: Products, x: MatRef<'_>, g: MatRef<'_>) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::bf16::{Bf16Route, Bf16Weight};
+        if products != Products::Bf16 {
+            return None;
+        }
+        let route = Bf16Route::detect()?;
+        let ((rows, d_in), (_, d_out)) = (x.shape(), g.shape());
+        let (x, g) = (x.as_row_major()?, g.as_row_major()?);
+        if !rows.is_multiple_of(32) {
+            return None;
+        }
+        route.matmul_many_input_major(&[Bf16Weight::DenseInputMajor { values: g, rows: d_out, cols: rows }], x, d_in).ok()?.pop()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// `a · Wᵀ`-shaped products on the bf16 route: `a` is `[rows, k]` row-major; the weight is `W`
+/// itself (`[d_in, d_out]`) read input-major for `x·W`, or output-major for `g·Wᵀ`. `None` where
+/// the route does not apply (f32 asked, no AVX-512 BF16, a strided view, `k` not whole blocks).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn bf16_product(products: Products, a: MatRef<'_>, w: MatRef<'_>, transposed_w: bool) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::bf16::{Bf16Route, Bf16Weight};
+        if products != Products::Bf16 {
+            return None;
+        }
+        let route = Bf16Route::detect()?;
+        let ((rows, k), (d_in, d_out)) = (a.shape(), w.shape());
+        let (a, values) = (a.as_row_major()?, w.as_row_major()?);
+        if !k.is_multiple_of(32) {
+            return None;
+        }
+        let weight = if transposed_w {
+            // g·Wᵀ: W's rows are the outputs.
+            Bf16Weight::Dense { values, rows: d_in, cols: d_out }
+        } else {
+            // x·W: W's columns are the outputs.
+            Bf16Weight::DenseInputMajor { values, rows: d_out, cols: d_in }
+        };
+        route.matmul_many(&[weight], a, rows).ok()?.pop()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
 
 /// The LoRA factors of one projection: `a: [d_in, r]`, `b: [r, d_out]`, scale `s`.
 #[derive(Clone, Copy, Debug)]
@@ -15,10 +94,13 @@ pub struct LoraFactors<'a> {
 
 /// `x·W (+ s·(x·A)·B)`, `[rows, d_out]`, and `x·A` (`[rows, r]`, kept for backward) when there
 /// is a LoRA branch. The caller checks the shapes.
-pub fn linear_forward(x: MatRef<'_>, w: MatRef<'_>, lora: Option<LoraFactors<'_>>) -> (Vec<f32>, Option<Vec<f32>>) {
+pub fn linear_forward(x: MatRef<'_>, w: MatRef<'_>, lora: Option<LoraFactors<'_>>, products: Products) -> (Vec<f32>, Option<Vec<f32>>) {
     let ((n, _), (_, d_out)) = (x.shape(), w.shape());
-    let mut y = vec![0.0f32; n * d_out];
-    gemm(MatMut::row_major(&mut y, n, d_out), x, w, 1.0, false, Threads::Pool);
+    let mut y = bf16_product(products, x, w, false).unwrap_or_else(|| {
+        let mut y = vec![0.0f32; n * d_out];
+        gemm(MatMut::row_major(&mut y, n, d_out), x, w, 1.0, false, Threads::Pool);
+        y
+    });
     let xa = lora.map(|f| {
         let r = f.a.shape().1;
         let mut xa = vec![0.0f32; n * r];
@@ -54,18 +136,23 @@ pub fn linear_backward(
     lora: Option<(LoraFactors<'_>, &[f32])>,
     grad_y: MatRef<'_>,
     wanted: Wanted,
+    products: Products,
 ) -> LinearGrads {
     let ((n, d_in), (_, d_out)) = (x.shape(), w.shape());
     let mut grads = LinearGrads::default();
     if wanted.w {
-        let mut dw = vec![0.0f32; d_in * d_out];
-        gemm(MatMut::row_major(&mut dw, d_in, d_out), x.t(), grad_y, 1.0, false, Threads::Pool);
-        grads.w = Some(dw);
+        grads.w = Some(bf16_weight_gradient(products, x, grad_y).unwrap_or_else(|| {
+            let mut dw = vec![0.0f32; d_in * d_out];
+            gemm(MatMut::row_major(&mut dw, d_in, d_out), x.t(), grad_y, 1.0, false, Threads::Pool);
+            dw
+        }));
     }
     let mut dx = wanted.x.then(|| {
-        let mut dx = vec![0.0f32; n * d_in];
-        gemm(MatMut::row_major(&mut dx, n, d_in), grad_y, w.t(), 1.0, false, Threads::Pool);
-        dx
+        bf16_product(products, grad_y, w, true).unwrap_or_else(|| {
+            let mut dx = vec![0.0f32; n * d_in];
+            gemm(MatMut::row_major(&mut dx, n, d_in), grad_y, w.t(), 1.0, false, Threads::Pool);
+            dx
+        })
     });
     if let Some((f, xa)) = lora {
         let r = f.a.shape().1;

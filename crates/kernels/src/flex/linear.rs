@@ -13,12 +13,12 @@ use burn::prelude::*;
 
 use super::{dense, tensor, values};
 use crate::cpu::gemm::MatRef;
-use crate::cpu::linear::{LinearGrads, LoraFactors, Wanted, linear_backward, linear_forward};
+use crate::cpu::linear::{LinearGrads, LoraFactors, Products, Wanted, linear_backward, linear_forward};
 
 #[backend_extension(Autodiff, Flex)]
 pub trait FusedLinearBackend: Backend {
     /// `x·w`, `x: [rows, d_in]`, `w: [d_in, d_out]`.
-    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>, products: Products) -> FloatTensor<Self>;
     /// `x·w + scale·(x·a)·b`, `a: [d_in, r]`, `b: [r, d_out]`.
     fn fused_lora_linear(
         x: FloatTensor<Self>,
@@ -26,6 +26,7 @@ pub trait FusedLinearBackend: Backend {
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
         scale: f32,
+        products: Products,
     ) -> FloatTensor<Self>;
 }
 
@@ -40,15 +41,15 @@ fn rows_cols(x: &FlexTensor, w: &FlexTensor) -> [usize; 2] {
 }
 
 impl FusedLinearBackend for Flex {
-    fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+    fn fused_linear(x: FlexTensor, w: FlexTensor, products: Products) -> FlexTensor {
         let (x, w) = (dense(&x), dense(&w));
-        tensor(linear_forward(mat(&x), mat(&w), None).0, &rows_cols(&x, &w))
+        tensor(linear_forward(mat(&x), mat(&w), None, products).0, &rows_cols(&x, &w))
     }
 
-    fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32) -> FlexTensor {
+    fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32, products: Products) -> FlexTensor {
         let (x, w, a, b) = (dense(&x), dense(&w), dense(&a), dense(&b));
         let lora = LoraFactors { a: mat(&a), b: mat(&b), scale };
-        tensor(linear_forward(mat(&x), mat(&w), Some(lora)).0, &rows_cols(&x, &w))
+        tensor(linear_forward(mat(&x), mat(&w), Some(lora), products).0, &rows_cols(&x, &w))
     }
 }
 
@@ -58,6 +59,8 @@ struct Saved {
     w: FlexTensor,
     /// `a`, `b`, `x·a` and the scale of a LoRA branch.
     lora: Option<(FlexTensor, FlexTensor, FlexTensor, f32)>,
+    /// The forward's products, which the backward's `g·Wᵀ` repeats.
+    products: Products,
 }
 
 fn register(grads: &mut Gradients, node: Option<NodeId>, grad: Option<Vec<f32>>, like: &FlexTensor) {
@@ -68,7 +71,7 @@ fn register(grads: &mut Gradients, node: Option<NodeId>, grad: Option<Vec<f32>>,
 
 fn backward_of(s: &Saved, upstream: &FlexTensor, wanted: Wanted) -> LinearGrads {
     let lora = s.lora.as_ref().map(|(a, b, xa, scale)| (LoraFactors { a: mat(a), b: mat(b), scale: *scale }, values(xa)));
-    linear_backward(mat(&s.x), mat(&s.w), lora, mat(upstream), wanted)
+    linear_backward(mat(&s.x), mat(&s.w), lora, mat(upstream), wanted, s.products)
 }
 
 #[derive(Debug)]
@@ -109,13 +112,13 @@ impl Backward<Flex, 4> for LoraLinearBackward {
 }
 
 impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
-    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>, products: Products) -> FloatTensor<Self> {
         let (x, x_guard) = x.into_parts();
         let (w, w_guard) = w.into_parts();
         let (x, w) = (dense(&x), dense(&w));
-        let y = tensor(linear_forward(mat(&x), mat(&w), None).0, &rows_cols(&x, &w));
+        let y = tensor(linear_forward(mat(&x), mat(&w), None, products).0, &rows_cols(&x, &w));
         match LinearBackward.prepare::<C>([x_guard, w_guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { x, w, lora: None }, y),
+            OpsKind::Tracked(prep) => prep.finish(Saved { x, w, lora: None, products }, y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -126,18 +129,19 @@ impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
         scale: f32,
+        products: Products,
     ) -> FloatTensor<Self> {
         let (x, x_guard) = x.into_parts();
         let (w, w_guard) = w.into_parts();
         let (a, a_guard) = a.into_parts();
         let (b, b_guard) = b.into_parts();
         let (x, w, a, b) = (dense(&x), dense(&w), dense(&a), dense(&b));
-        let (y, xa) = linear_forward(mat(&x), mat(&w), Some(LoraFactors { a: mat(&a), b: mat(&b), scale }));
+        let (y, xa) = linear_forward(mat(&x), mat(&w), Some(LoraFactors { a: mat(&a), b: mat(&b), scale }), products);
         let y = tensor(y, &rows_cols(&x, &w));
         match LoraLinearBackward.prepare::<C>([x_guard, w_guard, a_guard, b_guard]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let xa = tensor(xa.unwrap_or_default(), &[x.shape().dims::<2>()[0], a.shape().dims::<2>()[1]]);
-                prep.finish(Saved { x, w, lora: Some((a, b, xa, scale)) }, y)
+                prep.finish(Saved { x, w, lora: Some((a, b, xa, scale)), products }, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
@@ -145,18 +149,19 @@ impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
 }
 
 /// `x·w` through the fused op (CPU backend only; the public function checked everything).
-pub(crate) fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as FusedLinearBackend>::fused_linear(x.into_dispatch(), w.into_dispatch()))
+pub(crate) fn linear(x: Tensor<2>, w: Tensor<2>, products: Products) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedLinearBackend>::fused_linear(x.into_dispatch(), w.into_dispatch(), products))
 }
 
 /// `x·w + scale·(x·a)·b` through the fused op (as [`linear`]).
-pub(crate) fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f32) -> Tensor<2> {
+pub(crate) fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f32, products: Products) -> Tensor<2> {
     let out = <Dispatch as FusedLinearBackend>::fused_lora_linear(
         x.into_dispatch(),
         w.into_dispatch(),
         a.into_dispatch(),
         b.into_dispatch(),
         scale,
+        products,
     );
     Tensor::from_dispatch(out)
 }

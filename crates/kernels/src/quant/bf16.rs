@@ -38,20 +38,33 @@ pub const STRIP: usize = 12;
 /// Bytes of bf16 panels a task keeps hot (a share of a core's L2).
 const PANEL_GROUP_BYTES: usize = 256 * 1024;
 
-/// The bf16 route on a CPU that has it (AVX-512 F and BF16).
+/// The bf16 route on a CPU that has it (AVX-512 F, BW and BF16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bf16Route(());
 
 impl Bf16Route {
     pub fn detect() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")).then_some(Bf16Route(()))
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16"))
+            .then_some(Bf16Route(()))
     }
 
     /// `x · Wᵢᵀ` for weights that read the same activations (q/k/v, gate/up): `x` is `[m, cols]`
     /// row-major, rounded to bf16 once; each result `[m, rowsᵢ]`.
     pub fn matmul_many(self, weights: &[Bf16Weight<'_>], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        self.multiply(weights, Activations::RowMajor(x), m)
+    }
+
+    /// As [`Self::matmul_many`] with the activations given input-major: `x_t` is `[cols, m]`
+    /// row-major, the transpose of the usual `x` (a weight gradient `xᵀ·g` reads the layer's
+    /// inputs this way), packed without a transpose.
+    pub fn matmul_many_input_major(self, weights: &[Bf16Weight<'_>], x_t: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        self.multiply(weights, Activations::InputMajor(x_t), m)
+    }
+
+    fn multiply(self, weights: &[Bf16Weight<'_>], activations: Activations<'_>, m: usize) -> Result<Vec<Vec<f32>>> {
+        let (Activations::RowMajor(x) | Activations::InputMajor(x)) = activations;
         for w in weights {
-            if let Bf16Weight::Dense { values, rows, cols } = w
+            if let Bf16Weight::Dense { values, rows, cols } | Bf16Weight::DenseInputMajor { values, rows, cols } = w
                 && rows.checked_mul(*cols) != Some(values.len())
             {
                 return Err(KernelError::Shape {
@@ -83,7 +96,10 @@ impl Bf16Route {
         // cover the `m` rows and their panels each weight's rows), and zeroing a scoring batch's
         // logits (200 MB at 8 × 128 tokens) was 6 % of its forward.
         let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| Vec::with_capacity(m * w.rows())).collect();
-        let strips = Strips::pack(x, m, k);
+        let strips = match activations {
+            Activations::RowMajor(x) => Strips::pack(x, m, k),
+            Activations::InputMajor(x_t) => Strips::pack_input_major(x_t, m, k),
+        };
         let pairs = k / 2;
         let group = (PANEL_GROUP_BYTES / (PANEL * pairs * 4)).max(1);
         let panel_groups: Vec<(usize, Range<usize>)> = weights
@@ -185,9 +201,33 @@ impl Strips {
         Strips { count, pairs, words }
     }
 
+    /// The same strips from `x_t`, `[k, m]` row-major: strip `s`'s word for pair `p` and row `r`
+    /// joins `x_t[2p][12s + r]` and `x_t[2p + 1][12s + r]`, as [`zip_pairs`] joins a panel's.
+    fn pack_input_major(x_t: &[f32], m: usize, k: usize) -> Self {
+        let pairs = k / 2;
+        let count = m.div_ceil(STRIP);
+        let mut words = vec![0u32; count * pairs * STRIP];
+        for (s, strip) in words.chunks_exact_mut(pairs * STRIP).enumerate() {
+            let first = s * STRIP;
+            // SAFETY: as in `pack`; `x_t` is `[k, m]` (checked by `multiply`), the strip's rows
+            // `first..first + width` are columns of it, and the strip is `pairs · STRIP` words.
+            unsafe { zip_pairs(x_t, m, first, (m - first).min(STRIP), pairs, strip.as_mut_ptr(), STRIP) };
+        }
+        Strips { count, pairs, words }
+    }
+
     fn strip(&self, s: usize) -> &[u32] {
         &self.words[s * self.pairs * STRIP..(s + 1) * self.pairs * STRIP]
     }
+}
+
+/// The activations of one call, `m` rows of `cols` inputs.
+#[derive(Clone, Copy)]
+enum Activations<'a> {
+    /// `[m, cols]` row-major.
+    RowMajor(&'a [f32]),
+    /// `[cols, m]` row-major.
+    InputMajor(&'a [f32]),
 }
 
 /// A weight the bf16 route multiplies: `rows` outputs × `cols` inputs.
@@ -198,6 +238,9 @@ pub enum Bf16Weight<'a> {
     /// f32 values, `[rows, cols]` row-major (PyTorch's `Linear.weight` layout): a dense
     /// projection of an edited (pruned) quantized model, read in place.
     Dense { values: &'a [f32], rows: usize, cols: usize },
+    /// f32 values, `[cols, rows]` row-major — one row per *input* (burn's `Linear` layout,
+    /// `[d_in, d_out]`): a training step's projection, read in place with no transpose.
+    DenseInputMajor { values: &'a [f32], rows: usize, cols: usize },
 }
 
 impl<'a> From<&'a PackedMatrix> for Bf16Weight<'a> {
@@ -210,22 +253,23 @@ impl Bf16Weight<'_> {
     pub fn rows(&self) -> usize {
         match self {
             Bf16Weight::Packed(w) => w.rows(),
-            Bf16Weight::Dense { rows, .. } => *rows,
+            Bf16Weight::Dense { rows, .. } | Bf16Weight::DenseInputMajor { rows, .. } => *rows,
         }
     }
 
     pub fn cols(&self) -> usize {
         match self {
             Bf16Weight::Packed(w) => w.cols(),
-            Bf16Weight::Dense { cols, .. } => *cols,
+            Bf16Weight::Dense { cols, .. } | Bf16Weight::DenseInputMajor { cols, .. } => *cols,
         }
     }
 
-    /// Weight rows `range` as f32, `[range.len(), cols]` row-major.
+    /// Weight rows `range` as f32, `[range.len(), cols]` row-major (the output-major layouts).
     fn rows_f32(&self, range: Range<usize>) -> Cow<'_, [f32]> {
         match self {
             Bf16Weight::Packed(w) => Cow::Owned(w.dequantize_rows(range)),
             Bf16Weight::Dense { values, cols, .. } => Cow::Borrowed(&values[range.start * cols..range.end * cols]),
+            Bf16Weight::DenseInputMajor { .. } => unreachable!("input-major weights are packed by `zip_pairs`"),
         }
     }
 }
@@ -246,6 +290,13 @@ fn pack_panels(w: &Bf16Weight<'_>, rows: Range<usize>) -> Vec<u32> {
     unsafe { std::ptr::write_bytes(out.add(full_words), 0, len - full_words) };
     for p in 0..len / panel_words {
         let first = rows.start + p * PANEL;
+        if let Bf16Weight::DenseInputMajor { values, rows: n, .. } = *w {
+            let width = (rows.end - first).min(PANEL);
+            // SAFETY: as in `Strips::pack`; `values` is `[k, n]` (checked by `matmul_many`) and
+            // columns `first..first + width` lie inside its rows; panel `p` is inside the capacity.
+            unsafe { zip_pairs(values, n, first, width, pairs, out.add(p * panel_words), PANEL) };
+            continue;
+        }
         for half in 0..2 {
             let start = (first + half * 16).min(rows.end);
             let end = (start + 16).min(rows.end);
@@ -288,6 +339,47 @@ unsafe fn interleave(rows: &[&[f32]], pairs: usize, out: *mut u32, out_len: usiz
         for (i, column) in columns.iter().enumerate() {
             // SAFETY: pair p0 + i < pairs; the lanes written end within `out` (asserted).
             unsafe { _mm512_mask_storeu_epi32(out.add((p0 + i) * stride + offset).cast(), lanes, *column) };
+        }
+    }
+}
+
+/// A panel (or strip) from an input-major matrix (`values` is `[pairs · 2, n]` row-major): for
+/// each input pair `p`, the `width` columns `first..` of rows `2p` and `2p + 1`, rounded to bf16
+/// by `vcvtne2ps2bf16` and interleaved into words (`2p` low, `2p + 1` high) by one 16-bit permute
+/// — no transpose, as the panel's rows are the matrix's columns — stored at
+/// `out[p · stride + lane]`. Only the `width` lanes are written (a short panel is zeroed first).
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and BF16; `out` is valid for writes of `pairs · stride` words;
+/// `width ≤ stride ≤ PANEL`, `first + width ≤ n` and `values.len() ≥ 2 · pairs · n`.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn zip_pairs(values: &[f32], n: usize, first: usize, width: usize, pairs: usize, out: *mut u32, stride: usize) {
+    assert!(width <= stride && stride <= PANEL && first + width <= n && values.len() >= 2 * pairs * n);
+    // 16-bit lane i of the result: even i from the low row's value i/2, odd from the high row's.
+    let order: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
+    // SAFETY: 64 bytes of plain lanes.
+    let order = unsafe { _mm512_loadu_si512(order.as_ptr().cast()) };
+    for half in 0..2 {
+        let lanes = width.saturating_sub(half * 16).min(16);
+        if lanes == 0 {
+            break;
+        }
+        let mask: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
+        let column = first + half * 16;
+        for p in 0..pairs {
+            // SAFETY: masked lanes read only columns `column..column + lanes` ≤ n of rows 2p and
+            // 2p + 1 < 2 · pairs (asserted); unread lanes are zeros.
+            let (low, high) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, values.as_ptr().add(2 * p * n + column)),
+                    _mm512_maskz_loadu_ps(mask, values.as_ptr().add((2 * p + 1) * n + column)),
+                )
+            };
+            // SAFETY: both are 64 bytes of plain lanes.
+            let both = unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low)) };
+            // SAFETY: the `lanes` words written end at p · stride + half · 16 + lanes ≤ p · stride
+            // + width ≤ pairs · stride.
+            unsafe { _mm512_mask_storeu_epi32(out.add(p * stride + half * 16).cast(), mask, _mm512_permutexvar_epi16(order, both)) };
         }
     }
 }
@@ -480,6 +572,51 @@ mod tests {
         assert_close(&out[1], &reference_matmul(&w, &x, m), "dense Q4_1 values");
         let short = Bf16Weight::Dense { values: &dense[1..], rows: n, cols: k };
         assert!(route.matmul_many(&[short], &x, m).unwrap_err().to_string().contains("outputs ×"));
+    }
+
+    /// A weight stored input-major (`[cols, rows]`, burn's `Linear` layout) gives exactly what
+    /// the same values stored output-major give: the panels hold the same bf16 words. Heights
+    /// that leave short panels and short halves (7, 70, 100).
+    #[test]
+    fn input_major_weights_equal_output_major_ones() {
+        let Some(route) = Bf16Route::detect() else {
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        for (m, n, k) in [(13, 7, 64), (50, 70, 96), (25, 100, 256)] {
+            let output_major = values(n * k, (m + n) as u32);
+            let input_major: Vec<f32> = (0..k * n).map(|i| output_major[(i % n) * k + i / n]).collect();
+            let x = values(m * k, 9);
+            let out = route
+                .matmul_many(
+                    &[
+                        Bf16Weight::Dense { values: &output_major, rows: n, cols: k },
+                        Bf16Weight::DenseInputMajor { values: &input_major, rows: n, cols: k },
+                    ],
+                    &x,
+                    m,
+                )
+                .unwrap();
+            assert_eq!(out[0], out[1], "{m}×{n}×{k}");
+        }
+    }
+
+    /// Activations given input-major (`[k, m]`, the transpose) give exactly what the same values
+    /// row-major give, for rows that leave a short strip (m = 13, 50).
+    #[test]
+    fn input_major_activations_equal_row_major_ones() {
+        let Some(route) = Bf16Route::detect() else {
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        for (m, n, k) in [(13, 7, 64), (50, 70, 96)] {
+            let w = values(n * k, 3);
+            let x = values(m * k, (m + k) as u32);
+            let x_t: Vec<f32> = (0..k * m).map(|i| x[(i % m) * k + i / m]).collect();
+            let weight = [Bf16Weight::Dense { values: &w, rows: n, cols: k }];
+            let row_major = route.matmul_many(&weight, &x, m).unwrap();
+            assert_eq!(route.matmul_many_input_major(&weight, &x_t, m).unwrap(), row_major, "{m}×{n}×{k}");
+        }
     }
 
     #[test]

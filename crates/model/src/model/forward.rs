@@ -287,7 +287,16 @@ impl CausalLm {
             !batch.all_valid() && (!interventions.feature_stats.is_empty() || interventions.capture.values().any(|p| *p == Pooling::Mean));
         let valid = need_valid.then(|| batch.valid_tensor(&device));
 
-        let mut state = PassState { interventions, trace, valid, valid_tokens: batch.valid_tokens(), cos, sin, attention_mask };
+        let mut state = PassState {
+            interventions,
+            trace,
+            valid,
+            valid_tokens: batch.valid_tokens(),
+            cos,
+            sin,
+            attention_mask,
+            dense_products: self.dense_products,
+        };
 
         let mut h = match input {
             Some(h) => h,

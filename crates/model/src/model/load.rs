@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use burn::prelude::*;
+use rosetta_kernels::linear::Products;
 use rosetta_kernels::quant::PackedMatrix;
 
 use super::CausalLm;
@@ -147,6 +148,7 @@ impl CausalLm {
             packed_head,
             config: config.clone(),
             rope: RotaryEmbedding::new(config),
+            dense_products: Products::F32,
         })
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
+use rosetta_kernels::linear::Products;
 
 use crate::config::ModelConfig;
 use crate::nn::attention::LayerCache;
@@ -45,6 +46,11 @@ pub struct CausalLm {
     config: ModelConfig,
     #[module(skip)]
     rope: RotaryEmbedding,
+    /// How the dense projections' weight products multiply under training on the CPU
+    /// (`rosetta_kernels::linear::Products`): f32 unless a training step's compute copy asks for
+    /// bf16 (`precision = "bf16"`, see `rosetta_train::precision`).
+    #[module(skip)]
+    dense_products: Products,
 }
 
 /// Keys and values of the positions processed so far, for incremental decoding.
@@ -78,6 +84,17 @@ impl KvCache {
 impl CausalLm {
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The same model with its dense projections' weight products in `products` (see the
+    /// field's docs); parameters are shared, not copied.
+    pub fn with_dense_products(mut self, products: Products) -> Self {
+        self.dense_products = products;
+        self
+    }
+
+    pub fn dense_products(&self) -> Products {
+        self.dense_products
     }
 
     pub fn device(&self) -> Device {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use burn::nn::Linear;
 use burn::prelude::*;
+use rosetta_kernels::linear::Products;
 use rosetta_kernels::quant::{DevicePackedMatrix, PackedMatrix, QuantizeTo, QuantizedRows, Tiles, matmul_many};
 
 use crate::error::{ModelError, Result};
@@ -132,7 +133,7 @@ impl<'a> Weights<'a> {
 ///
 /// # Shapes
 /// `x: [batch, seq, d_in] -> [batch, seq, d_out]` each.
-pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -> Result<Vec<Tensor<3>>> {
+pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, products: Products) -> Result<Vec<Tensor<3>>> {
     let [b, s, k] = x.dims();
     let device = x.device();
     let mut any_packed = false;
@@ -159,8 +160,9 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
     // Which weights the route multiplies: every packed one, and with `dense_in_bf16` on the bf16
     // route every plain f32 dense one whose rows are whole 32-value blocks, as the panels need
     // (a LoRA-adapted weight keeps its low-rank path).
+    // Never under autodiff: the route reads values back to the host, outside the graph.
     #[cfg(target_arch = "x86_64")]
-    let dense_on_route = dense_in_bf16 && matches!(route, CpuRoute::Bf16(_)) && k.is_multiple_of(32) && !on_gpu;
+    let dense_on_route = dense_in_bf16 && matches!(route, CpuRoute::Bf16(_)) && k.is_multiple_of(32) && !on_gpu && !device.is_autodiff();
     #[cfg(not(target_arch = "x86_64"))]
     let dense_on_route = {
         let _ = dense_in_bf16;
@@ -232,7 +234,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
         if !routed {
             let Weights::Dense(linear) = w else { unreachable!("packed weights are always on the route") };
             let x = x.clone().ok_or_else(|| ModelError::invalid("a dense projection's input was given to the route"))?;
-            out.push(dense_forward(linear, x)?);
+            out.push(dense_forward(linear, x, products)?);
             continue;
         }
         let mut y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
@@ -266,7 +268,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool) -
 /// of the frozen base — a third of a projection's training FLOPs. The rows of all sequences
 /// form one product: the GEMM packs the weight once, and backward forms the weight gradient in
 /// one product instead of one per sequence and a sum.
-fn dense_forward(linear: &Linear, x: Tensor<3>) -> Result<Tensor<3>> {
+fn dense_forward(linear: &Linear, x: Tensor<3>, products: Products) -> Result<Tensor<3>> {
     use rosetta_kernels::linear::{Lora, linear as project_rows};
     let [b, s, k] = x.dims();
     let bias = linear.bias.as_ref().map(|b| b.val());
@@ -274,7 +276,7 @@ fn dense_forward(linear: &Linear, x: Tensor<3>) -> Result<Tensor<3>> {
         None => (linear.weight.val(), None),
         Some(adapter) => (linear.weight.base(), Some(Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale })),
     };
-    let y = project_rows(x.reshape([b * s, k]), weight, bias, lora).map_err(|e| ModelError::invalid(e.to_string()))?;
+    let y = project_rows(x.reshape([b * s, k]), weight, bias, lora, products).map_err(|e| ModelError::invalid(e.to_string()))?;
     let n = y.dims()[1];
     Ok(y.reshape([b, s, n]))
 }
@@ -364,7 +366,8 @@ fn packed_rows_forward(
     product: impl FnOnce(&PackedLinear, Tensor<2>) -> Result<Tensor<2>>,
 ) -> Result<Tensor<3>> {
     let packed = match weights {
-        Weights::Dense(linear) => return dense_forward(linear, x),
+        // Inference beside packed weights (a model with packed weights does not train): f32.
+        Weights::Dense(linear) => return dense_forward(linear, x, Products::F32),
         Weights::Packed(packed) => packed,
     };
     let [b, s, k] = x.dims();
@@ -379,7 +382,7 @@ fn packed_rows_forward(
 
 /// One projection (see [`project_all`]).
 pub fn project(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
-    let mut out = project_all(&[weights], x, false)?;
+    let mut out = project_all(&[weights], x, false, Products::F32)?;
     out.pop().ok_or_else(|| ModelError::invalid("a projection produced no output"))
 }
 
@@ -432,7 +435,7 @@ pub(crate) fn run_projections<'a>(
             Weights::of(d, p)
         })
         .collect::<Result<Vec<_>>>()
-        .and_then(|w| project_all(&w, x, state.interventions.dense_in_bf16));
+        .and_then(|w| project_all(&w, x, state.interventions.dense_in_bf16, state.dense_products));
     match result {
         Ok(out) => out,
         Err(e) => {
