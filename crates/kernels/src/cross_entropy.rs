@@ -8,6 +8,7 @@
 
 use burn::prelude::*;
 
+pub use crate::cpu::linear::Products;
 use crate::error::{Result, shape_error};
 
 const OP: &str = "linear cross-entropy";
@@ -68,13 +69,15 @@ pub fn linear_cross_entropy_reference(
     Ok(((lse - logits.gather(1, ids)) * weights).sum())
 }
 
-/// The fused CPU kernel. An error off the CPU backend and for non-f32 tensors.
+/// The fused CPU kernel, the head's products in `products`. An error off the CPU backend and for
+/// non-f32 tensors.
 pub fn fused_linear_cross_entropy(
     hidden: Tensor<2>,
     head: Tensor<2>,
     layout: HeadLayout,
     targets: &[u32],
     row_weights: &[f32],
+    products: Products,
 ) -> Result<Tensor<1>> {
     check(&hidden, &head, layout, targets, row_weights)?;
     if !crate::fused_cpu_supports(&hidden.device(), &[hidden.dtype(), head.dtype()]) {
@@ -85,26 +88,29 @@ pub fn fused_linear_cross_entropy(
         // Only a leaf parameter says whether it trains; anything else gets its gradient from
         // a recomputation in backward, if it needs one (see `flex::cross_entropy`).
         let head_trains = head.is_require_grad();
-        let targets = crate::flex::cross_entropy::Targets { ids: targets.into(), weights: row_weights.into(), layout, head_trains };
+        let targets =
+            crate::flex::cross_entropy::Targets { ids: targets.into(), weights: row_weights.into(), layout, head_trains, products };
         Ok(crate::flex::cross_entropy::loss(hidden, head, targets))
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (head, layout);
+        let _ = (head, layout, products);
         Err(crate::fused_cpu_refusal(OP, &hidden.device(), hidden.dtype()))
     }
 }
 
-/// The loss: fused on the CPU backend, the reference elsewhere.
+/// The loss: fused on the CPU backend (the head's products in `products`), the reference
+/// elsewhere (f32 products).
 pub fn linear_cross_entropy(
     hidden: Tensor<2>,
     head: Tensor<2>,
     layout: HeadLayout,
     targets: &[u32],
     row_weights: &[f32],
+    products: Products,
 ) -> Result<Tensor<1>> {
     if crate::fused_cpu_supports(&hidden.device(), &[hidden.dtype(), head.dtype()]) {
-        return fused_linear_cross_entropy(hidden, head, layout, targets, row_weights);
+        return fused_linear_cross_entropy(hidden, head, layout, targets, row_weights, products);
     }
     linear_cross_entropy_reference(hidden, head, layout, targets, row_weights)
 }

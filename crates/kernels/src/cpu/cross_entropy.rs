@@ -6,6 +6,7 @@
 
 use super::exp;
 use super::gemm::{MatMut, MatRef, Threads, gemm};
+use super::linear::Products;
 use super::rows::for_each_row;
 
 /// Rows of logits formed at once: 128 × 49 152 × 4 bytes = 25 MB.
@@ -37,7 +38,9 @@ pub struct CrossEntropyOutput {
 ///
 /// `hidden: [n, d]`, `weight: [vocab, d]` (any strides), `targets[i] < vocab`, `row_weights: [n]`
 /// (0 skips a row — its logits, finite or not, add nothing to the loss or the gradients; the
-/// mean over a batch is `1 / count` on each counted row).
+/// mean over a batch is `1 / count` on each counted row). With [`Products::Bf16`] the three
+/// products (logits, `∂hidden`, `∂weight`) run on the bf16 route where it applies (see
+/// [`Bf16Head`]); the log-sum-exp, the loss and every output stay f32.
 pub fn linear_cross_entropy(
     hidden: MatRef<'_>,
     weight: MatRef<'_>,
@@ -45,9 +48,11 @@ pub fn linear_cross_entropy(
     row_weights: &[f32],
     want_hidden_grad: bool,
     want_weight_grad: bool,
+    products: Products,
 ) -> CrossEntropyOutput {
     let ((n, d), (vocab, wd)) = (hidden.shape(), weight.shape());
     assert!(d == wd && targets.len() == n && row_weights.len() == n, "linear_cross_entropy: checked by the caller");
+    let bf16 = Bf16Head::new(products, weight, want_hidden_grad);
     let mut hidden_grad = want_hidden_grad.then(|| vec![0.0f32; n * d]);
     let mut weight_grad = want_weight_grad.then(|| vec![0.0f32; vocab * d]);
     let want_grads = want_hidden_grad || want_weight_grad;
@@ -58,7 +63,9 @@ pub fn linear_cross_entropy(
         let rows = end - start;
         let z = &mut logits[..rows * vocab];
         let h = hidden.rows(start, end);
-        gemm(MatMut::row_major(z, rows, vocab), h, weight.t(), 1.0, false, Threads::Pool);
+        if !bf16.as_ref().is_some_and(|b| b.logits(h, z)) {
+            gemm(MatMut::row_major(z, rows, vocab), h, weight.t(), 1.0, false, Threads::Pool);
+        }
         let losses = &mut row_loss[start..end];
         for_each_row(z, vocab, losses, |i, row, loss| {
             let (target, w) = (targets[start + i] as usize, row_weights[start + i]);
@@ -81,13 +88,106 @@ pub fn linear_cross_entropy(
         }
         let g = MatRef::row_major(z, rows, vocab);
         if let Some(dh) = &mut hidden_grad {
-            gemm(MatMut::row_major(&mut dh[start * d..end * d], rows, d), g, weight, 1.0, false, Threads::Pool);
+            let dh = &mut dh[start * d..end * d];
+            if !bf16.as_ref().is_some_and(|b| b.hidden_grad(z, rows, dh)) {
+                gemm(MatMut::row_major(dh, rows, d), g, weight, 1.0, false, Threads::Pool);
+            }
         }
-        if let Some(dw) = &mut weight_grad {
+        if let Some(dw) = &mut weight_grad
+            && !bf16.as_ref().is_some_and(|b| b.weight_grad(z, h, dw, start > 0))
+        {
             gemm(MatMut::row_major(dw, vocab, d), g.t(), h, 1.0, start > 0, Threads::Pool);
         }
     }
     CrossEntropyOutput { loss: row_loss.iter().sum(), hidden_grad, weight_grad }
+}
+
+/// The loss head's products on the bf16 route of the quantized kernels (`crate::quant::bf16`),
+/// for [`Products::Bf16`] on a CPU with AVX-512 BF16. The head's panels are packed once per call,
+/// for the logits and for `∂hidden`, and every chunk of rows reuses them: per chunk the route
+/// would repack SmolLM2's 28 M head values for each product. Each method returns whether it ran;
+/// where it did not (a strided operand, a summed dimension that is not whole 32-value blocks),
+/// the caller runs the f32 GEMM.
+#[cfg(target_arch = "x86_64")]
+struct Bf16Head {
+    route: crate::quant::bf16::Bf16Route,
+    /// The head as `[vocab, d]` panels: `logits = h · Wᵀ`.
+    logits: crate::quant::bf16::Bf16Panels,
+    /// The head as `[d, vocab]` panels: `∂hidden = g · W`, when that gradient is wanted.
+    hidden_grad: Option<crate::quant::bf16::Bf16Panels>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Bf16Head {
+    fn new(products: Products, weight: MatRef<'_>, want_hidden_grad: bool) -> Option<Self> {
+        use crate::quant::bf16::{Bf16Route, Bf16Weight};
+        if products != Products::Bf16 {
+            return None;
+        }
+        let route = Bf16Route::detect()?;
+        let (vocab, d) = weight.shape();
+        // A tied embedding is `[vocab, d]` row-major; an untied head in burn's layout is the
+        // transpose of a `[d, vocab]` row-major matrix. Both are read in place.
+        let (for_logits, for_hidden_grad) = if let Some(values) = weight.as_row_major() {
+            (Bf16Weight::Dense { values, rows: vocab, cols: d }, Bf16Weight::DenseInputMajor { values, rows: d, cols: vocab })
+        } else if let Some(values) = weight.t().as_row_major() {
+            (Bf16Weight::DenseInputMajor { values, rows: vocab, cols: d }, Bf16Weight::Dense { values, rows: d, cols: vocab })
+        } else {
+            return None;
+        };
+        let logits = route.pack(&for_logits).ok()?;
+        let hidden_grad = if want_hidden_grad { route.pack(&for_hidden_grad).ok() } else { None };
+        Some(Bf16Head { route, logits, hidden_grad })
+    }
+
+    /// `z = h · Wᵀ`, `[rows, vocab]`.
+    fn logits(&self, h: MatRef<'_>, z: &mut [f32]) -> bool {
+        use crate::quant::bf16::Bf16Activations;
+        let Some(x) = h.as_row_major() else { return false };
+        self.route.matmul_packed(&self.logits, Bf16Activations::RowMajor(x), h.shape().0, z, false).is_ok()
+    }
+
+    /// `∂hidden = g · W` for the chunk's `g` (`[rows, vocab]`).
+    fn hidden_grad(&self, g: &[f32], rows: usize, dh: &mut [f32]) -> bool {
+        use crate::quant::bf16::Bf16Activations;
+        let Some(panels) = &self.hidden_grad else { return false };
+        self.route.matmul_packed(panels, Bf16Activations::RowMajor(g), rows, dh, false).is_ok()
+    }
+
+    /// `∂W (+)= gᵀ · h`, `[vocab, d]`: summed over the chunk's rows (whole 32-row blocks only).
+    fn weight_grad(&self, g: &[f32], h: MatRef<'_>, dw: &mut [f32], accumulate: bool) -> bool {
+        use crate::quant::bf16::{Bf16Activations, Bf16Weight};
+        let (rows, d) = h.shape();
+        let Some(values) = h.as_row_major() else { return false };
+        if !rows.is_multiple_of(32) {
+            return false;
+        }
+        let Ok(panels) = self.route.pack(&Bf16Weight::DenseInputMajor { values, rows: d, cols: rows }) else { return false };
+        self.route.matmul_packed(&panels, Bf16Activations::InputMajor(g), self.logits.rows(), dw, accumulate).is_ok()
+    }
+}
+
+/// Without x86-64 there is no bf16 route: [`Products::Bf16`] runs the f32 GEMM.
+#[cfg(not(target_arch = "x86_64"))]
+enum Bf16Head {}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Bf16Head {
+    fn new(_: Products, _: MatRef<'_>, _: bool) -> Option<Self> {
+        None
+    }
+
+    fn logits(&self, _: MatRef<'_>, _: &mut [f32]) -> bool {
+        match *self {}
+    }
+
+    fn hidden_grad(&self, _: &[f32], _: usize, _: &mut [f32]) -> bool {
+        match *self {}
+    }
+
+    fn weight_grad(&self, _: &[f32], _: MatRef<'_>, _: &mut [f32], _: bool) -> bool {
+        match *self {}
+    }
 }
 
 #[cfg(test)]
@@ -130,7 +230,7 @@ mod tests {
             }
         }
         for weight in [MatRef::row_major(&w, v, d), MatRef::row_major(&wt, d, v).t()] {
-            let out = linear_cross_entropy(MatRef::row_major(&h, n, d), weight, &targets, &weights, true, true);
+            let out = linear_cross_entropy(MatRef::row_major(&h, n, d), weight, &targets, &weights, true, true, Products::F32);
             assert!((out.loss - loss).abs() <= 1e-5 * loss.abs(), "{} vs {loss}", out.loss);
             let close = |ours: &[f32], theirs: &[f64]| {
                 let scale = theirs.iter().fold(0.0f64, |m, x| m.max(x.abs()));
@@ -140,7 +240,8 @@ mod tests {
             assert!(close(out.weight_grad.as_deref().unwrap_or_default(), &dw));
             assert_eq!(out.hidden_grad.as_ref().map(Vec::len), Some(n * d));
         }
-        let forward_only = linear_cross_entropy(MatRef::row_major(&h, n, d), MatRef::row_major(&w, v, d), &targets, &weights, false, false);
+        let forward_only =
+            linear_cross_entropy(MatRef::row_major(&h, n, d), MatRef::row_major(&w, v, d), &targets, &weights, false, false, Products::F32);
         assert!(forward_only.hidden_grad.is_none() && forward_only.weight_grad.is_none());
         assert!((forward_only.loss - loss).abs() <= 1e-5 * loss.abs());
     }
@@ -148,7 +249,7 @@ mod tests {
     #[test]
     fn a_nan_logit_makes_the_loss_nan() {
         let (h, w) = (vec![1.0, f32::NAN], vec![1.0, 2.0, 3.0, 4.0]);
-        let out = linear_cross_entropy(MatRef::row_major(&h, 1, 2), MatRef::row_major(&w, 2, 2), &[0], &[1.0], false, false);
+        let out = linear_cross_entropy(MatRef::row_major(&h, 1, 2), MatRef::row_major(&w, 2, 2), &[0], &[1.0], false, false, Products::F32);
         assert!(out.loss.is_nan());
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Targets {
     pub layout: HeadLayout,
     /// Whether the head weight is a parameter that trains (known for leaves only).
     pub head_trains: bool,
+    /// How the head's products multiply.
+    pub products: crate::cpu::linear::Products,
 }
 
 #[backend_extension(Autodiff, Flex)]
@@ -47,7 +49,7 @@ fn run(hidden: &FlexTensor, head: &FlexTensor, targets: &Targets, hidden_grad: b
         HeadLayout::VocabRows => w,
         HeadLayout::VocabColumns => w.t(),
     };
-    linear_cross_entropy(h, w, &targets.ids, &targets.weights, hidden_grad, head_grad)
+    linear_cross_entropy(h, w, &targets.ids, &targets.weights, hidden_grad, head_grad, targets.products)
 }
 
 fn loss_tensor(out: &CrossEntropyOutput) -> FlexTensor {

@@ -51,107 +51,216 @@ impl Bf16Route {
     /// `x · Wᵢᵀ` for weights that read the same activations (q/k/v, gate/up): `x` is `[m, cols]`
     /// row-major, rounded to bf16 once; each result `[m, rowsᵢ]`.
     pub fn matmul_many(self, weights: &[Bf16Weight<'_>], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
-        self.multiply(weights, Activations::RowMajor(x), m)
+        self.multiply(weights, Bf16Activations::RowMajor(x), m)
     }
 
     /// As [`Self::matmul_many`] with the activations given input-major: `x_t` is `[cols, m]`
     /// row-major, the transpose of the usual `x` (a weight gradient `xᵀ·g` reads the layer's
     /// inputs this way), packed without a transpose.
     pub fn matmul_many_input_major(self, weights: &[Bf16Weight<'_>], x_t: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
-        self.multiply(weights, Activations::InputMajor(x_t), m)
+        self.multiply(weights, Bf16Activations::InputMajor(x_t), m)
     }
 
-    fn multiply(self, weights: &[Bf16Weight<'_>], activations: Activations<'_>, m: usize) -> Result<Vec<Vec<f32>>> {
-        let (Activations::RowMajor(x) | Activations::InputMajor(x)) = activations;
+    fn multiply(self, weights: &[Bf16Weight<'_>], activations: Bf16Activations<'_>, m: usize) -> Result<Vec<Vec<f32>>> {
+        let k = weights.first().map_or(0, |w| w.cols());
         for w in weights {
-            if let Bf16Weight::Dense { values, rows, cols } | Bf16Weight::DenseInputMajor { values, rows, cols } = w
-                && rows.checked_mul(*cols) != Some(values.len())
-            {
+            check_weight(w)?;
+            if w.cols() != k {
                 return Err(KernelError::Shape {
                     op: "bf16 matmul",
-                    reason: format!("{} weight values are not {rows} outputs × {cols} inputs", values.len()),
+                    reason: format!("a {}×{} weight beside one of {k} inputs", w.rows(), w.cols()),
                 });
             }
         }
-        let k = weights.first().map_or(0, |w| w.cols());
-        if let Some(w) = weights.iter().find(|w| w.cols() != k) {
-            return Err(KernelError::Shape {
-                op: "bf16 matmul",
-                reason: format!("a {}×{} weight beside one of {k} inputs", w.rows(), w.cols()),
-            });
-        }
-        if m.checked_mul(k) != Some(x.len()) {
-            return Err(KernelError::Shape {
-                op: "bf16 matmul",
-                reason: format!("{} activation values are not {m} rows of the weights' {k} inputs", x.len()),
-            });
-        }
-        if !k.is_multiple_of(32) {
-            return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("rows of {k} inputs are not whole 32-value blocks") });
-        }
+        check_activations(activations, m, k)?;
         if m == 0 || k == 0 {
             return Ok(weights.iter().map(|w| vec![0f32; m * w.rows()]).collect());
         }
-        // The outputs are not zeroed first: the tasks below write every element (their strips
-        // cover the `m` rows and their panels each weight's rows), and zeroing a scoring batch's
+        // The outputs are not zeroed first: the tasks write every element (their strips cover
+        // the `m` rows and their panels each weight's rows), and zeroing a scoring batch's
         // logits (200 MB at 8 × 128 tokens) was 6 % of its forward.
         let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| Vec::with_capacity(m * w.rows())).collect();
-        let strips = match activations {
-            Activations::RowMajor(x) => Strips::pack(x, m, k),
-            Activations::InputMajor(x_t) => Strips::pack_input_major(x_t, m, k),
-        };
-        let pairs = k / 2;
-        let group = (PANEL_GROUP_BYTES / (PANEL * pairs * 4)).max(1);
-        let panel_groups: Vec<(usize, Range<usize>)> = weights
-            .iter()
-            .enumerate()
-            .flat_map(|(i, w)| {
-                let panels = w.rows().div_ceil(PANEL);
-                (0..panels).step_by(group).map(move |p| (i, p..(p + group).min(panels)))
-            })
-            .collect();
-        // Enough tasks for every thread to stay busy to the end: split the strips when the
-        // weights are narrow (k/v projections); each split dequantises its panels again, a cost
-        // of 1/(its rows) of its multiply.
-        let wanted = 4 * thread_count();
-        let strip_splits = wanted.div_ceil(panel_groups.len()).min(strips.count).max(1);
-        let strips_per_task = strips.count.div_ceil(strip_splits);
-        let tasks: Vec<(usize, Range<usize>, Range<usize>)> = panel_groups
-            .iter()
-            .flat_map(|(i, panels)| {
-                (0..strips.count).step_by(strips_per_task).map(move |s| (*i, panels.clone(), s..(s + strips_per_task).min(strips.count)))
-            })
-            .collect();
         let targets: Vec<Output> =
             outs.iter_mut().zip(weights).map(|(o, w)| Output { ptr: o.spare_capacity_mut().as_mut_ptr().cast(), cols: w.rows() }).collect();
-        let run = |t: usize| {
-            let (i, ref panels, ref strip_range) = tasks[t];
-            let w = weights[i];
-            let rows = panels.start * PANEL..(panels.end * PANEL).min(w.rows());
-            let packed = pack_panels(&w, rows.clone());
-            for s in strip_range.clone() {
-                let x_rows = s * STRIP..((s + 1) * STRIP).min(m);
-                for (p, panel) in packed.chunks_exact(PANEL * pairs).enumerate() {
-                    let first = rows.start + p * PANEL;
-                    let cols = (w.rows() - first).min(PANEL);
-                    let out = targets[i];
-                    // SAFETY: `self` proves the CPU features; the strip and panel hold `pairs`
-                    // words per row; the output block (x_rows × first..first + cols) lies inside
-                    // weight i's `[m, rows]` output and no other task writes it.
-                    unsafe {
-                        tile(strips.strip(s), panel, pairs, out.ptr.add(x_rows.start * out.cols + first), out.cols, x_rows.len(), cols)
-                    };
-                }
-            }
-        };
-        run_tasks(tasks.len(), run);
+        let heights: Vec<usize> = weights.iter().map(Bf16Weight::rows).collect();
+        let strips = Strips::of(activations, m, k);
+        // SAFETY: `self` proves the CPU features; each target has capacity for `[m, rows]`.
+        unsafe { run_tiles(&heights, k, &strips, m, &targets, false, |i, rows| Cow::Owned(pack_panels(&weights[i], rows))) };
         for (out, w) in outs.iter_mut().zip(weights) {
             // SAFETY: the capacity is `m · rows` and every element was written (see above);
-            // `run_tasks` returned, so no task still writes.
+            // `run_tiles` returned, so no task still writes.
             unsafe { out.set_len(m * w.rows()) };
         }
         Ok(outs)
     }
+
+    /// A weight's panels, packed once for many calls of [`Self::matmul_packed`] (the loss head's
+    /// 49 152 rows, multiplied 128 positions at a time, would otherwise be repacked per chunk).
+    pub fn pack(self, weight: &Bf16Weight<'_>) -> Result<Bf16Panels> {
+        check_weight(weight)?;
+        let (rows, cols) = (weight.rows(), weight.cols());
+        let panel_words = PANEL * (cols / 2);
+        let panels = rows.div_ceil(PANEL);
+        let mut words: Vec<u32> = Vec::with_capacity(panels * panel_words);
+        let group = (PANEL_GROUP_BYTES / (panel_words * 4).max(1)).max(1);
+        let target = Output { ptr: words.spare_capacity_mut().as_mut_ptr().cast(), cols: 0 };
+        run_tasks(panels.div_ceil(group), |t| {
+            // The whole `Output` (shareable), not its raw pointer field.
+            let target = target;
+            let first = t * group;
+            let range = first * PANEL..((first + group) * PANEL).min(rows);
+            // SAFETY: `self` proves the CPU features; panels `first..first + group` are this
+            // task's words of the capacity, and tasks write disjoint ranges.
+            unsafe { pack_panels_into(weight, range, target.ptr.cast::<u32>().add(first * panel_words)) };
+        });
+        // SAFETY: every panel was written by its task (`pack_panels_into` writes all its words).
+        unsafe { words.set_len(panels * panel_words) };
+        Ok(Bf16Panels { rows, cols, words })
+    }
+
+    /// `out (+)= x · Wᵀ` with `W`'s panels packed by [`Self::pack`]: `out` is `[m, W's rows]`
+    /// row-major, overwritten, or added to with `accumulate`.
+    pub fn matmul_packed(self, panels: &Bf16Panels, x: Bf16Activations<'_>, m: usize, out: &mut [f32], accumulate: bool) -> Result<()> {
+        let (rows, k) = (panels.rows, panels.cols);
+        check_activations(x, m, k)?;
+        if out.len() != m * rows {
+            return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("an output of {} values for {m} × {rows}", out.len()) });
+        }
+        if m == 0 || rows == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            if !accumulate {
+                out.fill(0.0);
+            }
+            return Ok(());
+        }
+        let strips = Strips::of(x, m, k);
+        let targets = [Output { ptr: out.as_mut_ptr(), cols: rows }];
+        let panel_words = PANEL * (k / 2);
+        // SAFETY: `self` proves the CPU features; `out` is `[m, rows]` (checked).
+        unsafe {
+            run_tiles(&[rows], k, &strips, m, &targets, accumulate, |_, range| {
+                Cow::Borrowed(&panels.words[range.start / PANEL * panel_words..range.end.div_ceil(PANEL) * panel_words])
+            })
+        };
+        Ok(())
+    }
+}
+
+/// A weight in bf16 panels (see [`Bf16Route::pack`]).
+#[derive(Debug, Clone)]
+pub struct Bf16Panels {
+    rows: usize,
+    cols: usize,
+    words: Vec<u32>,
+}
+
+impl Bf16Panels {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+fn check_weight(w: &Bf16Weight<'_>) -> Result<()> {
+    if let Bf16Weight::Dense { values, rows, cols } | Bf16Weight::DenseInputMajor { values, rows, cols } = w
+        && rows.checked_mul(*cols) != Some(values.len())
+    {
+        return Err(KernelError::Shape {
+            op: "bf16 matmul",
+            reason: format!("{} weight values are not {rows} outputs × {cols} inputs", values.len()),
+        });
+    }
+    if !w.cols().is_multiple_of(32) {
+        return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("rows of {} inputs are not whole 32-value blocks", w.cols()) });
+    }
+    Ok(())
+}
+
+fn check_activations(x: Bf16Activations<'_>, m: usize, k: usize) -> Result<()> {
+    let (Bf16Activations::RowMajor(values) | Bf16Activations::InputMajor(values)) = x;
+    if m.checked_mul(k) != Some(values.len()) {
+        return Err(KernelError::Shape {
+            op: "bf16 matmul",
+            reason: format!("{} activation values are not {m} rows of the weights' {k} inputs", values.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the tiles of one call: tasks over (weight, group of panels, range of strips), each
+/// getting its panels from `panels_of(weight, rows)` (packed there, or a slice of prepacked
+/// ones) and writing (or, with `accumulate`, adding) its block of `targets[weight]`.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BF16 (a `Bf16Route` exists); `targets[i]` is valid for writes (and
+/// reads, with `accumulate`) of `[m, heights[i]]`; `panels_of` returns `pairs · PANEL` words per
+/// panel of the rows asked for.
+unsafe fn run_tiles<'p>(
+    heights: &[usize],
+    k: usize,
+    strips: &Strips,
+    m: usize,
+    targets: &[Output],
+    accumulate: bool,
+    panels_of: impl Fn(usize, Range<usize>) -> Cow<'p, [u32]> + Sync,
+) {
+    let pairs = k / 2;
+    let group = (PANEL_GROUP_BYTES / (PANEL * pairs * 4)).max(1);
+    let panel_groups: Vec<(usize, Range<usize>)> = heights
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &h)| {
+            let panels = h.div_ceil(PANEL);
+            (0..panels).step_by(group).map(move |p| (i, p..(p + group).min(panels)))
+        })
+        .collect();
+    // Enough tasks for every thread to stay busy to the end: split the strips when the weights
+    // are narrow (k/v projections); each split packs its panels again (unless prepacked), a
+    // cost of 1/(its rows) of its multiply.
+    let wanted = 4 * thread_count();
+    let strip_splits = wanted.div_ceil(panel_groups.len().max(1)).min(strips.count).max(1);
+    let strips_per_task = strips.count.div_ceil(strip_splits);
+    let tasks: Vec<(usize, Range<usize>, Range<usize>)> = panel_groups
+        .iter()
+        .flat_map(|(i, panels)| {
+            (0..strips.count).step_by(strips_per_task).map(move |s| (*i, panels.clone(), s..(s + strips_per_task).min(strips.count)))
+        })
+        .collect();
+    let run = |t: usize| {
+        let (i, ref panels, ref strip_range) = tasks[t];
+        let height = heights[i];
+        let rows = panels.start * PANEL..(panels.end * PANEL).min(height);
+        let packed = panels_of(i, rows.clone());
+        for s in strip_range.clone() {
+            let x_rows = s * STRIP..((s + 1) * STRIP).min(m);
+            for (p, panel) in packed.chunks_exact(PANEL * pairs).enumerate() {
+                let first = rows.start + p * PANEL;
+                let cols = (height - first).min(PANEL);
+                let out = targets[i];
+                // SAFETY: the caller's contract on the features and targets; the strip and panel
+                // hold `pairs` words per row; the output block (x_rows × first..first + cols)
+                // lies inside weight i's `[m, rows]` output and no other task touches it.
+                unsafe {
+                    tile(
+                        strips.strip(s),
+                        panel,
+                        pairs,
+                        out.ptr.add(x_rows.start * out.cols + first),
+                        out.cols,
+                        x_rows.len(),
+                        cols,
+                        accumulate,
+                    )
+                };
+            }
+        }
+    };
+    run_tasks(tasks.len(), run);
 }
 
 /// A weight's `[m, rows]` output, shared by the tasks that each write a disjoint block of it.
@@ -201,6 +310,13 @@ impl Strips {
         Strips { count, pairs, words }
     }
 
+    fn of(x: Bf16Activations<'_>, m: usize, k: usize) -> Self {
+        match x {
+            Bf16Activations::RowMajor(x) => Strips::pack(x, m, k),
+            Bf16Activations::InputMajor(x_t) => Strips::pack_input_major(x_t, m, k),
+        }
+    }
+
     /// The same strips from `x_t`, `[k, m]` row-major: strip `s`'s word for pair `p` and row `r`
     /// joins `x_t[2p][12s + r]` and `x_t[2p + 1][12s + r]`, as [`zip_pairs`] joins a panel's.
     fn pack_input_major(x_t: &[f32], m: usize, k: usize) -> Self {
@@ -222,8 +338,8 @@ impl Strips {
 }
 
 /// The activations of one call, `m` rows of `cols` inputs.
-#[derive(Clone, Copy)]
-enum Activations<'a> {
+#[derive(Clone, Copy, Debug)]
+pub enum Bf16Activations<'a> {
     /// `[m, cols]` row-major.
     RowMajor(&'a [f32]),
     /// `[cols, m]` row-major.
@@ -279,21 +395,35 @@ impl Bf16Weight<'_> {
 /// measured no faster.) Only that short panel is zeroed first: the full ones are written
 /// whole, and zeroing every panel was 2 % of a scoring forward.
 fn pack_panels(w: &Bf16Weight<'_>, rows: Range<usize>) -> Vec<u32> {
+    let len = rows.len().div_ceil(PANEL) * PANEL * (w.cols() / 2);
+    let mut words: Vec<u32> = Vec::with_capacity(len);
+    // SAFETY: the capacity holds the panels of `rows`.
+    unsafe { pack_panels_into(w, rows, words.spare_capacity_mut().as_mut_ptr().cast()) };
+    // SAFETY: `pack_panels_into` wrote every word of the `len`.
+    unsafe { words.set_len(len) };
+    words
+}
+
+/// Writes the panels of weight rows `rows` (see [`pack_panels`]) at `out`: every word of them —
+/// full panels whole, a short last panel zeroed before its rows are written.
+///
+/// # Safety
+/// A `Bf16Route` exists (the CPU features); `out` is valid for writes of
+/// `rows.len().div_ceil(PANEL) · PANEL · cols / 2` words.
+unsafe fn pack_panels_into(w: &Bf16Weight<'_>, rows: Range<usize>, out: *mut u32) {
     let k = w.cols();
     let pairs = k / 2;
     let panel_words = PANEL * pairs;
     let len = rows.len().div_ceil(PANEL) * panel_words;
-    let mut words: Vec<u32> = Vec::with_capacity(len);
-    let out = words.spare_capacity_mut().as_mut_ptr().cast::<u32>();
     let full_words = rows.len() / PANEL * panel_words;
-    // SAFETY: `full_words ≤ len`, the capacity.
+    // SAFETY: `full_words ≤ len`, the caller's extent.
     unsafe { std::ptr::write_bytes(out.add(full_words), 0, len - full_words) };
     for p in 0..len / panel_words {
         let first = rows.start + p * PANEL;
         if let Bf16Weight::DenseInputMajor { values, rows: n, .. } = *w {
             let width = (rows.end - first).min(PANEL);
-            // SAFETY: as in `Strips::pack`; `values` is `[k, n]` (checked by `matmul_many`) and
-            // columns `first..first + width` lie inside its rows; panel `p` is inside the capacity.
+            // SAFETY: as in `Strips::pack`; `values` is `[k, n]` (checked by `check_weight`) and
+            // columns `first..first + width` lie inside its rows; panel `p` is inside `out`.
             unsafe { zip_pairs(values, n, first, width, pairs, out.add(p * panel_words), PANEL) };
             continue;
         }
@@ -305,14 +435,10 @@ fn pack_panels(w: &Bf16Weight<'_>, rows: Range<usize>) -> Vec<u32> {
             }
             let values = w.rows_f32(start..end);
             let half_rows: Vec<&[f32]> = values.chunks_exact(k).collect();
-            // SAFETY: as in `Strips::pack`; panel `p` is `panel_words` words inside the capacity.
+            // SAFETY: as in `Strips::pack`; panel `p` is `panel_words` words inside `out`.
             unsafe { interleave(&half_rows, pairs, out.add(p * panel_words), panel_words, PANEL, half * 16) };
         }
     }
-    // SAFETY: full panels had all `PANEL` lanes of every pair written (two halves of 16 rows);
-    // the short last panel was zeroed before its rows were written.
-    unsafe { words.set_len(len) };
-    words
 }
 
 /// Writes up to 16 rows of `2 · pairs` values as bf16 pairs into `out[p · stride + offset + r]`
@@ -421,14 +547,14 @@ fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
     out
 }
 
-/// One strip × one panel: `out[r · ldc + c] = Σ_p strip[p][r] · panel[p][c]` for the first `rows`
-/// rows and `cols` columns.
+/// One strip × one panel: `out[r · ldc + c] (+)= Σ_p strip[p][r] · panel[p][c]` for the first
+/// `rows` rows and `cols` columns (added to what `out` holds with `accumulate`).
 ///
 /// # Safety
 /// The CPU has AVX-512 F and BF16; `strip` holds `pairs · STRIP` words and `panel` `pairs · PANEL`;
 /// `out` is valid for writes at `r · ldc + c` for `r < rows ≤ STRIP`, `c < cols ≤ PANEL`.
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: usize, rows: usize, cols: usize) {
+unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool) {
     assert!(strip.len() >= pairs * STRIP && panel.len() >= pairs * PANEL && rows <= STRIP && cols <= PANEL);
     let mut sums = [[_mm512_setzero_ps(); 2]; STRIP];
     let (a, b) = (strip.as_ptr(), panel.as_ptr());
@@ -456,10 +582,18 @@ unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: u
         0
     };
     for (r, sum) in sums.iter().enumerate().take(rows) {
-        // SAFETY: the caller's contract on `out`; masked lanes are not written.
+        // SAFETY: the caller's contract on `out`; masked lanes are neither read nor written.
         unsafe {
-            _mm512_mask_storeu_ps(out.add(r * ldc), low_mask, sum[0]);
-            _mm512_mask_storeu_ps(out.add(r * ldc + 16), high_mask, sum[1]);
+            let (low, high) = if accumulate {
+                (
+                    _mm512_add_ps(sum[0], _mm512_maskz_loadu_ps(low_mask, out.add(r * ldc))),
+                    _mm512_add_ps(sum[1], _mm512_maskz_loadu_ps(high_mask, out.add(r * ldc + 16))),
+                )
+            } else {
+                (sum[0], sum[1])
+            };
+            _mm512_mask_storeu_ps(out.add(r * ldc), low_mask, low);
+            _mm512_mask_storeu_ps(out.add(r * ldc + 16), high_mask, high);
         }
     }
 }
@@ -616,6 +750,33 @@ mod tests {
             let weight = [Bf16Weight::Dense { values: &w, rows: n, cols: k }];
             let row_major = route.matmul_many(&weight, &x, m).unwrap();
             assert_eq!(route.matmul_many_input_major(&weight, &x_t, m).unwrap(), row_major, "{m}×{n}×{k}");
+        }
+    }
+
+    /// Panels packed once give what packing per call gives, overwriting or adding to the
+    /// output, for either layout of the activations; heights with short panels (70, 7).
+    #[test]
+    fn prepacked_panels_equal_packing_per_call() {
+        let Some(route) = Bf16Route::detect() else {
+            eprintln!("this CPU has no AVX-512 BF16: the bf16 route is not used here");
+            return;
+        };
+        for (m, n, k) in [(50, 70, 96), (13, 7, 64)] {
+            let w = values(n * k, 21);
+            let weight = Bf16Weight::Dense { values: &w, rows: n, cols: k };
+            let x = values(m * k, 22);
+            let x_t: Vec<f32> = (0..k * m).map(|i| x[(i % m) * k + i / m]).collect();
+            let expected = route.matmul_many(&[weight], &x, m).unwrap().pop().unwrap();
+            let panels = route.pack(&weight).unwrap();
+            let mut out = vec![f32::NAN; m * n];
+            route.matmul_packed(&panels, Bf16Activations::RowMajor(&x), m, &mut out, false).unwrap();
+            assert_eq!(out, expected, "{m}×{n}×{k}, overwritten");
+            let mut sum = vec![1.0f32; m * n];
+            route.matmul_packed(&panels, Bf16Activations::InputMajor(&x_t), m, &mut sum, true).unwrap();
+            let added: Vec<f32> = expected.iter().map(|v| v + 1.0).collect();
+            assert_eq!(sum, added, "{m}×{n}×{k}, accumulated from input-major activations");
+            let err = route.matmul_packed(&panels, Bf16Activations::RowMajor(&x), m, &mut out[1..], false).unwrap_err();
+            assert!(err.to_string().contains("an output of"), "{err}");
         }
     }
 

@@ -192,7 +192,8 @@ impl CausalLm {
         // log-sum-exp over the vocabulary and the sums are where the narrow types lose most.
         use rosetta_kernels::cast_to;
         let (hidden, weight) = (cast_to(hidden, burn::tensor::DType::F32), cast_to(weight, burn::tensor::DType::F32));
-        linear_cross_entropy(hidden, weight, layout, targets, row_weights).map_err(|e| ModelError::invalid(e.to_string()))
+        linear_cross_entropy(hidden, weight, layout, targets, row_weights, self.dense_products)
+            .map_err(|e| ModelError::invalid(e.to_string()))
     }
 
     fn check_interventions(&self, batch: &TokenBatch, interventions: &Interventions) -> Result<()> {
