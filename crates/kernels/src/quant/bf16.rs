@@ -105,13 +105,11 @@ impl Bf16Route {
         let group = (PANEL_GROUP_BYTES / (panel_words * 4).max(1)).max(1);
         let target = Output { ptr: words.spare_capacity_mut().as_mut_ptr().cast(), cols: 0 };
         run_tasks(panels.div_ceil(group), |t| {
-            // The whole `Output` (shareable), not its raw pointer field.
-            let target = target;
             let first = t * group;
             let range = first * PANEL..((first + group) * PANEL).min(rows);
             // SAFETY: `self` proves the CPU features; panels `first..first + group` are this
             // task's words of the capacity, and tasks write disjoint ranges.
-            unsafe { pack_panels_into(weight, range, target.ptr.cast::<u32>().add(first * panel_words)) };
+            unsafe { pack_panels_into(weight, range, target.words().add(first * panel_words)) };
         });
         // SAFETY: every panel was written by its task (`pack_panels_into` writes all its words).
         unsafe { words.set_len(panels * panel_words) };
@@ -269,6 +267,14 @@ struct Output {
     ptr: *mut f32,
     cols: usize,
 }
+impl Output {
+    /// The buffer as 32-bit words (`Bf16Route::pack`'s panels). A method, so that a task's
+    /// closure captures the shareable `Output`, not its raw pointer field.
+    fn words(&self) -> *mut u32 {
+        self.ptr.cast()
+    }
+}
+
 // SAFETY: tasks write disjoint blocks (see `matmul_many`) and the owner waits for all of them.
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
