@@ -179,7 +179,12 @@ fn two_devices_add_up_to_one() {
     two.data.batch_size = 4;
     two.model.devices = vec!["cpu".into(), "cpu".into()];
     train(&one, &RunOptions::default(), &mut Quiet).unwrap();
-    train(&two, &RunOptions::default(), &mut Quiet).unwrap();
+    // On a thread of a one-thread pool, as `rosetta` runs its commands (`crates/cli/src/threads.rs`):
+    // the shards are tasks of that pool, which the waiting thread runs itself (threads of their
+    // own, whose kernels' parallel calls queue on the pool, could wait on it forever — this tiny
+    // model's calls are small enough to run inline, so the test checks the run, not the hang).
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| train(&two, &RunOptions::default(), &mut Quiet)).unwrap();
     let (losses_one, losses_two) = (losses(&one.run.out), losses(&two.run.out));
     assert_eq!(losses_one.len(), losses_two.len(), "the two runs logged different step counts");
     assert!(!losses_one.is_empty(), "no losses logged: nothing compared");

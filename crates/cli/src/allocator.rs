@@ -40,10 +40,13 @@ pub fn keep_freed_buffers() {
         // only one, every block over 128 KiB would be mapped and unmapped (measured 2× slower).
         // SAFETY: `mallopt` only changes the allocator's parameters; called before other threads
         // exist, and a refused value leaves the default in place (return value 0), which is safe.
+        // The trim threshold only where the mmap threshold was taken: alone it would pin the
+        // mmap threshold at its 128 KiB default.
         #[allow(unsafe_code)]
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+            if libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+            }
         }
     }
 }

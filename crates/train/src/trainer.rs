@@ -407,25 +407,26 @@ pub fn train_with(
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
                 device_grads.push(GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &model));
             } else {
+                use rayon::prelude::*;
                 let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
-                let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = shards
-                        .iter()
-                        .zip(&devices)
-                        .map(|(shard, device)| {
-                            let replica = model.clone().fork(&device.clone().autodiff());
-                            scope.spawn(move || -> Result<(f64, GradientsParams)> {
-                                let loss = packed_loss(&precision.compute_model(&replica), shard, normalizer, &Interventions::none())?;
-                                let value = loss.clone().into_scalar::<f32>() as f64;
-                                Ok((value, GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &replica)))
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Invalid("a device thread panicked".into()))))
-                        .collect()
-                });
+                let replicas: Vec<CausalLm> =
+                    devices.iter().take(shards.len()).map(|device| model.clone().fork(&device.clone().autodiff())).collect();
+                // Tasks of the compute pool, not threads beside it: a pool thread (the CLI runs
+                // every command on one) that blocked on threads of its own would leave their
+                // kernels one worker fewer — none, with one thread — while rayon's wait runs
+                // a shard itself.
+                let results: Vec<Result<(f64, GradientsParams)>> = replicas
+                    .into_par_iter()
+                    .zip(shards.into_par_iter())
+                    .map(|(replica, shard)| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(f64, GradientsParams)> {
+                            let loss = packed_loss(&precision.compute_model(&replica), shard, normalizer, &Interventions::none())?;
+                            let value = loss.clone().into_scalar::<f32>() as f64;
+                            Ok((value, GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &replica)))
+                        }))
+                        .unwrap_or_else(|_| Err(TrainError::Invalid("a device's shard panicked".into())))
+                    })
+                    .collect();
                 for result in results {
                     let (value, grads) = result?;
                     loss_sum += value;

@@ -76,20 +76,27 @@ impl Bf16Route {
         if m == 0 || k == 0 {
             return Ok(weights.iter().map(|w| vec![0f32; m * w.rows()]).collect());
         }
+        let sizes: Vec<usize> = weights
+            .iter()
+            .map(|w| {
+                m.checked_mul(w.rows())
+                    .ok_or_else(|| KernelError::Shape { op: "bf16 matmul", reason: format!("{m} × {} outputs overflow", w.rows()) })
+            })
+            .collect::<Result<_>>()?;
         // The outputs are not zeroed first: the tasks write every element (their strips cover
         // the `m` rows and their panels each weight's rows), and zeroing a scoring batch's
         // logits (200 MB at 8 × 128 tokens) was 6 % of its forward.
-        let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| Vec::with_capacity(m * w.rows())).collect();
+        let mut outs: Vec<Vec<f32>> = sizes.iter().map(|&size| Vec::with_capacity(size)).collect();
         let targets: Vec<Output> =
             outs.iter_mut().zip(weights).map(|(o, w)| Output { ptr: o.spare_capacity_mut().as_mut_ptr().cast(), cols: w.rows() }).collect();
         let heights: Vec<usize> = weights.iter().map(Bf16Weight::rows).collect();
         let strips = Strips::of(activations, m, k);
         // SAFETY: `self` proves the CPU features; each target has capacity for `[m, rows]`.
         unsafe { run_tiles(&heights, k, &strips, m, &targets, false, |i, rows| Cow::Owned(pack_panels(&weights[i], rows))) };
-        for (out, w) in outs.iter_mut().zip(weights) {
+        for (out, size) in outs.iter_mut().zip(sizes) {
             // SAFETY: the capacity is `m · rows` and every element was written (see above);
             // `run_tiles` returned, so no task still writes.
-            unsafe { out.set_len(m * w.rows()) };
+            unsafe { out.set_len(size) };
         }
         Ok(outs)
     }
@@ -99,6 +106,10 @@ impl Bf16Route {
     pub fn pack(self, weight: &Bf16Weight<'_>) -> Result<Bf16Panels> {
         check_weight(weight)?;
         let (rows, cols) = (weight.rows(), weight.cols());
+        if cols == 0 {
+            // Nothing to multiply: `matmul_packed` fills or keeps the output.
+            return Ok(Bf16Panels { rows, cols, words: Vec::new() });
+        }
         let panel_words = PANEL * (cols / 2);
         let panels = rows.div_ceil(PANEL);
         let mut words: Vec<u32> = Vec::with_capacity(panels * panel_words);
@@ -121,7 +132,7 @@ impl Bf16Route {
     pub fn matmul_packed(self, panels: &Bf16Panels, x: Bf16Activations<'_>, m: usize, out: &mut [f32], accumulate: bool) -> Result<()> {
         let (rows, k) = (panels.rows, panels.cols);
         check_activations(x, m, k)?;
-        if out.len() != m * rows {
+        if m.checked_mul(rows) != Some(out.len()) {
             return Err(KernelError::Shape { op: "bf16 matmul", reason: format!("an output of {} values for {m} × {rows}", out.len()) });
         }
         if m == 0 || rows == 0 {
@@ -587,19 +598,18 @@ unsafe fn tile(strip: &[u32], panel: &[u32], pairs: usize, out: *mut f32, ldc: u
     } else {
         0
     };
+    // The high half's address is formed only when it has columns: a short last panel's row of
+    // 16 or fewer ends before it, and for the output's last row past the allocation.
+    let halves: &[(usize, __mmask16)] = if high_mask == 0 { &[(0, low_mask)] } else { &[(0, low_mask), (16, high_mask)] };
     for (r, sum) in sums.iter().enumerate().take(rows) {
-        // SAFETY: the caller's contract on `out`; masked lanes are neither read nor written.
-        unsafe {
-            let (low, high) = if accumulate {
-                (
-                    _mm512_add_ps(sum[0], _mm512_maskz_loadu_ps(low_mask, out.add(r * ldc))),
-                    _mm512_add_ps(sum[1], _mm512_maskz_loadu_ps(high_mask, out.add(r * ldc + 16))),
-                )
-            } else {
-                (sum[0], sum[1])
-            };
-            _mm512_mask_storeu_ps(out.add(r * ldc), low_mask, low);
-            _mm512_mask_storeu_ps(out.add(r * ldc + 16), high_mask, high);
+        for (&(offset, mask), &value) in halves.iter().zip(sum) {
+            // SAFETY: the caller's contract on `out` (columns offset.. of row r exist where the
+            // mask has lanes); masked lanes are neither read nor written.
+            unsafe {
+                let at = out.add(r * ldc + offset);
+                let value = if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, at)) } else { value };
+                _mm512_mask_storeu_ps(at, mask, value);
+            }
         }
     }
 }
