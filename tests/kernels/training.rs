@@ -35,6 +35,12 @@ fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tens
     Tensor::<D>::from_data(Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &cpu).into_data(), device)
 }
 
+/// `t` on a grid bf16 holds exactly, also times 1.5: multiples of 1/64 in [-1, 1] (at most 7
+/// significant bits).
+fn on_bf16_grid(t: Tensor<2>) -> Tensor<2> {
+    t.mul_scalar(32.0).round().clamp(-64.0, 64.0).div_scalar(64.0)
+}
+
 /// A `[b, 1, s, t]` mask (true = blocked) from a per-(row, query, key) rule.
 fn mask(b: usize, s: usize, t: usize, blocked: impl Fn(usize, usize, usize) -> bool, device: &Device) -> Tensor<4, Bool> {
     let values: Vec<bool> =
@@ -370,13 +376,12 @@ fn bf16_head_matches_the_reference() {
         return;
     }
     let (n, d, vocab) = (64, 32, 320);
-    let on_grid = |t: Tensor<2>| t.mul_scalar(32.0).round().clamp(-64.0, 64.0).div_scalar(64.0);
     for layout in [HeadLayout::VocabRows, HeadLayout::VocabColumns] {
         let run = |products: Option<Products>| {
             let device = Device::flex().autodiff();
-            let hidden = on_grid(random([n, d], 61, &device)).require_grad();
+            let hidden = on_bf16_grid(random([n, d], 61, &device)).require_grad();
             let shape = if layout == HeadLayout::VocabRows { [vocab, d] } else { [d, vocab] };
-            let head = on_grid(random(shape, 62, &device)).require_grad();
+            let head = on_bf16_grid(random(shape, 62, &device)).require_grad();
             let targets: Vec<u32> = (0..n).map(|i| ((i * 53) % vocab) as u32).collect();
             let weights = vec![1.0 / n as f32; n];
             let loss = match products {
@@ -398,7 +403,7 @@ fn bf16_head_matches_the_reference() {
 
 /// `Products::Bf16`: the weight's products (`x·W` forward, `g·Wᵀ` for ∂x, `xᵀ·g` for ∂W) on the
 /// bf16 route.
-/// On operands that bf16 holds exactly (multiples of 1/64 in [-2, 2], times the test's 1.5 still
+/// On operands that bf16 holds exactly (multiples of 1/64 in [-1, 1], times the test's 1.5 still
 /// exact) the products are exact and only the f32 sums' order differs from the f32 reference;
 /// on general values they stay within bf16's rounding. Shapes with whole 32-value blocks in both
 /// summed dimensions (d_in for `x·W`, d_out for `g·Wᵀ`) and rows that leave strip remainders.
@@ -411,12 +416,11 @@ fn bf16_products_match_the_reference() {
     }
     // 64 rows: ∂W sums over the rows, which must be whole 32-value blocks too.
     let (n, d_in, d_out, r) = (64, 64, 96, 4);
-    let on_grid = |t: Tensor<2>| t.mul_scalar(32.0).round().clamp(-64.0, 64.0).div_scalar(64.0);
     for (grid, tolerance) in [(true, 1e-5), (false, 2e-2)] {
         for with_lora in [false, true] {
             let run = |products: Option<Products>| {
                 let device = Device::flex().autodiff();
-                let shape = |t: Tensor<2>| if grid { on_grid(t) } else { t };
+                let shape = |t: Tensor<2>| if grid { on_bf16_grid(t) } else { t };
                 let x = shape(random([n, d_in], 51, &device)).require_grad();
                 let w = shape(random([d_in, d_out], 52, &device)).require_grad();
                 let (a, b) = (random([d_in, r], 53, &device).require_grad(), random([r, d_out], 54, &device).require_grad());

@@ -120,11 +120,8 @@ struct Bf16Head {
 #[cfg(target_arch = "x86_64")]
 impl Bf16Head {
     fn new(products: Products, weight: MatRef<'_>, want_hidden_grad: bool) -> Option<Self> {
-        use crate::quant::bf16::{Bf16Route, Bf16Weight};
-        if products != Products::Bf16 {
-            return None;
-        }
-        let route = Bf16Route::detect()?;
+        use crate::quant::bf16::Bf16Weight;
+        let route = products.bf16_route()?;
         let (vocab, d) = weight.shape();
         // A tied embedding is `[vocab, d]` row-major; an untied head in burn's layout is the
         // transpose of a `[d, vocab]` row-major matrix. Both are read in place.

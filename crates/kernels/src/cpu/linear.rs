@@ -30,6 +30,12 @@ impl Products {
         #[cfg(not(target_arch = "x86_64"))]
         false
     }
+
+    /// The bf16 route these products take: `Some` for [`Products::Bf16`] on a CPU that has it.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn bf16_route(self) -> Option<crate::quant::bf16::Bf16Route> {
+        if self == Products::Bf16 { crate::quant::bf16::Bf16Route::detect() } else { None }
+    }
 }
 
 /// `∂W = xᵀ·g` on the bf16 route: the strips read `x` (`[rows, d_in]`) input-major and the
@@ -38,11 +44,8 @@ impl Products {
 fn bf16_weight_gradient(products: Products, x: MatRef<'_>, g: MatRef<'_>) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::quant::bf16::{Bf16Route, Bf16Weight};
-        if products != Products::Bf16 {
-            return None;
-        }
-        let route = Bf16Route::detect()?;
+        use crate::quant::bf16::Bf16Weight;
+        let route = products.bf16_route()?;
         let ((rows, d_in), (_, d_out)) = (x.shape(), g.shape());
         let (x, g) = (x.as_row_major()?, g.as_row_major()?);
         if !rows.is_multiple_of(32) {
@@ -61,11 +64,8 @@ fn bf16_weight_gradient(products: Products, x: MatRef<'_>, g: MatRef<'_>) -> Opt
 fn bf16_product(products: Products, a: MatRef<'_>, w: MatRef<'_>, transposed_w: bool) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::quant::bf16::{Bf16Route, Bf16Weight};
-        if products != Products::Bf16 {
-            return None;
-        }
-        let route = Bf16Route::detect()?;
+        use crate::quant::bf16::Bf16Weight;
+        let route = products.bf16_route()?;
         let ((rows, k), (d_in, d_out)) = (a.shape(), w.shape());
         let (a, values) = (a.as_row_major()?, w.as_row_major()?);
         if !k.is_multiple_of(32) {
