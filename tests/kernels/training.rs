@@ -35,6 +35,11 @@ fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tens
     Tensor::<D>::from_data(Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &cpu).into_data(), device)
 }
 
+/// `t` as a leaf that wants its gradient, where there is autodiff.
+fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.device().is_autodiff() { t.require_grad() } else { t }
+}
+
 /// `t` on a grid bf16 holds exactly, also times 1.5: multiples of 1/64 in [-1, 1] (at most 7
 /// significant bits).
 fn on_bf16_grid(t: Tensor<2>) -> Tensor<2> {
@@ -362,6 +367,73 @@ fn fused_linear_matches_the_reference_in_values_and_gradients() {
     let bad = Lora { a: random([4, 2], 3, &device), b: random([3, 3], 4, &device), scale: 1.0 };
     let err = linear(random([2, 4], 1, &device), random([4, 3], 2, &device), None, Some(bad)).unwrap_err().to_string();
     assert!(err.contains("do not fit"), "{err}");
+}
+
+/// A frozen packed weight (QLoRA's base) against the dense reference on its dequantised values:
+/// outputs and the gradients of the input, the LoRA factors and the bias within 1e-5 (f32
+/// products), with and without a LoRA branch, for 4- and 8-bit blocks and an odd number of
+/// outputs; the weight itself gets no gradient. With `Products::Bf16` (where the CPU has it)
+/// within bf16's rounding. Without autodiff the op gives the same output.
+#[test]
+fn packed_linear_matches_the_dense_reference_in_values_and_gradients() {
+    use rosetta_kernels::linear::{Lora, Products, linear_reference, packed_linear};
+    use rosetta_kernels::quant::{PackedMatrix, QuantizeTo};
+    use std::sync::Arc;
+    let (n, d_in, r) = (37, 64, 3);
+    let mut cases = vec![(QuantizeTo::Q4_1, 19, Products::F32, 1e-5), (QuantizeTo::Q8_0, 19, Products::F32, 1e-5)];
+    if Products::bf16_available() {
+        // 96 outputs: ∂x sums over them, so whole blocks let it take the bf16 route too.
+        cases.push((QuantizeTo::Q4_0, 96, Products::Bf16, 2e-2));
+    }
+    for (to, d_out, products, tolerance) in cases {
+        let values_of = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let packed = Arc::new(PackedMatrix::quantize(to, d_out, d_in, &values_of(random([d_out, d_in], 70, &Device::flex()))).unwrap());
+        for (with_lora, with_bias) in [(false, false), (true, true)] {
+            let run = |ours: bool, device: Device| {
+                let x = leaf(random([n, d_in], 71, &device));
+                let bias = with_bias.then(|| leaf(random([d_out], 72, &device)));
+                let (a, b) = (leaf(random([d_in, r], 73, &device)), leaf(random([r, d_out], 74, &device)));
+                let lora = with_lora.then(|| Lora { a: a.clone(), b: b.clone(), scale: 2.5 });
+                let input = x.clone().mul_scalar(1.5);
+                let out = if ours {
+                    packed_linear(input, &packed, bias.clone(), lora, products)
+                } else {
+                    let dense = Tensor::<2>::from_data(TensorData::new(packed.dequantize(), [d_out, d_in]), &device).transpose();
+                    linear_reference(input, dense, bias.clone(), lora)
+                }
+                .unwrap();
+                if !device.is_autodiff() {
+                    return (values(out), Vec::new());
+                }
+                let grads = (out.clone() * random([n, d_out], 75, &device)).sum().backward();
+                let grad = |t: &Tensor<2>| t.grad(&grads).map(values);
+                (
+                    values(out),
+                    vec![
+                        grad(&x),
+                        with_lora.then(|| grad(&a)).flatten(),
+                        with_lora.then(|| grad(&b)).flatten(),
+                        bias.and_then(|b| b.grad(&grads)).map(values),
+                    ],
+                )
+            };
+            let name = format!("{to:?}, {d_out} outputs, {products:?}, LoRA {with_lora}, bias {with_bias}");
+            let ((out, grads), (ref_out, ref_grads)) = (run(true, Device::flex().autodiff()), run(false, Device::flex().autodiff()));
+            assert_close(&format!("{name}: output"), &out, &ref_out, tolerance);
+            for (what, (g, rg)) in ["∂x", "∂A", "∂B", "∂bias"].iter().zip(grads.iter().zip(&ref_grads)) {
+                assert_eq!(g.is_some(), rg.is_some(), "{name}: {what} present on one side only");
+                if let (Some(g), Some(rg)) = (g, rg) {
+                    assert_close(&format!("{name}: {what}"), g, rg, tolerance);
+                }
+            }
+            assert!(grads[0].is_some(), "{name}: no gradient reached the input");
+            assert_eq!(run(true, Device::flex()).0, out, "{name}: the op without autodiff computes another output");
+        }
+    }
+    let device = Device::flex();
+    let packed = Arc::new(PackedMatrix::quantize(QuantizeTo::Q8_0, 4, 32, &[0.5; 128]).unwrap());
+    let err = packed_linear(random([2, 31], 1, &device), &packed, None, None, Products::F32).unwrap_err().to_string();
+    assert!(err.contains("width 31 for a 32×4 weight"), "{err}");
 }
 
 /// The loss head with `Products::Bf16` (tied `[vocab, d]` and untied `[d, vocab]` layouts): on

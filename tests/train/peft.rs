@@ -40,7 +40,13 @@ fn reference_logits(python: &Path, model_dir: &Path, ids: &[u32], extra: serde_j
 }
 
 fn lora(rank: usize, alpha: f64, targets: &[&str]) -> LoraSection {
-    LoraSection { rank, alpha, targets: targets.iter().map(|t| t.to_string()).collect(), init: None }
+    LoraSection {
+        rank,
+        alpha,
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        init: None,
+        base: rosetta_train::config::LoraBase::Auto,
+    }
 }
 
 #[test]

@@ -126,8 +126,13 @@ fn corrupt_checkpoint_names_the_file_and_the_fallback() {
 #[test]
 fn lora_trains_only_adapters_and_merges_on_export() {
     let (dir, mut config) = setup("lora");
-    config.lora =
-        Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()], init: None });
+    config.lora = Some(LoraSection {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        init: None,
+        base: rosetta_train::config::LoraBase::Auto,
+    });
     config.optim.lr = 1e-2;
     let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
     let device = Device::flex();
@@ -142,6 +147,74 @@ fn lora_trains_only_adapters_and_merges_on_export() {
     assert!(!changed(LinearId::new(0, KProj)) && !changed(LinearId::new(1, GateProj)), "non-target weights changed");
     let embed_delta = (base.embed_tokens.weight.val() - tuned.embed_tokens.weight.val()).abs().max().into_scalar::<f32>();
     assert_eq!(embed_delta, 0.0, "LoRA changed the embedding");
+}
+
+/// LoRA over a quantized checkpoint trains over its packed blocks (QLoRA) and computes what
+/// LoRA over their dequantised values computes: the same losses step for step, the same merged
+/// export and PEFT adapter — with no f32 copy of the packed projections in its checkpoints. The
+/// tiny GGUF stores every projection but `down_proj` as Q8_0, so the run mixes adapters beside
+/// packed blocks and on dense weights.
+#[test]
+fn qlora_trains_over_packed_blocks_as_lora_over_their_values() {
+    use rosetta_model::peft::PeftAdapter;
+    use rosetta_model::{LinearId, LinearKind};
+    use rosetta_train::config::LoraBase;
+    let dir = temp_dir("qlora");
+    let model = dir.join("tiny-q8_0.gguf");
+    std::fs::write(&model, rosetta_tests::fixtures::tiny_gguf_q8_0()).unwrap();
+    let run = |name: &str, base: LoraBase| {
+        let mut config = tiny_train_config(&model, &dir.join(name));
+        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: LoraSection::all_targets(), init: None, base });
+        config.optim.lr = 1e-2;
+        let summary = train(&config, &RunOptions::default(), &mut Quiet).unwrap();
+        (config, summary)
+    };
+    let (packed_config, packed) = run("packed", LoraBase::Auto);
+    let (f32_config, dense) = run("f32", LoraBase::F32);
+    let cpu = [Device::flex().autodiff()];
+    assert_eq!(rosetta_train::adapt::load_precision(&packed_config, &cpu), rosetta_model::Precision::PackedBase);
+    assert_eq!(rosetta_train::adapt::load_precision(&f32_config, &cpu), rosetta_model::Precision::F32);
+
+    let (packed_losses, f32_losses) = (losses(&packed_config.run.out), losses(&f32_config.run.out));
+    assert_eq!(packed_losses.len(), 12, "the QLoRA run logged {} steps", packed_losses.len());
+    assert!(packed_losses[11].1 < packed_losses[0].1, "QLoRA did not learn: {packed_losses:?}");
+    for ((step, a), (_, b)) in packed_losses.iter().zip(&f32_losses) {
+        assert!((a - b).abs() <= 1e-4 * b.abs(), "step {step}: QLoRA loss {a}, LoRA over f32 {b}");
+    }
+    let record = |config: &TrainConfig| std::fs::metadata(config.run.out.join("checkpoints/step-000012/model.bpk")).unwrap().len();
+    assert!(
+        record(&packed_config) < record(&f32_config),
+        "the QLoRA checkpoint ({} bytes) holds f32 copies of its packed base (LoRA over f32: {} bytes)",
+        record(&packed_config),
+        record(&f32_config)
+    );
+
+    // Exported merged: every adapted projection moved, and as the f32 run's did.
+    let device = Device::flex();
+    let load = |path: &Path| Checkpoint::open(path, None).unwrap().load_with(&device, rosetta_model::Precision::F32).unwrap();
+    let (base, from_packed, from_f32) = (load(&model), load(&packed.final_model.unwrap()), load(&dense.final_model.unwrap()));
+    for id in [LinearId::new(0, LinearKind::QProj), LinearId::new(1, LinearKind::UpProj), LinearId::new(1, LinearKind::DownProj)] {
+        let (b, p, f) = (values(base.weight(id).unwrap()), values(from_packed.weight(id).unwrap()), values(from_f32.weight(id).unwrap()));
+        let moved = p.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(moved > 0.0, "{id}: the merged export did not change");
+        let apart = p.iter().zip(&f).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(apart <= 1e-4 * moved.max(1e-3), "{id}: QLoRA's merged weight differs from LoRA's by {apart} (moved {moved})");
+    }
+    // The PEFT adapters agree, and the run's checkpoint loads back into its packed structure.
+    let (a, b) = (PeftAdapter::read(&packed.final_adapter.unwrap()).unwrap(), PeftAdapter::read(&dense.final_adapter.unwrap()).unwrap());
+    assert_eq!(a.factors.keys().collect::<Vec<_>>(), b.factors.keys().collect::<Vec<_>>());
+    for (id, fa) in &a.factors {
+        let fb = &b.factors[id];
+        let worst = fa.b.data.iter().zip(&fb.b.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-3 * fb.b.data.iter().fold(1e-3f32, |m, v| m.max(v.abs())), "{id}: B factors differ by {worst}");
+    }
+    let (_, _, reloaded, step) = rosetta_train::trainer::load_run_model(&packed_config.run.out, &device).unwrap();
+    assert_eq!(step, 12);
+    assert!(reloaded.adapter(LinearId::new(0, LinearKind::QProj)).unwrap().is_some(), "the packed projection's adapter did not reload");
+}
+
+fn values(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]

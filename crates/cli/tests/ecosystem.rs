@@ -102,8 +102,13 @@ fn adapters_gguf_and_tensorboard_from_the_command_line() {
     let model = dir.join("model");
     write_tiny_hf(&model, 8);
     let mut config = tiny_train_config(&model, &dir.join("run"));
-    config.lora =
-        Some(rosetta_train::config::LoraSection { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "v_proj".into()], init: None });
+    config.lora = Some(rosetta_train::config::LoraSection {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+        init: None,
+        base: rosetta_train::config::LoraBase::Auto,
+    });
     config.optim.lr = 1e-2;
     let config_path = dir.join("train.toml");
     std::fs::write(&config_path, config.to_toml(&Default::default())).unwrap();

@@ -22,7 +22,12 @@ pub struct Lora {
 }
 
 fn check(x: &Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>, lora: Option<&Lora>) -> Result<()> {
-    let ([_, d_in], [w_in, d_out]) = (x.dims(), w.dims());
+    check_dims(x, w.dims(), bias, lora)
+}
+
+/// As [`check`] for a weight of `[w_in, d_out]` (burn's layout).
+fn check_dims(x: &Tensor<2>, [w_in, d_out]: [usize; 2], bias: Option<&Tensor<1>>, lora: Option<&Lora>) -> Result<()> {
+    let [_, d_in] = x.dims();
     if d_in != w_in {
         return Err(shape_error("linear", format!("inputs of width {d_in} for a {w_in}×{d_out} weight")));
     }
@@ -95,6 +100,46 @@ pub fn fused_linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: O
     {
         let _ = (w, bias, lora, products);
         Err(crate::fused_cpu_refusal("linear", &x.device(), x.dtype()))
+    }
+}
+
+/// A projection whose frozen weight is packed (`w: [d_out, d_in]`, quantized blocks): the
+/// fused CPU kernel dequantises it for each product and keeps only the blocks for backward, so
+/// a LoRA step over a quantized base (QLoRA, Dettmers et al. 2023) holds no f32 copy of it.
+/// Gradients reach `x` and the LoRA factors, never the weight. The CPU backend only (with or
+/// without autodiff); elsewhere an error.
+///
+/// # Shapes
+/// `x: [rows, d_in]` → `[rows, d_out]`.
+pub fn packed_linear(
+    x: Tensor<2>,
+    w: &std::sync::Arc<crate::quant::PackedMatrix>,
+    bias: Option<Tensor<1>>,
+    lora: Option<Lora>,
+    products: Products,
+) -> Result<Tensor<2>> {
+    check_dims(&x, [w.cols(), w.rows()], bias.as_ref(), lora.as_ref())?;
+    let mut dtypes = vec![x.dtype()];
+    dtypes.extend(lora.iter().flat_map(|l| [l.a.dtype(), l.b.dtype()]));
+    dtypes.extend(bias.as_ref().map(|b| b.dtype()));
+    if !crate::fused_cpu_supports(&x.device(), &dtypes) {
+        return Err(crate::fused_cpu_refusal("packed linear", &x.device(), x.dtype()));
+    }
+    #[cfg(feature = "flex")]
+    {
+        let y = match lora {
+            None => crate::flex::linear::packed_linear(x, w.clone(), products),
+            Some(l) => crate::flex::linear::packed_lora_linear(x, w.clone(), l.a, l.b, l.scale as f32, products),
+        };
+        Ok(match bias {
+            Some(b) => y + b.unsqueeze(),
+            None => y,
+        })
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (w, bias, lora, products);
+        Err(crate::fused_cpu_refusal("packed linear", &x.device(), x.dtype()))
     }
 }
 

@@ -80,7 +80,7 @@ impl PeftAdapter {
             if id.layer >= layers {
                 return Err(ModelError::invalid(format!("{}: it adapts {id}, but the model has {layers} layers", context())));
             }
-            let [d_in, d_out] = model.linear(*id)?.weight.val().dims();
+            let [d_in, d_out] = model.projection_dims(*id)?;
             if factors.a.shape != [self.rank, d_in] || factors.b.shape != [d_out, self.rank] {
                 return Err(ModelError::invalid(format!(
                     "{}: `{}` is {:?} and `{}` is {:?}, but {id} maps {d_in} inputs to {d_out} outputs (expected [{r}, {d_in}] and [{d_out}, {r}])",
@@ -94,16 +94,16 @@ impl PeftAdapter {
             }
         }
         let device = model.device();
-        let by_path: BTreeMap<String, (Tensor<2>, Tensor<2>)> = self
+        let factors = self
             .factors
             .iter()
             .map(|(id, f)| {
                 let a = Tensor::<2>::from_data(TensorData::new(f.a.data.clone(), f.a.shape.clone()), &device).transpose();
                 let b = Tensor::<2>::from_data(TensorData::new(f.b.data.clone(), f.b.shape.clone()), &device).transpose();
-                (module_path(*id), (a, b))
+                (*id, a, b)
             })
             .collect();
-        Ok(model.apply_reparameterization(LoadedLora { by_path, scale: self.scale() }))
+        attach_factors(model, factors, self.scale())
     }
 
     /// The adapters attached to `model`'s projections (what a LoRA run trains), with the rank
@@ -111,7 +111,7 @@ impl PeftAdapter {
     pub fn from_model(model: &CausalLm, rank: usize, alpha: f64, base_model: Option<String>) -> Result<Option<Self>> {
         let mut factors = BTreeMap::new();
         for id in model.linear_ids() {
-            let Some(adapter) = model.linear(id)?.weight.adapter() else { continue };
+            let Some(adapter) = model.adapter(id)? else { continue };
             let expected = alpha / rank as f64;
             if (adapter.scale - expected).abs() > 1e-12 * expected.abs() {
                 return Err(ModelError::invalid(format!("{id}: its adapter scales by {}, not alpha / rank = {expected}", adapter.scale)));
@@ -327,6 +327,49 @@ fn parse_key(name: &str) -> Option<(LinearId, &'static str)> {
 /// burn's module path of a projection's weight (`layers.3.self_attn.q_proj.weight`).
 fn module_path(id: LinearId) -> String {
     format!("layers.{}.{}.weight", id.layer, id.kind.hf_path())
+}
+
+/// Fresh LoRA adapters on the projections `kinds` of every layer, initialised as burn's `Lora`
+/// does (Hu et al.: `A ~ N(0, 1/r)`, `B = 0`, scale `alpha / r`, so the adapted model starts as
+/// the base), with every other parameter frozen. `A` comes from the project's generator seeded
+/// with `seed` (a run's `run.seed`), layer by layer in [`LinearKind::ALL`]'s order, whether a
+/// projection is dense or packed: a run's adapters reproduce from its seed, and a QLoRA run
+/// starts from the factors LoRA over the same weights in f32 starts from.
+pub fn fresh_lora(model: CausalLm, kinds: &[LinearKind], rank: usize, alpha: f64, seed: u64) -> Result<CausalLm> {
+    if rank == 0 {
+        return Err(ModelError::invalid("a LoRA adapter needs rank ≥ 1"));
+    }
+    /// Keeps the factors' stream apart from the data order's, which the same seed drives.
+    const STREAM: u64 = 0x4c6f_5241_2041_0001;
+    let mut rng = rosetta_rng::SplitMix64::new(seed ^ STREAM);
+    let device = model.device();
+    let ids: Vec<LinearId> = model.linear_ids().into_iter().filter(|id| kinds.contains(&id.kind)).collect();
+    let mut factors = Vec::with_capacity(ids.len());
+    for id in ids {
+        let [d_in, d_out] = model.projection_dims(id)?;
+        let std = 1.0 / rank as f32;
+        let a: Vec<f32> = (0..d_in * rank).map(|_| rng.normal() * std).collect();
+        // Parameters for the model's lifetime: built where burn builds its own (outside the
+        // dynamic memory pools of GPU backends).
+        let (a, b) = device.memory_persistent_allocations((), |_| {
+            (Tensor::<2>::from_data(TensorData::new(a.clone(), [d_in, rank]), &device), Tensor::<2>::zeros([rank, d_out], &device))
+        });
+        factors.push((id, a, b));
+    }
+    attach_factors(model, factors, alpha / rank as f64)
+}
+
+/// Attaches LoRA factors (burn layout: `a: [d_in, r]`, `b: [r, d_out]`) to their projections and
+/// freezes every other parameter: on a dense weight through burn's reparameterisation, beside
+/// a packed one (see `nn::projection`).
+fn attach_factors(model: CausalLm, factors: Vec<(LinearId, Tensor<2>, Tensor<2>)>, scale: f64) -> Result<CausalLm> {
+    let (packed, dense): (Vec<_>, Vec<_>) = factors.into_iter().partition(|(id, _, _)| model.layers[id.layer].packed(id.kind).is_some());
+    let by_path = dense.into_iter().map(|(id, a, b)| (module_path(id), (a, b))).collect();
+    let mut model = model.apply_reparameterization(LoadedLora { by_path, scale });
+    for (id, a, b) in packed {
+        model.set_packed_adapter(id, LoraAdapter { a: Param::from_tensor(a), b: Param::from_tensor(b), scale })?;
+    }
+    Ok(model)
 }
 
 /// Attaches given factors (burn layout) at their module paths and freezes every other

@@ -2,13 +2,14 @@
 //! reparameterisation), freezing by parameter group, and freezing all but the new rows of the
 //! embedding and head (vocabulary extension, stage 1).
 
-use rosetta_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use rosetta_model::burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::peft::PeftAdapter;
-use rosetta_model::{CausalLm, LinearKind};
+use rosetta_model::{CausalLm, LinearKind, Precision};
 
-use crate::config::{LoraSection, TrainConfig, Trainable};
+use crate::config::{LoraBase, LoraSection, TrainConfig, Trainable};
 use crate::error::{Result, TrainError};
+use crate::precision::TrainPrecision;
 
 /// Every float parameter with its module path (`layers.0.self_attn.q_proj.weight`, ...).
 pub fn parameter_paths(model: &CausalLm) -> Vec<(String, ParamId, Vec<usize>)> {
@@ -35,12 +36,6 @@ pub fn parameter_paths(model: &CausalLm) -> Vec<(String, ParamId, Vec<usize>)> {
 
 fn group(pattern: &str) -> Result<ParamGroup> {
     ParamGroup::from_regex(pattern).map_err(|e| TrainError::Invalid(format!("parameter group `{pattern}`: {e:?}")))
-}
-
-/// The weights LoRA adapts: `layers.N.<module>.weight` of the target projections.
-pub fn lora_group(lora: &LoraSection) -> Result<ParamGroup> {
-    let modules: Vec<&str> = lora.targets.iter().filter_map(|t| LinearKind::from_short_name(t)).map(|k| k.hf_path()).collect();
-    group(&format!(r"^layers\.\d+\.({})\.weight$", modules.join("|").replace('.', r"\.")))
 }
 
 /// Restores the frozen rows of the embedding (and untied head) after each optimizer step, so
@@ -115,14 +110,35 @@ pub fn new_token_rows(extras: Option<&serde_json::Value>) -> Option<Vec<usize>> 
     ids.iter().map(|v| v.as_u64().map(|i| i as usize)).collect()
 }
 
+/// How a run loads its checkpoint on `devices`: a LoRA run over a quantized checkpoint keeps
+/// its projections packed (QLoRA) where `[lora] base = "auto"` allows and the fused packed op
+/// trains — every device the CPU backend, products in f32 or (bf16) in bf16 without casting the
+/// model; every other run is f32.
+pub fn load_precision(config: &TrainConfig, devices: &[Device]) -> Precision {
+    let packed_base = config.lora.as_ref().is_some_and(|l| l.base == LoraBase::Auto)
+        && devices.iter().all(|d| Precision::PackedBase.packs_on(d))
+        && match config.optim.precision {
+            TrainPrecision::F32 => true,
+            TrainPrecision::Bf16 => devices.iter().all(rosetta_model::bf16_products_on),
+            TrainPrecision::F16 => false,
+        };
+    if packed_base { Precision::PackedBase } else { Precision::F32 }
+}
+
+/// The projections `[lora] targets` names.
+fn lora_targets(lora: &LoraSection) -> Vec<LinearKind> {
+    LinearKind::ALL.into_iter().filter(|k| lora.targets.iter().any(|t| t == k.short_name())).collect()
+}
+
 /// Attaches LoRA factors to the target projections and freezes everything else: fresh ones
-/// (burn's init: A random, B zero), or those of the PEFT adapter `lora.init` names.
-pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
+/// (burn's init: A random, B zero; `peft::fresh_lora`, drawn from `seed`), or those of the PEFT
+/// adapter `lora.init` names. Packed projections (a QLoRA base) take theirs beside their blocks.
+pub fn apply_lora(model: CausalLm, lora: &LoraSection, seed: u64) -> Result<CausalLm> {
     let Some(dir) = &lora.init else {
-        return Ok(model.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(lora_group(lora)?)));
+        return Ok(rosetta_model::peft::fresh_lora(model, &lora_targets(lora), lora.rank, lora.alpha, seed)?);
     };
     let adapter = PeftAdapter::read(dir)?;
-    let wanted: Vec<LinearKind> = LinearKind::ALL.into_iter().filter(|k| lora.targets.iter().any(|t| t == k.short_name())).collect();
+    let wanted = lora_targets(lora);
     let names = |kinds: &[LinearKind]| kinds.iter().map(|k| k.short_name()).collect::<Vec<_>>().join(", ");
     let mismatch = if adapter.rslora {
         Some("it uses rsLoRA scaling (alpha / √r), which the trainer does not; apply it with --adapter instead".to_string())
@@ -148,7 +164,7 @@ pub fn apply_lora(model: CausalLm, lora: &LoraSection) -> Result<CausalLm> {
 /// `extras` is the checkpoint's `rosetta.json`, where a vocabulary extension lists its new rows.
 pub fn prepare(model: CausalLm, config: &TrainConfig, extras: Option<&serde_json::Value>) -> Result<(CausalLm, Option<RowFreeze>)> {
     if let Some(lora) = &config.lora {
-        return Ok((apply_lora(model, lora)?, None));
+        return Ok((apply_lora(model, lora, config.run.seed)?, None));
     }
     match config.freeze.trainable {
         Trainable::All => Ok((model, None)),

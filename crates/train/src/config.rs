@@ -228,6 +228,28 @@ pub struct LoraSection {
     /// instead of fresh factors; its rank, alpha and targets must be the section's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// What the frozen base is stored as (see [`LoraBase`]).
+    #[serde(default, skip_serializing_if = "LoraBase::is_auto")]
+    pub base: LoraBase,
+}
+
+/// How a LoRA run stores its frozen base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraBase {
+    /// A quantized checkpoint's projections stay in their blocks (QLoRA, Dettmers et al. 2023)
+    /// where the fused packed op trains over them — the CPU backend, f32 or bf16 products — and
+    /// are dequantised to f32 elsewhere; an f32 checkpoint is f32.
+    #[default]
+    Auto,
+    /// Every weight dequantised to f32.
+    F32,
+}
+
+impl LoraBase {
+    fn is_auto(&self) -> bool {
+        *self == LoraBase::Auto
+    }
 }
 
 fn default_lora_targets() -> Vec<String> {
@@ -444,7 +466,7 @@ out = "runs/x"
         config.optim.min_lr = 1.0;
         assert!(config.validate().unwrap_err().contains("min_lr"));
         let mut config = TrainConfig::from_toml_str(MINIMAL).unwrap();
-        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()], init: None });
+        config.lora = Some(LoraSection { rank: 4, alpha: 8.0, targets: vec!["qproj".into()], init: None, base: LoraBase::Auto });
         assert!(config.validate().unwrap_err().contains("`qproj`"));
     }
 

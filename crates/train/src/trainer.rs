@@ -291,7 +291,7 @@ pub fn train_with(
     }
     // f16 scales its loss (see `crate::precision`); restored from the checkpoint on resume.
     let mut loss_scale = (precision == TrainPrecision::F16).then(LossScale::default);
-    let model = checkpoint.load(&main)?;
+    let model = checkpoint.load_with(&main, crate::adapt::load_precision(config, &devices))?;
     let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config, checkpoint.extras.as_ref())?;
     let tokenizer = checkpoint.tokenizer.clone();
     let base_extras = checkpoint.extras.clone();
@@ -565,9 +565,11 @@ pub fn load_run_model(out: &Path, device: &Device) -> Result<(TrainConfig, Check
     })?;
     let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
-    // Dense weights, as training had them (a quantized base trains dequantised): the
-    // checkpoint's record, LoRA factors included, fits only that structure.
-    let (model, _) = prepare(checkpoint.load_with(device, rosetta_model::Precision::F32)?, &config, checkpoint.extras.as_ref())?;
+    // The weights stored as training stored them (packed or f32, decided by the run's own
+    // devices): the checkpoint's record, LoRA factors included, fits only that structure.
+    let run_devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
+    let precision = crate::adapt::load_precision(&config, &run_devices);
+    let (model, _) = prepare(checkpoint.load_with(device, precision)?, &config, checkpoint.extras.as_ref())?;
     let (model, _) = store.load_model(&path, model)?;
     Ok((config, checkpoint, model, step))
 }

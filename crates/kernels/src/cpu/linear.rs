@@ -58,8 +58,10 @@ fn bf16_weight_gradient(products: Products, x: MatRef<'_>, g: MatRef<'_>) -> Opt
 }
 
 /// `a · Wᵀ`-shaped products on the bf16 route: `a` is `[rows, k]` row-major; the weight is `W`
-/// itself (`[d_in, d_out]`) read input-major for `x·W`, or output-major for `g·Wᵀ`. `None` where
-/// the route does not apply (f32 asked, no AVX-512 BF16, a strided view, `k` not whole blocks).
+/// (`[d_in, d_out]`) for `x·W`, or used as `Wᵀ` for `g·Wᵀ`, read in place whichever way it is
+/// stored: row-major (burn's `Linear`), or the transposed view of `[d_out, d_in]` values (a
+/// dequantised packed weight, HF's orientation). `None` where the route does not apply (f32
+/// asked, no AVX-512 BF16, any other stride, `k` not whole blocks).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn bf16_product(products: Products, a: MatRef<'_>, w: MatRef<'_>, transposed_w: bool) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
@@ -67,16 +69,19 @@ fn bf16_product(products: Products, a: MatRef<'_>, w: MatRef<'_>, transposed_w: 
         use crate::quant::bf16::Bf16Weight;
         let route = products.bf16_route()?;
         let ((rows, k), (d_in, d_out)) = (a.shape(), w.shape());
-        let (a, values) = (a.as_row_major()?, w.as_row_major()?);
+        let a = a.as_row_major()?;
         if !k.is_multiple_of(32) {
             return None;
         }
-        let weight = if transposed_w {
-            // g·Wᵀ: W's rows are the outputs.
-            Bf16Weight::Dense { values, rows: d_in, cols: d_out }
-        } else {
-            // x·W: W's columns are the outputs.
-            Bf16Weight::DenseInputMajor { values, rows: d_out, cols: d_in }
+        // The product's outputs are W's columns for x·W and its rows for g·Wᵀ; a weight stored
+        // with those outputs as its rows is read output-major, the other way input-major.
+        let (outputs, summed) = if transposed_w { (d_in, d_out) } else { (d_out, d_in) };
+        let weight = match (w.as_row_major(), w.t().as_row_major()) {
+            (Some(values), _) if transposed_w => Bf16Weight::Dense { values, rows: outputs, cols: summed },
+            (Some(values), _) => Bf16Weight::DenseInputMajor { values, rows: outputs, cols: summed },
+            (None, Some(values)) if transposed_w => Bf16Weight::DenseInputMajor { values, rows: outputs, cols: summed },
+            (None, Some(values)) => Bf16Weight::Dense { values, rows: outputs, cols: summed },
+            (None, None) => return None,
         };
         route.matmul_many(&[weight], a, rows).ok()?.pop()
     }

@@ -241,6 +241,20 @@ impl PackedMatrix {
     /// Rows `rows` as f32, row-major.
     pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
         let mut out = vec![0f32; rows.len() * self.cols];
+        self.dequantize_rows_into(rows, &mut out);
+        out
+    }
+
+    /// Rows `rows` as f32, row-major, into `out` (`rows.len() × cols` values).
+    pub fn dequantize_rows_into(&self, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        assert_eq!(
+            out.len(),
+            rows.len() * self.cols,
+            "dequantize_rows_into: {} values for {} rows of {}",
+            out.len(),
+            rows.len(),
+            self.cols
+        );
         let bb = self.width.block_bytes();
         // Plain loops over fixed-size blocks: the compiler vectorises them (the f32 path of large
         // batches dequantises every weight once per forward).
@@ -272,7 +286,6 @@ impl PackedMatrix {
                 }
             }
         }
-        out
     }
 
     /// The whole matrix as f32, row-major `[rows, cols]`.

@@ -1,7 +1,7 @@
 //! Model operations that change weights: per-projection reads and replacements in HF
 //! orientation (pruning masks, LoRA merges), and vocabulary resizing (new tokens).
 
-use burn::module::Param;
+use burn::module::{LoraAdapter, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 
@@ -48,6 +48,37 @@ impl CausalLm {
         ))
     }
 
+    /// `[d_in, d_out]` of a projection, dense or packed.
+    pub fn projection_dims(&self, id: LinearId) -> Result<[usize; 2]> {
+        let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
+        Ok(match layer.weights(id.kind)? {
+            Weights::Dense(dense) => dense.weight.dims(),
+            Weights::Packed(packed, _) => [packed.weight.cols(), packed.weight.rows()],
+        })
+    }
+
+    /// The LoRA adapter of a projection: on its dense weight's `Param`, or beside its packed
+    /// weight (see `nn::projection`).
+    pub fn adapter(&self, id: LinearId) -> Result<Option<&LoraAdapter>> {
+        let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
+        Ok(match layer.weights(id.kind)? {
+            Weights::Dense(dense) => dense.weight.adapter(),
+            Weights::Packed(_, adapter) => adapter,
+        })
+    }
+
+    /// Attaches `adapter` beside the packed weight of `id` (an error when that weight is dense:
+    /// burn's reparameterisation attaches those).
+    pub fn set_packed_adapter(&mut self, id: LinearId, adapter: LoraAdapter) -> Result<()> {
+        let error = self.layer_error(id.layer);
+        self.layers.get_mut(id.layer).ok_or(error)?.set_packed_adapter(id.kind, Some(adapter))
+    }
+
+    /// Whether any projection is stored packed.
+    pub fn has_packed_projections(&self) -> bool {
+        self.layers.iter().any(|layer| LinearKind::ALL.into_iter().any(|k| layer.packed(k).is_some()))
+    }
+
     fn layer_error(&self, layer: usize) -> ModelError {
         ModelError::invalid(format!("layer {layer} does not exist: this model has layers 0..{}", self.layers.len()))
     }
@@ -57,9 +88,9 @@ impl CausalLm {
         let layer = self.layers.get(id.layer).ok_or_else(|| self.layer_error(id.layer))?;
         Ok(match layer.weights(id.kind)? {
             Weights::Dense(dense) => dense.weight.val().transpose(),
-            Weights::Packed(packed) => {
-                let w = &packed.weight;
-                Tensor::from_data(TensorData::new(w.dequantize(), [w.rows(), w.cols()]), &self.device())
+            // With its LoRA adapter merged, as a dense weight's `Param` gives it.
+            Weights::Packed(packed, adapter) => {
+                crate::nn::projection::merged_dense(packed, adapter, &self.device()).weight.val().transpose()
             }
         })
     }
@@ -69,6 +100,11 @@ impl CausalLm {
     pub fn set_weight(&mut self, id: LinearId, weight: Tensor<2>) -> Result<()> {
         let (device, error) = (self.device(), self.layer_error(id.layer));
         let layer = self.layers.get_mut(id.layer).ok_or(error)?;
+        if layer.packed_adapter(id.kind).is_some() {
+            return Err(ModelError::invalid(format!(
+                "{id} carries a LoRA adapter over packed weights; export the merged model and edit that"
+            )));
+        }
         if let Some(packed) = layer.packed(id.kind).cloned() {
             // Checked before the conversion, so a refused edit leaves the projection packed.
             let expected = [packed.weight.rows(), packed.weight.cols()];

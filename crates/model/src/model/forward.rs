@@ -160,7 +160,7 @@ impl CausalLm {
         let [b, s, _] = hidden.dims();
         if let Some(head) = &self.packed_head
             && CpuRoute::for_rows(b * s) != CpuRoute::Dequantized
-            && let Ok(logits) = project(Weights::Packed(head), hidden.clone())
+            && let Ok(logits) = project(Weights::Packed(head, None), hidden.clone())
         {
             return logits;
         }

@@ -16,7 +16,7 @@ use crate::nn::attention::SelfAttention;
 use crate::nn::decoder_layer::{DecoderLayer, StoredProjection};
 use crate::nn::init;
 use crate::nn::mlp::SwiGluMlp;
-use crate::nn::projection::{PackedLinear, PackedSlots, Precision};
+use crate::nn::projection::{PackedAdapters, PackedLinear, PackedSlots, Precision};
 use crate::nn::rotary::RotaryEmbedding;
 use crate::weights::{HostTensor, WeightSource, names};
 
@@ -104,12 +104,19 @@ impl CausalLm {
                     v_proj: None,
                     o_proj: None,
                     packed: PackedSlots::default(),
+                    packed_lora: PackedAdapters::none(),
                     num_heads: config.num_attention_heads,
                     num_kv_heads: config.num_key_value_heads,
                     head_dim: config.head_dim,
                 },
                 post_attention_layernorm: norm("post_attention_layernorm.weight")?,
-                mlp: SwiGluMlp { gate_proj: None, up_proj: None, down_proj: None, packed: PackedSlots::default() },
+                mlp: SwiGluMlp {
+                    gate_proj: None,
+                    up_proj: None,
+                    down_proj: None,
+                    packed: PackedSlots::default(),
+                    packed_lora: PackedAdapters::none(),
+                },
             };
             for kind in LinearKind::ALL {
                 layer.set_projection(kind, projection(i, kind)?);
@@ -118,7 +125,7 @@ impl CausalLm {
         }
         // The head is the largest matrix a decoding step reads: packed too when allowed.
         let head_name = if config.tie_word_embeddings { names::EMBED } else { names::LM_HEAD };
-        let packed_head = match packed(head_name, &[config.vocab_size, d])? {
+        let packed_head = match if precision.packs_head() { packed(head_name, &[config.vocab_size, d])? } else { None } {
             Some(weight) => Some(Arc::new(PackedLinear::new(weight, None, device)?)),
             None => None,
         };
@@ -168,8 +175,9 @@ impl CausalLm {
             let dense;
             let l = match layer.weights(kind)? {
                 Weights::Dense(l) => l,
-                Weights::Packed(p) => {
-                    dense = p.to_dense(&self.device());
+                // A LoRA adapter on a packed base exports merged, as a dense weight's does.
+                Weights::Packed(p, adapter) => {
+                    dense = crate::nn::projection::merged_dense(p, adapter, &self.device());
                     &dense
                 }
             };

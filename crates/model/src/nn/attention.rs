@@ -4,7 +4,7 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use super::projection::{PackedSlots, run_projections};
+use super::projection::{PackedAdapters, PackedSlots, run_projections};
 use super::rotary::apply_rotary;
 use crate::intervention::{LinearId, LinearKind};
 use crate::pass::PassState;
@@ -18,6 +18,8 @@ pub struct SelfAttention {
     pub o_proj: Option<Linear>,
     #[module(skip)]
     pub packed: PackedSlots,
+    /// LoRA adapters on packed projections (see [`super::projection`]).
+    pub packed_lora: PackedAdapters,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,

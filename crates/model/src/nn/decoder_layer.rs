@@ -1,6 +1,7 @@
 //! One pre-norm decoder layer: `h + attn(norm(h))`, then `h + mlp(norm(h))`
 //! (HF `LlamaDecoderLayer`).
 
+use burn::module::LoraAdapter;
 use burn::nn::{Linear, RmsNorm};
 
 use super::norm::rms_norm;
@@ -27,11 +28,11 @@ pub struct DecoderLayer {
 macro_rules! projection_fields {
     ($($block:ident: $ty:ident { $($kind:ident => $field:ident),* })*) => {
         $(impl $ty {
-            /// The stored weights of projection `kind` (dense, packed); both `None` for a kind
-            /// this block does not hold.
-            pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&Arc<PackedLinear>>) {
+            /// The stored weights of projection `kind` (dense, packed, a packed weight's LoRA
+            /// adapter); all `None` for a kind this block does not hold.
+            pub fn weights(&self, kind: LinearKind) -> (Option<&Linear>, Option<&Arc<PackedLinear>>, Option<&LoraAdapter>) {
                 let dense = match kind { $(LinearKind::$kind => self.$field.as_ref(),)* #[allow(unreachable_patterns)] _ => None };
-                (dense, self.packed.get(kind))
+                (dense, self.packed.get(kind), self.packed_lora.get(kind))
             }
         })*
 
@@ -51,13 +52,33 @@ macro_rules! projection_fields {
                 match kind { $($(LinearKind::$kind => self.$block.packed.get(kind),)*)* }
             }
 
-            /// Stores projection `kind` as given: dense or packed, the other cleared.
+            /// The LoRA adapter on the packed weight of projection `kind`.
+            pub fn packed_adapter(&self, kind: LinearKind) -> Option<&LoraAdapter> {
+                match kind { $($(LinearKind::$kind => self.$block.packed_lora.get(kind),)*)* }
+            }
+
+            /// Attaches (or with `None` removes) the LoRA adapter on the packed weight of
+            /// projection `kind`; an error when that weight is dense.
+            pub fn set_packed_adapter(&mut self, kind: LinearKind, adapter: Option<LoraAdapter>) -> crate::error::Result<()> {
+                if self.packed(kind).is_none() {
+                    return Err(crate::error::ModelError::invalid(format!("{} is dense: its adapter belongs on its weight", kind.short_name())));
+                }
+                match kind { $($(LinearKind::$kind => self.$block.packed_lora.set(kind, adapter),)*)* }
+                Ok(())
+            }
+
+            /// Stores projection `kind` as given: dense or packed, the other cleared (and with
+            /// it a packed weight's adapter).
             pub fn set_projection(&mut self, kind: LinearKind, weights: StoredProjection) {
                 let (dense, packed) = match weights {
                     StoredProjection::Dense(l) => (Some(l), None),
                     StoredProjection::Packed(p) => (None, Some(p)),
                 };
-                match kind { $($(LinearKind::$kind => { self.$block.$field = dense; self.$block.packed.set(kind, packed); })*)* }
+                match kind { $($(LinearKind::$kind => {
+                    self.$block.$field = dense;
+                    self.$block.packed.set(kind, packed);
+                    self.$block.packed_lora.set(kind, None);
+                })*)* }
             }
 
             /// Bytes held by this layer's packed weights.
@@ -82,7 +103,7 @@ projection_fields! {
 impl DecoderLayer {
     /// The weights of projection `kind` as stored.
     pub fn weights(&self, kind: LinearKind) -> crate::error::Result<Weights<'_>> {
-        Weights::of(self.projection(kind), self.packed(kind))
+        Weights::of(self.projection(kind), self.packed(kind), self.packed_adapter(kind))
     }
 }
 

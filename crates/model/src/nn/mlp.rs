@@ -3,7 +3,7 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use super::projection::{PackedSlots, run_projections};
+use super::projection::{PackedAdapters, PackedSlots, run_projections};
 use crate::intervention::{LinearId, LinearKind};
 use crate::pass::PassState;
 
@@ -15,6 +15,8 @@ pub struct SwiGluMlp {
     pub down_proj: Option<Linear>,
     #[module(skip)]
     pub packed: PackedSlots,
+    /// LoRA adapters on packed projections (see [`super::projection`]).
+    pub packed_lora: PackedAdapters,
 }
 
 impl SwiGluMlp {

@@ -7,9 +7,16 @@
 //! `Option<Arc<PackedLinear>>` beside it, outside the tree; **exactly one of the two is set**.
 //! Loading decides ([`Precision`]); editing a packed weight ([`crate::CausalLm::set_weight`])
 //! makes it dense.
+//!
+//! A packed weight may carry a LoRA adapter (QLoRA, Dettmers et al. 2023: a frozen quantized
+//! base, trainable f32 factors). burn attaches adapters to a dense weight's `Param`; a packed
+//! weight has none, so its adapter lives in the block's [`PackedAdapters`] — in the module tree,
+//! where the optimizer, autodiff and checkpoints see it. The forward then runs the fused packed
+//! op (`rosetta_kernels::linear::packed_linear`), which differentiates through the frozen blocks.
 
 use std::sync::Arc;
 
+use burn::module::{LoraAdapter, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 use rosetta_kernels::linear::Products;
@@ -29,6 +36,10 @@ pub enum Precision {
     F32,
     /// Quantize f32/f16/bf16 projections at load (a checkpoint already quantized is an error).
     Quantize(QuantizeTo),
+    /// The frozen base of LoRA training (QLoRA): quantized projections stay packed on the CPU
+    /// backend, autodiff included, where adapters train on top of them; the embedding and the
+    /// head (which train or compute the loss) are f32.
+    PackedBase,
 }
 
 impl Precision {
@@ -47,24 +58,38 @@ impl Precision {
     /// and on wgpu (the WGSL kernel), without autodiff (packed weights are frozen and not
     /// differentiable).
     pub fn packs_on(self, device: &Device) -> bool {
-        self != Precision::F32 && (is_plain_cpu(device) || (rosetta_kernels::is_wgpu(device) && !device.is_autodiff()))
+        match self {
+            Precision::F32 => false,
+            // The fused packed op differentiates on the CPU backend only.
+            Precision::PackedBase => is_cpu(device),
+            Precision::Auto | Precision::Quantize(_) => {
+                (is_cpu(device) && !device.is_autodiff()) || (rosetta_kernels::is_wgpu(device) && !device.is_autodiff())
+            }
+        }
+    }
+
+    /// Whether the LM head (and a tied embedding) may be packed too.
+    pub fn packs_head(self) -> bool {
+        self != Precision::PackedBase
     }
 }
 
+/// Whether `device` is burn's CPU backend (with or without autodiff).
 #[cfg(feature = "flex")]
-fn is_plain_cpu(device: &Device) -> bool {
-    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+fn is_cpu(device: &Device) -> bool {
+    matches!(device.clone().without_autodiff().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
 #[cfg(not(feature = "flex"))]
-fn is_plain_cpu(_device: &Device) -> bool {
+fn is_cpu(_device: &Device) -> bool {
     false
 }
 
 /// A projection's weight (HF orientation `[out, in]`) and bias, packed.
 #[derive(Clone)]
 pub struct PackedLinear {
-    pub weight: PackedMatrix,
+    /// Shared with the backward of a training step that reads it (the fused packed op).
+    pub weight: Arc<PackedMatrix>,
     pub bias: Option<Vec<f32>>,
     /// The weight in GPU buffers when the model lives on a wgpu device (the host copy stays for
     /// edits and export).
@@ -93,7 +118,7 @@ impl PackedLinear {
         } else {
             None
         };
-        Ok(PackedLinear { weight, bias, on_device })
+        Ok(PackedLinear { weight: Arc::new(weight), bias, on_device })
     }
 
     /// The same projection as a dense burn `Linear` on `device` (for edits and export).
@@ -110,19 +135,80 @@ impl PackedLinear {
 /// The weights of one projection, as the model stores them.
 #[derive(Clone, Copy)]
 pub enum Weights<'a> {
+    /// burn's `Linear`, its LoRA adapter (if any) on its weight's `Param`.
     Dense(&'a Linear),
-    Packed(&'a PackedLinear),
+    /// Packed blocks, and the LoRA adapter trained on top of them (if any).
+    Packed(&'a PackedLinear, Option<&'a LoraAdapter>),
 }
 
 impl<'a> Weights<'a> {
-    /// The stored pair, which holds exactly one (see the module docs).
-    pub fn of(dense: Option<&'a Linear>, packed: Option<&'a Arc<PackedLinear>>) -> Result<Self> {
+    /// The stored pair, which holds exactly one (see the module docs), and a packed weight's
+    /// adapter.
+    pub fn of(dense: Option<&'a Linear>, packed: Option<&'a Arc<PackedLinear>>, adapter: Option<&'a LoraAdapter>) -> Result<Self> {
         match (dense, packed) {
-            (_, Some(p)) => Ok(Weights::Packed(p)),
+            (_, Some(p)) => Ok(Weights::Packed(p, adapter)),
             (Some(d), None) => Ok(Weights::Dense(d)),
             (None, None) => Err(ModelError::invalid("a projection holds neither dense nor packed weights")),
         }
     }
+}
+
+/// The LoRA adapters of a block's packed projections, by projection (see the module docs);
+/// `None` where a projection is dense, not adapted, or not in the block.
+#[derive(Module, Debug)]
+pub struct PackedAdapters {
+    pub q_proj: Option<LoraAdapter>,
+    pub k_proj: Option<LoraAdapter>,
+    pub v_proj: Option<LoraAdapter>,
+    pub o_proj: Option<LoraAdapter>,
+    pub gate_proj: Option<LoraAdapter>,
+    pub up_proj: Option<LoraAdapter>,
+    pub down_proj: Option<LoraAdapter>,
+}
+
+impl PackedAdapters {
+    pub fn none() -> Self {
+        PackedAdapters { q_proj: None, k_proj: None, v_proj: None, o_proj: None, gate_proj: None, up_proj: None, down_proj: None }
+    }
+
+    fn slot(&self, kind: LinearKind) -> &Option<LoraAdapter> {
+        match kind {
+            LinearKind::QProj => &self.q_proj,
+            LinearKind::KProj => &self.k_proj,
+            LinearKind::VProj => &self.v_proj,
+            LinearKind::OProj => &self.o_proj,
+            LinearKind::GateProj => &self.gate_proj,
+            LinearKind::UpProj => &self.up_proj,
+            LinearKind::DownProj => &self.down_proj,
+        }
+    }
+
+    pub fn get(&self, kind: LinearKind) -> Option<&LoraAdapter> {
+        self.slot(kind).as_ref()
+    }
+
+    pub fn set(&mut self, kind: LinearKind, adapter: Option<LoraAdapter>) {
+        let slot = match kind {
+            LinearKind::QProj => &mut self.q_proj,
+            LinearKind::KProj => &mut self.k_proj,
+            LinearKind::VProj => &mut self.v_proj,
+            LinearKind::OProj => &mut self.o_proj,
+            LinearKind::GateProj => &mut self.gate_proj,
+            LinearKind::UpProj => &mut self.up_proj,
+            LinearKind::DownProj => &mut self.down_proj,
+        };
+        *slot = adapter;
+    }
+}
+
+/// `packed + s·(A·B)ᵀ` as a dense f32 `Linear` on `device` (a LoRA merge over a packed base).
+pub fn merged_dense(packed: &PackedLinear, adapter: Option<&LoraAdapter>, device: &Device) -> Linear {
+    let mut dense = packed.to_dense(device);
+    if let Some(adapter) = adapter {
+        let merged = dense.weight.val() + adapter.delta().to_device(device);
+        dense.weight = Param::from_tensor(merged);
+    }
+    dense
 }
 
 /// Applies projections that all read `x`: dense ones through burn, packed ones through the
@@ -138,7 +224,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
     let device = x.device();
     let mut any_packed = false;
     for w in weights {
-        if let Weights::Packed(packed) = w {
+        if let Weights::Packed(packed, _) = w {
             any_packed = true;
             if packed.weight.cols() != k {
                 return Err(ModelError::invalid(format!(
@@ -150,6 +236,23 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
         }
     }
     let on_gpu = rosetta_kernels::is_wgpu(&device);
+    // A LoRA adapter over a packed base, or a packed weight under autodiff (its input wants a
+    // gradient): the fused packed op, which differentiates through the frozen blocks.
+    let adapted = weights.iter().any(|w| matches!(w, Weights::Packed(_, Some(_))));
+    if any_packed && (adapted || device.is_autodiff()) {
+        if on_gpu {
+            return Err(ModelError::invalid(
+                "LoRA over packed (quantized) weights runs on the CPU backend; load the model with `--precision f32` for wgpu",
+            ));
+        }
+        return weights
+            .iter()
+            .map(|w| match w {
+                Weights::Packed(packed, adapter) => packed_op_forward(packed, *adapter, x.clone(), products),
+                Weights::Dense(linear) => dense_forward(linear, x.clone(), products),
+            })
+            .collect();
+    }
     if any_packed && on_gpu {
         return weights.iter().map(|w| device_forward(*w, x.clone())).collect();
     }
@@ -171,7 +274,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
     let on_route: Vec<bool> = weights
         .iter()
         .map(|w| match w {
-            Weights::Packed(_) => true,
+            Weights::Packed(..) => true,
             Weights::Dense(linear) => {
                 dense_on_route && linear.weight.adapter().is_none() && linear.weight.val().dtype() == burn::tensor::DType::F32
             }
@@ -189,7 +292,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
         let products = match route {
             CpuRoute::Integer => {
                 let packed: Vec<&PackedMatrix> =
-                    weights.iter().filter_map(|w| if let Weights::Packed(p) = w { Some(&p.weight) } else { None }).collect();
+                    weights.iter().filter_map(|w| if let Weights::Packed(p, _) = w { Some(&*p.weight) } else { None }).collect();
                 matmul_many(Tiles::best(), &packed, &QuantizedRows::quantize(&values, b * s, k))
             }
             #[cfg(target_arch = "x86_64")]
@@ -213,7 +316,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
                     .zip(&on_route)
                     .filter(|(_, routed)| **routed)
                     .map(|((w, dense), _)| match (w, dense) {
-                        (Weights::Packed(p), _) => Bf16Weight::Packed(&p.weight),
+                        (Weights::Packed(p, _), _) => Bf16Weight::Packed(&p.weight),
                         (Weights::Dense(linear), Some(values)) => {
                             let [d_in, d_out] = linear.weight.val().dims();
                             Bf16Weight::Dense { values, rows: d_out, cols: d_in }
@@ -239,7 +342,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
         }
         let mut y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
         match w {
-            Weights::Packed(packed) => {
+            Weights::Packed(packed, _) => {
                 let n = packed.weight.rows();
                 if let Some(bias) = &packed.bias {
                     for row in y.chunks_exact_mut(n) {
@@ -278,6 +381,19 @@ fn dense_forward(linear: &Linear, x: Tensor<3>, products: Products) -> Result<Te
     };
     let y = project_rows(x.reshape([b * s, k]), weight, bias, lora, products).map_err(|e| ModelError::invalid(e.to_string()))?;
     let n = y.dims()[1];
+    Ok(y.reshape([b, s, n]))
+}
+
+/// A packed projection through the fused packed op (CPU backend), with its LoRA branch: the
+/// path of training over a packed base and of inference with an adapter on one.
+fn packed_op_forward(packed: &PackedLinear, adapter: Option<&LoraAdapter>, x: Tensor<3>, products: Products) -> Result<Tensor<3>> {
+    use rosetta_kernels::linear::{Lora, packed_linear};
+    let [b, s, k] = x.dims();
+    let device = x.device();
+    let n = packed.weight.rows();
+    let bias = packed.bias.as_ref().map(|bias| Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device));
+    let lora = adapter.map(|a| Lora { a: a.a.val(), b: a.b.val(), scale: a.scale });
+    let y = packed_linear(x.reshape([b * s, k]), &packed.weight, bias, lora, products).map_err(|e| ModelError::invalid(e.to_string()))?;
     Ok(y.reshape([b, s, n]))
 }
 
@@ -368,7 +484,7 @@ fn packed_rows_forward(
     let packed = match weights {
         // Inference beside packed weights (a model with packed weights does not train): f32.
         Weights::Dense(linear) => return dense_forward(linear, x, Products::F32),
-        Weights::Packed(packed) => packed,
+        Weights::Packed(packed, _) => packed,
     };
     let [b, s, k] = x.dims();
     let device = x.device();
@@ -417,22 +533,22 @@ impl PackedSlots {
 /// in the pass's trace (the forward returns no `Result`) and zeros of the right shape stand in.
 pub(crate) fn run_projections<'a>(
     kinds: &[LinearKind],
-    weights: impl Fn(LinearKind) -> (Option<&'a Linear>, Option<&'a Arc<PackedLinear>>),
+    weights: impl Fn(LinearKind) -> (Option<&'a Linear>, Option<&'a Arc<PackedLinear>>, Option<&'a LoraAdapter>),
     x: Tensor<3>,
     state: &mut crate::pass::PassState<'_>,
 ) -> Vec<Tensor<3>> {
     let [b, s, _] = x.dims();
     let device = x.device();
     let out_features = |kind: LinearKind| match weights(kind) {
-        (_, Some(p)) => p.weight.rows(),
-        (Some(d), None) => d.weight.dims()[1],
-        (None, None) => 0,
+        (_, Some(p), _) => p.weight.rows(),
+        (Some(d), None, _) => d.weight.dims()[1],
+        (None, None, _) => 0,
     };
     let result = kinds
         .iter()
         .map(|&k| {
-            let (d, p) = weights(k);
-            Weights::of(d, p)
+            let (d, p, adapter) = weights(k);
+            Weights::of(d, p, adapter)
         })
         .collect::<Result<Vec<_>>>()
         .and_then(|w| project_all(&w, x, state.interventions.dense_in_bf16, state.dense_products));
