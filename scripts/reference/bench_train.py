@@ -49,6 +49,9 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--lora-rank", type=int, default=0)
+    # 1: transformers' activation checkpointing by decoder layer (what Rosetta's
+    # `--activation-checkpointing` does), non-reentrant.
+    parser.add_argument("--gradient-checkpointing", type=int, default=0)
     add_device_options(parser)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -58,6 +61,8 @@ def main():
                 if args.dtype != "float32" else contextlib.nullcontext())
     if args.lora_rank:
         add_lora(model, args.lora_rank)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
@@ -79,6 +84,7 @@ def main():
     seconds = (clock(args.device) - start) / args.steps
     peak = {"peak_gpu_bytes": torch.cuda.max_memory_allocated()} if args.device.startswith("cuda") else {}
     print(json.dumps({**describe(args), **peak, "lora_rank": args.lora_rank,
+                      "gradient_checkpointing": bool(args.gradient_checkpointing),
                       "batch": args.batch, "seq": args.seq, "seconds_per_step": seconds,
                       "tokens_per_second": args.batch * args.seq / seconds,
                       "trainable_parameters": sum(p.numel() for p in params),

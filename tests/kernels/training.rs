@@ -436,6 +436,27 @@ fn packed_linear_matches_the_dense_reference_in_values_and_gradients() {
     assert!(err.contains("width 31 for a 32×4 weight"), "{err}");
 }
 
+/// The checkpoint op grafts only what it can: an input on the CPU backend under autodiff, an
+/// output computed outside the graph. Anything else is an error naming the fix, not a panic.
+#[test]
+fn checkpoint_refuses_what_it_cannot_graft() {
+    use rosetta_kernels::checkpoint::{Replay, Replayed, checkpoint};
+    use std::sync::Arc;
+    #[derive(Debug)]
+    struct Unused;
+    impl Replay for Unused {
+        fn gradients(&self, _: TensorData, _: TensorData, _: bool) -> Replayed {
+            unreachable!("no backward runs in this test")
+        }
+    }
+    let plain = Device::flex();
+    let err = checkpoint(random([2, 3], 1, &plain), None, random([2, 3], 2, &plain), Arc::new(Unused)).unwrap_err().to_string();
+    assert!(err.contains("CPU backend"), "{err}");
+    let autodiff = Device::flex().autodiff();
+    let err = checkpoint(random([2, 3], 1, &autodiff), None, random([2, 3], 2, &autodiff), Arc::new(Unused)).unwrap_err().to_string();
+    assert!(err.contains("outside the graph"), "{err}");
+}
+
 /// The loss head with `Products::Bf16` (tied `[vocab, d]` and untied `[d, vocab]` layouts): on
 /// hidden states and a head bf16 holds exactly, the logits and so the loss equal the f32
 /// reference's within 1e-5; the gradients (whose softmax factor is rounded to bf16) within 2 % of

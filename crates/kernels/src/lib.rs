@@ -22,6 +22,7 @@
 //! never GPU faults.
 
 pub mod attention;
+pub mod checkpoint;
 pub mod contrastive;
 pub mod cpu;
 pub mod cross_entropy;

@@ -307,6 +307,8 @@ pub struct Trace {
     /// An error a hook met inside the pass (layers return tensors, not results); the forward
     /// methods return it instead of the trace.
     pub(crate) failure: Option<crate::error::ModelError>,
+    /// How many layers ran checkpointed (`CausalLm::with_layer_checkpointing`).
+    pub checkpointed_layers: usize,
 }
 
 impl Trace {

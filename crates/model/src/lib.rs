@@ -50,6 +50,7 @@ pub use error::{ModelError, Result};
 pub use intervention::{Interventions, LinearId, LinearKind, Pooling, Trace};
 pub use model::{CausalLm, KvCache, VocabRow};
 pub use nn::projection::Precision;
+pub use rosetta_kernels::checkpoint::supported as layer_checkpointing_runs_on;
 pub use rosetta_kernels::linear::{Products, bf16_products_on};
 pub use rosetta_kernels::quant::QuantizeTo;
 pub use tokenizer::TextTokenizer;

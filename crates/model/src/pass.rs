@@ -18,6 +18,8 @@ pub(crate) struct PassState<'a> {
     pub attention_mask: Option<Tensor<4, Bool>>,
     /// The model's dense projections' weight products ([`crate::CausalLm::with_dense_products`]).
     pub dense_products: rosetta_kernels::linear::Products,
+    /// Whether the layers run checkpointed where they can ([`crate::CausalLm::with_layer_checkpointing`]).
+    pub checkpoint_layers: bool,
 }
 
 impl PassState<'_> {

@@ -1,9 +1,13 @@
 //! What trains: LoRA adapters on chosen projections (Hu et al. 2021, through burn's `Lora`
-//! reparameterisation), freezing by parameter group, and freezing all but the new rows of the
-//! embedding and head (vocabulary extension, stage 1).
+//! reparameterisation), freezing by parameter group, and only the new rows of the embedding and
+//! head (vocabulary extension, stage 1: [`TrainableRows`], [`RowAdamW`]).
 
 use rosetta_model::burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use std::sync::Arc;
+
+use rosetta_model::burn::optim::{AdamW, AdamWState, LearningRate, Optimizer};
 use rosetta_model::burn::prelude::*;
+use rosetta_model::burn::tensor::IndexingUpdateOp;
 use rosetta_model::peft::PeftAdapter;
 use rosetta_model::{CausalLm, LinearKind, Precision};
 
@@ -38,18 +42,17 @@ fn group(pattern: &str) -> Result<ParamGroup> {
     ParamGroup::from_regex(pattern).map_err(|e| TrainError::Invalid(format!("parameter group `{pattern}`: {e:?}")))
 }
 
-/// Restores the frozen rows of the embedding (and untied head) after each optimizer step, so
-/// only the trainable rows ever change — weight decay and Adam moments included. The trainable
-/// rows are the new tokens of a vocabulary extension: a tail `from..` (add mode) or scattered ids
-/// (replace mode, read from the checkpoint's `rosetta.json`).
-pub struct RowFreeze {
-    /// `[vocab, 1]`: 1.0 on trainable rows, 0.0 on frozen ones.
-    trainable: Tensor<2>,
-    embedding: Tensor<2>,
-    head: Option<Tensor<2>>,
+/// The rows of the embedding (and untied head) that train while the rest of both tables stays
+/// frozen: the new tokens of a vocabulary extension, a tail `from..` (add mode) or scattered ids
+/// (replace mode, read from the checkpoint's `rosetta.json`). Only these rows are updated, and
+/// only they have optimizer state ([`RowAdamW`]); the frozen rows are never written.
+#[derive(Debug, Clone)]
+pub struct TrainableRows {
+    rows: Arc<[i64]>,
+    vocab: usize,
 }
 
-impl RowFreeze {
+impl TrainableRows {
     pub fn new(model: &CausalLm, trainable_rows: &[usize]) -> Result<Self> {
         let vocab = model.config().vocab_size;
         if trainable_rows.is_empty() {
@@ -62,15 +65,10 @@ impl RowFreeze {
                 "new embedding row {bad} is outside the vocabulary of {vocab} rows (freeze.new_rows_from or rosetta.json's new_token_ids do not belong to this model)"
             )));
         }
-        let device = model.embed_tokens.weight.val().device();
-        let mut mask = vec![0.0f32; vocab];
-        for &r in trainable_rows {
-            mask[r] = 1.0;
-        }
-        let trainable = Tensor::<1>::from_floats(mask.as_slice(), &device).reshape([vocab, 1]).detach();
-        let embedding = model.embed_tokens.weight.val().detach();
-        let head = model.lm_head.as_ref().map(|h| h.weight.val().detach());
-        Ok(RowFreeze { trainable, embedding, head })
+        let mut rows: Vec<i64> = trainable_rows.iter().map(|&r| r as i64).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        Ok(TrainableRows { rows: rows.into(), vocab })
     }
 
     /// The row ids of a tail `from..vocab`.
@@ -84,23 +82,52 @@ impl RowFreeze {
         Self::new(model, &(from..vocab).collect::<Vec<_>>())
     }
 
-    pub fn restore(&self, mut model: CausalLm) -> CausalLm {
-        let trainable = self.trainable.clone();
-        // Edit the plain values (outside the autodiff graph) and put them back as fresh leaves.
-        let blend = |w: Tensor<2>, frozen: Tensor<2>, mask: Tensor<2>| {
-            let w = w.inner();
-            let (frozen, mask) = (frozen.inner(), mask.inner());
-            let keep = mask.clone().neg().add_scalar(1.0);
-            Tensor::from_inner(w * mask + frozen * keep).require_grad()
+    /// The optimizer of the embedding and head: `adamw` on these rows alone.
+    pub fn optimizer(&self, adamw: AdamW) -> RowAdamW {
+        RowAdamW { adamw, rows: self.rows.clone(), vocab: self.vocab }
+    }
+
+    /// The parameters [`TrainableRows::optimizer`] serves.
+    pub fn tables() -> Result<ParamGroup> {
+        group(r"^(embed_tokens|lm_head)\.weight$")
+    }
+}
+
+/// AdamW on chosen rows of a vocabulary table: the embedding `[vocab, d]` (rows) or the head
+/// `[d, vocab]` (burn's layout: columns). The rows are gathered, stepped by AdamW — whose moments
+/// and decoupled weight decay are elementwise, so each row moves as a dense step would move it —
+/// and added back; the state holds `[rows, d]` moments, not the table's. A parameter without a
+/// vocabulary axis takes plain AdamW.
+#[derive(Clone)]
+pub struct RowAdamW {
+    adamw: AdamW,
+    rows: Arc<[i64]>,
+    vocab: usize,
+}
+
+impl Optimizer for RowAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamWState<D>>,
+    ) -> (Tensor<D>, Option<AdamWState<D>>) {
+        let dims = tensor.dims();
+        let Some(axis) = (D == 2).then(|| (0..2).find(|&a| dims[a] == self.vocab)).flatten() else {
+            return self.adamw.step(lr, tensor, grad, state);
         };
-        let embedding = self.embedding.clone();
-        model.embed_tokens.weight = model.embed_tokens.weight.clone().map(|w| blend(w, embedding, trainable.clone()));
-        if let (Some(head), Some(frozen)) = (&mut model.lm_head, &self.head) {
-            // The head is [d, vocab] (burn's [in, out]): the vocabulary runs along columns.
-            let (frozen, columns) = (frozen.clone(), trainable.clone().transpose());
-            head.weight = head.weight.clone().map(|w| blend(w, frozen, columns));
-        }
-        model
+        let device = tensor.device();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(self.rows.to_vec(), [self.rows.len()]), &device);
+        let before = tensor.clone().select(axis, ids.clone());
+        let (after, state) = self.adamw.step(lr, before.clone(), grad.select(axis, ids.clone()), state);
+        (tensor.select_assign(axis, ids, after - before, IndexingUpdateOp::Add), state)
+    }
+
+    fn to_device<const D: usize>(state: AdamWState<D>, device: &Device) -> AdamWState<D> {
+        AdamW::to_device(state, device)
     }
 }
 
@@ -115,14 +142,30 @@ pub fn new_token_rows(extras: Option<&serde_json::Value>) -> Option<Vec<usize>> 
 /// trains — every device the CPU backend, products in f32 or (bf16) in bf16 without casting the
 /// model; every other run is f32.
 pub fn load_precision(config: &TrainConfig, devices: &[Device]) -> Precision {
-    let packed_base = config.lora.as_ref().is_some_and(|l| l.base == LoraBase::Auto)
-        && devices.iter().all(|d| Precision::PackedBase.packs_on(d))
-        && match config.optim.precision {
-            TrainPrecision::F32 => true,
-            TrainPrecision::Bf16 => devices.iter().all(rosetta_model::bf16_products_on),
-            TrainPrecision::F16 => false,
-        };
+    let packed_base = config.lora.as_ref().is_some_and(|l| l.base == LoraBase::Auto) && fused_cpu_step(config, devices);
     if packed_base { Precision::PackedBase } else { Precision::F32 }
+}
+
+/// Whether a step of `config` on `devices` runs the CPU backend's fused ops in f32 tensors:
+/// every device the CPU backend, and f32 compute or bf16 products (not a model cast to a low
+/// precision). Where QLoRA's packed base and activation checkpointing run.
+pub fn fused_cpu_step(config: &TrainConfig, devices: &[Device]) -> bool {
+    devices.iter().all(|d| Precision::PackedBase.packs_on(d)) && computes_in_f32(config, devices)
+}
+
+/// Whether `[optim] activation_checkpointing` runs for `config` on `devices`: every device one
+/// the layer replay runs on (the CPU backend, a GPU backend) and the step's tensors f32.
+pub fn layer_checkpointing_runs(config: &TrainConfig, devices: &[Device]) -> bool {
+    devices.iter().all(|d| rosetta_model::layer_checkpointing_runs_on(&d.clone().autodiff())) && computes_in_f32(config, devices)
+}
+
+/// Whether a step's tensors stay f32: f32 compute, or bf16 products on the CPU (no cast copy).
+fn computes_in_f32(config: &TrainConfig, devices: &[Device]) -> bool {
+    match config.optim.precision {
+        TrainPrecision::F32 => true,
+        TrainPrecision::Bf16 => devices.iter().all(rosetta_model::bf16_products_on),
+        TrainPrecision::F16 => false,
+    }
 }
 
 /// The projections `[lora] targets` names.
@@ -162,7 +205,7 @@ pub fn apply_lora(model: CausalLm, lora: &LoraSection, seed: u64) -> Result<Caus
 
 /// Applies `[lora]` and `[freeze]` to a freshly loaded model.
 /// `extras` is the checkpoint's `rosetta.json`, where a vocabulary extension lists its new rows.
-pub fn prepare(model: CausalLm, config: &TrainConfig, extras: Option<&serde_json::Value>) -> Result<(CausalLm, Option<RowFreeze>)> {
+pub fn prepare(model: CausalLm, config: &TrainConfig, extras: Option<&serde_json::Value>) -> Result<(CausalLm, Option<TrainableRows>)> {
     if let Some(lora) = &config.lora {
         return Ok((apply_lora(model, lora, config.run.seed)?, None));
     }
@@ -170,8 +213,8 @@ pub fn prepare(model: CausalLm, config: &TrainConfig, extras: Option<&serde_json
         Trainable::All => Ok((model, None)),
         Trainable::Embeddings | Trainable::NewEmbeddingRows => {
             let rows = match (config.freeze.trainable, config.freeze.new_rows_from) {
-                (Trainable::NewEmbeddingRows, Some(from)) => Some(RowFreeze::tail(&model, from)?),
-                (Trainable::NewEmbeddingRows, None) => Some(RowFreeze::new(&model, &new_token_rows(extras).unwrap_or_default())?),
+                (Trainable::NewEmbeddingRows, Some(from)) => Some(TrainableRows::tail(&model, from)?),
+                (Trainable::NewEmbeddingRows, None) => Some(TrainableRows::new(&model, &new_token_rows(extras).unwrap_or_default())?),
                 (Trainable::Embeddings, _) => None,
                 (Trainable::All, _) => unreachable!("handled above"),
             };

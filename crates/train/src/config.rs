@@ -166,6 +166,12 @@ pub struct OptimSection {
     /// checkpoints from before the setting existed still resume.
     #[serde(skip_serializing_if = "TrainPrecision::is_f32")]
     pub precision: TrainPrecision,
+    /// Keep only each decoder layer's input for backward and replay the layer there (CPU
+    /// backend, f32 compute or bf16 products): memory for one layer's activations instead of
+    /// every layer's, for one more forward per step. The same gradients, so not part of a run's
+    /// identity: a run may resume with it switched either way.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub activation_checkpointing: bool,
 }
 
 impl Default for OptimSection {
@@ -180,6 +186,7 @@ impl Default for OptimSection {
             epsilon: 1e-8,
             grad_clip: Some(1.0),
             precision: TrainPrecision::F32,
+            activation_checkpointing: false,
         }
     }
 }
@@ -423,7 +430,7 @@ impl TrainConfig {
         serde_json::json!({
             "model": self.model,
             "data": self.data,
-            "optim": self.optim,
+            "optim": OptimSection { activation_checkpointing: false, ..self.optim.clone() },
             "seed": self.run.seed,
             "lora": self.lora,
             "freeze": self.freeze,

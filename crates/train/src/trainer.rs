@@ -20,7 +20,7 @@ use rosetta_model::scoring::{ScoreOptions, TextCost, score_texts_blocking};
 use rosetta_model::{CausalLm, Checkpoint, Interventions, device_from_spec};
 use serde_json::json;
 
-use crate::adapt::{RowFreeze, prepare};
+use crate::adapt::{TrainableRows, prepare};
 use crate::checkpoint::{CheckpointStore, DataDigest, RunState};
 use crate::config::{IDENTITY_KEYS, Objective, TrainConfig};
 use crate::error::{Result, TrainError};
@@ -289,10 +289,22 @@ pub fn train_with(
     for device in &devices {
         precision.check_device(device).map_err(|reason| TrainError::Config { path: config_path(), reason })?;
     }
+    if config.optim.activation_checkpointing && !crate::adapt::layer_checkpointing_runs(config, &devices) {
+        return Err(TrainError::Config {
+            path: config_path(),
+            reason: format!(
+                "[optim] activation_checkpointing replays f32 layers (precision = \"f32\", or \"bf16\" on a CPU with AVX-512 BF16), \
+                 on the CPU or a GPU backend, not on {:?} with precision = \"{}\"; drop it, or train in f32",
+                config.model.devices,
+                precision.name()
+            ),
+        });
+    }
     // f16 scales its loss (see `crate::precision`); restored from the checkpoint on resume.
     let mut loss_scale = (precision == TrainPrecision::F16).then(LossScale::default);
     let model = checkpoint.load_with(&main, crate::adapt::load_precision(config, &devices))?;
-    let (mut model, row_freeze): (CausalLm, Option<RowFreeze>) = prepare(model, config, checkpoint.extras.as_ref())?;
+    let (model, trainable_rows): (CausalLm, Option<TrainableRows>) = prepare(model, config, checkpoint.extras.as_ref())?;
+    let mut model = model.with_layer_checkpointing(config.optim.activation_checkpointing);
     let tokenizer = checkpoint.tokenizer.clone();
     let base_extras = checkpoint.extras.clone();
 
@@ -313,12 +325,16 @@ pub fn train_with(
     let eval_set = EvalSet::load(config, mixture_langs)?;
 
     let o = &config.optim;
-    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+    let adamw = AdamWConfig::new()
         .with_beta_1(o.beta1 as f32)
         .with_beta_2(o.beta2 as f32)
         .with_epsilon(o.epsilon as f32)
-        .with_weight_decay(o.weight_decay as f32)
-        .init();
+        .with_weight_decay(o.weight_decay as f32);
+    let mut optimizer: ModuleOptimizer = adamw.init();
+    // Vocabulary stage 1: the tables step on their new rows alone, with state for those rows.
+    if let Some(rows) = &trainable_rows {
+        optimizer = optimizer.with_group(TrainableRows::tables()?, rows.optimizer(adamw.build()), None);
+    }
 
     let mut start_step = 0;
     let mut tokens_seen = 0u64;
@@ -464,9 +480,6 @@ pub fn train_with(
         }
         if applied {
             model = optimizer.step(lr, model, grads);
-            if let Some(freeze) = &row_freeze {
-                model = freeze.restore(model);
-            }
             if let Some(m) = method.as_deref_mut() {
                 m.after_step(&model, &tokenizer, step)?;
             }

@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// burn's balanced gradient checkpointing (memory-bound ops recomputed in backward).
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// Activation checkpointing by decoder layer (`[optim] activation_checkpointing`): each
+    /// layer's input kept, the layer replayed in backward.
+    #[arg(long)]
+    activation_checkpointing: bool,
     #[arg(long)]
     python: Option<PathBuf>,
     #[arg(long)]
@@ -377,6 +381,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
         } else {
             args.model.load_model(&checkpoint, &device)?
         };
+        model = model.with_layer_checkpointing(args.activation_checkpointing);
         if mode != "full" {
             let lora = LoraSection {
                 rank: args.lora_rank,
@@ -430,17 +435,19 @@ fn train_step(args: TrainArgs) -> Result<()> {
                     ("--threads", threads.to_string()),
                     ("--lora-rank", if mode == "full" { "0".into() } else { args.lora_rank.to_string() }),
                     ("--dtype", torch_dtype(precision).to_string()),
+                    ("--gradient-checkpointing", u8::from(args.activation_checkpointing).to_string()),
                 ],
             ),
         )?;
         let ratio = reference.as_ref().and_then(|r| r["tokens_per_second"].as_f64()).map(|t| tps / t);
         if let (Some(r), Some(ratio)) = (&reference, ratio) {
             eprintln!(
-                "transformers (torch {}, {} threads, {mode}): {:.2} s/step, {:.1} tokens/s — rosetta / transformers = {ratio:.2}",
+                "transformers (torch {}, {} threads, {mode}): {:.2} s/step, {:.1} tokens/s, peak RSS {:.0} MB — rosetta / transformers = {ratio:.2}",
                 r["torch"].as_str().unwrap_or("?"),
                 r["threads"],
                 r["seconds_per_step"].as_f64().unwrap_or(f64::NAN),
-                r["tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+                r["tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+                r["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6
             );
         }
         results.push(json!({"mode": mode, "rosetta": {"seconds_per_step": per_step, "tokens_per_second": tps, "peak_rss_bytes": peak_rss}, "reference": reference, "ratio_rosetta_over_reference": ratio}));
@@ -453,6 +460,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
         "batch": args.batch, "seq": args.seq, "steps": args.steps, "lora_rank": args.lora_rank,
         "optimizer": "AdamW (weight decay 0.1), causal-LM loss",
         "precision": precision.name(),
+        "activation_checkpointing": args.activation_checkpointing,
         "results": results,
     });
     match &args.json {

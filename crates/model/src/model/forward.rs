@@ -297,14 +297,20 @@ impl CausalLm {
             sin,
             attention_mask,
             dense_products: self.dense_products,
+            checkpoint_layers: self.checkpoint_layers,
         };
 
         let mut h = match input {
             Some(h) => h,
             None => self.embed(batch, &device),
         };
+        let checkpointed = crate::nn::checkpoint::applies(&state, &device, cache.is_some(), h.dtype());
         for i in layers.clone() {
             h = self.intervene_at_site(i, h, batch, &mut state);
+            if checkpointed {
+                h = crate::nn::checkpoint::forward(&self.layers[i], i, h, &mut state);
+                continue;
+            }
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
             h = self.layers[i].forward(i, h, &mut state, slot);
         }

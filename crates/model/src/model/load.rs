@@ -156,6 +156,7 @@ impl CausalLm {
             config: config.clone(),
             rope: RotaryEmbedding::new(config),
             dense_products: Products::F32,
+            checkpoint_layers: false,
         })
     }
 

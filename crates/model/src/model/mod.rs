@@ -51,6 +51,9 @@ pub struct CausalLm {
     /// bf16 (`precision = "bf16"`, see `rosetta_train::precision`).
     #[module(skip)]
     dense_products: Products,
+    /// Whether a training pass checkpoints its decoder layers (see `nn::checkpoint`).
+    #[module(skip)]
+    checkpoint_layers: bool,
 }
 
 /// Keys and values of the positions processed so far, for incremental decoding.
@@ -95,6 +98,19 @@ impl CausalLm {
 
     pub fn dense_products(&self) -> Products {
         self.dense_products
+    }
+
+    /// The same model with activation checkpointing by decoder layer on or off (`nn::checkpoint`):
+    /// a training pass on the CPU backend keeps each layer's input only and replays the layer in
+    /// backward — less memory for long sequences, one more forward per layer. Other passes (no
+    /// autodiff, a KV cache, feature statistics) run as they always do.
+    pub fn with_layer_checkpointing(mut self, on: bool) -> Self {
+        self.checkpoint_layers = on;
+        self
+    }
+
+    pub fn checkpoints_layers(&self) -> bool {
+        self.checkpoint_layers
     }
 
     pub fn device(&self) -> Device {

@@ -2,6 +2,7 @@
 //! (`burn::nn`), whose math matches HF's; what is specific to the LLaMA family lives here.
 
 pub mod attention;
+pub(crate) mod checkpoint;
 pub mod decoder_layer;
 pub(crate) mod init;
 pub mod mlp;
