@@ -13,7 +13,8 @@
 //!
 //! On the CPU backend and on the cubecl backends (wgpu, CUDA; with the `wgpu` feature) under
 //! autodiff, in f32; elsewhere an error. The input, the upstream gradient and the gradients cross
-//! to the host once per replay (a layer's activations: megabytes, against its GEMMs).
+//! to the host once per replay: a layer's activations, and the gradients of what trains in it —
+//! LoRA's factors are small, full fine-tuning's are the layer's weights.
 
 use std::sync::Arc;
 

@@ -143,13 +143,16 @@ pub fn packed_linear(
     }
 }
 
+/// Whether [`fused_linear`] runs on `device` (the CPU backend, f32 tensors).
+pub fn fused_runs_on(device: &Device) -> bool {
+    crate::fused_cpu_supports(device, &[burn::tensor::DType::F32])
+}
+
 /// A dense projection: fused when training on the CPU backend (its weight products in
-/// `products`) and wherever bf16 products are asked for there (a checkpointed layer's forward
-/// outside the graph computes as its replay will); the reference elsewhere (where `products`
-/// does not apply: f32 everywhere).
+/// `products`), the reference elsewhere (where `products` does not apply: f32 everywhere).
 pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, lora: Option<Lora>, products: Products) -> Result<Tensor<2>> {
     let dtypes = dtypes(&x, &w, bias.as_ref(), lora.as_ref());
-    if (x.device().is_autodiff() || products == Products::Bf16) && crate::fused_cpu_supports(&x.device(), &dtypes) {
+    if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &dtypes) {
         return fused_linear(x, w, bias, lora, products);
     }
     linear_reference(x, w, bias, lora)

@@ -20,6 +20,9 @@ pub(crate) struct PassState<'a> {
     pub dense_products: rosetta_kernels::linear::Products,
     /// Whether the layers run checkpointed where they can ([`crate::CausalLm::with_layer_checkpointing`]).
     pub checkpoint_layers: bool,
+    /// A checkpointed layer's forward outside the graph (`nn::checkpoint`): the projections take
+    /// the kernels its replay differentiates, not the inference routes.
+    pub differentiable: bool,
 }
 
 impl PassState<'_> {

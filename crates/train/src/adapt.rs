@@ -121,6 +121,17 @@ impl Optimizer for RowAdamW {
         };
         let device = tensor.device();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(self.rows.to_vec(), [self.rows.len()]), &device);
+        // State from a checkpoint of the dense step stage 1 took before (moments for the whole
+        // table): the rows' own moments are those rows of it.
+        let state = state.map(|mut s| {
+            let m = &mut s.momentum;
+            if m.moment_1.dims()[axis] != self.rows.len() {
+                m.moment_1 = m.moment_1.clone().select(axis, ids.clone());
+                m.moment_2 = m.moment_2.clone().select(axis, ids.clone());
+                m.max_moment_2 = m.max_moment_2.take().map(|t| t.select(axis, ids.clone()));
+            }
+            s
+        });
         let before = tensor.clone().select(axis, ids.clone());
         let (after, state) = self.adamw.step(lr, before.clone(), grad.select(axis, ids.clone()), state);
         (tensor.select_assign(axis, ids, after - before, IndexingUpdateOp::Add), state)

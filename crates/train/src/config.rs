@@ -166,10 +166,10 @@ pub struct OptimSection {
     /// checkpoints from before the setting existed still resume.
     #[serde(skip_serializing_if = "TrainPrecision::is_f32")]
     pub precision: TrainPrecision,
-    /// Keep only each decoder layer's input for backward and replay the layer there (CPU
-    /// backend, f32 compute or bf16 products): memory for one layer's activations instead of
-    /// every layer's, for one more forward per step. The same gradients, so not part of a run's
-    /// identity: a run may resume with it switched either way.
+    /// Keep only each decoder layer's input for backward and replay the layer there (the CPU
+    /// backend — f32 compute or bf16 products — and the GPU backends in f32): memory for one
+    /// layer's activations instead of every layer's, for one more forward per step. The same
+    /// gradients, so not part of a run's identity: a run may resume with it switched either way.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub activation_checkpointing: bool,
 }

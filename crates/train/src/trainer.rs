@@ -302,7 +302,8 @@ pub fn train_with(
     }
     // f16 scales its loss (see `crate::precision`); restored from the checkpoint on resume.
     let mut loss_scale = (precision == TrainPrecision::F16).then(LossScale::default);
-    let model = checkpoint.load_with(&main, crate::adapt::load_precision(config, &devices))?;
+    let storage = crate::adapt::load_precision(config, &devices);
+    let model = checkpoint.load_with(&main, storage)?;
     let (model, trainable_rows): (CausalLm, Option<TrainableRows>) = prepare(model, config, checkpoint.extras.as_ref())?;
     let mut model = model.with_layer_checkpointing(config.optim.activation_checkpointing);
     let tokenizer = checkpoint.tokenizer.clone();
@@ -340,7 +341,13 @@ pub fn train_with(
     let mut tokens_seen = 0u64;
     if options.resume {
         let (_, path) = latest.clone().ok_or_else(|| TrainError::Resume(format!("nothing to resume in {}", store.dir.display())))?;
-        let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer)?;
+        let (loaded_model, loaded_optimizer, state) = store.load(&path, model, optimizer).map_err(|e| match storage {
+            // Runs begun before LoRA kept a quantized base packed stored it dequantised.
+            rosetta_model::Precision::PackedBase => TrainError::Resume(format!(
+                "{e}; if this LoRA run began before Rosetta kept a quantized base packed (QLoRA), its checkpoints hold f32 weights: resume it with [lora] base = \"f32\""
+            )),
+            _ => e,
+        })?;
         let mut stored = upgrade_identity(state.config.clone());
         if let Some(method) = method.as_deref()
             && let Some(settings) = stored.get_mut("methods").and_then(|m| m.get_mut(method.name()))
@@ -579,9 +586,18 @@ pub fn load_run_model(out: &Path, device: &Device) -> Result<(TrainConfig, Check
     let model_path = config.model.path.as_ref().ok_or_else(|| TrainError::Invalid("model.path is not set".into()))?;
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
     // The weights stored as training stored them (packed or f32, decided by the run's own
-    // devices): the checkpoint's record, LoRA factors included, fits only that structure.
-    let run_devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
-    let precision = crate::adapt::load_precision(&config, &run_devices);
+    // devices): the checkpoint's record, LoRA factors included, fits only that structure. A
+    // packed base lives on the CPU, whatever device the export asked for; devices this machine
+    // lacks trained nothing packed.
+    let run_devices: Option<Vec<Device>> = config.model.devices.iter().map(|d| device_from_spec(d).ok()).collect();
+    let precision = run_devices.map_or(rosetta_model::Precision::F32, |devices| crate::adapt::load_precision(&config, &devices));
+    let cpu;
+    let device = if precision == rosetta_model::Precision::PackedBase {
+        cpu = device_from_spec("cpu")?;
+        &cpu
+    } else {
+        device
+    };
     let (model, _) = prepare(checkpoint.load_with(device, precision)?, &config, checkpoint.extras.as_ref())?;
     let (model, _) = store.load_model(&path, model)?;
     Ok((config, checkpoint, model, step))

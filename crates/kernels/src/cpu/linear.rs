@@ -134,6 +134,17 @@ pub struct LinearGrads {
     pub b: Option<Vec<f32>>,
 }
 
+/// `∂x = g·Wᵀ` (`g: [rows, d_out]`, `w: [d_in, d_out]`): the one gradient a frozen weight
+/// without a LoRA branch passes on.
+pub fn input_gradient(grad_y: MatRef<'_>, w: MatRef<'_>, products: Products) -> Vec<f32> {
+    let ((n, _), (d_in, _)) = (grad_y.shape(), w.shape());
+    bf16_product(products, grad_y, w, true).unwrap_or_else(|| {
+        let mut dx = vec![0.0f32; n * d_in];
+        gemm(MatMut::row_major(&mut dx, n, d_in), grad_y, w.t(), 1.0, false, Threads::Pool);
+        dx
+    })
+}
+
 /// `∂x = g·Wᵀ + s·(g·Bᵀ)·Aᵀ`, `∂W = xᵀ·g`, `∂A = s·xᵀ·(g·Bᵀ)`, `∂B = s·(x·A)ᵀ·g`.
 pub fn linear_backward(
     x: MatRef<'_>,
@@ -152,13 +163,7 @@ pub fn linear_backward(
             dw
         }));
     }
-    let mut dx = wanted.x.then(|| {
-        bf16_product(products, grad_y, w, true).unwrap_or_else(|| {
-            let mut dx = vec![0.0f32; n * d_in];
-            gemm(MatMut::row_major(&mut dx, n, d_in), grad_y, w.t(), 1.0, false, Threads::Pool);
-            dx
-        })
-    });
+    let mut dx = wanted.x.then(|| input_gradient(grad_y, w, products));
     if let Some((f, xa)) = lora {
         let r = f.a.shape().1;
         // g·Bᵀ, [rows, r]: shared by ∂x and ∂A.

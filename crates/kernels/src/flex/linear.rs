@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::{dense, tensor, values};
 use crate::cpu::gemm::MatRef;
-use crate::cpu::linear::{LinearGrads, LoraFactors, Products, Wanted, linear_backward, linear_forward};
+use crate::cpu::linear::{LinearGrads, LoraFactors, Products, Wanted, input_gradient, linear_backward, linear_forward};
 use crate::quant::PackedMatrix;
 
 #[backend_extension(Autodiff, Flex)]
@@ -228,19 +228,28 @@ impl Backward<Flex, 4> for LoraLinearBackward {
     }
 }
 
-/// A packed projection's backward: `∂x` only (its weight is frozen).
+/// A packed projection's backward: `∂x = g·W` only (its weight is frozen), so it keeps the
+/// blocks and the input's row count, not the input.
 #[derive(Debug)]
 struct PackedLinearBackward;
 
+#[derive(Debug, Clone)]
+struct PackedSaved {
+    w: Arc<PackedMatrix>,
+    rows: usize,
+    products: Products,
+}
+
 impl Backward<Flex, 1> for PackedLinearBackward {
-    type State = Saved;
+    type State = PackedSaved;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node] = ops.parents;
         let upstream = dense(&grads.consume::<Flex>(&ops.node));
-        let wanted = Wanted { x: x_node.is_some(), ..Wanted::default() };
-        let g = backward_of(&ops.state, &upstream, wanted);
-        register(grads, x_node.map(|n| n.id), g.x, &ops.state.x);
+        let Some(node) = x_node else { return };
+        let s = &ops.state;
+        let dx = input_gradient(mat(&upstream), WeightValues::of_packed(&s.w).mat(), s.products);
+        grads.register::<Flex>(node.id, tensor(dx, &[s.rows, s.w.cols()]));
     }
 }
 
@@ -310,7 +319,7 @@ impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
         let (x, x_guard) = x.into_parts();
         let y = <Flex as FusedLinearBackend>::fused_packed_linear(x.clone(), w.clone(), products);
         match PackedLinearBackward.prepare::<C>([x_guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { x: dense(&x), w: SavedWeight::Packed(w), lora: None, products }, y),
+            OpsKind::Tracked(prep) => prep.finish(PackedSaved { rows: x.shape().dims::<2>()[0], w, products }, y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

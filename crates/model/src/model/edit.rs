@@ -74,11 +74,6 @@ impl CausalLm {
         self.layers.get_mut(id.layer).ok_or(error)?.set_packed_adapter(id.kind, Some(adapter))
     }
 
-    /// Whether any projection is stored packed.
-    pub fn has_packed_projections(&self) -> bool {
-        self.layers.iter().any(|layer| LinearKind::ALL.into_iter().any(|k| layer.packed(k).is_some()))
-    }
-
     fn layer_error(&self, layer: usize) -> ModelError {
         ModelError::invalid(format!("layer {layer} does not exist: this model has layers 0..{}", self.layers.len()))
     }

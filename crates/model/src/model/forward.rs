@@ -298,6 +298,7 @@ impl CausalLm {
             attention_mask,
             dense_products: self.dense_products,
             checkpoint_layers: self.checkpoint_layers,
+            differentiable: false,
         };
 
         let mut h = match input {

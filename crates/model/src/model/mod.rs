@@ -101,9 +101,9 @@ impl CausalLm {
     }
 
     /// The same model with activation checkpointing by decoder layer on or off (`nn::checkpoint`):
-    /// a training pass on the CPU backend keeps each layer's input only and replays the layer in
-    /// backward — less memory for long sequences, one more forward per layer. Other passes (no
-    /// autodiff, a KV cache, feature statistics) run as they always do.
+    /// an f32 training pass on the CPU or a GPU backend keeps each layer's input only and replays
+    /// the layer in backward — less memory for long sequences, one more forward per layer. Other
+    /// passes (no autodiff, a KV cache, feature statistics, a cast precision) run as they always do.
     pub fn with_layer_checkpointing(mut self, on: bool) -> Self {
         self.checkpoint_layers = on;
         self

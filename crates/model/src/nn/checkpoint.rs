@@ -68,6 +68,7 @@ impl PassTensors {
             attention_mask: self.attention_mask.clone().map(|t| if autodiff { Tensor::from_inner(t) } else { t }),
             dense_products: self.dense_products,
             checkpoint_layers: false,
+            differentiable: true,
         }
     }
 }
@@ -114,11 +115,12 @@ impl ModuleMapper for FreshLeaves<'_> {
     }
 }
 
-/// The gradients of a module's parameters by id, flattened.
+/// The gradients of a module's parameters by id, flattened; `None` for one that did not read
+/// back as f32.
 struct GradientsOf<'a> {
     grads: &'a burn::tensor::Gradients,
     wanted: &'a [ParamId],
-    found: BTreeMap<ParamId, Vec<f32>>,
+    found: BTreeMap<ParamId, Option<Vec<f32>>>,
 }
 
 impl ModuleVisitor for GradientsOf<'_> {
@@ -129,9 +131,8 @@ impl ModuleVisitor for GradientsOf<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if self.wanted.contains(&param.id)
             && let Some(grad) = param.val().grad(self.grads)
-            && let Ok(values) = grad.into_data().try_into_vec::<f32>()
         {
-            self.found.insert(param.id, values);
+            self.found.insert(param.id, grad.into_data().try_into_vec::<f32>().ok());
         }
     }
 }
@@ -162,6 +163,20 @@ impl Replay for LayerReplay {
         let (interventions, mut trace) = (Interventions::none(), Trace::default());
         let mut state = self.pass.state(&interventions, &mut trace, true);
         let out = layer.forward(self.index, h.clone(), &mut state, None);
+        let shape = h.shape();
+        // A replay that failed (its layer recorded an error and carried on with zeros) gives NaN
+        // gradients, which stop the trainer with its non-finite-gradient error — never a silent
+        // zero step.
+        let failed = || {
+            let n = self.trainable.iter().map(|(_, n)| n).sum::<usize>();
+            Replayed {
+                input: TensorData::new(vec![f32::NAN; shape.num_elements()], shape.clone()),
+                params: want_params.then(|| TensorData::new(vec![f32::NAN; n], [n])),
+            }
+        };
+        if trace.failure.is_some() {
+            return failed();
+        }
         let upstream = Tensor::<3>::from_data(upstream, &device);
         let grads = (out * upstream).sum().backward();
         let d_input = h.grad(&grads).unwrap_or_else(|| h.clone().inner().zeros_like()).into_data();
@@ -173,7 +188,8 @@ impl Replay for LayerReplay {
             let mut flat = Vec::with_capacity(n);
             for (id, len) in &self.trainable {
                 match found.found.remove(id) {
-                    Some(grad) => flat.extend_from_slice(&grad),
+                    Some(Some(grad)) => flat.extend_from_slice(&grad),
+                    Some(None) => flat.resize(flat.len() + len, f32::NAN),
                     None => flat.resize(flat.len() + len, 0.0),
                 }
             }

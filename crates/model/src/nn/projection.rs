@@ -219,7 +219,18 @@ pub fn merged_dense(packed: &PackedLinear, adapter: Option<&LoraAdapter>, device
 ///
 /// # Shapes
 /// `x: [batch, seq, d_in] -> [batch, seq, d_out]` each.
-pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, products: Products) -> Result<Vec<Tensor<3>>> {
+///
+/// With `differentiable` (a checkpointed layer's forward outside the graph, see
+/// `nn::checkpoint`) every weight takes the kernels a training backward differentiates — the
+/// fused dense and packed ops — so the forward computes what its replay will, not the faster
+/// inference routes' rounding.
+pub fn project_all(
+    weights: &[Weights<'_>],
+    x: Tensor<3>,
+    dense_in_bf16: bool,
+    products: Products,
+    differentiable: bool,
+) -> Result<Vec<Tensor<3>>> {
     let [b, s, k] = x.dims();
     let device = x.device();
     let mut any_packed = false;
@@ -236,20 +247,30 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
         }
     }
     let on_gpu = rosetta_kernels::is_wgpu(&device);
-    // A LoRA adapter over a packed base, or a packed weight under autodiff (its input wants a
-    // gradient): the fused packed op, which differentiates through the frozen blocks.
+    // A LoRA adapter over a packed base, a packed weight under autodiff (its input wants a
+    // gradient), or a forward that must compute as its backward will: the fused packed op,
+    // which differentiates through the frozen blocks.
     let adapted = weights.iter().any(|w| matches!(w, Weights::Packed(_, Some(_))));
-    if any_packed && (adapted || device.is_autodiff()) {
+    if any_packed && (adapted || device.is_autodiff() || differentiable) {
         if on_gpu {
             return Err(ModelError::invalid(
-                "LoRA over packed (quantized) weights runs on the CPU backend; load the model with `--precision f32` for wgpu",
+                "packed (quantized) weights train, and carry LoRA adapters, on the CPU backend only; load the model with `--precision f32` for wgpu",
             ));
         }
         return weights
             .iter()
             .map(|w| match w {
                 Weights::Packed(packed, adapter) => packed_op_forward(packed, *adapter, x.clone(), products),
-                Weights::Dense(linear) => dense_forward(linear, x.clone(), products),
+                Weights::Dense(linear) => dense_forward(linear, x.clone(), products, true),
+            })
+            .collect();
+    }
+    if differentiable {
+        return weights
+            .iter()
+            .map(|w| match w {
+                Weights::Dense(linear) => dense_forward(linear, x.clone(), products, true),
+                Weights::Packed(..) => unreachable!("packed weights returned above"),
             })
             .collect();
     }
@@ -337,7 +358,7 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
         if !routed {
             let Weights::Dense(linear) = w else { unreachable!("packed weights are always on the route") };
             let x = x.clone().ok_or_else(|| ModelError::invalid("a dense projection's input was given to the route"))?;
-            out.push(dense_forward(linear, x, products)?);
+            out.push(dense_forward(linear, x, products, false)?);
             continue;
         }
         let mut y = routed_out.next().ok_or_else(|| ModelError::invalid("projection without output"))?;
@@ -371,15 +392,24 @@ pub fn project_all(weights: &[Weights<'_>], x: Tensor<3>, dense_in_bf16: bool, p
 /// of the frozen base — a third of a projection's training FLOPs. The rows of all sequences
 /// form one product: the GEMM packs the weight once, and backward forms the weight gradient in
 /// one product instead of one per sequence and a sum.
-fn dense_forward(linear: &Linear, x: Tensor<3>, products: Products) -> Result<Tensor<3>> {
-    use rosetta_kernels::linear::{Lora, linear as project_rows};
+///
+/// With `fused` the fused kernel runs wherever it can (the CPU backend), with or without
+/// autodiff: a checkpointed layer's forward then computes what its replay under autodiff will.
+fn dense_forward(linear: &Linear, x: Tensor<3>, products: Products, fused: bool) -> Result<Tensor<3>> {
+    use rosetta_kernels::linear::{Lora, fused_linear, linear as project_rows};
     let [b, s, k] = x.dims();
     let bias = linear.bias.as_ref().map(|b| b.val());
     let (weight, lora) = match linear.weight.adapter() {
         None => (linear.weight.val(), None),
         Some(adapter) => (linear.weight.base(), Some(Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale })),
     };
-    let y = project_rows(x.reshape([b * s, k]), weight, bias, lora, products).map_err(|e| ModelError::invalid(e.to_string()))?;
+    let x = x.reshape([b * s, k]);
+    let y = if fused && rosetta_kernels::linear::fused_runs_on(&x.device()) {
+        fused_linear(x, weight, bias, lora, products)
+    } else {
+        project_rows(x, weight, bias, lora, products)
+    }
+    .map_err(|e| ModelError::invalid(e.to_string()))?;
     let n = y.dims()[1];
     Ok(y.reshape([b, s, n]))
 }
@@ -483,7 +513,7 @@ fn packed_rows_forward(
 ) -> Result<Tensor<3>> {
     let packed = match weights {
         // Inference beside packed weights (a model with packed weights does not train): f32.
-        Weights::Dense(linear) => return dense_forward(linear, x, Products::F32),
+        Weights::Dense(linear) => return dense_forward(linear, x, Products::F32, false),
         Weights::Packed(packed, _) => packed,
     };
     let [b, s, k] = x.dims();
@@ -498,7 +528,7 @@ fn packed_rows_forward(
 
 /// One projection (see [`project_all`]).
 pub fn project(weights: Weights<'_>, x: Tensor<3>) -> Result<Tensor<3>> {
-    let mut out = project_all(&[weights], x, false, Products::F32)?;
+    let mut out = project_all(&[weights], x, false, Products::F32, false)?;
     out.pop().ok_or_else(|| ModelError::invalid("a projection produced no output"))
 }
 
@@ -551,7 +581,10 @@ pub(crate) fn run_projections<'a>(
             Weights::of(d, p, adapter)
         })
         .collect::<Result<Vec<_>>>()
-        .and_then(|w| project_all(&w, x, state.interventions.dense_in_bf16, state.dense_products));
+        .and_then(|w| {
+            let dense_in_bf16 = state.interventions.dense_in_bf16 && !state.differentiable;
+            project_all(&w, x, dense_in_bf16, state.dense_products, state.differentiable)
+        });
     match result {
         Ok(out) => out,
         Err(e) => {
