@@ -111,27 +111,17 @@ fn mat(t: &FlexTensor) -> MatRef<'_> {
     MatRef::row_major(values(t), rows, cols)
 }
 
-fn rows_cols(x: &FlexTensor, w: &FlexTensor) -> [usize; 2] {
-    [x.shape().dims::<2>()[0], w.shape().dims::<2>()[1]]
-}
-
 impl FusedLinearBackend for Flex {
     fn fused_linear(x: FlexTensor, w: FlexTensor, products: Products) -> FlexTensor {
-        let (x, w) = (dense(&x), dense(&w));
-        tensor(linear_forward(mat(&x), mat(&w), None, products).0, &rows_cols(&x, &w))
+        plain_forward(&dense(&x), &SavedWeight::Dense(dense(&w)), products)
     }
 
     fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32, products: Products) -> FlexTensor {
-        let (x, w, a, b) = (dense(&x), dense(&w), dense(&a), dense(&b));
-        let lora = LoraFactors { a: mat(&a), b: mat(&b), scale };
-        tensor(linear_forward(mat(&x), mat(&w), Some(lora), products).0, &rows_cols(&x, &w))
+        lora_forward(x, SavedWeight::Dense(dense(&w)), a, b, scale, products).0
     }
 
     fn fused_packed_linear(x: FlexTensor, w: Arc<PackedMatrix>, products: Products) -> FlexTensor {
-        let x = dense(&x);
-        let rows = x.shape().dims::<2>()[0];
-        let weight = WeightValues::of_packed(&w);
-        tensor(linear_forward(mat(&x), weight.mat(), None, products).0, &[rows, w.rows()])
+        plain_forward(&dense(&x), &SavedWeight::Packed(w), products)
     }
 
     fn fused_packed_lora_linear(
@@ -142,12 +132,15 @@ impl FusedLinearBackend for Flex {
         scale: f32,
         products: Products,
     ) -> FlexTensor {
-        let (x, a, b) = (dense(&x), dense(&a), dense(&b));
-        let rows = x.shape().dims::<2>()[0];
-        let weight = WeightValues::of_packed(&w);
-        let lora = LoraFactors { a: mat(&a), b: mat(&b), scale };
-        tensor(linear_forward(mat(&x), weight.mat(), Some(lora), products).0, &[rows, w.rows()])
+        lora_forward(x, SavedWeight::Packed(w), a, b, scale, products).0
     }
+}
+
+/// `x·W` on plain tensors (`x` dense).
+fn plain_forward(x: &FlexTensor, w: &SavedWeight, products: Products) -> FlexTensor {
+    let weight = w.values();
+    let m = weight.mat();
+    tensor(linear_forward(mat(x), m, None, products).0, &[x.shape().dims::<2>()[0], m.shape().1])
 }
 
 #[derive(Debug, Clone)]
@@ -288,10 +281,10 @@ impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
     fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>, products: Products) -> FloatTensor<Self> {
         let (x, x_guard) = x.into_parts();
         let (w, w_guard) = w.into_parts();
-        let (x, w) = (dense(&x), dense(&w));
-        let y = tensor(linear_forward(mat(&x), mat(&w), None, products).0, &rows_cols(&x, &w));
+        let (x, w) = (dense(&x), SavedWeight::Dense(dense(&w)));
+        let y = plain_forward(&x, &w, products);
         match LinearBackward.prepare::<C>([x_guard, w_guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { x, w: SavedWeight::Dense(w), lora: None, products }, y),
+            OpsKind::Tracked(prep) => prep.finish(Saved { x, w, lora: None, products }, y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -317,7 +310,7 @@ impl<C: CheckpointStrategy> FusedLinearBackend for Autodiff<Flex, C> {
 
     fn fused_packed_linear(x: FloatTensor<Self>, w: Arc<PackedMatrix>, products: Products) -> FloatTensor<Self> {
         let (x, x_guard) = x.into_parts();
-        let y = <Flex as FusedLinearBackend>::fused_packed_linear(x.clone(), w.clone(), products);
+        let y = plain_forward(&dense(&x), &SavedWeight::Packed(w.clone()), products);
         match PackedLinearBackward.prepare::<C>([x_guard]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(PackedSaved { rows: x.shape().dims::<2>()[0], w, products }, y),
             OpsKind::UnTracked(prep) => prep.finish(y),

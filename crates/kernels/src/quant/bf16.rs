@@ -636,6 +636,11 @@ mod tests {
     use crate::quant::packed;
     use crate::quant::packed::QuantizeTo;
 
+    /// `[m, k]` row-major values as `[k, m]` (input-major).
+    fn transposed(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+        (0..k * m).map(|i| x[(i % m) * k + i / m]).collect()
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
     }
@@ -762,7 +767,7 @@ mod tests {
         for (m, n, k) in [(13, 7, 64), (50, 70, 96)] {
             let w = values(n * k, 3);
             let x = values(m * k, (m + k) as u32);
-            let x_t: Vec<f32> = (0..k * m).map(|i| x[(i % m) * k + i / m]).collect();
+            let x_t = transposed(&x, m, k);
             let weight = [Bf16Weight::Dense { values: &w, rows: n, cols: k }];
             let row_major = route.matmul_many(&weight, &x, m).unwrap();
             assert_eq!(route.matmul_many_input_major(&weight, &x_t, m).unwrap(), row_major, "{m}×{n}×{k}");
@@ -781,7 +786,7 @@ mod tests {
             let w = values(n * k, 21);
             let weight = Bf16Weight::Dense { values: &w, rows: n, cols: k };
             let x = values(m * k, 22);
-            let x_t: Vec<f32> = (0..k * m).map(|i| x[(i % m) * k + i / m]).collect();
+            let x_t = transposed(&x, m, k);
             let expected = route.matmul_many(&[weight], &x, m).unwrap().pop().unwrap();
             let panels = route.pack(&weight).unwrap();
             let mut out = vec![f32::NAN; m * n];

@@ -251,8 +251,8 @@ pub fn project_all(
     // gradient), or a forward that must compute as its backward will: the fused packed op,
     // which differentiates through the frozen blocks.
     let adapted = weights.iter().any(|w| matches!(w, Weights::Packed(_, Some(_))));
-    if any_packed && (adapted || device.is_autodiff() || differentiable) {
-        if on_gpu {
+    if differentiable || (any_packed && (adapted || device.is_autodiff())) {
+        if any_packed && on_gpu {
             return Err(ModelError::invalid(
                 "packed (quantized) weights train, and carry LoRA adapters, on the CPU backend only; load the model with `--precision f32` for wgpu",
             ));
@@ -262,15 +262,6 @@ pub fn project_all(
             .map(|w| match w {
                 Weights::Packed(packed, adapter) => packed_op_forward(packed, *adapter, x.clone(), products),
                 Weights::Dense(linear) => dense_forward(linear, x.clone(), products, true),
-            })
-            .collect();
-    }
-    if differentiable {
-        return weights
-            .iter()
-            .map(|w| match w {
-                Weights::Dense(linear) => dense_forward(linear, x.clone(), products, true),
-                Weights::Packed(..) => unreachable!("packed weights returned above"),
             })
             .collect();
     }
@@ -404,7 +395,7 @@ fn dense_forward(linear: &Linear, x: Tensor<3>, products: Products, fused: bool)
         Some(adapter) => (linear.weight.base(), Some(Lora { a: adapter.a.val(), b: adapter.b.val(), scale: adapter.scale })),
     };
     let x = x.reshape([b * s, k]);
-    let y = if fused && rosetta_kernels::linear::fused_runs_on(&x.device()) {
+    let y = if fused && x.dtype() == burn::tensor::DType::F32 && rosetta_kernels::linear::fused_runs_on(&x.device()) {
         fused_linear(x, weight, bias, lora, products)
     } else {
         project_rows(x, weight, bias, lora, products)
