@@ -12,8 +12,11 @@
 #   gpu-run.tar.gz                       results/rosetta-*.json: `rosetta bench forward|generate|
 #                                        train|kernels --device wgpu` (f32), forward/generate on the
 #                                        Q4_1 blocks kept packed (the WGSL kernel), a full training
-#                                        step in f16 with f32 master weights; results/torch-*.json:
-#                                        the same in PyTorch eager on CUDA, f32 and bf16; log/*.txt
+#                                        step in f16 with f32 master weights, one with activation
+#                                        checkpointing, the same with burn's autotuning and with
+#                                        128 dispatches a submission; results/torch-*.json: the same
+#                                        in PyTorch eager on CUDA, f32 and bf16, in one process;
+#                                        log/*.txt (and log/*.memory: nvidia-smi every 100 ms)
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
 # bring back everything that worked. GPU_RUN_QUICK=1 runs the smallest sizes (a smoke test, also
 # on a CPU-only machine with lavapipe: GPU_RUN_TORCH_DEVICE=cpu).
@@ -100,7 +103,9 @@ bring_back() {
 }
 trap bring_back EXIT
 
-# Runs one step with a time limit; its output goes to $results/log/<name>.txt, its status to steps.tsv.
+# Runs one step with a time limit; its output goes to $results/log/<name>.txt, its status to
+# steps.tsv: name, exit status, seconds, and the device memory the GPU held at its highest while the
+# step ran (nvidia-smi every 100 ms, MiB, the process's context and pools included; "—" without it).
 step() {
   local name="$1" seconds="$2"; shift 2
   mkdir -p "$results/log"
@@ -110,11 +115,20 @@ step() {
     return
   fi
   (( seconds > budget - SECONDS )) && seconds=$((budget - SECONDS))
-  local started=$SECONDS
+  local started=$SECONDS sampler=""
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$results/log/$name.memory" 2>/dev/null &
+    sampler=$!
+  fi
   timeout "$seconds" "$@" > "$results/log/$name.txt" 2>&1
   local rc=$?
-  printf '%s\t%s\t%ss\n' "$name" "$rc" "$((SECONDS - started))" >> "$results/steps.tsv"
-  echo "gpu-run: $name: exit $rc after $((SECONDS - started)) s" >&2
+  local peak="—"
+  if [[ -n "$sampler" ]]; then
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    peak="$(sort -n "$results/log/$name.memory" | tail -1)"
+  fi
+  printf '%s\t%s\t%ss\t%s\n' "$name" "$rc" "$((SECONDS - started))" "${peak:-—}" >> "$results/steps.tsv"
+  echo "gpu-run: $name: exit $rc after $((SECONDS - started)) s, peak device memory ${peak:-—} MiB" >&2
 }
 
 : > "$results/steps.tsv"
@@ -122,36 +136,40 @@ step() {
   echo; ldconfig -p | grep -E 'libvulkan|libEGL' || echo "no Vulkan loader"; echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}";
   nproc; grep -m1 'model name' /proc/cpuinfo; "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'; } > "$results/machine.txt" 2>&1
 
-# Rosetta and its peer measurement by measurement, so a step that hangs costs one comparison,
-# not a whole side.
 reference=scripts/reference
 # transformers dequantises a GGUF in Python (15–20 s a load): once, into an HF directory (f32
-# safetensors) that every PyTorch step then loads in about a second.
+# safetensors) that every PyTorch job then loads in about a second.
 hf_model="$work/hf-f32"
 if [[ ! -f "$hf_model/config.json" ]]; then
   step torch-convert 90 "$python" -c "import sys; sys.path.insert(0, '$reference'); from loading import save_dense; save_dense('$model', '$hf_model', 16)"
 fi
 [[ -f "$hf_model/config.json" ]] || hf_model="$model"
-torch_step() {
-  local name="$1" script="$2"; shift 2
-  step "$name" 60 sh -c "'$python' $reference/$script '$hf_model' $* --device $torch_device > '$results/results/$name.json'"
-}
+
+# Rosetta's side first, one process a step (each step's device memory peak is its own).
 step rosetta-forward 90 "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward.json"
 step rosetta-forward-packed 90 "$rosetta" bench forward "$model" --device wgpu --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward-packed.json"
-for dtype in float32 bfloat16; do
-  torch_step "torch-forward-$dtype" bench_forward.py --batch "$batches" --seq "$seq" --dtype "$dtype"
-done
 step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate.json"
 step rosetta-generate-packed 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-packed.json"
-for dtype in float32 bfloat16; do
-  torch_step "torch-generate-$dtype" bench_generate.py --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --dtype "$dtype"
-done
 step rosetta-train 120 "$rosetta" bench train "$model" --device wgpu --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train.json"
+# Activation checkpointing by layer (issue 18) on a GPU: the full step, against the one above and
+# against transformers' gradient checkpointing.
+step rosetta-train-checkpointing 120 "$rosetta" bench train "$model" --device wgpu --modes full --activation-checkpointing --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-checkpointing.json"
+
+# PyTorch's side in one process (scripts/reference/bench_suite.py): the first run spent 15-40 s a
+# step importing torch and transformers and starting CUDA, more than the measurements took.
+jobs="$results/torch-jobs.txt"
+: > "$jobs"
 for dtype in float32 bfloat16; do
+  echo "torch-forward-$dtype bench_forward.py $hf_model --batch $batches --seq $seq --dtype $dtype --device $torch_device" >> "$jobs"
+  echo "torch-generate-$dtype bench_generate.py $hf_model --batch $batches --prompt-tokens $seq --new-tokens $new --dtype $dtype --device $torch_device" >> "$jobs"
   for lora in 0 8; do
-    torch_step "torch-train-$dtype-lora$lora" bench_train.py --batch "$train_batch" --seq "$train_seq" --lora-rank "$lora" --dtype "$dtype"
+    echo "torch-train-$dtype-lora$lora bench_train.py $hf_model --batch $train_batch --seq $train_seq --lora-rank $lora --dtype $dtype --device $torch_device" >> "$jobs"
   done
 done
+echo "torch-train-float32-lora0-checkpointing bench_train.py $hf_model --batch $train_batch --seq $train_seq --gradient-checkpointing 1 --dtype float32 --device $torch_device" >> "$jobs"
+step torch-suite 300 env BENCH_SUITE_RESULTS="$results/results" "$python" "$reference/bench_suite.py" "$jobs" "$results/torch-steps.tsv"
+cat "$results/torch-steps.tsv" >> "$results/steps.tsv" 2>/dev/null
+
 # Submission batching, no rebuild: cubecl submits every 32 dispatches by default; decode at batch
 # 1 is launch-bound (the first run: 21 tokens/s on an H100).
 step rosetta-generate-tasks128 60 env CUBECL_WGPU_MAX_TASKS=128 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-tasks128.json"

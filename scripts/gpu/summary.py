@@ -105,3 +105,50 @@ if any(autotune.values()):
     tuned_train = next((r["rosetta"]["tokens_per_second"] for r in (autotune["train"] or {}).get("results", []) if r.get("rosetta")), None)
     plain_train = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == "full" and r.get("rosetta")), None)
     print(f"| train full | {fmt(tuned_train)} | {fmt(plain_train)} | {ratio(tuned_train, plain_train)} |")
+
+
+def step_peaks():
+    """Each step's highest device memory (MiB, nvidia-smi: the whole process, context included)."""
+    peaks = {}
+    try:
+        with open(os.path.join(out, "steps.tsv")) as f:
+            for line in f:
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) >= 4 and fields[3].isdigit():
+                    peaks[fields[0]] = int(fields[3])
+    except OSError:
+        pass
+    return peaks
+
+
+checkpointed = read("rosetta-train-checkpointing.json")
+torch_checkpointed = read("torch-train-float32-lora0-checkpointing.json")
+if checkpointed or torch_checkpointed:
+    peaks = step_peaks()
+
+    def rosetta_full(result):
+        return next((r["rosetta"]["tokens_per_second"] for r in (result or {}).get("results", []) if r.get("mode") == "full" and r.get("rosetta")), None)
+
+    def mib(value):
+        return "—" if value is None else f"{value:,.0f} MiB"
+
+    def reserved(result):
+        value = (result or {}).get("peak_gpu_reserved_bytes")
+        return None if value is None else value / 2**20
+
+    print("\nActivation checkpointing by decoder layer, full training step, f32 "
+          f"(batch {(train or {}).get('batch', '?')} × {(train or {}).get('seq', '?')}):\n")
+    print("| run | tokens/s | device memory at its highest |")
+    print("|---|---|---|")
+    print(f"| Rosetta, every activation kept | {fmt(rosetta_full(train))} | {mib(peaks.get('rosetta-train'))} (full and LoRA steps, one process) |")
+    print(f"| Rosetta, checkpointed layers | {fmt(rosetta_full(checkpointed))} | {mib(peaks.get('rosetta-train-checkpointing'))} |")
+    print(f"| PyTorch, every activation kept | {fmt((torch_t[('float32', 0)] or {}).get('tokens_per_second'))} | {mib(reserved(torch_t[('float32', 0)]))} reserved |")
+    print(f"| PyTorch, gradient checkpointing | {fmt((torch_checkpointed or {}).get('tokens_per_second'))} | {mib(reserved(torch_checkpointed))} reserved |")
+    print("\nRosetta's memory is nvidia-smi's reading for its process (Vulkan context and cubecl's pools "
+          "included); PyTorch's is its caching allocator's reserved peak, without the CUDA context (about 0.5 GB).")
+
+launches = by_batch(generate, "decode_step_launches", 1)
+if launches:
+    top = sorted(launches.get("by_kernel", {}).items(), key=lambda kv: -kv[1])[:6]
+    print(f"\nKernel launches per decode step (batch 1): {launches['total']:.0f} — "
+          + ", ".join(f"{name} {n:.0f}" for name, n in top) + ".")
