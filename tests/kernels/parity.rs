@@ -333,3 +333,99 @@ fn quantized_matmul_matches_the_dequantised_weight() {
     assert!(on_gpu.matmul(Tensor::zeros([1, 64], &gpu)).unwrap_err().to_string().contains("width 64"));
     assert!(DevicePackedMatrix::upload(&w, &Device::flex()).is_err());
 }
+
+/// The same random tensor on both devices (generated on the CPU).
+fn pair_of<const D: usize>(shape: [usize; D], seed: u64, gpu: &Device) -> (Tensor<D>, Tensor<D>) {
+    let cpu = Device::flex();
+    cpu.seed(seed);
+    let t = Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &cpu);
+    let data = t.clone().into_data();
+    (t, Tensor::from_data(data, gpu))
+}
+
+fn assert_close(name: &str, ours: &[f32], reference: &[f32], relative: f32) {
+    assert_eq!(ours.len(), reference.len(), "{name}: lengths differ");
+    let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(scale > 0.0, "{name}: an all-zero reference compares nothing");
+    let worst = max_abs_diff(ours, reference);
+    assert!(worst <= relative * scale, "{name}: max |Δ| {worst} > {relative} × {scale}");
+}
+
+#[test]
+fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
+    use rosetta_kernels::attention::{attention, attention_reference, wgpu_attention};
+    use rosetta_kernels::rms_norm::{rms_norm, rms_norm_reference, wgpu_rms_norm};
+    use rosetta_kernels::rotary::{rotary, rotary_reference, wgpu_rotary};
+    use rosetta_kernels::swiglu::{swiglu, swiglu_reference, wgpu_swiglu};
+    use rosetta_kernels::wgpu::launches::count_launches;
+    let Some(gpu) = gpu() else { return };
+
+    // RMSNorm: widths below, at and past the workgroup (128), rows of a prompt and of one token.
+    for (rows, d) in [(1, 576), (7, 200), (3, 128), (2, 1)] {
+        let (x_cpu, x_gpu) = pair_of([1, rows, d], 10 + d as u64, &gpu);
+        let (g_cpu, g_gpu) = pair_of([d], 20 + d as u64, &gpu);
+        let reference = values(rms_norm_reference(x_cpu, g_cpu, 1e-5).unwrap());
+        let ours = values(wgpu_rms_norm(x_gpu.clone(), g_gpu.clone(), 1e-5).unwrap());
+        // A sum of d squares in another order, then one division: 1e-5 of the output's scale.
+        assert_close(&format!("rms norm {rows}×{d}"), &ours, &reference, 1e-5);
+        let (dispatched, launches) = count_launches(|| values(rms_norm(x_gpu, g_gpu, 1e-5).unwrap()));
+        assert_eq!(dispatched, ours, "rms_norm() on wgpu did not run the WGSL kernel");
+        assert_eq!(launches.total(), 1, "rms norm {rows}×{d}: {launches:?}");
+    }
+
+    // RoPE on the heads' strided view of a projection, as the decoder calls it (and contiguous).
+    let (batch, seq, heads, dim) = (2, 5, 3, 8);
+    let (q_cpu, q_gpu) = pair_of([batch, seq, heads * dim], 30, &gpu);
+    let heads_of = |t: Tensor<3>| t.reshape([batch, seq, heads, dim]).swap_dims(1, 2);
+    let (cos_cpu, cos_gpu) = pair_of([batch, 1, seq, dim], 31, &gpu);
+    let (sin_cpu, sin_gpu) = pair_of([batch, 1, seq, dim], 32, &gpu);
+    let reference = values(rotary_reference(heads_of(q_cpu), cos_cpu, sin_cpu).unwrap());
+    let strided = heads_of(q_gpu);
+    let ours = values(wgpu_rotary(strided.clone(), cos_gpu.clone(), sin_gpu.clone()).unwrap());
+    // Two products and a sum per value: exact up to rounding.
+    assert_close("rotary, strided heads", &ours, &reference, 1e-6);
+    let contiguous = Tensor::from_data(strided.clone().into_data(), &gpu);
+    assert_close("rotary, contiguous", &values(wgpu_rotary(contiguous, cos_gpu.clone(), sin_gpu.clone()).unwrap()), &reference, 1e-6);
+    let (dispatched, launches) = count_launches(|| values(rotary(strided, cos_gpu, sin_gpu).unwrap()));
+    assert_eq!(dispatched, ours, "rotary() on wgpu did not run the WGSL kernel");
+    assert_eq!(launches.total(), 1, "the strided heads were copied first: {launches:?}");
+
+    // SwiGLU, a count that is not a multiple of the workgroup, with large gates of both signs.
+    let (g_cpu, g_gpu) = pair_of([2, 3, 37], 40, &gpu);
+    let (u_cpu, u_gpu) = pair_of([2, 3, 37], 41, &gpu);
+    let (g_cpu, g_gpu) = (g_cpu * 8.0, g_gpu * 8.0);
+    let reference = values(swiglu_reference(g_cpu, u_cpu).unwrap());
+    let ours = values(wgpu_swiglu(g_gpu.clone(), u_gpu.clone()).unwrap());
+    assert_close("swiglu", &ours, &reference, 1e-6);
+    let (dispatched, launches) = count_launches(|| values(swiglu(g_gpu, u_gpu).unwrap()));
+    assert_eq!(dispatched, ours, "swiglu() on wgpu did not run the WGSL kernel");
+    assert_eq!(launches.total(), 1, "swiglu: {launches:?}");
+
+    // Causal attention with grouped heads: a decode step, a prompt, queries at the end of a
+    // longer cache, more keys than the workgroup has threads, and strided heads as the decoder
+    // passes them ([batch, seq, heads · dim] projections viewed as [batch, heads, seq, dim]).
+    for (batch, heads, kv_heads, seq, keys, dim) in [(1, 9, 3, 1, 7, 64), (2, 4, 4, 5, 5, 8), (1, 6, 2, 3, 10, 16), (2, 2, 1, 2, 300, 8)] {
+        let name = format!("attention b{batch} h{heads}/{kv_heads} {seq}×{keys} d{dim}");
+        let view = |t: Tensor<3>, n: usize, len: usize| t.reshape([batch, len, n, dim]).swap_dims(1, 2);
+        let (q_cpu, q_gpu) = pair_of([batch, seq, heads * dim], 50, &gpu);
+        let (k_cpu, k_gpu) = pair_of([batch, keys, kv_heads * dim], 51, &gpu);
+        let (v_cpu, v_gpu) = pair_of([batch, keys, kv_heads * dim], 52, &gpu);
+        let reference =
+            values(attention_reference(view(q_cpu, heads, seq), view(k_cpu, kv_heads, keys), view(v_cpu, kv_heads, keys), None).unwrap());
+        let (q, k, v) = (view(q_gpu, heads, seq), view(k_gpu, kv_heads, keys), view(v_gpu, kv_heads, keys));
+        let ours = values(wgpu_attention(q.clone(), k.clone(), v.clone()).unwrap());
+        // Softmax sums over up to 300 keys in another order: 1e-5 of the output's scale.
+        assert_close(&name, &ours, &reference, 1e-5);
+        let (dispatched, launches) = count_launches(|| values(attention(q, k, v, None).unwrap()));
+        assert_eq!(dispatched, ours, "{name}: attention() on wgpu did not run the WGSL kernel");
+        assert_eq!(launches.total(), 1, "{name}: {launches:?}");
+    }
+
+    // Where the kernels do not run — the CPU backend, autodiff on wgpu — they refuse by name.
+    let cpu = Device::flex();
+    let err = wgpu_swiglu(Tensor::zeros([1, 1, 2], &cpu), Tensor::zeros([1, 1, 2], &cpu)).unwrap_err().to_string();
+    assert!(err.contains("swiglu") && err.contains("wgpu"), "{err}");
+    let training = gpu.clone().autodiff();
+    let err = wgpu_rms_norm(Tensor::<2>::zeros([1, 4], &training), Tensor::zeros([4], &training), 1e-5).unwrap_err().to_string();
+    assert!(err.contains("rms norm") && err.contains("inference"), "{err}");
+}

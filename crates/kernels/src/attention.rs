@@ -5,9 +5,10 @@
 //! backend: under autodiff, where burn 0.22 would otherwise compose attention from a dozen
 //! differentiable ops and keep the `[seq, kv_len]` probabilities of every head for backward, and
 //! for inference too, where its causal query blocks and in-place grouped heads beat burn's own
-//! CPU attention (measured in `reports/training/`). It
-//! runs [`attention_reference`] — burn's attention op after repeating the key/value heads — on
-//! every other device.
+//! CPU attention (measured in `reports/training/`). For causal inference on wgpu it runs
+//! [`wgpu_attention`], one WGSL dispatch (`shaders/attention.wgsl`) where burn launches about
+//! seventeen. It runs [`attention_reference`] — burn's attention op after repeating the key/value
+//! heads — everywhere else.
 
 use burn::prelude::*;
 use burn::tensor::module::attention as burn_attention;
@@ -108,12 +109,47 @@ fn host_mask(mask: Tensor<4, Bool>) -> Result<std::sync::Arc<[bool]>> {
     Ok(values.into())
 }
 
+/// Scores the WGSL kernel keeps in its scratch buffer (`batch · heads · seq × keys`, f32): 2²⁵ =
+/// 128 MB, WebGPU's default limit on one storage binding. Longer calls run the reference.
+pub const WGPU_MAX_SCORES: usize = 1 << 25;
+
+/// The WGSL kernel (`shaders/attention.wgsl`, one dispatch): causal attention (no mask) for
+/// inference on wgpu. An error elsewhere, under autodiff, for non-f32 tensors, with a mask, and
+/// beyond [`WGPU_MAX_SCORES`].
+pub fn wgpu_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Result<Tensor<4>> {
+    let [b, h, _, s, t, _] = check(&q, &k, &v, None)?;
+    wgpu_supported(&q, &k, &v, b * h * s, t)?;
+    if q.shape().num_elements() == 0 {
+        return Ok(q);
+    }
+    #[cfg(feature = "wgpu")]
+    return Ok(crate::wgpu::layer::attention(q, k, v));
+    #[cfg(not(feature = "wgpu"))]
+    Err(crate::wgpu_inference_refusal(OP, &k.device(), v.dtype()))
+}
+
+fn wgpu_supported(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, rows: usize, t: usize) -> Result<()> {
+    if !crate::wgpu_inference_supports(&q.device(), &[q.dtype(), k.dtype(), v.dtype()]) {
+        return Err(crate::wgpu_inference_refusal(OP, &q.device(), q.dtype()));
+    }
+    if rows.saturating_mul(t) > WGPU_MAX_SCORES {
+        return Err(shape_error(
+            OP,
+            format!("{rows} query rows × {t} keys exceed the WGSL kernel's {WGPU_MAX_SCORES} scores; use shorter sequences"),
+        ));
+    }
+    Ok(())
+}
+
 /// Attention for the decoder: the fused kernel on the CPU backend (when the call fits it), the
-/// reference elsewhere.
+/// WGSL kernel for causal inference on wgpu (when it fits), the reference elsewhere.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>) -> Result<Tensor<4>> {
-    let [_, _, _, s, t, _] = check(&q, &k, &v, mask.as_ref())?;
+    let [b, h, _, s, t, _] = check(&q, &k, &v, mask.as_ref())?;
     if fused_supported(&q, &k, &v, s, t).is_ok() {
         return fused_attention(q, k, v, mask);
+    }
+    if mask.is_none() && wgpu_supported(&q, &k, &v, b * h * s, t).is_ok() {
+        return wgpu_attention(q, k, v);
     }
     attention_reference(q, k, v, mask)
 }

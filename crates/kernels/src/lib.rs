@@ -59,6 +59,17 @@ pub(crate) fn fused_cpu_refusal(op: &'static str, device: &burn::prelude::Device
     error::shape_error(op, format!("the fused kernel runs f32 on the CPU backend (feature `flex`), not {dtype:?} on {device:?}"))
 }
 
+/// Whether the decoder layer's WGSL kernels (`wgpu::layer`) can take tensors of `dtypes` on
+/// `device`: f32 inference (no autodiff) on burn's wgpu backend.
+pub(crate) fn wgpu_inference_supports(device: &burn::prelude::Device, dtypes: &[burn::tensor::DType]) -> bool {
+    is_wgpu(device) && !device.is_autodiff() && dtypes.iter().all(|d| *d == burn::tensor::DType::F32)
+}
+
+/// The error for a WGSL layer kernel called where [`wgpu_inference_supports`] says no.
+pub(crate) fn wgpu_inference_refusal(op: &'static str, device: &burn::prelude::Device, dtype: burn::tensor::DType) -> KernelError {
+    error::shape_error(op, format!("the WGSL kernel runs f32 inference on wgpu (feature `wgpu`), not {dtype:?} on {device:?}"))
+}
+
 /// Whether `device` runs on burn's wgpu backend (with or without autodiff).
 #[cfg(feature = "wgpu")]
 pub fn is_wgpu(device: &burn::prelude::Device) -> bool {

@@ -2,8 +2,9 @@
 //! `RmsNorm`).
 //!
 //! [`rms_norm`] runs the fused CPU kernel (`cpu::rms_norm`: one pass per row forward, one
-//! backward, its own autodiff step) under autodiff on the CPU backend, and [`rms_norm_reference`]
-//! — burn's `RmsNorm` formula, the decoder's path before — everywhere else.
+//! backward, its own autodiff step) under autodiff on the CPU backend, [`wgpu_rms_norm`] (one WGSL
+//! dispatch, `shaders/rms_norm.wgsl`) for inference on wgpu, and [`rms_norm_reference`] — burn's
+//! `RmsNorm` formula, the decoder's path before — everywhere else.
 
 use burn::prelude::*;
 
@@ -39,10 +40,28 @@ pub fn fused_rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f
     Err(crate::fused_cpu_refusal("rms norm", &x.device(), gamma.dtype()))
 }
 
-/// RMSNorm: fused when training on the CPU backend, the reference elsewhere.
+/// The WGSL kernel (`shaders/rms_norm.wgsl`, one dispatch). An error off wgpu, under autodiff and
+/// for non-f32 tensors.
+pub fn wgpu_rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Result<Tensor<D>> {
+    check(&x, &gamma, epsilon)?;
+    if !crate::wgpu_inference_supports(&x.device(), &[x.dtype(), gamma.dtype()]) {
+        return Err(crate::wgpu_inference_refusal("rms norm", &x.device(), x.dtype()));
+    }
+    #[cfg(feature = "wgpu")]
+    return Ok(crate::wgpu::layer::rms_norm(x, gamma, epsilon as f32));
+    #[cfg(not(feature = "wgpu"))]
+    Err(crate::wgpu_inference_refusal("rms norm", &x.device(), gamma.dtype()))
+}
+
+/// RMSNorm: fused when training on the CPU backend, one WGSL dispatch for inference on wgpu, the
+/// reference elsewhere.
 pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Result<Tensor<D>> {
-    if x.device().is_autodiff() && crate::fused_cpu_supports(&x.device(), &[x.dtype(), gamma.dtype()]) {
+    let device = x.device();
+    if device.is_autodiff() && crate::fused_cpu_supports(&device, &[x.dtype(), gamma.dtype()]) {
         return fused_rms_norm(x, gamma, epsilon);
+    }
+    if crate::wgpu_inference_supports(&device, &[x.dtype(), gamma.dtype()]) {
+        return wgpu_rms_norm(x, gamma, epsilon);
     }
     rms_norm_reference(x, gamma, epsilon)
 }

@@ -3,8 +3,9 @@
 //! come from `rosetta_model::nn::rotary`).
 //!
 //! [`rotary`] runs the fused CPU kernel (`cpu::rotary`: one pass forward, one backward, reading
-//! the heads through their strides) on the CPU backend, and [`rotary_reference`] — the tensor
-//! ops the decoder used before — everywhere else.
+//! the heads through their strides) on the CPU backend, [`wgpu_rotary`] (one WGSL dispatch,
+//! `shaders/rotary.wgsl`, also reading the heads in place) for inference on wgpu, and
+//! [`rotary_reference`] — the tensor ops the decoder used before — everywhere else.
 
 use burn::prelude::*;
 
@@ -50,13 +51,34 @@ pub fn fused_rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tens
     Err(crate::fused_cpu_refusal("rotary", &cos.device(), sin.dtype()))
 }
 
-/// RoPE: fused on the CPU backend, the reference elsewhere.
+/// The WGSL kernel (`shaders/rotary.wgsl`, one dispatch reading the heads through their strides).
+/// An error off wgpu, under autodiff and for non-f32 tensors.
+pub fn wgpu_rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
+    check(&x, &cos, &sin)?;
+    if !crate::wgpu_inference_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {
+        return Err(crate::wgpu_inference_refusal("rotary", &x.device(), x.dtype()));
+    }
+    if x.shape().num_elements() == 0 {
+        return Ok(x);
+    }
+    #[cfg(feature = "wgpu")]
+    return Ok(crate::wgpu::layer::rotary(x, cos, sin));
+    #[cfg(not(feature = "wgpu"))]
+    Err(crate::wgpu_inference_refusal("rotary", &cos.device(), sin.dtype()))
+}
+
+/// RoPE: fused on the CPU backend, one WGSL dispatch for inference on wgpu, the reference
+/// elsewhere.
 pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Result<Tensor<4>> {
     // The tables are f32; heads computed in bf16 or f16 (mixed-precision training) rotate by
     // tables cast to their type, as the reference's products need one dtype.
     let (cos, sin) = (crate::cast_like(cos, &x), crate::cast_like(sin, &x));
-    if crate::fused_cpu_supports(&x.device(), &[x.dtype(), cos.dtype(), sin.dtype()]) {
+    let (device, dtypes) = (x.device(), [x.dtype(), cos.dtype(), sin.dtype()]);
+    if crate::fused_cpu_supports(&device, &dtypes) {
         return fused_rotary(x, cos, sin);
+    }
+    if crate::wgpu_inference_supports(&device, &dtypes) {
+        return wgpu_rotary(x, cos, sin);
     }
     rotary_reference(x, cos, sin)
 }

@@ -219,6 +219,37 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
+/// The kernels one decode step launches on a GPU (what bounds decoding there): a generation of
+/// `config`'s tokens counted against one of a single token, the difference over the steps between.
+#[cfg(feature = "wgpu")]
+fn decode_step_launches(
+    model: &rosetta_model::CausalLm,
+    prompts: &[Vec<u32>],
+    config: &rosetta_model::generate::GenerationConfig,
+) -> Result<Value> {
+    use rosetta_kernels::wgpu::launches::count_launches;
+    use rosetta_model::generate::{GenerationConfig, generate_blocking};
+    let run = |tokens: usize| {
+        let config = GenerationConfig { max_new_tokens: tokens, ..config.clone() };
+        count_launches(|| generate_blocking(model, prompts, &config, &rosetta_model::Interventions::none(), |_, _| {}))
+    };
+    let (first, prefill) = run(1);
+    first?;
+    let (all, whole) = run(config.max_new_tokens);
+    let steps = all?.tokens.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
+    if steps == 0 {
+        return Ok(Value::Null);
+    }
+    let decode = whole.since(&prefill);
+    let per_step = decode.total() as f64 / steps as f64;
+    let mut by_kernel: Vec<(&String, &u64)> = decode.0.iter().collect();
+    by_kernel.sort_by(|a, b| b.1.cmp(a.1));
+    eprintln!("rosetta: {per_step:.0} kernel launches per decode step");
+    let by_kernel: serde_json::Map<String, Value> =
+        by_kernel.into_iter().take(16).map(|(name, n)| (name.clone(), json!(*n as f64 / steps as f64))).collect();
+    Ok(json!({"total": per_step, "by_kernel": by_kernel}))
+}
+
 fn generate(args: GenerateArgs) -> Result<()> {
     use rosetta_model::generate::{GenerationConfig, Sampling, generate_blocking};
     if args.repeats == 0 || args.prompt_tokens == 0 || args.new_tokens == 0 || args.batch.contains(&0) {
@@ -241,7 +272,17 @@ fn generate(args: GenerateArgs) -> Result<()> {
             decode = decode.max(out.decode_tokens_per_second());
         }
         eprintln!("rosetta ({}): batch {batch}: prefill {prefill:.0} tokens/s, decode {decode:.1} tokens/s", args.model.device);
-        ours.push(json!({"batch": batch, "prefill_tokens_per_second": prefill, "decode_tokens_per_second": decode}));
+        let entry = json!({"batch": batch, "prefill_tokens_per_second": prefill, "decode_tokens_per_second": decode});
+        #[cfg(feature = "wgpu")]
+        let entry = match rosetta_kernels::is_wgpu(&model.device()) {
+            true => {
+                let mut entry = entry;
+                entry["decode_step_launches"] = decode_step_launches(&model, &prompts, &config)?;
+                entry
+            }
+            false => entry,
+        };
+        ours.push(entry);
     }
     let peak = peak_rss_bytes();
     if let Some(bytes) = peak {

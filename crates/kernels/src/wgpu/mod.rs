@@ -1,7 +1,10 @@
 //! The WGSL path: launching the shaders of `shaders/` on burn's wgpu backend through backend
-//! extensions, and the custom autodiff backward of the contrastive loss.
+//! extensions — the contrastive loss with its custom autodiff backward, masking, the quantized
+//! matmul, the decoder layer's inference ops (`layer`) — and counting launches (`launches`).
 
 pub mod contrastive;
 mod launch;
+pub mod launches;
+pub(crate) mod layer;
 pub mod masking;
 pub(crate) mod quant;
