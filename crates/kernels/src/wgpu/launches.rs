@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use cubecl::logging::{LaunchObservation, LaunchObserver};
 
@@ -31,24 +32,30 @@ impl LaunchCounts {
     }
 }
 
-#[derive(Default)]
-struct Counter(Mutex<BTreeMap<&'static str, u64>>);
+/// Counts the launches issued by one thread: cubecl's observer is process-wide and called on the
+/// issuing thread, so other threads' work (tests running side by side in one process) is left out.
+struct Counter {
+    thread: ThreadId,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
 
 impl LaunchObserver for Counter {
     fn launched(&self, kernel: &'static str) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(kernel).or_default() += 1;
+        if std::thread::current().id() == self.thread {
+            *self.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(kernel).or_default() += 1;
+        }
     }
 }
 
-/// Runs `work` and counts the kernels it launches, on every thread and device (cubecl's observer is
-/// process-wide: count where nothing else runs).
+/// Runs `work` and counts the kernels it launches from this thread, on every device. (A burn op
+/// launches its kernels on the thread that calls it.)
 pub fn count_launches<R>(work: impl FnOnce() -> R) -> (R, LaunchCounts) {
-    let counter = Arc::new(Counter::default());
+    let counter = Arc::new(Counter { thread: std::thread::current().id(), counts: Mutex::default() });
     let observation = LaunchObservation::new(counter.clone());
     let result = work();
     drop(observation);
     let mut counts = BTreeMap::new();
-    for (name, n) in counter.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+    for (name, n) in counter.counts.lock().unwrap_or_else(PoisonError::into_inner).iter() {
         *counts.entry(readable(short_name(name))).or_default() += *n;
     }
     (result, LaunchCounts(counts))

@@ -5,8 +5,10 @@
 //!
 //! Why: a decode step on a GPU is bound by launches, not arithmetic — about fifty dispatches a
 //! layer, each with its bind group and bookkeeping, for a few microseconds of work
-//! (`reports/gpu/README.md`). Inference only: under autodiff the references run, whose ops burn
-//! differentiates.
+//! (`reports/gpu/README.md`). Forward only, on devices without autodiff: inference, and the
+//! forward of a checkpointed layer in training, whose replay (under autodiff) runs the references
+//! — the two agree to rounding (`tests/kernels/parity.rs`: 10⁻⁵ of the output's scale), as the
+//! CPU's RMSNorm already does.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::CubeTensor;
