@@ -26,9 +26,10 @@ const ROW_WORKGROUP: u32 = 128;
 /// Values of the attention kernel's `info`: six sizes and three strides for each of q, k and v.
 const ATTENTION_INFO: usize = 15;
 
-/// `t` as the kernels read it: strided, but dense along the last dimension.
+/// `t` as the kernels read it: strided, but dense along the last dimension. A storage-tiled
+/// tensor (laid out for one matmul, its strides ordering tiles) is laid back in rows first.
 fn dense_rows(t: CubeTensor) -> CubeTensor {
-    if t.meta.strides()[t.meta.strides().len() - 1] == 1 { t } else { prepared(t) }
+    if !t.meta.is_tiled() && t.meta.strides()[t.meta.strides().len() - 1] == 1 { t } else { prepared(t) }
 }
 
 /// The strides of a rank-4 tensor's first three dimensions, for a shader's `info`.
