@@ -4,18 +4,17 @@
 // One workgroup per row: each thread sums the squares of every WORKGROUP-th value, a tree adds
 // the partial sums, and each thread writes its values.
 //
-// Launched by: crates/kernels/src/wgpu/layer.rs (`LayerBackend::rms_norm`), with
-// row_workgroup.wgsl prepended.
-// Reference: crates/kernels/src/rms_norm.rs `rms_norm_reference`.
+// The row's values come from `row_value`, defined by the bindings file prepended:
+// - rms_norm_bindings.wgsl: the row is x;
+// - add_rms_norm_bindings.wgsl: the row is x + delta (a residual connection), which the kernel
+//   also writes out, so the add costs no launch of its own.
 //
-// Bindings: x [rows, D]; gamma [D]; out [rows, D]; info = [rows].
+// Launched by: crates/kernels/src/wgpu/layer.rs (`LayerBackend::rms_norm`, `add_rms_norm`),
+// after row_workgroup.wgsl and one of the bindings files.
+// Reference: crates/kernels/src/rms_norm.rs `rms_norm_reference` (`add_rms_norm_reference`).
+//
 // Placeholders: d (D), workgroup (a power of two), epsilon_bits (ε's f32 bits, so ε is exact),
 // info_len (1).
-
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> info: array<u32>;
 
 const D: u32 = {{ d }}u;
 
@@ -32,7 +31,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups
     for (var chunk = 0u; chunk < D; chunk += WORKGROUP) {
         let i = chunk + lane;
         if (i < D) {
-            let v = x[base + i];
+            let v = row_value(base + i);
+            keep_row_value(base + i, v);
             s += v * v;
         }
     }
@@ -43,7 +43,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups
     for (var chunk = 0u; chunk < D; chunk += WORKGROUP) {
         let i = chunk + lane;
         if (i < D) {
-            out[base + i] = x[base + i] / rms * gamma[i];
+            out[base + i] = row_value(base + i) / rms * gamma[i];
         }
     }
 }

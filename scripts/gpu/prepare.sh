@@ -26,7 +26,7 @@ cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu
 # A second binary with burn's kernel autotuning, in its own target directory (other features,
 # so sharing one would rebuild burn at every switch).
 autotune_target="$CARGO_TARGET_DIR-autotune"
-CARGO_TARGET_DIR="$autotune_target" cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu,autotune
+CARGO_TARGET_DIR="$autotune_target" cargo build --release --locked -j "$jobs" -p rosetta-cli --features gpu
 model="$(scripts/fetch-model.sh)"
 scripts/setup-python.sh >/dev/null
 gguf_package="$("$ROSETTA_VENV/bin/python" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')"

@@ -10,11 +10,13 @@
 # reports/gpu/, the archive unpacked):
 #   summary.md, steps.tsv, machine.txt   tokens/s side by side, ratios, MFU; each step's status
 #   gpu-run.tar.gz                       results/rosetta-*.json: `rosetta bench forward|generate|
-#                                        train|kernels --device wgpu` (f32), forward/generate on the
+#                                        train|kernels --device wgpu` (f32; the GPU build, with
+#                                        burn's autotuning), forward/generate on the
 #                                        Q4_1 blocks kept packed (the WGSL kernel), a full training
 #                                        step in f16 with f32 master weights, one with activation
-#                                        checkpointing, the same with burn's autotuning and with
-#                                        128 dispatches a submission; results/torch-*.json: the same
+#                                        checkpointing, a longer generation, and forward/generate/
+#                                        train with the plain build (rosetta-plain-*.json: no
+#                                        autotuning); results/torch-*.json: the same
 #                                        in PyTorch eager on CUDA, f32 and bf16, in one process;
 #                                        log/*.txt (and log/*.memory: nvidia-smi every 100 ms)
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
@@ -26,7 +28,12 @@ work=out/gpu/work
 out="${OUT:-out/gpu/returned}"
 torch_device="${GPU_RUN_TORCH_DEVICE:-cuda}"
 python="${ROSETTA_PYTHON:-python3}"
-rosetta="$work/rosetta"
+# The build measured against PyTorch: the GPU build (`--features gpu`: wgpu with burn's kernel
+# autotuning, carried as rosetta-autotune); the plain `--features wgpu` build (every matmul
+# cubecl's default tile kernel, what the tests run on lavapipe) beside it on a few steps, unless
+# GPU_RUN_PLAIN=0.
+rosetta="$work/rosetta-autotune"
+plain="$work/rosetta"
 
 # The Vulkan loader: the GPU image has the NVIDIA driver and its ICD file but no libvulkan.
 use_vulkan() {
@@ -87,9 +94,9 @@ fi
 export PYTHONPATH="$PWD/$work${PYTHONPATH:+:$PYTHONPATH}"
 quick="${GPU_RUN_QUICK:-0}"
 if [[ "$quick" == 1 ]]; then
-  batches=1; seq=32; new=8; train_batch=1; train_seq=32; kernel_n=64
+  batches=1; seq=32; new=8; train_batch=1; train_seq=32; kernel_n=64; long_prompt=64; long_new=16
 else
-  batches=1,8; seq=128; new=64; train_batch=4; train_seq=256; kernel_n=64,256,1024
+  batches=1,8; seq=128; new=64; train_batch=4; train_seq=256; kernel_n=64,256,1024; long_prompt=512; long_new=256
 fi
 
 # The whole call's budget (the device tool stops a command at 600 s): a step that would start
@@ -151,10 +158,6 @@ step rosetta-forward-packed 90 "$rosetta" bench forward "$model" --device wgpu -
 step rosetta-generate 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate.json"
 step rosetta-generate-packed 90 "$rosetta" bench generate "$model" --device wgpu --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-packed.json"
 step rosetta-train 120 "$rosetta" bench train "$model" --device wgpu --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train.json"
-# Activation checkpointing by layer (issue 18) on a GPU: the full step, against the one above and
-# against transformers' gradient checkpointing.
-step rosetta-train-checkpointing 120 "$rosetta" bench train "$model" --device wgpu --modes full --activation-checkpointing --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-checkpointing.json"
-
 # PyTorch's side in one process (scripts/reference/bench_suite.py): the first run spent 15-40 s a
 # step importing torch and transformers and starting CUDA, more than the measurements took.
 jobs="$results/torch-jobs.txt"
@@ -166,22 +169,25 @@ for dtype in float32 bfloat16; do
     echo "torch-train-$dtype-lora$lora bench_train.py $hf_model --batch $train_batch --seq $train_seq --lora-rank $lora --dtype $dtype --device $torch_device" >> "$jobs"
   done
 done
+echo "torch-generate-long-float32 bench_generate.py $hf_model --batch 1 --prompt-tokens $long_prompt --new-tokens $long_new --repeats 2 --dtype float32 --device $torch_device" >> "$jobs"
 echo "torch-train-float32-lora0-checkpointing bench_train.py $hf_model --batch $train_batch --seq $train_seq --gradient-checkpointing 1 --dtype float32 --device $torch_device" >> "$jobs"
 step torch-suite 300 env BENCH_SUITE_RESULTS="$results/results" "$python" "$reference/bench_suite.py" "$jobs" "$results/torch-steps.tsv"
 cat "$results/torch-steps.tsv" >> "$results/steps.tsv" 2>/dev/null
 
-# Submission batching, no rebuild: cubecl submits every 32 dispatches by default; decode at batch
-# 1 is launch-bound (the first run: 21 tokens/s on an H100).
-step rosetta-generate-tasks128 60 env CUBECL_WGPU_MAX_TASKS=128 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-tasks128.json"
+# A longer generation at batch 1 (issue 17's KV cache reserved once, against transformers'
+# DynamicCache, which concatenates every step): its own PyTorch job, in the suite above.
+step rosetta-generate-long 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$long_prompt" --new-tokens "$long_new" --repeats 2 --no-reference --json "$results/results/rosetta-generate-long.json"
 
-# burn's kernel autotuning (a second binary): each matmul shape measured on the device once per
-# process, against the plain tile kernel every matmul uses without it.
-autotuned="$work/rosetta-autotune"
-if [[ -x "$autotuned" ]]; then
-  step rosetta-autotune-forward 90 "$autotuned" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-autotune-forward.json"
-  step rosetta-autotune-generate 90 "$autotuned" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-autotune-generate.json"
-  step rosetta-autotune-train 120 "$autotuned" bench train "$model" --device wgpu --modes full --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-autotune-train.json"
+# The plain build (no autotuning) on the same steps, for what burn's autotuning is worth.
+if [[ "${GPU_RUN_PLAIN:-1}" == 1 && -x "$plain" ]]; then
+  step rosetta-plain-forward 90 "$plain" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-plain-forward.json"
+  step rosetta-plain-generate 90 "$plain" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-plain-generate.json"
+  step rosetta-plain-train 120 "$plain" bench train "$model" --device wgpu --modes full --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-plain-train.json"
 fi
+
+# Activation checkpointing by layer (issue 18) on a GPU: the full step, against the one above and
+# against transformers' gradient checkpointing.
+step rosetta-train-checkpointing 120 "$rosetta" bench train "$model" --device wgpu --modes full --activation-checkpointing --batch "$train_batch" --seq "$train_seq" --no-reference --json "$results/results/rosetta-train-checkpointing.json"
 
 step rosetta-kernels 45 "$rosetta" bench kernels --device wgpu --n "$kernel_n" --json "$results/results/rosetta-kernels.json"
 # Mixed precision on the GPU: f16 compute, f32 master weights (WebGPU has no bf16).

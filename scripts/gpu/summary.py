@@ -56,7 +56,7 @@ def by_batch(results, key, batch):
 
 
 batches = sorted({r["batch"] for r in (forward or {}).get("rosetta", [])} | {r["batch"] for r in (torch_f["float32"] or {}).get("results", [])})
-print("# GPU run: Rosetta (wgpu, f32) beside PyTorch eager (CUDA)\n")
+print("# GPU run: Rosetta (wgpu, f32, the GPU build with burn's autotuning) beside PyTorch eager (CUDA)\n")
 gpu = next((t.get("gpu") for t in list(torch_f.values()) + list(torch_g.values()) if t and t.get("gpu")), "unknown GPU")
 print(f"GPU: {gpu}. MFU against {PEAK['float32'] / 1e12:.0f} TFLOP/s (f32) and {PEAK['bfloat16'] / 1e12:.0f} TFLOP/s (bf16).\n")
 print("| measurement | Rosetta wgpu f32 | PyTorch f32 | ratio | PyTorch bf16 | ratio | Rosetta MFU |")
@@ -87,23 +87,30 @@ train_f16 = read("rosetta-train-f16.json")
 f16 = next((r["rosetta"]["tokens_per_second"] for r in (train_f16 or {}).get("results", []) if r.get("rosetta")), None)
 print(f"\nRosetta's full training step with f16 compute and f32 master weights (`--train-precision f16`): {fmt(f16)} tokens/s.")
 print("\nThe table's Rosetta training is f32 (wgpu has no bf16); PyTorch bf16 trains under autocast with f32 master weights.")
-tasks128 = read("rosetta-generate-tasks128.json")
-if tasks128:
-    print(f"\nDecode, batch 1, with `CUBECL_WGPU_MAX_TASKS=128` (128 dispatches per submission, default 32): "
-          f"{fmt(by_batch(tasks128, 'decode_tokens_per_second', 1))} tokens/s, against {fmt(by_batch(generate, 'decode_tokens_per_second', 1))} above.")
-autotune = {kind: read(f"rosetta-autotune-{kind}.json") for kind in ("forward", "generate", "train")}
-if any(autotune.values()):
-    print("\nburn's kernel autotuning (`--features autotune`, a second binary), beside the build without it (f32):\n")
+long_ours, long_torch = read("rosetta-generate-long.json"), read("torch-generate-long-float32.json")
+if long_ours or long_torch:
+    prompt = (long_ours or long_torch or {}).get("prompt_tokens", "?")
+    new = (long_ours or long_torch or {}).get("new_tokens", "?")
+    print(f"\nA longer generation, batch 1, {prompt}-token prompt and {new} new tokens (f32):\n")
+    print("| phase | Rosetta wgpu | PyTorch | ratio |")
+    print("|---|---|---|---|")
+    for phase in ("prefill", "decode"):
+        key = f"{phase}_tokens_per_second"
+        a, b = by_batch(long_ours, key, 1), by_batch(long_torch, key, 1)
+        print(f"| {phase} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+plain = {kind: read(f"rosetta-plain-{kind}.json") for kind in ("forward", "generate", "train")}
+if any(plain.values()):
+    print("\nburn's kernel autotuning: the GPU build above (`--features gpu`) beside the plain `--features wgpu` build (f32):\n")
     print("| measurement | with autotuning | without | ratio |")
     print("|---|---|---|---|")
     for batch in batches:
-        rows = [("forward", autotune["forward"], forward, "tokens_per_second")]
-        rows += [(phase, autotune["generate"], generate, f"{phase}_tokens_per_second") for phase in ("prefill", "decode")]
-        for label, tuned, plain, key in rows:
-            a, b = by_batch(tuned, key, batch), by_batch(plain, key, batch)
+        rows = [("forward", forward, plain["forward"], "tokens_per_second")]
+        rows += [(phase, generate, plain["generate"], f"{phase}_tokens_per_second") for phase in ("prefill", "decode")]
+        for label, tuned, untuned, key in rows:
+            a, b = by_batch(tuned, key, batch), by_batch(untuned, key, batch)
             print(f"| {label}, batch {batch} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
-    tuned_train = next((r["rosetta"]["tokens_per_second"] for r in (autotune["train"] or {}).get("results", []) if r.get("rosetta")), None)
-    plain_train = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == "full" and r.get("rosetta")), None)
+    tuned_train = next((r["rosetta"]["tokens_per_second"] for r in (train or {}).get("results", []) if r.get("mode") == "full" and r.get("rosetta")), None)
+    plain_train = next((r["rosetta"]["tokens_per_second"] for r in (plain["train"] or {}).get("results", []) if r.get("rosetta")), None)
     print(f"| train full | {fmt(tuned_train)} | {fmt(plain_train)} | {ratio(tuned_train, plain_train)} |")
 
 

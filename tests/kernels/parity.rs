@@ -354,7 +354,7 @@ fn assert_close(name: &str, ours: &[f32], reference: &[f32], relative: f32) {
 #[test]
 fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
     use rosetta_kernels::attention::{attention, attention_reference, wgpu_attention};
-    use rosetta_kernels::rms_norm::{rms_norm, rms_norm_reference, wgpu_rms_norm};
+    use rosetta_kernels::rms_norm::{add_rms_norm, add_rms_norm_reference, rms_norm, rms_norm_reference, wgpu_add_rms_norm, wgpu_rms_norm};
     use rosetta_kernels::rotary::{rotary, rotary_reference, wgpu_rotary};
     use rosetta_kernels::swiglu::{swiglu, swiglu_reference, wgpu_swiglu};
     use rosetta_kernels::wgpu::launches::count_launches;
@@ -364,13 +364,24 @@ fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
     for (rows, d) in [(1, 576), (7, 200), (3, 128), (2, 1)] {
         let (x_cpu, x_gpu) = pair_of([1, rows, d], 10 + d as u64, &gpu);
         let (g_cpu, g_gpu) = pair_of([d], 20 + d as u64, &gpu);
-        let reference = values(rms_norm_reference(x_cpu, g_cpu, 1e-5).unwrap());
+        let reference = values(rms_norm_reference(x_cpu.clone(), g_cpu.clone(), 1e-5).unwrap());
         let ours = values(wgpu_rms_norm(x_gpu.clone(), g_gpu.clone(), 1e-5).unwrap());
         // A sum of d squares in another order, then one division: 1e-5 of the output's scale.
         assert_close(&format!("rms norm {rows}×{d}"), &ours, &reference, 1e-5);
-        let (dispatched, launches) = count_launches(|| values(rms_norm(x_gpu, g_gpu, 1e-5).unwrap()));
+        let (dispatched, launches) = count_launches(|| values(rms_norm(x_gpu.clone(), g_gpu.clone(), 1e-5).unwrap()));
         assert_eq!(dispatched, ours, "rms_norm() on wgpu did not run the WGSL kernel");
         assert_eq!(launches.total(), 1, "rms norm {rows}×{d}: {launches:?}");
+
+        // With the residual add before it: the sum exactly, the norm as above, one launch for both.
+        let (delta_cpu, delta_gpu) = pair_of([1, rows, d], 30 + d as u64, &gpu);
+        let (sum_ref, norm_ref) = add_rms_norm_reference(x_cpu.clone(), delta_cpu, g_cpu.clone(), 1e-5).unwrap();
+        let (sum, normed) = wgpu_add_rms_norm(x_gpu.clone(), delta_gpu.clone(), g_gpu.clone(), 1e-5).unwrap();
+        assert_close(&format!("residual sum {rows}×{d}"), &values(sum), &values(sum_ref), 1e-7);
+        let normed = values(normed);
+        assert_close(&format!("add + rms norm {rows}×{d}"), &normed, &values(norm_ref), 1e-5);
+        let (dispatched, launches) = count_launches(|| values(add_rms_norm(x_gpu, delta_gpu, g_gpu, 1e-5).unwrap().1));
+        assert_eq!(dispatched, normed, "add_rms_norm() on wgpu did not run the WGSL kernel");
+        assert_eq!(launches.total(), 1, "add + rms norm {rows}×{d}: {launches:?}");
     }
 
     // RoPE on the heads' strided view of a projection, as the decoder calls it (and contiguous).
@@ -416,9 +427,17 @@ fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
         let ours = values(wgpu_attention(q.clone(), k.clone(), v.clone()).unwrap());
         // Softmax sums over up to 300 keys in another order: 1e-5 of the output's scale.
         assert_close(&name, &ours, &reference, 1e-5);
-        let (dispatched, launches) = count_launches(|| values(attention(q, k, v, None).unwrap()));
+        let (dispatched, launches) = count_launches(|| values(attention(q.clone(), k.clone(), v.clone(), None).unwrap()));
         assert_eq!(dispatched, ours, "{name}: attention() on wgpu did not run the WGSL kernel");
         assert_eq!(launches.total(), 1, "{name}: {launches:?}");
+
+        // Keys and values as the KV cache passes them: the filled prefix of longer buffers.
+        let spare = 3;
+        let buffer = |t: Tensor<4>| Tensor::cat(vec![t.clone(), Tensor::ones([batch, kv_heads, spare, dim], &gpu) * 1e3], 2);
+        let (k_buffer, v_buffer) = (buffer(k), buffer(v));
+        let prefix = |t: Tensor<4>| t.slice([0..batch, 0..kv_heads, 0..keys, 0..dim]);
+        let from_buffers = values(wgpu_attention(q, prefix(k_buffer), prefix(v_buffer)).unwrap());
+        assert_close(&format!("{name}, cache buffers"), &from_buffers, &reference, 1e-5);
     }
 
     // Where the kernels do not run — the CPU backend, autodiff on wgpu — they refuse by name.

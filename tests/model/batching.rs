@@ -44,13 +44,20 @@ fn kv_cache_decoding_matches_the_full_forward() {
     let model = tiny_model(7);
     let ids: Vec<u32> = (50..62).collect();
     let full = logits(&model, &TokenBatch::single(&ids).unwrap());
-    let mut cache = KvCache::new(model.num_layers(), 1);
-    let mut incremental = Vec::new();
-    for chunk in [&ids[..5], &ids[5..6], &ids[6..11], &ids[11..]] {
-        let (out, _) = model.forward_cached(&TokenBatch::single(chunk).unwrap(), &mut cache, &Interventions::none()).unwrap();
-        incremental.extend(out.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+    // Growing from the first call's size (5 → 10 → 20 positions: the buffers double twice) and
+    // reserved for the whole sequence at once (never grows) give the same logits.
+    for (mut cache, capacities) in
+        [(KvCache::new(model.num_layers(), 1), [5, 10, 20, 20]), (KvCache::with_capacity(model.num_layers(), 1, ids.len()), [12; 4])]
+    {
+        let mut incremental = Vec::new();
+        for (chunk, capacity) in [&ids[..5], &ids[5..6], &ids[6..11], &ids[11..]].into_iter().zip(capacities) {
+            let (out, _) = model.forward_cached(&TokenBatch::single(chunk).unwrap(), &mut cache, &Interventions::none()).unwrap();
+            incremental.extend(out.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+            assert_eq!(cache.capacity(), capacity, "after {} positions", cache.len());
+        }
+        assert_eq!(cache.len(), ids.len());
+        assert!(max_abs_diff(&full, &incremental) < 1e-5);
     }
-    assert!(max_abs_diff(&full, &incremental) < 1e-5);
 }
 
 #[test]

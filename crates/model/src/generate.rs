@@ -165,7 +165,8 @@ pub async fn generate(
     let rows = prompts.len();
     let vocab = model.config().vocab_size;
     let mut rng = SplitMix64::new(config.seed);
-    let mut cache = KvCache::new(model.num_layers(), rows);
+    // `longest` positions at most: the keys and values are allocated once.
+    let mut cache = KvCache::with_capacity(model.num_layers(), rows, longest);
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); rows];
     let mut finished: Vec<Option<StopReason>> = vec![None; rows];
 

@@ -1,5 +1,5 @@
 //! The decoder layer's row and element-wise ops on wgpu, one dispatch each where burn launches
-//! several: RMSNorm (`shaders/rms_norm.wgsl`), rotary embeddings (`shaders/rotary.wgsl`, reading
+//! several: RMSNorm (`shaders/rms_norm.wgsl`, also with the residual add before it), rotary embeddings (`shaders/rotary.wgsl`, reading
 //! the heads' strided view in place), SwiGLU (`shaders/swiglu.wgsl`) and causal attention with
 //! grouped key/value heads (`shaders/attention.wgsl`).
 //!
@@ -44,6 +44,13 @@ fn outer_strides(t: &CubeTensor) -> [u32; 3] {
 pub trait LayerBackend: Backend {
     /// RMSNorm over the last dimension of a contiguous `x` by `gamma` (its width).
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self>;
+    /// `x + delta` (same shapes, contiguous) and its RMSNorm by `gamma`, in one dispatch.
+    fn add_rms_norm(
+        x: FloatTensor<Self>,
+        delta: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// RoPE of `x: [batch, heads, seq, head_dim]` by `[batch, 1, seq, head_dim]` tables.
     fn rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `silu(gate) · up`, element by element.
@@ -55,32 +62,17 @@ pub trait LayerBackend: Backend {
 
 impl LayerBackend for Cube {
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
-        let (x, gamma) = (prepared(x), prepared(gamma));
-        let shape = x.shape();
-        let d = shape[shape.num_dims() - 1];
-        let rows = shape.num_elements() / d.max(1);
-        let out = empty_f32(&x, shape);
-        let values = vec![
-            ("d", d.to_string()),
-            ("workgroup", ROW_WORKGROUP.to_string()),
-            ("epsilon_bits", epsilon.to_bits().to_string()),
-            ("info_len", "1".to_string()),
-        ];
-        let template = Template {
-            name: "rms_norm",
-            source: concat!(include_str!("../../../../shaders/row_workgroup.wgsl"), include_str!("../../../../shaders/rms_norm.wgsl")),
-            values,
-        };
-        let info = u32_buffer(&x, &[rows as u32]);
-        let (gx, gy) = groups_for(rows, 1);
-        launch(
-            &x,
-            template,
-            CubeDim::new_1d(ROW_WORKGROUP),
-            (gx, gy, 1),
-            vec![x.handle.clone(), gamma.handle.clone(), out.handle.clone(), info],
-        );
-        out
+        launch_rms_norm(x, None, gamma, epsilon).1
+    }
+
+    fn add_rms_norm(
+        x: FloatTensor<Self>,
+        delta: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (sum, normed) = launch_rms_norm(x, Some(delta), gamma, epsilon);
+        (sum.unwrap_or_else(|| unreachable!("a delta makes a sum")), normed)
     }
 
     fn rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -157,9 +149,57 @@ impl LayerBackend for Cube {
     }
 }
 
+/// `shaders/rms_norm.wgsl` over the rows of `x` (plus `delta`, when given, whose sum it also
+/// returns).
+fn launch_rms_norm(x: CubeTensor, delta: Option<CubeTensor>, gamma: CubeTensor, epsilon: f32) -> (Option<CubeTensor>, CubeTensor) {
+    let (x, gamma) = (prepared(x), prepared(gamma));
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d.max(1);
+    let out = empty_f32(&x, shape.clone());
+    let values = vec![
+        ("d", d.to_string()),
+        ("workgroup", ROW_WORKGROUP.to_string()),
+        ("epsilon_bits", epsilon.to_bits().to_string()),
+        ("info_len", "1".to_string()),
+    ];
+    let info = u32_buffer(&x, &[rows as u32]);
+    let (template, buffers, sum) = match delta {
+        None => {
+            let source = concat!(
+                include_str!("../../../../shaders/row_workgroup.wgsl"),
+                include_str!("../../../../shaders/rms_norm_bindings.wgsl"),
+                include_str!("../../../../shaders/rms_norm.wgsl")
+            );
+            let buffers = vec![x.handle.clone(), gamma.handle.clone(), out.handle.clone(), info];
+            (Template { name: "rms_norm", source, values }, buffers, None)
+        }
+        Some(delta) => {
+            let delta = prepared(delta);
+            let sum = empty_f32(&x, shape);
+            let source = concat!(
+                include_str!("../../../../shaders/row_workgroup.wgsl"),
+                include_str!("../../../../shaders/add_rms_norm_bindings.wgsl"),
+                include_str!("../../../../shaders/rms_norm.wgsl")
+            );
+            let buffers = vec![x.handle.clone(), delta.handle.clone(), gamma.handle.clone(), sum.handle.clone(), out.handle.clone(), info];
+            (Template { name: "add_rms_norm", source, values }, buffers, Some(sum))
+        }
+    };
+    let (gx, gy) = groups_for(rows, 1);
+    launch(&x, template, CubeDim::new_1d(ROW_WORKGROUP), (gx, gy, 1), buffers);
+    (sum, out)
+}
+
 /// See [`LayerBackend::rms_norm`]; the caller checked the shapes, the device and the dtypes.
 pub(crate) fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f32) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as LayerBackend>::rms_norm(x.into_dispatch(), gamma.into_dispatch(), epsilon))
+}
+
+/// See [`LayerBackend::add_rms_norm`]; the caller checked the shapes, the device and the dtypes.
+pub(crate) fn add_rms_norm<const D: usize>(x: Tensor<D>, delta: Tensor<D>, gamma: Tensor<1>, epsilon: f32) -> (Tensor<D>, Tensor<D>) {
+    let (sum, normed) = <Dispatch as LayerBackend>::add_rms_norm(x.into_dispatch(), delta.into_dispatch(), gamma.into_dispatch(), epsilon);
+    (Tensor::from_dispatch(sum), Tensor::from_dispatch(normed))
 }
 
 /// See [`LayerBackend::rotary`]; the caller checked the shapes, the device and the dtypes.

@@ -59,7 +59,7 @@ pub struct CausalLm {
 /// Keys and values of the positions processed so far, for incremental decoding.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<LayerCache>>,
+    layers: Vec<LayerCache>,
     /// Per row, whether each cached position is a real token.
     key_valid: Vec<Vec<bool>>,
     /// Per row, the position id the next real token gets.
@@ -67,8 +67,19 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// A cache whose buffers start at the first call's size and double when full.
     pub fn new(num_layers: usize, batch: usize) -> Self {
-        KvCache { layers: vec![None; num_layers], key_valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+        Self::with_capacity(num_layers, batch, 0)
+    }
+
+    /// A cache that reserves `positions` positions per layer at the first call, so a generation
+    /// of known length (prompt plus new tokens) allocates its keys and values once.
+    pub fn with_capacity(num_layers: usize, batch: usize, positions: usize) -> Self {
+        KvCache {
+            layers: vec![LayerCache::reserving(positions); num_layers],
+            key_valid: vec![Vec::new(); batch],
+            next_position: vec![0; batch],
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -81,6 +92,11 @@ impl KvCache {
 
     pub fn batch(&self) -> usize {
         self.key_valid.len()
+    }
+
+    /// Positions each layer's buffers hold room for before they grow (0 before the first call).
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::capacity)
     }
 }
 

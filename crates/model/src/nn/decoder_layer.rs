@@ -4,7 +4,7 @@
 use burn::module::LoraAdapter;
 use burn::nn::{Linear, RmsNorm};
 
-use super::norm::rms_norm;
+use super::norm::{add_rms_norm, rms_norm};
 use burn::prelude::*;
 
 use super::attention::{LayerCache, SelfAttention};
@@ -110,17 +110,10 @@ impl DecoderLayer {
 impl DecoderLayer {
     /// # Shapes
     /// `h: [batch, seq, d_model] -> [batch, seq, d_model]`.
-    pub(crate) fn forward(
-        &self,
-        layer: usize,
-        h: Tensor<3>,
-        state: &mut PassState<'_>,
-        cache: Option<&mut Option<LayerCache>>,
-    ) -> Tensor<3> {
+    pub(crate) fn forward(&self, layer: usize, h: Tensor<3>, state: &mut PassState<'_>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let normed = rms_norm(&self.input_layernorm, h.clone(), state.trace);
         let attended = self.self_attn.forward(layer, normed, state, cache);
-        let h = h + attended;
-        let normed = rms_norm(&self.post_attention_layernorm, h.clone(), state.trace);
+        let (h, normed) = add_rms_norm(&self.post_attention_layernorm, h, attended, state.trace);
         let fed = self.mlp.forward(layer, normed, state);
         h + fed
     }

@@ -20,3 +20,17 @@ pub(crate) fn rms_norm(norm: &RmsNorm, x: Tensor<3>, trace: &mut Trace) -> Tenso
         }
     }
 }
+
+/// `(x + delta, norm(x + delta))`: a residual connection and the norm after it, one dispatch on
+/// wgpu (`rosetta_kernels::rms_norm::add_rms_norm`). A failure is recorded as in [`rms_norm`];
+/// the sum is still returned and zeros stand in for the norm.
+pub(crate) fn add_rms_norm(norm: &RmsNorm, x: Tensor<3>, delta: Tensor<3>, trace: &mut Trace) -> (Tensor<3>, Tensor<3>) {
+    let (dims, device) = (x.dims(), x.device());
+    match rosetta_kernels::rms_norm::add_rms_norm(x.clone(), delta.clone(), norm.gamma.val(), norm.epsilon) {
+        Ok(pair) => pair,
+        Err(e) => {
+            trace.record_failure(ModelError::invalid(e.to_string()));
+            (x + delta, Tensor::zeros(dims, &device))
+        }
+    }
+}
