@@ -14,7 +14,8 @@
 #                                        burn's autotuning), forward/generate on the
 #                                        Q4_1 blocks kept packed (the WGSL kernel), a full training
 #                                        step in f16 with f32 master weights, one with activation
-#                                        checkpointing, a longer generation, and forward/generate/
+#                                        checkpointing, a longer generation, forward/generate with
+#                                        dense weights input-major, and forward/generate/
 #                                        train with the plain build (rosetta-plain-*.json: no
 #                                        autotuning); results/torch-*.json: the same
 #                                        in PyTorch eager on CUDA, f32 and bf16, in one process;
@@ -177,6 +178,13 @@ cat "$results/torch-steps.tsv" >> "$results/steps.tsv" 2>/dev/null
 # A longer generation at batch 1 (issue 17's KV cache reserved once, against transformers'
 # DynamicCache, which concatenates every step): its own PyTorch job, in the suite above.
 step rosetta-generate-long 90 "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch 1 --prompt-tokens "$long_prompt" --new-tokens "$long_new" --repeats 2 --no-reference --json "$results/results/rosetta-generate-long.json"
+
+# Dense weights input-major (HF's [out, in] rows viewed as burn's [in, out]): the layout the tuned
+# matrix × vector kernels read without transposing the weight on every call (run 4: 210
+# `CopyKernelPack` launches a decode step). Beside rosetta-forward/-generate above, to choose
+# wgpu's default (`rosetta_model::DenseLayout`).
+step rosetta-forward-input-major 90 env ROSETTA_WGPU_DENSE_LAYOUT=input-major "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward-input-major.json"
+step rosetta-generate-input-major 90 env ROSETTA_WGPU_DENSE_LAYOUT=input-major "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-input-major.json"
 
 # The plain build (no autotuning) on the same steps, for what burn's autotuning is worth.
 if [[ "${GPU_RUN_PLAIN:-1}" == 1 && -x "$plain" ]]; then

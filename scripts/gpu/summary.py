@@ -98,6 +98,22 @@ if long_ours or long_torch:
         key = f"{phase}_tokens_per_second"
         a, b = by_batch(long_ours, key, 1), by_batch(long_torch, key, 1)
         print(f"| {phase} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+input_major = {kind: read(f"rosetta-{kind}-input-major.json") for kind in ("forward", "generate")}
+if any(input_major.values()):
+    print("\nDense weights input-major (`ROSETTA_WGPU_DENSE_LAYOUT=input-major`) beside the default output-major layout (f32):\n")
+    print("| measurement | input-major | output-major | ratio |")
+    print("|---|---|---|---|")
+    for batch in batches:
+        rows = [("forward", input_major["forward"], forward, "tokens_per_second")]
+        rows += [(phase, input_major["generate"], generate, f"{phase}_tokens_per_second") for phase in ("prefill", "decode")]
+        for label, ours, default, key in rows:
+            a, b = by_batch(ours, key, batch), by_batch(default, key, batch)
+            print(f"| {label}, batch {batch} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+    launches = by_batch(input_major["generate"], "decode_step_launches", 1)
+    if launches:
+        print(f"\nLaunches per decode step, input-major: {launches['total']:.0f}.")
+
+
 plain = {kind: read(f"rosetta-plain-{kind}.json") for kind in ("forward", "generate", "train")}
 if any(plain.values()):
     print("\nburn's kernel autotuning: the GPU build above (`--features gpu`) beside the plain `--features wgpu` build (f32):\n")

@@ -97,6 +97,36 @@ fn a_packed_tiny_gguf_on_wgpu_matches_its_f32_load() {
     assert_eq!(a.tokens, b.tokens, "greedy continuations differ");
 }
 
+/// Dense weights laid out input-major on wgpu (`ROSETTA_WGPU_DENSE_LAYOUT=input-major` in the CLI: HF's rows
+/// viewed as burn's `[in, out]`, for the matrix × vector kernels autotuning picks) give the f32
+/// load's logits and continuations; other devices keep the output-major layout.
+#[test]
+fn an_input_major_dense_layout_on_wgpu_computes_the_same_model() {
+    use rosetta_model::DenseLayout;
+    let Some(gpu) = wgpu_device() else { return };
+    // For this process (a test of its own under nextest; under `cargo test` another test loading
+    // on wgpu meanwhile would get the same values in the other layout).
+    DenseLayout::set_for_wgpu(DenseLayout::InputMajor);
+    assert_eq!(DenseLayout::for_device(&gpu), DenseLayout::InputMajor);
+    assert_eq!(DenseLayout::for_device(&Device::flex()), DenseLayout::OutputMajor);
+    let checkpoint = tiny_quantized_checkpoint();
+    let input_major = checkpoint.load_with(&gpu, Precision::F32).unwrap();
+    let dense = checkpoint.load_with(&Device::flex(), Precision::F32).unwrap();
+    let ids: Vec<Vec<u32>> = vec![vec![256, 116, 104, 101], vec![256, 259, 97]];
+    let (ours, reference) = (logits(&input_major, &ids), logits(&dense, &ids));
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let delta = max_abs_diff(&ours, &reference);
+    assert!(delta <= 1e-4 * scale, "max |Δlogit| = {delta:e}, logits up to {scale}");
+    let id = rosetta_model::LinearId::new(1, rosetta_model::LinearKind::UpProj);
+    let read = input_major.weight(id).unwrap().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    assert_eq!(read, dense.weight(id).unwrap().into_data().try_to_vec::<f32>().unwrap(), "the weight reads back in burn's [in, out] order");
+    let config = GenerationConfig { max_new_tokens: 8, sampling: Sampling::Greedy, ..Default::default() };
+    let prompts = vec![vec![256, 116, 104]];
+    let a = generate_blocking(&input_major, &prompts, &config, &Interventions::none(), |_, _| {}).unwrap();
+    let b = generate_blocking(&dense, &prompts, &config, &Interventions::none(), |_, _| {}).unwrap();
+    assert_eq!(a.tokens, b.tokens, "greedy continuations differ");
+}
+
 /// Editing a packed weight makes that projection dense; reading one dequantises it.
 #[test]
 fn editing_a_packed_projection_makes_it_dense() {

@@ -49,6 +49,7 @@ pub use device::{DeviceKind, device_from_spec};
 pub use error::{ModelError, Result};
 pub use intervention::{Interventions, LinearId, LinearKind, Pooling, Trace};
 pub use model::{CausalLm, KvCache, VocabRow};
+pub use nn::init::DenseLayout;
 pub use nn::projection::Precision;
 pub use rosetta_kernels::checkpoint::supported as layer_checkpointing_runs_on;
 pub use rosetta_kernels::linear::{Products, bf16_products_on};
