@@ -11,7 +11,8 @@
 #   summary.md, steps.tsv, machine.txt   tokens/s side by side, ratios, MFU; each step's status
 #   gpu-run.tar.gz                       results/rosetta-*.json: `rosetta bench forward|generate|
 #                                        train|kernels --device wgpu` (f32; the GPU build, with
-#                                        burn's autotuning), forward/generate on the
+#                                        burn's autotuning; on a GPU each also times one decode or
+#                                        training step's kernels), forward/generate on the
 #                                        Q4_1 blocks kept packed (the WGSL kernel), a full training
 #                                        step in f16 with f32 master weights, one with activation
 #                                        checkpointing, a longer generation, forward/generate with

@@ -170,6 +170,27 @@ if checkpointed or torch_checkpointed:
     print("\nRosetta's memory is nvidia-smi's reading for its process (Vulkan context and cubecl's pools "
           "included); PyTorch's is its caching allocator's reserved peak, without the CUDA context (about 0.5 GB).")
 
+def kernel_table(what, timed):
+    """One step's kernel time by kernel (`bench generate|train --device wgpu`), beside its wall time."""
+    share = 100 * timed["kernel_seconds"] / max(timed["step_seconds"], 1e-12)
+    print(f"\n{what}: {1e3 * timed['kernel_seconds']:.2f} ms in kernels (over the timed run, "
+          f"{timed['device_timed_launches']} launches timed on the device, {timed['host_timed_launches']} on the host) of the untimed step's "
+          f"{1e3 * timed['step_seconds']:.2f} ms ({share:.0f} %); the rest is the host issuing launches and waiting.\n")
+    print("| kernel | launches a step | ms a step |")
+    print("|---|---|---|")
+    for name, t in sorted(timed["by_kernel"].items(), key=lambda kv: -kv[1]["seconds"]):
+        print(f"| {name} | {t['launches']:.0f} | {1e3 * t['seconds']:.3f} |")
+
+
+for batch in sorted({r["batch"] for r in (generate or {}).get("rosetta", [])}):
+    timed = by_batch(generate, "decode_step_kernel_time", batch)
+    if timed:
+        kernel_table(f"One decode step at batch {batch}", timed)
+for r in (train or {}).get("results", []):
+    timed = (r.get("rosetta") or {}).get("step_kernel_time")
+    if timed:
+        kernel_table(f"One {r.get('mode')} training step, batch {(train or {}).get('batch', '?')} × {(train or {}).get('seq', '?')}", timed)
+
 launches = by_batch(generate, "decode_step_launches", 1)
 if launches:
     top = sorted(launches.get("by_kernel", {}).items(), key=lambda kv: -kv[1])[:6]

@@ -440,6 +440,20 @@ fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
         assert_close(&format!("{name}, cache buffers"), &from_buffers, &reference, 1e-5);
     }
 
+    // Timing the launches: the one kernel, with a measurement of one kind or another (lavapipe
+    // may lack timestamp queries, and then the host times it), and nothing from before or after.
+    use rosetta_kernels::wgpu::launches::time_launches;
+    let (x, g) = (pair_of([1, 3, 200], 60, &gpu).1, pair_of([200], 61, &gpu).1);
+    let (normed, times) = time_launches(|| values(rms_norm(x.clone(), g.clone(), 1e-5).unwrap()));
+    assert_eq!(normed, values(wgpu_rms_norm(x, g, 1e-5).unwrap()));
+    assert_eq!(times.launches(), 1.0, "{times:?}");
+    assert_eq!(times.device_timed + times.system_timed + times.unmeasured, 1, "{times:?}");
+    assert!(times.seconds().is_finite() && times.seconds() >= 0.0, "{times:?}");
+    let earlier = times.clone();
+    assert_eq!(times.since(&earlier).launches(), 0.0);
+    assert_eq!(times.scaled(0.5).launches(), 0.5);
+    eprintln!("rms norm timed: {times:?}");
+
     // Where the kernels do not run — the CPU backend, autodiff on wgpu — they refuse by name.
     let cpu = Device::flex();
     let err = wgpu_swiglu(Tensor::zeros([1, 1, 2], &cpu), Tensor::zeros([1, 1, 2], &cpu)).unwrap_err().to_string();
@@ -447,4 +461,49 @@ fn decoder_layer_kernels_match_the_references_in_one_launch_each() {
     let training = gpu.clone().autodiff();
     let err = wgpu_rms_norm(Tensor::<2>::zeros([1, 4], &training), Tensor::zeros([4], &training), 1e-5).unwrap_err().to_string();
     assert!(err.contains("rms norm") && err.contains("inference"), "{err}");
+}
+
+/// AdamW's step as one dispatch: burn's composed step on the CPU is the reference, for a first
+/// step (no moments) and a later one (moments, bias corrections below 1), with decay.
+#[test]
+fn adamw_kernel_matches_burns_step_in_one_launch() {
+    use rosetta_kernels::adamw::{AdamWHyper, Moments, adamw_step, adamw_step_reference, wgpu_adamw_step};
+    use rosetta_kernels::wgpu::launches::count_launches;
+    let Some(gpu) = gpu() else { return };
+    let hyper = AdamWHyper { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-8, weight_decay: 0.1 };
+    for shape in [[3, 37], [64, 576]] {
+        let (p_cpu, p_gpu) = pair_of(shape, 70, &gpu);
+        let (g_cpu, g_gpu) = pair_of(shape, 71, &gpu);
+        let (first_ref, first_ours) = (
+            adamw_step_reference(1e-3, p_cpu.clone(), g_cpu.clone(), None, hyper).unwrap(),
+            wgpu_adamw_step(1e-3, p_gpu.clone(), g_gpu.clone(), None, hyper).unwrap(),
+        );
+        // Element-wise, the same operations in the same order: equal to rounding.
+        assert_close(
+            &format!("{shape:?}: parameter after the first step"),
+            &values(first_ours.0.clone()),
+            &values(first_ref.0.clone()),
+            1e-6,
+        );
+        assert_eq!(first_ours.1.time, 1);
+        // A later step from moments of a few steps (time 5), the moments themselves compared too.
+        let (m_cpu, m_gpu) = pair_of(shape, 72, &gpu);
+        let (v_cpu, v_gpu) = pair_of(shape, 73, &gpu);
+        let moments = |m: Tensor<2>, v: Tensor<2>| Some(Moments { first: m * 0.1, second: v.square() * 0.01, time: 4 });
+        let reference = adamw_step_reference(2e-3, first_ref.0, g_cpu, moments(m_cpu, v_cpu), hyper).unwrap();
+        let before = moments(m_gpu, v_gpu);
+        let ((param, later), launches) = count_launches(|| adamw_step(2e-3, first_ours.0, g_gpu.clone(), before, hyper).unwrap());
+        assert_eq!(launches.total(), 1, "{shape:?}: {launches:?}");
+        assert_eq!(later.time, 5);
+        assert_close(&format!("{shape:?}: parameter"), &values(param), &values(reference.0), 1e-6);
+        assert_close(&format!("{shape:?}: first moment"), &values(later.first), &values(reference.1.first), 1e-6);
+        assert_close(&format!("{shape:?}: second moment"), &values(later.second), &values(reference.1.second), 1e-6);
+    }
+    // Mismatched shapes are an error, and the CPU is refused by the kernel (the dispatch takes
+    // the reference there).
+    let (p, g) = (Tensor::<2>::zeros([2, 3], &gpu), Tensor::<2>::zeros([3, 2], &gpu));
+    assert!(wgpu_adamw_step(1e-3, p, g, None, hyper).unwrap_err().to_string().contains("gradient"));
+    let cpu = Device::flex();
+    let err = wgpu_adamw_step(1e-3, Tensor::<2>::ones([2, 2], &cpu), Tensor::<2>::ones([2, 2], &cpu), None, hyper).unwrap_err();
+    assert!(err.to_string().contains("wgpu"), "{err}");
 }

@@ -630,3 +630,56 @@ fn mixed_precision_learns_keeps_f32_weights_and_resumes() {
         assert!(err.contains("precision = \"bf16\" is not supported") && err.contains("\"f32\""), "{err}");
     }
 }
+
+/// The trainer's AdamW steps through one WGSL dispatch a tensor on wgpu and computes burn's
+/// AdamW: the same parameters after a step of a whole model (lavapipe), in a fraction of the
+/// launches; on the CPU it is burn's step itself.
+#[test]
+fn fused_adamw_steps_a_model_as_burns_adamw_does() {
+    use rosetta_kernels::adamw::AdamWHyper;
+    use rosetta_kernels::wgpu::launches::count_launches;
+    use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+    use rosetta_train::optimizer::FusedAdamW;
+    let hyper = AdamWHyper { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-8, weight_decay: 0.1 };
+    let burns = || AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(0.1).init();
+    let params = |model: &rosetta_model::CausalLm| -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        for layer in &model.layers {
+            out.push(layer.self_attn.q_proj.as_ref().unwrap().weight.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+            out.push(layer.mlp.down_proj.as_ref().unwrap().weight.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+            out.push(layer.input_layernorm.gamma.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+        }
+        out
+    };
+    let hf = temp_dir("fused-adamw");
+    write_tiny_hf(&hf, 11);
+    let mut devices = vec![Device::flex().autodiff()];
+    devices.extend(rosetta_tests::wgpu_device().map(|gpu| gpu.autodiff()));
+    for device in devices {
+        let model = Checkpoint::open(&hf, None).unwrap().load(&device).unwrap();
+        let ids = rosetta_model::TokenBatch::single(&[256, 116, 104, 101, 97]).unwrap();
+        let grads =
+            |model: &rosetta_model::CausalLm| GradientsParams::from_grads(model.forward(&ids).powi_scalar(2).mean().backward(), model);
+        let (mut ours, mut theirs): (ModuleOptimizer, ModuleOptimizer) = (ModuleOptimizer::from(FusedAdamW::new(hyper)), burns());
+        let (mut a, mut b) = (model.clone(), model);
+        let (mut launches, mut burns_launches) = (0, 0);
+        // Two steps: the second from the moments the first left.
+        for _ in 0..2 {
+            let (g_a, g_b) = (grads(&a), grads(&b));
+            let (stepped, counted) = count_launches(|| ours.step(1e-2, a, g_a));
+            (a, launches) = (stepped, counted.total());
+            let (stepped, counted) = count_launches(|| theirs.step(1e-2, b, g_b));
+            (b, burns_launches) = (stepped, counted.total());
+        }
+        for (i, (x, y)) in params(&a).iter().zip(params(&b)).enumerate() {
+            let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-5 * scale, "{device:?}, parameter {i}: max |Δ| {worst} against {scale}");
+        }
+        if rosetta_kernels::is_wgpu(&device) {
+            // One dispatch a parameter tensor, where burn's own step launches about fifteen.
+            eprintln!("a later AdamW step on wgpu: {launches} launches, burn's {burns_launches}");
+            assert!(5 * launches <= burns_launches, "{launches} launches against burn's {burns_launches}");
+        }
+    }
+}

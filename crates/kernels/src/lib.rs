@@ -21,6 +21,7 @@
 //! everywhere else; inputs are validated on the host first, so bad shapes or settings are errors,
 //! never GPU faults.
 
+pub mod adamw;
 pub mod attention;
 pub mod checkpoint;
 pub mod contrastive;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod loss;
 pub mod method;
 pub mod metrics;
+pub mod optimizer;
 pub mod precision;
 pub mod schedule;
 pub mod sft;

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rosetta_kernels::adamw::AdamWHyper;
 use rosetta_model::burn::module::{Module, ModuleVisitor, Param};
-use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use rosetta_model::burn::optim::{GradientsParams, ModuleOptimizer};
 use rosetta_model::burn::prelude::*;
 use rosetta_model::export::{ExportOptions, export_hf};
 use rosetta_model::peft::PeftAdapter;
@@ -27,6 +28,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::packed_loss;
 use crate::method::{Method, MethodLoss, MicroBatch};
 use crate::metrics::MetricsLog;
+use crate::optimizer::FusedAdamW;
 use crate::precision::{LossScale, TrainPrecision};
 use crate::schedule::learning_rate;
 use crate::stream::TrainingStream;
@@ -326,15 +328,17 @@ pub fn train_with(
     let eval_set = EvalSet::load(config, mixture_langs)?;
 
     let o = &config.optim;
-    let adamw = AdamWConfig::new()
-        .with_beta_1(o.beta1 as f32)
-        .with_beta_2(o.beta2 as f32)
-        .with_epsilon(o.epsilon as f32)
-        .with_weight_decay(o.weight_decay as f32);
-    let mut optimizer: ModuleOptimizer = adamw.init();
+    // burn's AdamW, each tensor's step one WGSL dispatch on wgpu (`crate::optimizer`).
+    let adamw = FusedAdamW::new(AdamWHyper {
+        beta_1: o.beta1 as f32,
+        beta_2: o.beta2 as f32,
+        epsilon: o.epsilon as f32,
+        weight_decay: o.weight_decay as f32,
+    });
+    let mut optimizer = ModuleOptimizer::from(adamw.clone());
     // Vocabulary stage 1: the tables step on their new rows alone, with state for those rows.
     if let Some(rows) = &trainable_rows {
-        optimizer = optimizer.with_group(TrainableRows::tables()?, rows.optimizer(adamw.build()), None);
+        optimizer = optimizer.with_group(TrainableRows::tables()?, rows.optimizer(adamw.burn_adamw()), None);
     }
 
     let mut start_step = 0;

@@ -219,8 +219,31 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// The kernels one decode step launches on a GPU (what bounds decoding there): a generation of
-/// `config`'s tokens counted against one of a single token, the difference over the steps between.
+/// A generation of one token and one of `config`'s, each run inside `observe` (which counts or
+/// times its launches): the two observations and the decode steps between them (`None` without
+/// any), so `whole − prefill` over `steps` is one decode step.
+#[cfg(feature = "wgpu")]
+fn observe_decode<T>(
+    model: &rosetta_model::CausalLm,
+    prompts: &[Vec<u32>],
+    config: &rosetta_model::generate::GenerationConfig,
+    observe: impl Fn(
+        &dyn Fn() -> rosetta_model::Result<rosetta_model::generate::GenerationOutput>,
+    ) -> (rosetta_model::Result<rosetta_model::generate::GenerationOutput>, T),
+) -> Result<Option<(T, T, usize)>> {
+    use rosetta_model::generate::{GenerationConfig, generate_blocking};
+    let run = |tokens: usize| {
+        let config = GenerationConfig { max_new_tokens: tokens, ..config.clone() };
+        observe(&|| generate_blocking(model, prompts, &config, &rosetta_model::Interventions::none(), |_, _| {}))
+    };
+    let (first, prefill) = run(1);
+    first?;
+    let (all, whole) = run(config.max_new_tokens);
+    let steps = all?.tokens.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
+    Ok((steps > 0).then_some((prefill, whole, steps)))
+}
+
+/// The kernels one decode step launches on a GPU (what bounds decoding there).
 #[cfg(feature = "wgpu")]
 fn decode_step_launches(
     model: &rosetta_model::CausalLm,
@@ -228,18 +251,9 @@ fn decode_step_launches(
     config: &rosetta_model::generate::GenerationConfig,
 ) -> Result<Value> {
     use rosetta_kernels::wgpu::launches::count_launches;
-    use rosetta_model::generate::{GenerationConfig, generate_blocking};
-    let run = |tokens: usize| {
-        let config = GenerationConfig { max_new_tokens: tokens, ..config.clone() };
-        count_launches(|| generate_blocking(model, prompts, &config, &rosetta_model::Interventions::none(), |_, _| {}))
-    };
-    let (first, prefill) = run(1);
-    first?;
-    let (all, whole) = run(config.max_new_tokens);
-    let steps = all?.tokens.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
-    if steps == 0 {
+    let Some((prefill, whole, steps)) = observe_decode(model, prompts, config, |generate| count_launches(generate))? else {
         return Ok(Value::Null);
-    }
+    };
     let decode = whole.since(&prefill);
     let per_step = decode.total() as f64 / steps as f64;
     let mut by_kernel: Vec<(&String, &u64)> = decode.0.iter().collect();
@@ -248,6 +262,51 @@ fn decode_step_launches(
     let by_kernel: serde_json::Map<String, Value> =
         by_kernel.into_iter().take(16).map(|(name, n)| (name.clone(), json!(*n as f64 / steps as f64))).collect();
     Ok(json!({"total": per_step, "by_kernel": by_kernel}))
+}
+
+/// The device time of one decode step's kernels, by kernel, beside the step's untimed wall time
+/// (`step_seconds`): their difference is what the host spends issuing launches and waiting.
+#[cfg(feature = "wgpu")]
+fn decode_step_kernel_time(
+    model: &rosetta_model::CausalLm,
+    prompts: &[Vec<u32>],
+    config: &rosetta_model::generate::GenerationConfig,
+    step_seconds: f64,
+) -> Result<Value> {
+    use rosetta_kernels::wgpu::launches::time_launches;
+    let Some((prefill, whole, steps)) = observe_decode(model, prompts, config, |generate| time_launches(generate))? else {
+        return Ok(Value::Null);
+    };
+    let per_step = whole.since(&prefill).scaled(1.0 / steps as f64);
+    Ok(kernel_time_json(&per_step, step_seconds, "a decode step"))
+}
+
+/// `times` (of one step) as JSON beside the untimed step's wall time, with a line on stderr.
+#[cfg(feature = "wgpu")]
+fn kernel_time_json(times: &rosetta_kernels::wgpu::launches::KernelTimes, step_seconds: f64, what: &str) -> Value {
+    let kernel_seconds = times.seconds();
+    let mut by_kernel: Vec<_> = times.by_kernel.iter().collect();
+    by_kernel.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds));
+    let top: Vec<String> = by_kernel.iter().take(4).map(|(name, t)| format!("{name} {:.2} ms", 1e3 * t.seconds)).collect();
+    eprintln!(
+        "rosetta: {what} spends {:.2} ms in kernels of its {:.2} ms ({:.0} %; over the timed run {} launches timed on the device, {} on the host): {}",
+        1e3 * kernel_seconds,
+        1e3 * step_seconds,
+        100.0 * kernel_seconds / step_seconds.max(1e-12),
+        times.device_timed,
+        times.system_timed,
+        top.join(", ")
+    );
+    let by_kernel: serde_json::Map<String, Value> =
+        by_kernel.into_iter().take(16).map(|(name, t)| (name.clone(), json!({"launches": t.launches, "seconds": t.seconds}))).collect();
+    json!({
+        "kernel_seconds": kernel_seconds,
+        "step_seconds": step_seconds,
+        "device_timed_launches": times.device_timed,
+        "host_timed_launches": times.system_timed,
+        "unmeasured_launches": times.unmeasured,
+        "by_kernel": by_kernel,
+    })
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
@@ -278,6 +337,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
             true => {
                 let mut entry = entry;
                 entry["decode_step_launches"] = decode_step_launches(&model, &prompts, &config)?;
+                entry["decode_step_kernel_time"] = decode_step_kernel_time(&model, &prompts, &config, batch as f64 / decode.max(1e-12))?;
                 entry
             }
             false => entry,
@@ -384,7 +444,7 @@ fn torch_dtype(precision: rosetta_train::precision::TrainPrecision) -> &'static 
 }
 
 fn train_step(args: TrainArgs) -> Result<()> {
-    use rosetta_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+    use rosetta_model::burn::optim::{GradientsParams, ModuleOptimizer};
     use rosetta_train::config::LoraSection;
 
     if args.steps == 0 || args.seq < 2 || args.batch == 0 || args.lora_rank == 0 {
@@ -433,10 +493,12 @@ fn train_step(args: TrainArgs) -> Result<()> {
             };
             model = rosetta_train::adapt::apply_lora(model, &lora, 0)?;
         }
-        let mut optimizer: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.1).init();
+        // The trainer's optimizer (burn's AdamW constants, weight decay 0.1), so the step costs what a
+        // training run's does.
+        let hyper = rosetta_kernels::adamw::AdamWHyper { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, weight_decay: 0.1 };
+        let mut optimizer = ModuleOptimizer::from(rosetta_train::optimizer::FusedAdamW::new(hyper));
         let mut seconds = 0.0;
-        for step in 0..args.warmup + args.steps {
-            let start = Instant::now();
+        let mut train_step = |model: rosetta_model::CausalLm| -> Result<rosetta_model::CausalLm> {
             let compute = precision.compute_model(&model);
             let loss = rosetta_train::loss::packed_loss(&compute, &rows, normalizer, &rosetta_model::Interventions::none())?;
             let loss = rosetta_train::precision::LossScale::scale_loss(loss_scale.as_ref(), loss);
@@ -446,14 +508,31 @@ fn train_step(args: TrainArgs) -> Result<()> {
                 l.unscale(&model, &mut grads);
                 l.update(true);
             }
-            model = optimizer.step(1e-4, model, grads);
+            let model = optimizer.step(1e-4, model, grads);
             // Reading one parameter back waits for the update to finish on any backend.
             let _ = model.norm.gamma.val().slice(0..1).into_data();
+            Ok(model)
+        };
+        for step in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            model = train_step(model)?;
             if step >= args.warmup {
                 seconds += start.elapsed().as_secs_f64();
             }
         }
         let per_step = seconds / args.steps as f64;
+        // On a GPU, one more step with its kernels timed: where a step's time goes (issue 18).
+        #[cfg(feature = "wgpu")]
+        let step_kernel_time = match rosetta_kernels::is_wgpu(&device) {
+            true => {
+                let (stepped, times) = rosetta_kernels::wgpu::launches::time_launches(|| train_step(model));
+                drop(stepped?);
+                kernel_time_json(&times, per_step, &format!("a {mode} training step"))
+            }
+            false => Value::Null,
+        };
+        #[cfg(not(feature = "wgpu"))]
+        let step_kernel_time = Value::Null;
         let tps = (args.batch * args.seq) as f64 / per_step;
         // This mode's peak (reset above where the kernel allows it; else the process's so far).
         let peak_rss = peak_rss_bytes();
@@ -491,7 +570,7 @@ fn train_step(args: TrainArgs) -> Result<()> {
                 r["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6
             );
         }
-        results.push(json!({"mode": mode, "rosetta": {"seconds_per_step": per_step, "tokens_per_second": tps, "peak_rss_bytes": peak_rss}, "reference": reference, "ratio_rosetta_over_reference": ratio}));
+        results.push(json!({"mode": mode, "rosetta": {"seconds_per_step": per_step, "tokens_per_second": tps, "peak_rss_bytes": peak_rss, "step_kernel_time": step_kernel_time}, "reference": reference, "ratio_rosetta_over_reference": ratio}));
     }
     let report = json!({
         "benchmark": "train",

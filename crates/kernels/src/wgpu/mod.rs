@@ -1,7 +1,9 @@
 //! The WGSL path: launching the shaders of `shaders/` on burn's wgpu backend through backend
 //! extensions — the contrastive loss with its custom autodiff backward, masking, the quantized
-//! matmul, the decoder layer's inference ops (`layer`) — and counting launches (`launches`).
+//! matmul, the decoder layer's inference ops (`layer`), AdamW's step (`adamw`) — and counting and
+//! timing launches (`launches`).
 
+pub(crate) mod adamw;
 pub mod contrastive;
 mod launch;
 pub mod launches;
