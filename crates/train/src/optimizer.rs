@@ -46,18 +46,13 @@ impl Optimizer for FusedAdamW {
             return self.adamw.step(lr, tensor, grad, state);
         }
         let moments = state.map(|s| Moments { first: s.momentum.moment_1, second: s.momentum.moment_2, time: s.momentum.time });
+        let state_of = |m: Moments<D>| AdamWState {
+            momentum: AdaptiveMomentumState { time: m.time, moment_1: m.first, moment_2: m.second, max_moment_2: None },
+        };
         match adamw_step(lr, tensor.clone(), grad.clone(), moments.clone(), self.hyper) {
-            Ok((tensor, m)) => {
-                let momentum = AdaptiveMomentumState { time: m.time, moment_1: m.first, moment_2: m.second, max_moment_2: None };
-                (tensor, Some(AdamWState { momentum }))
-            }
+            Ok((tensor, moments)) => (tensor, Some(state_of(moments))),
             // Shapes are the model's own, so this is not expected; burn's step is always right.
-            Err(_) => {
-                let state = moments.map(|m| AdamWState {
-                    momentum: AdaptiveMomentumState { time: m.time, moment_1: m.first, moment_2: m.second, max_moment_2: None },
-                });
-                self.adamw.step(lr, tensor, grad, state)
-            }
+            Err(_) => self.adamw.step(lr, tensor, grad, moments.map(state_of)),
         }
     }
 

@@ -4,9 +4,8 @@
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Cube, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use cubecl::CubeDim;
 
-use super::launch::{Template, WORKGROUP, empty_f32, f32_buffer, groups_for, launch, prepared, u32_buffer};
+use super::launch::{Template, empty_f32, f32_buffer, launch_elementwise, prepared, u32_buffer, workgroup_values};
 
 // burn 0.22 runs every cubecl runtime as one `Cube` backend; the public API calls this only on
 // wgpu devices, where the WGSL template compiles.
@@ -35,30 +34,22 @@ impl AdamWBackend for Cube {
         let (param, grad, first, second) = (prepared(param), prepared(grad), prepared(first), prepared(second));
         let shape = param.shape();
         let count = shape.num_elements();
-        let outputs = [empty_f32(&param, shape.clone()), empty_f32(&param, shape.clone()), empty_f32(&param, shape)];
-        let values = vec![("workgroup", WORKGROUP.to_string())];
-        let template = Template { name: "adamw", source: include_str!("../../../../shaders/adamw.wgsl"), values };
+        let [param_out, first_out, second_out] = [(); 3].map(|()| empty_f32(&param, shape.clone()));
+        let template = Template { name: "adamw", source: include_str!("../../../../shaders/adamw.wgsl"), values: workgroup_values() };
         let info = u32_buffer(&param, &[count as u32]);
         let hyper = f32_buffer(&param, &constants);
-        let (gx, gy) = groups_for(count, WORKGROUP);
-        let [param_out, first_out, second_out] = outputs;
-        launch(
-            &param,
-            template,
-            CubeDim::new_1d(WORKGROUP),
-            (gx, gy, 1),
-            vec![
-                param.handle.clone(),
-                grad.handle.clone(),
-                first.handle.clone(),
-                second.handle.clone(),
-                param_out.handle.clone(),
-                first_out.handle.clone(),
-                second_out.handle.clone(),
-                info,
-                hyper,
-            ],
-        );
+        let buffers = vec![
+            param.handle.clone(),
+            grad.handle.clone(),
+            first.handle.clone(),
+            second.handle.clone(),
+            param_out.handle.clone(),
+            first_out.handle.clone(),
+            second_out.handle.clone(),
+            info,
+            hyper,
+        ];
+        launch_elementwise(&param, template, count, buffers);
         (param_out, first_out, second_out)
     }
 }

@@ -74,6 +74,22 @@ pub fn prepared(tensor: CubeTensor) -> CubeTensor {
     into_contiguous(tensor)
 }
 
+/// Template values of a kernel whose only placeholder is its `workgroup` size ([`WORKGROUP`]).
+pub fn workgroup_values() -> Vec<(&'static str, String)> {
+    vec![("workgroup", WORKGROUP.to_string())]
+}
+
+/// The grid of a 1-D kernel: one thread per item, [`WORKGROUP`] a group.
+pub fn elementwise_grid(items: usize) -> (u32, u32, u32) {
+    let (x, y) = groups_for(items, WORKGROUP);
+    (x, y, 1)
+}
+
+/// Launches a 1-D kernel over `items` ([`elementwise_grid`], [`WORKGROUP`] threads a group).
+pub fn launch_elementwise(like: &CubeTensor, template: Template, items: usize, buffers: Vec<Handle>) {
+    launch(like, template, CubeDim::new_1d(WORKGROUP), elementwise_grid(items), buffers);
+}
+
 pub fn launch(like: &CubeTensor, template: Template, cube_dim: CubeDim, count: (u32, u32, u32), buffers: Vec<Handle>) {
     let arguments = KernelArguments::new().with_buffers(buffers.into_iter().map(|h| h.binding()).collect());
     like.client.launch(Box::new(SourceKernel::new(template, cube_dim)), CubeCount::Static(count.0, count.1, count.2), arguments);

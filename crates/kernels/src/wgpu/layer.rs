@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::Shape;
 use cubecl::CubeDim;
 
-use super::launch::{Template, WORKGROUP, empty_f32, groups_for, launch, prepared, u32_buffer};
+use super::launch::{Template, empty_f32, groups_for, launch, launch_elementwise, prepared, u32_buffer, workgroup_values};
 
 /// Threads of the RMSNorm and attention workgroups, one workgroup a row (a power of two for the
 /// tree sums).
@@ -83,19 +83,11 @@ impl LayerBackend for Cube {
         let [batch, heads, seq, dim] = x.shape().dims::<4>();
         let count = batch * heads * seq * dim;
         let out = empty_f32(&x, Shape::new([batch, heads, seq, dim]));
-        let values = vec![("workgroup", WORKGROUP.to_string())];
-        let template = Template { name: "rotary", source: include_str!("../../../../shaders/rotary.wgsl"), values };
+        let template = Template { name: "rotary", source: include_str!("../../../../shaders/rotary.wgsl"), values: workgroup_values() };
         let mut info = vec![count as u32, heads as u32, seq as u32, dim as u32];
         info.extend(outer_strides(&x));
         let info = u32_buffer(&x, &info);
-        let (gx, gy) = groups_for(count, WORKGROUP);
-        launch(
-            &x,
-            template,
-            CubeDim::new_1d(WORKGROUP),
-            (gx, gy, 1),
-            vec![x.handle.clone(), cos.handle.clone(), sin.handle.clone(), out.handle.clone(), info],
-        );
+        launch_elementwise(&x, template, count, vec![x.handle.clone(), cos.handle.clone(), sin.handle.clone(), out.handle.clone(), info]);
         out
     }
 
@@ -104,17 +96,9 @@ impl LayerBackend for Cube {
         let shape = gate.shape();
         let count = shape.num_elements();
         let out = empty_f32(&gate, shape);
-        let values = vec![("workgroup", WORKGROUP.to_string())];
-        let template = Template { name: "swiglu", source: include_str!("../../../../shaders/swiglu.wgsl"), values };
+        let template = Template { name: "swiglu", source: include_str!("../../../../shaders/swiglu.wgsl"), values: workgroup_values() };
         let info = u32_buffer(&gate, &[count as u32]);
-        let (gx, gy) = groups_for(count, WORKGROUP);
-        launch(
-            &gate,
-            template,
-            CubeDim::new_1d(WORKGROUP),
-            (gx, gy, 1),
-            vec![gate.handle.clone(), up.handle.clone(), out.handle.clone(), info],
-        );
+        launch_elementwise(&gate, template, count, vec![gate.handle.clone(), up.handle.clone(), out.handle.clone(), info]);
         out
     }
 

@@ -6,7 +6,10 @@ use burn::backend::{Backend, Cube, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use cubecl::CubeDim;
 
-use super::launch::{MAX_GROUPS_PER_DIM, Template, WORKGROUP, empty_f32, groups_for, launch, prepared, row_grid, u32_buffer};
+use super::launch::{
+    MAX_GROUPS_PER_DIM, Template, WORKGROUP, empty_f32, groups_for, launch, launch_elementwise, prepared, row_grid, u32_buffer,
+    workgroup_values,
+};
 use crate::masking::Sparsity;
 
 // burn 0.22 runs every cubecl runtime as one `Cube` backend; the public API calls these only
@@ -22,10 +25,6 @@ pub trait MaskingBackend: Backend {
     /// `[chunks, 2, d]`: per chunk of `chunk_len` tokens (at most 65,535 chunks) and feature,
     /// Σx² (`[.., 0, ..]`) and max|x| (`[.., 1, ..]`) over the tokens whose mask is 1.
     fn feature_stats(x: FloatTensor<Self>, mask: FloatTensor<Self>, has_mask: bool, chunk_len: usize) -> FloatTensor<Self>;
-}
-
-fn workgroup_values() -> Vec<(&'static str, String)> {
-    vec![("workgroup", WORKGROUP.to_string())]
 }
 
 /// Floats per shader element: 4 (a vec4, one 16-byte access) when `count` allows, else 1.
@@ -44,11 +43,6 @@ fn lane_values(count: usize) -> (usize, Vec<(&'static str, String)>) {
     let mut values = workgroup_values();
     values.push(("elem", element_type(lanes)));
     (lanes, values)
-}
-
-fn elementwise_grid(items: usize) -> (u32, u32, u32) {
-    let (x, y) = groups_for(items, WORKGROUP);
-    (x, y, 1)
 }
 
 impl MaskingBackend for Cube {
@@ -95,11 +89,10 @@ impl MaskingBackend for Cube {
         let groups = shape.num_elements() / m;
         let keep = empty_f32(&scores, shape);
         let template = Template { name: "prune_nm", source: include_str!("../../../../shaders/prune_nm.wgsl"), values: workgroup_values() };
-        launch(
+        launch_elementwise(
             &scores,
             template,
-            CubeDim::new_1d(WORKGROUP),
-            elementwise_grid(groups),
+            groups,
             vec![scores.handle.clone(), keep.handle.clone(), u32_buffer(&scores, &[groups as u32, m as u32, pruned as u32])],
         );
         keep
@@ -124,23 +117,11 @@ impl MaskingBackend for Cube {
         let template = Template { name: "apply_mask", source: include_str!("../../../../shaders/apply_mask.wgsl"), values };
         let info = u32_buffer(&weight, &[count as u32]);
         if in_place {
-            launch(
-                &weight,
-                template,
-                CubeDim::new_1d(WORKGROUP),
-                elementwise_grid(count),
-                vec![weight.handle.clone(), keep.handle.clone(), info],
-            );
+            launch_elementwise(&weight, template, count, vec![weight.handle.clone(), keep.handle.clone(), info]);
             weight
         } else {
             let out = empty_f32(&weight, weight.shape());
-            launch(
-                &weight,
-                template,
-                CubeDim::new_1d(WORKGROUP),
-                elementwise_grid(count),
-                vec![weight.handle.clone(), keep.handle.clone(), out.handle.clone(), info],
-            );
+            launch_elementwise(&weight, template, count, vec![weight.handle.clone(), keep.handle.clone(), out.handle.clone(), info]);
             out
         }
     }
