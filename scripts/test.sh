@@ -77,7 +77,9 @@ step "GPU backends compile: the CLI with --features wgpu,cuda, type-checked and 
 # machine of this project can reach; DOCS_RS=1 makes that script stand down, as it does on
 # docs.rs, so every line of Rosetta's CUDA path is still type-checked and linted. A CUDA binary
 # must be built where that download works (see reports/ci/README.md).
-DOCS_RS=1 CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-12080}" cargo check -p rosetta-cli --features wgpu,cuda --locked -j "$jobs"
+# Without the default `remote` feature: the native build above already type-checks the
+# multi-node code, and checking its network stack (iroh, tokio, axum) again costs minutes.
+DOCS_RS=1 CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-12080}" cargo check -p rosetta-cli --no-default-features --features wgpu,cuda --locked -j "$jobs"
 
 step "wasm32 build: browser tests and the lab page, one profile, linted (sync readbacks refused)"
 scripts/test-browser.sh --build-only

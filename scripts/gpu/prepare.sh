@@ -22,11 +22,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROSETTA_CACHE/target}"
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
 mib=$((1024 * 1024))
 
-cargo build --release --locked -j "$jobs" -p rosetta-cli --features wgpu
+# Without the default `remote` feature (`rosetta serve-device`): the GPU run serves no other host,
+# and its network stack would grow the carried binary.
+cargo build --release --locked -j "$jobs" -p rosetta-cli --no-default-features --features wgpu
 # A second binary with burn's kernel autotuning, in its own target directory (other features,
 # so sharing one would rebuild burn at every switch).
 autotune_target="$CARGO_TARGET_DIR-autotune"
-CARGO_TARGET_DIR="$autotune_target" cargo build --release --locked -j "$jobs" -p rosetta-cli --features gpu
+CARGO_TARGET_DIR="$autotune_target" cargo build --release --locked -j "$jobs" -p rosetta-cli --no-default-features --features gpu
 model="$(scripts/fetch-model.sh)"
 scripts/setup-python.sh >/dev/null
 gguf_package="$("$ROSETTA_VENV/bin/python" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')"

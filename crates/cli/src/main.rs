@@ -58,12 +58,36 @@ enum Command {
     /// Benchmarks (not tests): throughput next to the PyTorch reference.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Serve this host's devices to training runs on other hosts (`ws://HOST:PORT` in
+    /// `model.devices`): multi-node training over burn's remote backend.
+    #[cfg(feature = "remote")]
+    ServeDevice(commands::serve_device::Args),
 }
 
 fn main() {
     allocator::keep_freed_buffers();
     let cli = Cli::parse();
-    let result = threads::on_compute_pool(|| match cli.command {
+    let result = match cli.command {
+        // burn's server runs each client's operations on threads of its own runtime; the CPU
+        // backend's kernels then use rayon's global pool, so no compute pool of ours beside it.
+        #[cfg(feature = "remote")]
+        Command::ServeDevice(args) => commands::serve_device::run(args),
+        command => run_on_compute_pool(command),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        if let Some(hint) = flag_hint(&error) {
+            eprintln!("  hint: {hint}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run_on_compute_pool(command: Command) -> anyhow::Result<()> {
+    threads::on_compute_pool(|| match command {
         Command::Info(args) => commands::info::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Score(args) => commands::score::run(args),
@@ -80,17 +104,9 @@ fn main() {
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
-    });
-    if let Err(error) = result {
-        eprintln!("error: {error}");
-        for cause in error.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
-        }
-        if let Some(hint) = flag_hint(&error) {
-            eprintln!("  hint: {hint}");
-        }
-        std::process::exit(1);
-    }
+        #[cfg(feature = "remote")]
+        Command::ServeDevice(args) => commands::serve_device::run(args),
+    })
 }
 
 /// Libraries name their settings (the lab shows the same errors); here they get the flag that

@@ -8,59 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{rosetta, text};
+use common::{config, losses, rosetta, text};
 use std::time::{Duration, Instant};
 
-use rosetta_tests::fixtures::write_tiny_hf;
-use rosetta_tests::{repo_root, temp_dir};
-
-fn config(dir: &Path, steps: usize) -> PathBuf {
-    let model = dir.join("model");
-    if !model.exists() {
-        write_tiny_hf(&model, 21);
-    }
-    let corpus = repo_root().join("data/corpus");
-    let path = dir.join(format!("run-{steps}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"[model]
-path = "model"
-
-[data]
-train = ["{}"]
-mix = "hu:0.75,en:0.25"
-eval = "{}"
-eval_docs_per_lang = 2
-seq_len = 32
-batch_size = 2
-
-[optim]
-lr = 2e-3
-warmup_steps = 5
-
-[run]
-steps = {steps}
-out = "run"
-checkpoint_every = 5
-eval_every = 100
-"#,
-            corpus.join("monolingual.train.jsonl").display(),
-            corpus.join("monolingual.test.jsonl").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn losses(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some(format!("{}:{}", v.get("step")?, v.get("loss")?)))
-        .collect()
-}
+use rosetta_tests::temp_dir;
 
 #[test]
 fn killed_at_any_moment_and_resumed_gives_the_same_run() {

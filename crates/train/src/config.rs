@@ -380,6 +380,7 @@ impl TrainConfig {
         if self.model.devices.is_empty() {
             return Err("model.devices is empty".into());
         }
+        crate::remote::check_device_order(&self.model.devices)?;
         if !d.batch_size.is_multiple_of(self.model.devices.len()) {
             return Err(format!(
                 "data.batch_size ({}) must be a multiple of the number of devices ({})",

@@ -25,6 +25,12 @@ pub enum TrainError {
     )]
     NonFinite { what: &'static str, step: usize, rows: String, checkpoint: String },
 
+    #[error(
+        "device `{device}` stopped answering ({reason}); training stopped. Nothing written is lost: the last checkpoint is \
+         {checkpoint}. Start `rosetta serve-device` there again and run with --resume"
+    )]
+    DeviceLost { device: String, reason: String, checkpoint: String },
+
     #[error("{path}: cannot write: {reason}")]
     Write { path: PathBuf, reason: String },
 

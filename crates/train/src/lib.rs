@@ -13,6 +13,7 @@ pub mod method;
 pub mod metrics;
 pub mod optimizer;
 pub mod precision;
+pub mod remote;
 pub mod schedule;
 pub mod sft;
 pub mod stream;

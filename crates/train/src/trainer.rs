@@ -30,6 +30,7 @@ use crate::method::{Method, MethodLoss, MicroBatch};
 use crate::metrics::MetricsLog;
 use crate::optimizer::FusedAdamW;
 use crate::precision::{LossScale, TrainPrecision};
+use crate::remote::{RemoteDevices, is_remote_spec, read_scalar};
 use crate::schedule::learning_rate;
 use crate::stream::TrainingStream;
 
@@ -242,8 +243,33 @@ pub fn train_with(
     config: &TrainConfig,
     options: &RunOptions,
     observer: &mut dyn Observer,
-    mut method: Option<&mut dyn Method>,
+    method: Option<&mut dyn Method>,
 ) -> Result<RunSummary> {
+    if !config.model.devices.iter().any(|spec| is_remote_spec(spec)) {
+        return run(config, options, observer, method);
+    }
+    // A read from a server that died panics inside burn wherever the trainer cannot use a
+    // fallible read (see `crate::remote`); the run then names the device that stopped answering,
+    // with the panic's message, in place of the default hook's report and backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(config, options, observer, method)));
+    std::panic::set_hook(default_hook);
+    ran.unwrap_or_else(|payload| {
+        let devices: Vec<Device> = config.model.devices.iter().filter_map(|spec| device_from_spec(spec).ok()).collect();
+        let store = CheckpointStore::new(&config.run.out, config.run.keep_last);
+        let checkpoint = || store.latest().map(|(_, p)| p.display().to_string()).unwrap_or_else(|| "none (the base model)".into());
+        if devices.len() < config.model.devices.len() {
+            return Err(TrainError::Invalid(format!(
+                "a remote device could not be reached again after a panic; the last checkpoint is {}",
+                checkpoint()
+            )));
+        }
+        Err(RemoteDevices::of(&config.model.devices, &devices).after_panic(payload.as_ref(), checkpoint))
+    })
+}
+
+fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, mut method: Option<&mut dyn Method>) -> Result<RunSummary> {
     let config_path = || config.run.out.join("config.toml");
     config.validate().map_err(|reason| TrainError::Config { path: config_path(), reason })?;
     check_method(config, method.as_deref()).map_err(|reason| TrainError::Config { path: config_path(), reason })?;
@@ -287,6 +313,7 @@ pub fn train_with(
     let checkpoint = Checkpoint::open(model_path, config.model.tokenizer.as_deref())?;
     let devices: Vec<Device> = config.model.devices.iter().map(|d| device_from_spec(d)).collect::<rosetta_model::Result<_>>()?;
     let main = devices[0].clone().autodiff();
+    let remote = RemoteDevices::of(&config.model.devices, &devices);
     let precision = config.optim.precision;
     for device in &devices {
         precision.check_device(device).map_err(|reason| TrainError::Config { path: config_path(), reason })?;
@@ -426,18 +453,22 @@ pub fn train_with(
             if let Some(m) = method.as_deref_mut() {
                 let micro = MicroBatch { step, index, count: micro_batches.len(), normalizer };
                 let MethodLoss { total, parts: these } = m.loss(&precision.compute_model(&model), &tokenizer, rows, micro)?;
-                loss_sum += total.clone().into_scalar::<f32>() as f64;
+                loss_sum += read_scalar(total.clone(), &config.model.devices[0], "loss", step, || last_checkpoint(&store))?;
                 these.into_iter().for_each(|(k, v)| *parts.entry(k).or_default() += v);
                 device_grads.push(GradientsParams::from_grads(LossScale::scale_loss(scale, total).backward(), &model));
             } else if devices.len() == 1 {
                 let loss = packed_loss(&precision.compute_model(&model), rows, normalizer, &Interventions::none())?;
-                loss_sum += loss.clone().into_scalar::<f32>() as f64;
+                loss_sum += read_scalar(loss.clone(), &config.model.devices[0], "loss", step, || last_checkpoint(&store))?;
                 device_grads.push(GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &model));
             } else {
                 use rayon::prelude::*;
                 let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
-                let replicas: Vec<CausalLm> =
-                    devices.iter().take(shards.len()).map(|device| model.clone().fork(&device.clone().autodiff())).collect();
+                let replicas: Vec<(CausalLm, &String)> = devices
+                    .iter()
+                    .zip(&config.model.devices)
+                    .take(shards.len())
+                    .map(|(device, spec)| (model.clone().fork(&device.clone().autodiff()), spec))
+                    .collect();
                 // Tasks of the compute pool, not threads beside it: a pool thread (the CLI runs
                 // every command on one) that blocked on threads of its own would leave their
                 // kernels one worker fewer — none, with one thread — while rayon's wait runs
@@ -445,13 +476,13 @@ pub fn train_with(
                 let results: Vec<Result<(f64, GradientsParams)>> = replicas
                     .into_par_iter()
                     .zip(shards.into_par_iter())
-                    .map(|(replica, shard)| {
+                    .map(|((replica, spec), shard)| {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(f64, GradientsParams)> {
                             let loss = packed_loss(&precision.compute_model(&replica), shard, normalizer, &Interventions::none())?;
-                            let value = loss.clone().into_scalar::<f32>() as f64;
+                            let value = read_scalar(loss.clone(), spec, "loss", step, || last_checkpoint(&store))?;
                             Ok((value, GradientsParams::from_grads(LossScale::scale_loss(scale, loss).backward(), &replica)))
                         }))
-                        .unwrap_or_else(|_| Err(TrainError::Invalid("a device's shard panicked".into())))
+                        .unwrap_or_else(|payload| Err(remote.after_panic(payload.as_ref(), || last_checkpoint(&store))))
                     })
                     .collect();
                 for result in results {
@@ -495,6 +526,9 @@ pub fn train_with(
                 m.after_step(&model, &tokenizer, step)?;
             }
         }
+        // Before anything of this step is written: a server that died after its last read
+        // dropped the operations sent since (burn's client sends without waiting).
+        remote.check(&format!("step {step}"), || last_checkpoint(&store))?;
         let step_tokens = (config.data.grad_accum * config.data.batch_size * config.data.seq_len) as u64;
         tokens_seen += step_tokens;
         let step_metrics = StepMetrics {

@@ -13,6 +13,8 @@ pub mod plot;
 pub mod prune;
 pub mod score;
 pub mod sdrrl;
+#[cfg(feature = "remote")]
+pub mod serve_device;
 pub mod shift_args;
 pub mod train;
 pub mod vocab;
