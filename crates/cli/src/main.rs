@@ -104,8 +104,9 @@ fn run_on_compute_pool(command: Command) -> anyhow::Result<()> {
         Command::PruneSweep(args) => commands::prune::sweep(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        // Dispatched in `main`, outside the pool.
         #[cfg(feature = "remote")]
-        Command::ServeDevice(args) => commands::serve_device::run(args),
+        Command::ServeDevice(_) => Err(anyhow::anyhow!("serve-device runs outside the compute pool")),
     })
 }
 

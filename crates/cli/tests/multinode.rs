@@ -2,6 +2,7 @@
 //! stand for two hosts. A run that lists both (`ws://HOST:PORT` in `model.devices`) trains as
 //! one process does; a host that dies mid-run stops the run with an error that names it, and
 //! once the host is back the run resumes from its last checkpoint.
+#![cfg(feature = "remote")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
 mod common;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use common::{config, losses, rosetta, text};
 use rosetta_tests::temp_dir;
 
-/// A `rosetta serve-device` serving this machine's CPU; killed when dropped.
+/// A `rosetta serve-device` serving this machine's CPU; killed when dropped, and gone with this
+/// process however it ends (it holds the server's standard input).
 struct Host {
     child: Child,
     /// `ws://127.0.0.1:PORT#0`, as the server printed it.
@@ -24,9 +26,10 @@ struct Host {
 impl Host {
     fn start(listen: &str) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
-            .args(["serve-device", "--listen", listen])
+            .args(["serve-device", "--listen", listen, "--exit-when-stdin-closes"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -77,7 +80,7 @@ fn parsed(losses: &[String]) -> Vec<(usize, f64)> {
 
 #[test]
 fn two_hosts_train_as_one_process_and_a_lost_host_resumes() {
-    let steps = 10;
+    let steps = 20;
     let one = temp_dir("cli-multinode-one");
     let run = rosetta(&["train", "--config", config_on(&one, steps, &["cpu"]).to_str().unwrap()]);
     assert!(run.status.success(), "{}", text(&run.stderr));
@@ -89,20 +92,38 @@ fn two_hosts_train_as_one_process_and_a_lost_host_resumes() {
     let two = temp_dir("cli-multinode-two");
     // This host's CPU holds the model and the optimizer; the two servers each train a shard.
     let cfg = config_on(&two, steps, &["cpu", &first.address, &second.address]);
-    let child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["train", "--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while losses(&two.join("run")).len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    while losses(&two.join("run")).len() < 3 {
+        let ended = child.try_wait().unwrap();
+        if ended.is_some() || Instant::now() > deadline {
+            let mut child = child;
+            child.kill().ok();
+            panic!(
+                "the two-host run {} before its third step: {}",
+                if ended.is_some() { "ended" } else { "hung" },
+                text(&child.wait_with_output().unwrap().stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     // The second host dies mid-run.
     let listen = second.listen_address();
     let lost = second.address.clone();
     drop(second);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the run went on for 2 minutes after its host died: {}", text(&child.wait_with_output().unwrap().stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let stopped = child.wait_with_output().unwrap();
     let stderr = text(&stopped.stderr);
     let logged = losses(&two.join("run")).len();

@@ -66,7 +66,7 @@ impl DeviceKind {
 /// `ws://HOST:PORT` / `ws://HOST:PORT#N`, device 0 (or N) of a `rosetta serve-device` on another
 /// host (see [`remote_device`]).
 pub fn device_from_spec(spec: &str) -> Result<Device> {
-    if spec.starts_with("ws://") || spec.starts_with("wss://") {
+    if is_remote_spec(spec) {
         return remote_device(spec);
     }
     let (kind, index) = match spec.split_once(':') {
@@ -92,8 +92,21 @@ pub fn device_from_spec(spec: &str) -> Result<Device> {
 /// `--token-env` checks; unset, the client presents none.
 pub const REMOTE_TOKEN_ENV: &str = "ROSETTA_REMOTE_TOKEN";
 
+/// Whether a device spec names a device on another host (`ws://…`; `wss://` too, to refuse it
+/// by name).
+pub fn is_remote_spec(spec: &str) -> bool {
+    spec.starts_with("ws://") || spec.starts_with("wss://")
+}
+
 /// Splits `ws://HOST:PORT#N` into the server's address and the device index (0 without `#N`).
 pub fn parse_remote_spec(spec: &str) -> Result<(&str, usize)> {
+    if spec.starts_with("wss://") {
+        // burn 0.22's WebSocket transport has no TLS, on either side.
+        return Err(ModelError::invalid(format!(
+            "device `{spec}`: `rosetta serve-device` speaks plain WebSocket (burn's transport has no TLS): use ws://, on a \
+             trusted network or through a tunnel (ssh -L, WireGuard)"
+        )));
+    }
     let (url, index) = match spec.rsplit_once('#') {
         Some((url, i)) => {
             let i: usize = i.parse().map_err(|_| ModelError::invalid(format!("device `{spec}`: `#{i}` is not a device index")))?;
@@ -151,5 +164,8 @@ mod tests {
         }
         let err = parse_remote_spec("ws://host:3000#x").unwrap_err().to_string();
         assert!(err.contains("`#x` is not a device index"), "{err}");
+        let err = parse_remote_spec("wss://host:3000").unwrap_err().to_string();
+        assert!(err.contains("no TLS") && err.contains("use ws://"), "{err}");
+        assert!(is_remote_spec("ws://h:1") && is_remote_spec("wss://h:1") && !is_remote_spec("cuda:0"));
     }
 }

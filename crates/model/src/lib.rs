@@ -45,7 +45,7 @@ pub mod weights;
 pub use batch::{Padding, TokenBatch};
 pub use checkpoint::{Checkpoint, CheckpointFormat};
 pub use config::{Architecture, ModelConfig, RopeScaling};
-pub use device::{DeviceKind, REMOTE_TOKEN_ENV, device_from_spec};
+pub use device::{DeviceKind, REMOTE_TOKEN_ENV, device_from_spec, is_remote_spec};
 pub use error::{ModelError, Result};
 pub use intervention::{Interventions, LinearId, LinearKind, Pooling, Trace};
 pub use model::{CausalLm, KvCache, VocabRow};

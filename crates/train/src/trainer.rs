@@ -30,7 +30,7 @@ use crate::method::{Method, MethodLoss, MicroBatch};
 use crate::metrics::MetricsLog;
 use crate::optimizer::FusedAdamW;
 use crate::precision::{LossScale, TrainPrecision};
-use crate::remote::{RemoteDevices, is_remote_spec, read_scalar};
+use crate::remote::{QuietPanics, RemoteDevices, panic_message, read_scalar};
 use crate::schedule::learning_rate;
 use crate::stream::TrainingStream;
 
@@ -245,25 +245,27 @@ pub fn train_with(
     observer: &mut dyn Observer,
     method: Option<&mut dyn Method>,
 ) -> Result<RunSummary> {
-    if !config.model.devices.iter().any(|spec| is_remote_spec(spec)) {
+    if !config.model.devices.iter().any(|spec| rosetta_model::is_remote_spec(spec)) {
         return run(config, options, observer, method);
     }
     // A read from a server that died panics inside burn wherever the trainer cannot use a
     // fallible read (see `crate::remote`); the run then names the device that stopped answering,
-    // with the panic's message, in place of the default hook's report and backtrace.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // with the panic's message and place, in place of the panic hook's report.
+    let quiet = QuietPanics::new();
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(config, options, observer, method)));
-    std::panic::set_hook(default_hook);
+    drop(quiet);
     ran.unwrap_or_else(|payload| {
-        let devices: Vec<Device> = config.model.devices.iter().filter_map(|spec| device_from_spec(spec).ok()).collect();
         let store = CheckpointStore::new(&config.run.out, config.run.keep_last);
         let checkpoint = || store.latest().map(|(_, p)| p.display().to_string()).unwrap_or_else(|| "none (the base model)".into());
-        if devices.len() < config.model.devices.len() {
-            return Err(TrainError::Invalid(format!(
-                "a remote device could not be reached again after a panic; the last checkpoint is {}",
-                checkpoint()
-            )));
+        let mut devices = Vec::with_capacity(config.model.devices.len());
+        for spec in &config.model.devices {
+            match device_from_spec(spec) {
+                Ok(device) => devices.push(device),
+                Err(e) => {
+                    let reason = format!("after a panic ({}), connecting again: {e}", panic_message(payload.as_ref()));
+                    return Err(TrainError::DeviceLost { device: spec.clone(), reason, checkpoint: checkpoint() });
+                }
+            }
         }
         Err(RemoteDevices::of(&config.model.devices, &devices).after_panic(payload.as_ref(), checkpoint))
     })
@@ -435,6 +437,9 @@ fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, 
     let mut step = start_step;
     while step < total {
         step += 1;
+        // A server whose connection closed since the last step is named here, before this
+        // step's work is sent to it (burn's client drops what it sends to a closed connection).
+        remote.check(&format!("before step {step}"), || last_checkpoint(&store))?;
         let step_start = Instant::now();
         let lr = learning_rate(o, step, total);
         let micro_batches: Vec<Vec<rosetta_data::PackedRow>> =
@@ -526,9 +531,6 @@ fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, 
                 m.after_step(&model, &tokenizer, step)?;
             }
         }
-        // Before anything of this step is written: a server that died after its last read
-        // dropped the operations sent since (burn's client sends without waiting).
-        remote.check(&format!("step {step}"), || last_checkpoint(&store))?;
         let step_tokens = (config.data.grad_accum * config.data.batch_size * config.data.seq_len) as u64;
         tokens_seen += step_tokens;
         let step_metrics = StepMetrics {

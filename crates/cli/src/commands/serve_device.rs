@@ -2,9 +2,9 @@
 //!
 //! burn's remote backend over WebSocket: a run that lists `ws://HOST:PORT` in `model.devices`
 //! sends each tensor operation of its shard here, where it runs on the served device; the
-//! autodiff graph, the optimizer and the checkpoints stay with the run. Gradients travel from
-//! server to server when the run's first device is remote too, through the run's host otherwise.
-//! The server runs until it is stopped (Ctrl+C, SIGTERM).
+//! autodiff graph, the optimizer and the checkpoints stay with the run, and tensors move between
+//! the run's host and this one. The server runs until it is stopped (Ctrl+C, SIGTERM), or with
+//! `--exit-when-stdin-closes` until the process that started it goes away.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
 use clap::Args as ClapArgs;
-use rosetta_model::{REMOTE_TOKEN_ENV, device_from_spec};
+use rosetta_model::{DeviceKind, REMOTE_TOKEN_ENV, device_from_spec, is_remote_spec};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -30,11 +30,21 @@ pub struct Args {
     /// stray clients of a trusted network out, not someone reading its traffic.
     #[arg(long, value_name = "VARIABLE")]
     token_env: Option<String>,
+    /// Stop when standard input closes: a supervisor (or a test) that holds the pipe takes the
+    /// server down with it, even when it is killed.
+    #[arg(long)]
+    exit_when_stdin_closes: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.devices.iter().any(|d| d.starts_with("ws://") || d.starts_with("wss://")) {
+    if args.devices.iter().any(|d| is_remote_spec(d)) {
         bail!("--devices lists a remote device; a server serves this host's own devices (cpu, wgpu:N, cuda:N)");
+    }
+    // burn serves one backend per server.
+    let backend = |spec: &str| spec.split(':').next().unwrap_or_default().parse::<DeviceKind>();
+    let kinds: Vec<DeviceKind> = args.devices.iter().map(|d| backend(d)).collect::<rosetta_model::Result<_>>()?;
+    if kinds.windows(2).any(|pair| pair[0] != pair[1]) {
+        bail!("--devices {}: one server serves one backend; start a server per backend (on another port)", args.devices.join(","));
     }
     let devices: Vec<Device> = args.devices.iter().map(|spec| device_from_spec(spec)).collect::<rosetta_model::Result<_>>()?;
     let mut server = RemoteServer::new(devices);
@@ -62,12 +72,23 @@ pub fn run(args: Args) -> Result<()> {
     for (index, spec) in args.devices.iter().enumerate() {
         println!("serving {spec} as ws://{address}#{index}");
     }
+    if address.ip().is_unspecified() {
+        println!("({} answers on every interface: clients use this host's name or address with port {})", address.ip(), address.port());
+    }
     if token.is_some() {
         println!("clients present the token: set {REMOTE_TOKEN_ENV} where the run starts");
     }
     // A test or a supervisor reads the address above before the server blocks.
     use std::io::Write;
     std::io::stdout().flush().ok();
+    if args.exit_when_stdin_closes {
+        std::thread::spawn(|| {
+            // Read to the end; whatever is written is ignored.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            println!("standard input closed: stopping");
+            std::process::exit(0);
+        });
+    }
     server.serve(WebSocketTransport::from_listener(listener)).map_err(|e| anyhow::anyhow!("serving on {address}: {e:?}"))?;
     println!("stopped");
     Ok(())
