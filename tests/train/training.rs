@@ -427,6 +427,9 @@ fn two_devices_add_up_to_one() {
     two.data.eval = None;
     two.data.batch_size = 4;
     two.model.devices = vec!["cpu".into(), "cpu".into()];
+    // Two micro-batches a step: each device sums its own before the devices' sums meet.
+    one.data.grad_accum = 2;
+    two.data.grad_accum = 2;
     train(&one, &RunOptions::default(), &mut Quiet).unwrap();
     // On a thread of a one-thread pool, as `rosetta` runs its commands (`crates/cli/src/threads.rs`):
     // the shards are tasks of that pool, which the waiting thread runs itself (threads of their

@@ -162,7 +162,8 @@ fn clip_global_norm(model: &CausalLm, grads: &mut GradientsParams, max: Option<f
     Ok(norm)
 }
 
-/// Sums the gradients of every parameter from several devices onto the main one.
+/// Sums the gradients of every parameter from several parts (devices, or one device's
+/// micro-batches) onto `main`.
 fn reduce_onto(model: &CausalLm, parts: Vec<GradientsParams>, main: &Device) -> GradientsParams {
     struct Reduce<'a> {
         parts: &'a mut [GradientsParams],
@@ -454,6 +455,22 @@ fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, 
         let mut loss_sum = 0f64;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut device_grads: Vec<GradientsParams> = Vec::new();
+        // Data parallel: the model goes to each device once a step, not once a micro-batch (a
+        // remote device receives it over the network), and each device sums its micro-batches'
+        // gradients before they travel to the first device.
+        let replicas: Vec<(CausalLm, &String, Device)> = if devices.len() > 1 && method.is_none() {
+            devices
+                .iter()
+                .zip(&config.model.devices)
+                .map(|(device, spec)| {
+                    let device = device.clone().autodiff();
+                    (model.clone().fork(&device), spec, device)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut grads_by_device: Vec<Vec<GradientsParams>> = replicas.iter().map(|_| Vec::new()).collect();
         for (index, rows) in micro_batches.iter().enumerate() {
             if let Some(m) = method.as_deref_mut() {
                 let micro = MicroBatch { step, index, count: micro_batches.len(), normalizer };
@@ -468,17 +485,13 @@ fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, 
             } else {
                 use rayon::prelude::*;
                 let shards: Vec<&[rosetta_data::PackedRow]> = rows.chunks(rows_per_device).collect();
-                let replicas: Vec<(CausalLm, &String)> = devices
-                    .iter()
-                    .zip(&config.model.devices)
-                    .take(shards.len())
-                    .map(|(device, spec)| (model.clone().fork(&device.clone().autodiff()), spec))
-                    .collect();
                 // Tasks of the compute pool, not threads beside it: a pool thread (the CLI runs
                 // every command on one) that blocked on threads of its own would leave their
                 // kernels one worker fewer — none, with one thread — while rayon's wait runs
-                // a shard itself.
-                let results: Vec<Result<(f64, GradientsParams)>> = replicas
+                // a shard itself. (A replica's clone shares its tensors: nothing is copied.)
+                let this_batch: Vec<(CausalLm, &String)> =
+                    replicas.iter().take(shards.len()).map(|(replica, spec, _)| (replica.clone(), *spec)).collect();
+                let results: Vec<Result<(f64, GradientsParams)>> = this_batch
                     .into_par_iter()
                     .zip(shards.into_par_iter())
                     .map(|((replica, spec), shard)| {
@@ -490,13 +503,19 @@ fn run(config: &TrainConfig, options: &RunOptions, observer: &mut dyn Observer, 
                         .unwrap_or_else(|payload| Err(remote.after_panic(payload.as_ref(), || last_checkpoint(&store))))
                     })
                     .collect();
-                for result in results {
+                for (result, sums) in results.into_iter().zip(grads_by_device.iter_mut()) {
                     let (value, grads) = result?;
                     loss_sum += value;
-                    device_grads.push(grads);
+                    sums.push(grads);
                 }
             }
         }
+        for (parts, (_, _, device)) in grads_by_device.into_iter().zip(&replicas) {
+            if !parts.is_empty() {
+                device_grads.push(reduce_onto(&model, parts, device));
+            }
+        }
+        drop(replicas);
         let mut grads = reduce_onto(&model, device_grads, &main);
         let rows_description = || format!("{} rows of {} tokens", micro_batches.len() * config.data.batch_size, config.data.seq_len);
         // (Under f16 loss scaling an overflow in the forward is a skipped step, like one in the
