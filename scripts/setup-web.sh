@@ -12,6 +12,8 @@ source "$(dirname "$0")/env.sh"
 tools="$ROSETTA_CACHE/tools"
 mkdir -p "$tools"
 rustup target add wasm32-unknown-unknown >&2
+# The standard library's source: the lab's threaded module rebuilds it with atomics (build-lab.sh).
+rustup component add rust-src >&2
 
 version="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' "$ROSETTA_ROOT/Cargo.lock")"
 if [[ -z "$version" ]]; then

@@ -23,7 +23,7 @@ profile="${ROSETTA_WASM_PROFILE:-web-test}"
 
 # The same package set and features as scripts/build-lab.sh, so the two share every artifact.
 wasm_build=(--target wasm32-unknown-unknown --profile "$profile" --locked -j "$jobs"
-  -p rosetta-lab -p rosetta-lab-page -p rosetta-model -p rosetta-kernels --features rosetta-model/wgpu,rosetta-kernels/wgpu)
+  -p rosetta-lab -p rosetta-lab-page -p rosetta-model -p rosetta-kernels --features rosetta-lab/webgpu,rosetta-model/wgpu,rosetta-kernels/wgpu)
 
 if [[ "${1:-}" == "--build-only" ]]; then
   cargo test "${wasm_build[@]}" --test browser --no-run

@@ -48,8 +48,17 @@ scripts/setup-web.sh >/dev/null
 
 source scripts/lint-env.sh
 
+# The lab's threaded worker module is a wasm32 build of its own (std rebuilt with atomics, see
+# scripts/build-lab.sh), independent of the native build and tests: it compiles in the
+# background, niced, on what they leave of the two cores (a build's single-crate stretches and
+# links, the tests' waits), and the wasm32 step below waits for it.
+threaded_log="$ROSETTA_CACHE/build-lab-threaded.log"
+nice -n 19 env ROSETTA_LAB_PROFILE=web-test ROSETTA_LAB_THREADED_ONLY=1 scripts/build-lab.sh >"$threaded_log" 2>&1 &
+threaded_pid=$!
+
 step "native build: every target of the workspace, linted (clippy -D warnings)"
 cargo build --workspace --all-targets --locked -j "$jobs"
+
 
 step "wait for the Python reference venv and the llama.cpp peer"
 if ! wait "$python_pid"; then
@@ -82,6 +91,11 @@ step "GPU backends compile: the CLI with --features wgpu,cuda, type-checked and 
 DOCS_RS=1 CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-12080}" cargo check -p rosetta-cli --no-default-features --features wgpu,cuda --locked -j "$jobs"
 
 step "wasm32 build: browser tests and the lab page, one profile, linted (sync readbacks refused)"
+if ! wait "$threaded_pid"; then
+  cat "$threaded_log"
+  echo "the lab's threaded module failed to build" >&2
+  exit 1
+fi
 scripts/test-browser.sh --build-only
 ROSETTA_LAB_PROFILE=web-test ROSETTA_LAB_WASM_OPT=0 scripts/build-lab.sh "$ROSETTA_CACHE/lab/pkg-test"
 

@@ -118,7 +118,9 @@ async function measure(name, flags, query) {
 }
 
 const results = { url, date: new Date().toISOString() };
-// cpu: a quantized model kept in its blocks (the simd128 tile); cpu-f32: the same model
+// cpu: a quantized model kept in its blocks (the simd128 tile), on the threaded module when the
+// page is cross-origin isolated (as `rosetta lab` serves it: every core the browser reports);
+// cpu-1: the same on one thread (`threads=1`: the main module's CPU path); cpu-f32: the model
 // dequantised at load (`?precision=f32`), as every version before kept it.
 const modes = (process.env.LAB_BENCH_MODES || "webgpu,cpu,cpu-f32").split(",");
 try {
@@ -128,6 +130,7 @@ try {
   // No choice in the link: the worker's probe picks (and the page says which, and why).
   if (modes.includes("probe")) results.probe = await measure("probe", WEBGPU, "");
   if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
+  if (modes.includes("cpu-1")) results.cpu_1 = await measure("cpu-1", WEBGPU, "?backend=cpu&threads=1");
   if (modes.includes("cpu-f32")) results.cpu_f32 = await measure("cpu-f32", WEBGPU, "?backend=cpu&precision=f32");
 } finally {
   server.kill();

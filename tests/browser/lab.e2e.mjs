@@ -421,8 +421,10 @@ async function realModel(browser) {
   try {
     const page = await openPage(browser, url, label);
     const opened = Date.now();
-    await page.goto(url);
+    await page.goto(`${url}?threads=2`);
     result.first_render_ms = await firstRender(page);
+    result.backend = await waitForText(page, "backend", /CPU/);
+    check(/2 threads: wasm threads/.test(result.backend), `${label}: not on the threaded module: ${result.backend}`);
     result.load_seconds = await waitForModel(page);
     result.ready_ms = Date.now() - opened;
     result.status = await text(page, "model-status");
@@ -499,9 +501,17 @@ async function run() {
       check(page.consoleErrors.length === 0, `webgpu: console errors: ${page.consoleErrors.join(" | ")}`);
       await page.close();
       timings.bad_input = await badInput(gpu, url);
-      // Without a choice in the link, the worker measures both devices and says which won, by how much.
+      // Without a choice in the link, SwiftShader's software adapter sends the worker to the
+      // threaded CPU build, and the page says why.
+      const auto = await openPage(gpu, url, "auto");
+      await auto.goto(url);
+      timings.backend_auto = await waitForText(auto, "backend", /WebGPU|CPU/);
+      check(/^CPU \(wasm\) — the lab's threaded CPU build; \d+ threads: .*WebGPU's only adapter is a software one \(swiftshader\)/.test(timings.backend_auto), `auto on SwiftShader: ${timings.backend_auto}`);
+      await waitForModel(auto);
+      await auto.close();
+      // On one thread (the WebGPU build) the worker measures both devices and says which won, by how much.
       const probed = await openPage(gpu, url, "probe");
-      await probed.goto(url);
+      await probed.goto(`${url}?threads=1`);
       timings.backend_probe = await waitForText(probed, "backend", /measured/);
       check(/a 16×576×1536 matmul took [\d.]+ ms here, [\d.]+ ms on (the CPU|WebGPU)/.test(timings.backend_probe), `the probe's sentence: ${timings.backend_probe}`);
       await waitForModel(probed);
@@ -512,13 +522,15 @@ async function run() {
     // 2. No WebGPU at all: the CPU fallback, said on the page.
     const cpu = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: BASE_FLAGS });
     try {
+      // rosetta lab serves the page cross-origin isolated: the threaded module, on two threads
+      // (named in the link, so that the check holds whatever the machine's core count).
       const page = await openPage(cpu, url, "cpu");
-      await page.goto(url);
+      await page.goto(`${url}?threads=2`);
       timings.cpu_first_render_ms = await firstRender(page);
       const backend = await waitForText(page, "backend", /WebGPU|CPU/);
       check(/^CPU \(wasm\)/.test(backend), `expected the CPU fallback without WebGPU, got: ${backend}`);
       timings.cpu_reason = backend;
-      check(/one thread \(this build has no wasm threads\)/.test(backend), `cpu: rosetta lab serves the page cross-origin isolated, yet: ${backend}`);
+      check(/2 threads: wasm threads on a cross-origin isolated page; no WebGPU: this browser offers the worker no WebGPU adapter/.test(backend), `cpu: the isolated page does not run the threaded module: ${backend}`);
       timings.cpu_load_seconds = await waitForModel(page);
       const since = await pageNow(page);
       timings.cpu_tokens = await tokenizerRoom(page, "cpu");

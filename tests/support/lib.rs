@@ -24,7 +24,7 @@ pub fn repo_root() -> PathBuf {
 /// with their bindings): assembling a lab site needs the files, not a browser.
 pub fn write_stand_in_lab_pkg(pkg: &Path) {
     std::fs::create_dir_all(pkg).unwrap();
-    for module in ["rosetta_lab_page", "rosetta_lab"] {
+    for module in ["rosetta_lab_page", "rosetta_lab", "rosetta_lab_threads"] {
         std::fs::write(pkg.join(format!("{module}.js")), "export default async function init() {}").unwrap();
         std::fs::write(pkg.join(format!("{module}_bg.wasm")), b"\0asm").unwrap();
     }

@@ -54,7 +54,9 @@ impl LabWorker {
     pub fn start() -> Result<LabWorker, String> {
         let options = web_sys::WorkerOptions::new();
         options.set_type(web_sys::WorkerType::Module);
-        let worker = web_sys::Worker::new_with_options("static/worker.js", &options)
+        // The worker reads the link's choices (backend, threads) before it picks a module.
+        let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+        let worker = web_sys::Worker::new_with_options(&format!("static/worker.js{search}"), &options)
             .map_err(|e| rosetta_lab_protocol::browser::js_error("the lab's worker could not start", e))?;
         let inner = Rc::new(Inner { worker, next_id: Cell::new(0), pending: RefCell::new(HashMap::new()), panic: RefCell::new(None) });
         let on_message = {
@@ -69,14 +71,7 @@ impl LabWorker {
             let inner = Rc::downgrade(&inner);
             Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
                 let Some(inner) = inner.upgrade() else { return };
-                let message = inner.panic.borrow().clone().unwrap_or_else(|| {
-                    format!("the worker that runs the model stopped ({}; most likely it ran out of memory)", event.message())
-                });
-                show_crash(&message);
-                // Every request in flight ends here.
-                for (_, pending) in inner.pending.borrow_mut().drain() {
-                    let _ = pending.done.send(Err(Stop::Failed(message.clone())));
-                }
+                crashed(&inner, format!("the worker that runs the model stopped ({}; most likely it ran out of memory)", event.message()));
             })
         };
         inner.worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -117,10 +112,45 @@ impl LabWorker {
     }
 }
 
-fn receive(inner: &Inner, data: JsValue) {
+/// The worker (or one of its threads) stopped: the crash notice, with the panic's message when one
+/// came first, and every request in flight ends.
+fn crashed(inner: &Inner, fallback: String) {
+    let message = inner.panic.borrow().clone().unwrap_or(fallback);
+    show_crash(&message);
+    for (_, pending) in inner.pending.borrow_mut().drain() {
+        let _ = pending.done.send(Err(Stop::Failed(message.clone())));
+    }
+}
+
+/// The threaded module's threads report a panic or a trap on their own port: the worker itself is
+/// blocked in the pool while they compute.
+fn listen_to_threads(inner: &Rc<Inner>, ports: JsValue) {
+    for port in js_sys::Array::from(&ports).iter() {
+        let inner = Rc::downgrade(inner);
+        let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            let Some(inner) = inner.upgrade() else { return };
+            let data = event.data();
+            if let Some(panic) = Reflect::get(&data, &"panic".into()).ok().and_then(|p| p.as_string()) {
+                *inner.panic.borrow_mut() = Some(panic);
+            } else if let Some(message) = Reflect::get(&data, &"crashed".into()).ok().and_then(|m| m.as_string()) {
+                crashed(&inner, message);
+            }
+        });
+        let _ = Reflect::set(&port, &"onmessage".into(), on_message.as_ref());
+        // The threads live as long as the page: so do their handlers.
+        on_message.forget();
+    }
+}
+
+fn receive(inner: &Rc<Inner>, data: JsValue) {
     if let Some(panic) = Reflect::get(&data, &"panic".into()).ok().and_then(|p| p.as_string()) {
         *inner.panic.borrow_mut() = Some(panic);
         return;
+    }
+    if let Ok(ports) = Reflect::get(&data, &"threadPorts".into())
+        && ports.is_object()
+    {
+        return listen_to_threads(inner, ports);
     }
     let Some(text) = data.as_string() else { return };
     let Message { id, reply } = match protocol::decode::<Message>(&text) {

@@ -77,7 +77,14 @@ fn repo_root() -> PathBuf {
 }
 
 /// What `scripts/build-lab.sh` writes: the page's module and the worker's, each with its bindings.
-const PKG_FILES: [&str; 4] = ["rosetta_lab_page.js", "rosetta_lab_page_bg.wasm", "rosetta_lab.js", "rosetta_lab_bg.wasm"];
+const PKG_FILES: [&str; 6] = [
+    "rosetta_lab_page.js",
+    "rosetta_lab_page_bg.wasm",
+    "rosetta_lab.js",
+    "rosetta_lab_bg.wasm",
+    "rosetta_lab_threads.js",
+    "rosetta_lab_threads_bg.wasm",
+];
 
 fn ensure_pkg(pkg: &Path, rebuild: bool) -> Result<()> {
     if !rebuild && PKG_FILES.iter().all(|file| pkg.join(file).is_file()) {

@@ -89,7 +89,7 @@ impl<'a> MatMut<'a> {
 pub enum Threads {
     /// The calling thread only (the caller already runs tasks in parallel).
     One,
-    /// rayon's pool natively; one thread in the browser.
+    /// rayon's pool with `has_threads`; the calling thread otherwise.
     Pool,
 }
 
@@ -116,8 +116,11 @@ pub fn gemm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32, accum
         return;
     }
     let parallelism = match threads {
-        #[cfg(not(target_family = "wasm"))]
-        Threads::Pool => gemm::Parallelism::Rayon(0),
+        #[cfg(has_threads)]
+        Threads::Pool => {
+            super::pool::keep_awake();
+            gemm::Parallelism::Rayon(0)
+        }
         _ => gemm::Parallelism::None,
     };
     // SAFETY: every view was checked at construction to hold all of its elements inside its

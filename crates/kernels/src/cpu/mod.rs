@@ -9,6 +9,7 @@ pub mod exp;
 pub mod gemm;
 pub mod linear;
 pub mod masking;
+pub mod pool;
 pub mod rms_norm;
 pub mod rotary;
 mod rows;

@@ -47,7 +47,7 @@ pub trait FusedLinearBackend: Backend {
 }
 
 /// A packed weight's values, `[d_out, d_in]` row-major, dequantised in slices of rows on
-/// rayon's pool natively (in order in the browser, which has one thread).
+/// rayon's pool with `has_threads` (in order otherwise).
 fn dequantized(w: &PackedMatrix) -> Vec<f32> {
     const SLICE_ROWS: usize = 64;
     let cols = w.cols();
@@ -56,12 +56,13 @@ fn dequantized(w: &PackedMatrix) -> Vec<f32> {
         let start = i * SLICE_ROWS;
         w.dequantize_rows_into(start..start + slice.len() / cols, slice);
     };
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(has_threads)]
     {
         use rayon::prelude::*;
+        crate::cpu::pool::keep_awake();
         out.par_chunks_mut(SLICE_ROWS * cols).enumerate().for_each(fill);
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(has_threads))]
     out.chunks_mut(SLICE_ROWS * cols).enumerate().for_each(fill);
     out
 }

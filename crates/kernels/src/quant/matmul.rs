@@ -3,8 +3,8 @@
 //! block, the weights' mins applied through the activations' block sums — the scheme of
 //! llama.cpp's `ggml_vec_dot_q4_1_q8_1` with wider activations, for every packed type at once.
 //!
-//! Work is split into tasks of (activation rows × weight rows), run on rayon's pool natively and
-//! in order in the browser. The plain reference is [`block_scalar`] (and, one level up,
+//! Work is split into tasks of (activation rows × weight rows), run on rayon's pool where the target has threads
+//! (`has_threads`: native, or the lab's threaded wasm module), in order otherwise. The plain reference is [`block_scalar`] (and, one level up,
 //! dequantise-then-f32 on the dequantised activations: [`reference_matmul`]).
 
 use std::ops::Range;
@@ -172,28 +172,29 @@ pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) 
     Ok(outs)
 }
 
-/// Threads the tasks of a matmul run on (rayon's pool natively, one in the browser).
-#[cfg(not(target_family = "wasm"))]
+/// Threads the tasks of a matmul run on (rayon's pool with `has_threads`, one otherwise).
+#[cfg(has_threads)]
 pub(super) fn thread_count() -> usize {
     rayon::current_num_threads()
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(not(has_threads))]
 pub(super) fn thread_count() -> usize {
     1
 }
 
-/// `task(0..count)` on rayon's pool natively (in order in the browser), results in task order.
-#[cfg(not(target_family = "wasm"))]
+/// `task(0..count)` on rayon's pool with `has_threads` (in order otherwise), results in task order.
+#[cfg(has_threads)]
 pub(super) fn run_tasks<R: Send>(count: usize, task: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     use rayon::prelude::*;
     if count == 1 {
         return vec![task(0)];
     }
+    crate::cpu::pool::keep_awake();
     (0..count).into_par_iter().map(task).collect()
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(not(has_threads))]
 pub(super) fn run_tasks<R>(count: usize, task: impl Fn(usize) -> R) -> Vec<R> {
     (0..count).map(task).collect()
 }

@@ -8,10 +8,13 @@
 
 use js_sys::Reflect;
 use rosetta_model::burn::prelude::*;
+#[cfg(feature = "webgpu")]
 use rosetta_model::burn::tensor::Distribution;
 use wasm_bindgen::JsValue;
+#[cfg(feature = "webgpu")]
 use wasm_bindgen_futures::JsFuture;
 
+#[cfg(feature = "webgpu")]
 use crate::browser::now_ms;
 use crate::protocol::{BackendChoice, BackendInfo};
 
@@ -26,6 +29,7 @@ fn get(target: &JsValue, key: &str) -> Option<JsValue> {
     Reflect::get(target, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
 
+#[cfg(feature = "webgpu")]
 /// `navigator.gpu.requestAdapter()` answered with an adapter: the one check that tells "no
 /// WebGPU" from "WebGPU that will work" before burn's runtime is started (it can start once).
 async fn webgpu_adapter() -> Result<(), String> {
@@ -40,22 +44,33 @@ async fn webgpu_adapter() -> Result<(), String> {
     Ok(())
 }
 
-/// How many threads the CPU path computes on, and why: one. Threads in wasm need a
-/// `SharedArrayBuffer`, which browsers give only to a cross-origin isolated page (COOP + COEP
-/// headers: `rosetta lab` sends them, a static host must), and a module built with atomics.
-fn cpu_threads() -> String {
+/// How many threads the CPU path computes on, and why. `module_note` is `static/worker.js`'s
+/// reason for the module it loaded: threads in wasm need a `SharedArrayBuffer`, which browsers
+/// give only to a cross-origin isolated page (COOP + COEP headers: `rosetta lab` sends them, a
+/// static host must), and the threaded module (built with atomics), which has no WebGPU.
+fn cpu_threads(module_note: &str) -> String {
+    #[cfg(feature = "threads")]
+    let threads = super::threads::count();
+    #[cfg(not(feature = "threads"))]
+    let threads = 1;
+    let count = if threads == 1 { "one thread".to_string() } else { format!("{threads} threads") };
+    if !module_note.is_empty() {
+        return format!("{count}: {module_note}");
+    }
     let isolated = get(&js_sys::global(), "crossOriginIsolated").is_some_and(|v| v.is_truthy());
     if isolated {
-        "one thread (this build has no wasm threads)".into()
+        format!("{count} (the page is cross-origin isolated)")
     } else {
-        "one thread (the page is not cross-origin isolated: its host sends no COOP/COEP headers)".into()
+        format!("{count} (the page is not cross-origin isolated: its host sends no COOP/COEP headers)")
     }
 }
 
+#[cfg(feature = "webgpu")]
 /// The probe: a decoder projection's matmul for a short prompt, `[16 × 576] × [576 × 1536]`
 /// in f32 (SmolLM2's width and MLP), read back.
 const PROBE: [usize; 3] = [16, 576, 1536];
 
+#[cfg(feature = "webgpu")]
 /// Milliseconds of one probe on `device`: the best of three after a warm-up (which compiles the
 /// kernels).
 async fn probe_ms(device: &Device) -> Result<f64, String> {
@@ -75,14 +90,24 @@ async fn probe_ms(device: &Device) -> Result<f64, String> {
 }
 
 /// The device for the lab, as the link chooses or as the probe measures.
-pub async fn choose(choice: BackendChoice) -> (Device, Backend) {
+pub async fn choose(choice: BackendChoice, module_note: &str) -> (Device, Backend) {
     let cpu = |why: String| {
-        let why = format!("{why}; {}", cpu_threads());
+        let why = format!("{why}; {}", cpu_threads(module_note));
         (Device::flex(), Backend { info: BackendInfo { name: "CPU (wasm)".into(), detail: why, is_gpu: false }, max_buffer: None })
     };
     if choice == BackendChoice::Cpu {
         return cpu("chosen in the link (backend=cpu)".into());
     }
+    #[cfg(not(feature = "webgpu"))]
+    return cpu("the lab's threaded CPU build".into());
+    #[cfg(feature = "webgpu")]
+    choose_measured(choice, cpu).await
+}
+
+/// WebGPU where the browser offers the worker an adapter that starts, then the link's choice or
+/// the faster of the two in the probe.
+#[cfg(feature = "webgpu")]
+async fn choose_measured(choice: BackendChoice, cpu: impl Fn(String) -> (Device, Backend)) -> (Device, Backend) {
     if let Err(why) = webgpu_adapter().await {
         return cpu(why);
     }

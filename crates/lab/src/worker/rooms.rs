@@ -67,7 +67,7 @@ async fn start(call: &Call, base: &str, choice: BackendChoice, precision: Option
     state.precision.set(precision.as_deref().and_then(rosetta_model::Precision::parse).unwrap_or_default());
     state.buffer_limit.set(buffer_limit);
     call.status("Choosing a device…");
-    let (device, backend) = backend::choose(choice).await;
+    let (device, backend) = backend::choose(choice, &state.module_note).await;
     call.event(Event::Backend(backend.info.clone()));
     *state.device.borrow_mut() = Some(device);
     *state.backend.borrow_mut() = Some(backend);
