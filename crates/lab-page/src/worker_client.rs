@@ -130,9 +130,9 @@ fn listen_to_threads(inner: &Rc<Inner>, ports: JsValue) {
         let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             let Some(inner) = inner.upgrade() else { return };
             let data = event.data();
-            if let Some(panic) = Reflect::get(&data, &"panic".into()).ok().and_then(|p| p.as_string()) {
-                *inner.panic.borrow_mut() = Some(panic);
-            } else if let Some(message) = Reflect::get(&data, &"crashed".into()).ok().and_then(|m| m.as_string()) {
+            if !kept_panic(&inner, &data)
+                && let Some(message) = Reflect::get(&data, &"crashed".into()).ok().and_then(|m| m.as_string())
+            {
                 crashed(&inner, message);
             }
         });
@@ -142,9 +142,16 @@ fn listen_to_threads(inner: &Rc<Inner>, ports: JsValue) {
     }
 }
 
+/// A `{ panic }` note (the worker's or a thread's panic hook), kept for the crash notice that
+/// follows. Whether `data` was one.
+fn kept_panic(inner: &Inner, data: &JsValue) -> bool {
+    let Some(panic) = Reflect::get(data, &"panic".into()).ok().and_then(|p| p.as_string()) else { return false };
+    *inner.panic.borrow_mut() = Some(panic);
+    true
+}
+
 fn receive(inner: &Rc<Inner>, data: JsValue) {
-    if let Some(panic) = Reflect::get(&data, &"panic".into()).ok().and_then(|p| p.as_string()) {
-        *inner.panic.borrow_mut() = Some(panic);
+    if kept_panic(inner, &data) {
         return;
     }
     if let Ok(ports) = Reflect::get(&data, &"threadPorts".into())

@@ -71,7 +71,7 @@ mod awake {
 #[cfg(has_threads)]
 #[inline]
 pub(crate) fn keep_awake() {
-    #[cfg(all(target_family = "wasm", has_threads))]
+    #[cfg(target_family = "wasm")]
     awake::keep_awake();
 }
 

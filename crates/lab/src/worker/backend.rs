@@ -6,10 +6,12 @@
 //! `navigator.gpu`; where a browser offers WebGPU only to pages, the worker says so and computes
 //! on the CPU.)
 
+#[cfg(feature = "webgpu")]
 use js_sys::Reflect;
 use rosetta_model::burn::prelude::*;
 #[cfg(feature = "webgpu")]
 use rosetta_model::burn::tensor::Distribution;
+#[cfg(feature = "webgpu")]
 use wasm_bindgen::JsValue;
 #[cfg(feature = "webgpu")]
 use wasm_bindgen_futures::JsFuture;
@@ -25,6 +27,7 @@ pub struct Backend {
     pub max_buffer: Option<u64>,
 }
 
+#[cfg(feature = "webgpu")]
 fn get(target: &JsValue, key: &str) -> Option<JsValue> {
     Reflect::get(target, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
@@ -45,24 +48,17 @@ async fn webgpu_adapter() -> Result<(), String> {
 }
 
 /// How many threads the CPU path computes on, and why. `module_note` is `static/worker.js`'s
-/// reason for the module it loaded: threads in wasm need a `SharedArrayBuffer`, which browsers
-/// give only to a cross-origin isolated page (COOP + COEP headers: `rosetta lab` sends them, a
-/// static host must), and the threaded module (built with atomics), which has no WebGPU.
+/// reason for the module it loaded (it alone sees the page's isolation, the link's `threads` and
+/// the adapter before choosing): threads in wasm need a `SharedArrayBuffer`, which browsers give
+/// only to a cross-origin isolated page (COOP + COEP headers: `rosetta lab` sends them, a static
+/// host must), and the threaded module (built with atomics), which has no WebGPU.
 fn cpu_threads(module_note: &str) -> String {
     #[cfg(feature = "threads")]
     let threads = super::threads::count();
     #[cfg(not(feature = "threads"))]
     let threads = 1;
     let count = if threads == 1 { "one thread".to_string() } else { format!("{threads} threads") };
-    if !module_note.is_empty() {
-        return format!("{count}: {module_note}");
-    }
-    let isolated = get(&js_sys::global(), "crossOriginIsolated").is_some_and(|v| v.is_truthy());
-    if isolated {
-        format!("{count} (the page is cross-origin isolated)")
-    } else {
-        format!("{count} (the page is not cross-origin isolated: its host sends no COOP/COEP headers)")
-    }
+    if module_note.is_empty() { count } else { format!("{count}: {module_note}") }
 }
 
 #[cfg(feature = "webgpu")]
