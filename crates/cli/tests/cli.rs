@@ -2,7 +2,7 @@
 //! bad (exit code 1, a message naming the file, never a panic).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! (`--adapter`) and exported (`export --peft-from`), GGUF export, TensorBoard event files.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! itself runs in `scripts/test-lab.sh` (headless Chromium).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
-mod common;
+use crate::common;
 
 use common::{assert_fails_cleanly, rosetta, text};
 use rosetta_lab::Manifest;

@@ -2,7 +2,7 @@
 //! write load back, and bad settings fail with a message that says what to change.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
-mod common;
+use crate::common;
 
 use common::{assert_fails_cleanly, rosetta, text};
 use rosetta_model::Checkpoint;

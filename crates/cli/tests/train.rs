@@ -3,7 +3,7 @@
 //! its checkpoint writes (`ROSETTA_CRASH_AT`, see `rosetta_model::atomic::crash_point`).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and fixtures: a panic is how they report")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
