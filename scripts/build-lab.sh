@@ -42,7 +42,7 @@ build_threaded() {
     -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
 }
 # ROSETTA_LAB_THREADED_ONLY=1: build the threaded module's wasm and stop (scripts/test.sh starts
-# it early, in the background, beside the native tests).
+# it early, in the background, beside the native build).
 if [[ "${ROSETTA_LAB_THREADED_ONLY:-0}" == 1 ]]; then
   build_threaded
   exit 0

@@ -50,15 +50,15 @@ source scripts/lint-env.sh
 
 # The lab's threaded worker module is a wasm32 build of its own (std rebuilt with atomics, see
 # scripts/build-lab.sh), independent of the native build and tests: it compiles in the
-# background, niced, on what they leave of the two cores (a build's single-crate stretches and
-# links, the tests' waits), and the wasm32 step below waits for it.
+# background, niced, on what the native build leaves of the two cores, and the wasm32 step below
+# waits for it. Little of it hides there (the native build keeps both cores busy), but no step
+# waits on a core the threaded build could use (reports/ci/README.md).
 threaded_log="$ROSETTA_CACHE/build-lab-threaded.log"
 nice -n 19 env ROSETTA_LAB_PROFILE=web-test ROSETTA_LAB_THREADED_ONLY=1 scripts/build-lab.sh >"$threaded_log" 2>&1 &
 threaded_pid=$!
 
 step "native build: every target of the workspace, linted (clippy -D warnings)"
 cargo build --workspace --all-targets --locked -j "$jobs"
-
 
 step "wait for the Python reference venv and the llama.cpp peer"
 if ! wait "$python_pid"; then
