@@ -2,8 +2,10 @@
 // the V8 CPU profiler inside the Web Worker that computes (the page only lays out), self time
 // summed per function (wasm functions by their Rust names), top entries printed and written as
 // JSON. LAB_PROFILE_ACTION picks what is profiled: `speed` (default: "Measure speed", a forward
-// pass and greedy decoding) or `strength` (a shift-strength change until the 16 sentences'
-// bits/char are shown; the geometry is measured first, unprofiled).
+// pass and greedy decoding), `strength` (a shift-strength change until the 16 sentences'
+// bits/char are shown; the geometry is measured first, unprofiled) or `sparsity` (a sparsity
+// change until the pruned model's bits/char are shown; the features room's first measurement
+// runs first, unprofiled).
 //
 //   node tests/browser/lab.profile.mjs ROSETTA_BIN OUT_JSON QUERY [rosetta lab args...]
 //   (QUERY e.g. "?backend=cpu" or "?backend=cpu&precision=f32")
@@ -56,6 +58,9 @@ try {
   if (action === "strength") {
     await page.getByTestId("tab-shift").click();
     await until("shift-bpc", /with the shift/);
+  } else if (action === "sparsity") {
+    await page.getByTestId("tab-features").click();
+    await until("features-status", /layers × \d+ dimensions/);
   }
   const worker = await workerProfiler(await page.context().newCDPSession(page));
   await worker("Profiler.enable");
@@ -66,6 +71,10 @@ try {
     await page.getByTestId("shift-strength").evaluate((el) => { el.value = "1"; el.dispatchEvent(new Event("change", { bubbles: true })); });
     await until("shift-bpc", /with the shift ×1\.00/);
     result = await text("shift-bpc");
+  } else if (action === "sparsity") {
+    await page.getByTestId("sparsity").evaluate((el) => { el.value = "0.5"; el.dispatchEvent(new Event("change", { bubbles: true })); });
+    await until("features-status", /Pruned to 50%/);
+    result = await text("features-status");
   } else {
     await page.getByTestId("measure-speed").click();
     await until("forward-speed", /tokens\/s|failed/);

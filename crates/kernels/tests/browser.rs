@@ -160,8 +160,9 @@ async fn feature_statistics_match_the_reference_on_webgpu() {
 
 /// The WebAssembly SIMD tile of the quantized matmul (the lab's CPU path) against
 /// dequantise-then-f32, for both code widths, a single activation row (decoding) and shapes
-/// that leave a short last tile and an odd last block — the tolerance of the native tile tests
-/// (1e-4 of the output scale).
+/// that leave a short last tile and every remainder of the tile's four-block groups (1, 2, 3
+/// blocks after whole groups, a row shorter than one group) — the tolerance of the native tile
+/// tests (1e-4 of the output scale).
 #[wasm_bindgen_test]
 fn the_simd128_quantized_tile_matches_the_reference() {
     use rosetta_kernels::quant::{PackedMatrix, QuantizeTo, Tiles, matmul_with, reference_matmul};
@@ -171,7 +172,7 @@ fn the_simd128_quantized_tile_matches_the_reference() {
         (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
     };
     for to in [QuantizeTo::Q8_0, QuantizeTo::Q4_0, QuantizeTo::Q4_1] {
-        for (m, n, k) in [(1, 7, 64), (3, 5, 96), (1, 66, 576), (9, 11, 352)] {
+        for (m, n, k) in [(1, 7, 64), (3, 5, 96), (1, 66, 576), (9, 11, 352), (2, 3, 32), (1, 5, 128), (4, 9, 160)] {
             let w = PackedMatrix::quantize(to, n, k, &values(n * k, (n + k) as u32)).unwrap();
             let x = values(m * k, (m * k) as u32);
             let want = reference_matmul(&w, &x, m);

@@ -8,10 +8,14 @@
 //! 8-bit range and flush its other 31 values to zero. 16 bits keep them (error ≈ 2⁻¹⁵ of a block's
 //! largest value) for about a third more integer work, and decoding is memory-bound either way.
 //!
-//! Layout: the codes of blocks `2p` and `2p + 1` of a row are interleaved in 8-value chunks —
-//! `[2p: 0–7, 2p+1: 0–7, 2p: 8–15, 2p+1: 8–15, …]` — so each 256-bit load holds eight values of
-//! each block, one per 128-bit half, and the sums of the two blocks stay in separate lanes (see
-//! `x86.rs`). A row's odd last block is stored in order. [`QuantizedRows::position`] maps.
+//! Layout, chosen for the target's SIMD tile ([`QuantizedRows::position`] maps):
+//! - **wasm32** (`wasm.rs`): each block on its own, in the order a 16-bit view of the weight's
+//!   code bytes yields — values `0, 2, …, 14`, then `16, 18, …, 30`, `1, 3, …, 15`,
+//!   `17, 19, …, 31` — so the tile masks and shifts codes into place instead of widening them.
+//! - **elsewhere** (`x86.rs`): the codes of blocks `2p` and `2p + 1` of a row are interleaved in
+//!   8-value chunks — `[2p: 0–7, 2p+1: 0–7, 2p: 8–15, 2p+1: 8–15, …]` — so each 256-bit load
+//!   holds eight values of each block, one per 128-bit half, and the sums of the two blocks stay in
+//!   separate lanes. A row's odd last block is stored in order.
 
 use super::packed::BLOCK;
 
@@ -74,6 +78,17 @@ impl QuantizedRows {
 
     /// Where value `j` of block `b` sits in a row of `nb` blocks (see the module docs).
     pub fn position(nb: usize, b: usize, j: usize) -> usize {
+        if cfg!(target_arch = "wasm32") { Self::position_in_lane_order(b, j) } else { Self::position_in_block_pairs(nb, b, j) }
+    }
+
+    /// The wasm32 layout: each block in the order of a 16-bit view of its code bytes.
+    fn position_in_lane_order(b: usize, j: usize) -> usize {
+        let (half, k) = (j / 16, j % 16);
+        b * BLOCK + (k % 2) * 16 + half * 8 + k / 2
+    }
+
+    /// The x86 layout: blocks interleaved in pairs, 8 values at a time.
+    fn position_in_block_pairs(nb: usize, b: usize, j: usize) -> usize {
         if b < nb / 2 * 2 {
             let (pair, second) = (b / 2, b % 2);
             pair * 2 * BLOCK + (j / 8) * 16 + second * 8 + j % 8
@@ -131,16 +146,25 @@ mod tests {
 
     #[test]
     fn positions_are_a_permutation_of_the_row() {
-        for nb in 1..6 {
-            let mut seen = vec![false; nb * BLOCK];
-            for b in 0..nb {
-                for j in 0..BLOCK {
-                    let p = QuantizedRows::position(nb, b, j);
-                    assert!(!seen[p], "nb {nb}: position {p} twice");
-                    seen[p] = true;
+        let layouts: [(&str, fn(usize, usize, usize) -> usize); 2] = [
+            ("block pairs", QuantizedRows::position_in_block_pairs),
+            ("lane order", |_, b, j| QuantizedRows::position_in_lane_order(b, j)),
+        ];
+        for (name, position) in layouts {
+            for nb in 1..6 {
+                let mut seen = vec![false; nb * BLOCK];
+                for b in 0..nb {
+                    for j in 0..BLOCK {
+                        let p = position(nb, b, j);
+                        assert!(p < nb * BLOCK && !seen[p], "{name}, nb {nb}: position {p} out of the row or twice");
+                        seen[p] = true;
+                    }
                 }
             }
         }
+        // The lane order pairs value 2k of a block with 16-bit lane k of its first code bytes.
+        assert_eq!((0..8).map(|k| QuantizedRows::position_in_lane_order(0, 2 * k)).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert_eq!(QuantizedRows::position_in_lane_order(1, 17), 32 + 24);
     }
 
     /// A block with one massive value keeps its small ones (the reason for 16 bits).

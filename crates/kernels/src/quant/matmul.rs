@@ -136,6 +136,18 @@ pub fn matmul_many(tiles: Tiles, weights: &[&PackedMatrix], xq: &QuantizedRows) 
         return Ok(weights.iter().map(|_| Vec::new()).collect());
     }
     let threads = thread_count();
+    if threads == 1 && m == 1 {
+        // One activation row without threads (the lab's single-thread module): each weight in one
+        // pass, straight into its output — no tasks to collect and copy.
+        return Ok(weights
+            .iter()
+            .map(|w| {
+                let mut out = vec![0f32; w.rows()];
+                tiles.block(w, 0..w.rows(), xq, 0..1, &mut out);
+                out
+            })
+            .collect());
+    }
     let x_chunk = if m == 1 { 1 } else { X_ROWS_PER_TASK };
     let x_tasks = m.div_ceil(x_chunk);
     let total_rows: usize = weights.iter().map(|w| w.rows()).sum::<usize>().max(1);

@@ -440,7 +440,7 @@ impl CpuRoute {
         {
             return CpuRoute::Bf16(route);
         }
-        if rows >= DEQUANTIZED_ROWS { CpuRoute::Dequantized } else { CpuRoute::Integer }
+        if rows >= DEQUANTIZED_ROWS && !cfg!(target_arch = "wasm32") { CpuRoute::Dequantized } else { CpuRoute::Integer }
     }
 
     pub fn name(self) -> &'static str {
@@ -462,7 +462,11 @@ pub const BF16_ROWS: usize = 48;
 /// slice at a time and multiplies it in f32 by burn's matmul (the `gemm` crate) instead of the
 /// integer kernels: the integer tiles lead at decode and prompt sizes (1–128 rows), f32 GEMM at
 /// scoring batches (8 × 128), where the work is compute-bound and dequantising a slice costs a
-/// few percent of multiplying by it (`reports/inference/`).
+/// few percent of multiplying by it (`reports/inference/`). Not in WebAssembly, where the f32
+/// GEMM has 4-wide SIMD and no fused multiply-add: there the integer tile leads at every size
+/// (one Q4_1 1536 × 576 weight in Chromium, one thread, the GEMM timed with its dequantisation:
+/// 20.2 against 10.3 GMAC/s at 16 rows, 19.3 against 15.3 at 64, 19.2 against 17.9 at 512;
+/// `reports/lab/wasm-tile-bench`), and needs no f32 copy of each weight slice.
 pub const DEQUANTIZED_ROWS: usize = 256;
 
 /// Weight rows dequantised at a time on the f32 path (a 49 152-row head in 8 MB slices).
