@@ -546,6 +546,17 @@ async function run() {
         const [g, c] = [numbers(gpuText), numbers(cpuText)];
         check(g.length > 0 && g.length === c.length && g.every((v, i) => Math.abs(v - c[i]) <= 0.01), `WebGPU and CPU disagree: ${gpuText} vs ${cpuText}`);
       }
+      // A pool thread's panic reaches the page on that thread's own port (the worker is blocked in
+      // the pool while its threads compute): the crash notice quotes it, and a reload brings the
+      // lab back. The worker's test hook spawns the panicking job; nothing else can reach a thread.
+      const [labWorker] = page.workers();
+      check(labWorker, "cpu: the page runs no worker");
+      await labWorker.evaluate(() => self.labSimulateThreadPanic());
+      timings.cpu_thread_crash_notice = await waitForText(page, "lab-crashed", /The lab stopped: [\s\S]*a simulated panic in a thread of the pool[\s\S]*Reload the lab/);
+      await shot(page, "cpu-thread-crashed");
+      await page.getByText("Reload the lab").click();
+      await waitForModel(page);
+      check(await page.getByTestId("lab-crashed").count() === 0, "cpu: the page reloaded after a thread's crash still shows the notice");
       await page.close();
       timings.cpu_quantized = await quantizedModel(cpu, url, timings.cpu_shift.bpc);
       timings.unisolated_host = await unisolatedHost(cpu);

@@ -79,6 +79,8 @@ if (threads > 1) {
       const threaded = await import("../pkg/rosetta_lab_threads.js");
       await threaded.default();
       await startThreads(threaded, threads);
+      // For the end-to-end test, which cannot script a thread blocked in the pool: one of them panics.
+      self.labSimulateThreadPanic = () => threaded.thread_pool_simulate_panic();
       lab = threaded;
       note = `wasm threads on a cross-origin isolated page; no WebGPU: ${noWebGpu}`;
     } catch (error) {

@@ -76,6 +76,23 @@ pub fn thread_pool_enter() -> Result<(), JsValue> {
     Ok(())
 }
 
+/// For the end-to-end test: a job that panics on one of the pool's other threads, the path a real
+/// panic or trap in one takes to the page (the thread's own port: the worker is blocked in the
+/// pool while its threads compute). Nothing else can provoke it from outside, since a thread
+/// waiting in the pool runs no script. `static/worker.js` exposes it on the worker's scope only.
+#[wasm_bindgen]
+pub fn thread_pool_simulate_panic() {
+    fn on_another_thread() {
+        if rayon::current_thread_index() == Some(0) {
+            // The worker took the job itself while waiting for a share of its own: hand it on.
+            rayon::spawn(on_another_thread);
+            return;
+        }
+        panic!("a simulated panic in a thread of the pool");
+    }
+    rayon::spawn(on_another_thread);
+}
+
 /// Threads in rayon's pool (1 when it was never built).
 pub fn count() -> usize {
     rayon::current_num_threads()
