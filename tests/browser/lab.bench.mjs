@@ -6,12 +6,18 @@
 // until the pruned bits/char are shown, distillation steps per second, and the page's longest
 // main-thread task meanwhile.
 //
+// Modes tjs-q8, tjs-q4 (and -1 for one thread) run the peer, transformers.js, on the same model in
+// the same browser and the same run (scripts/peers/transformersjs_bench.mjs; the library and the
+// exported model from `scripts/setup-transformersjs.sh MODEL.gguf`, whose printed directory goes in
+// LAB_BENCH_TJS).
+//
 //   node tests/browser/lab.bench.mjs ROSETTA_BIN OUT_JSON [rosetta lab args...]
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createRequire } from "node:module";
+import { measureTransformersJs } from "../../scripts/peers/transformersjs_bench.mjs";
 
 const require = createRequire(new URL("../../web/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
@@ -132,6 +138,18 @@ try {
   if (modes.includes("cpu")) results.cpu = await measure("cpu", WEBGPU, "?backend=cpu");
   if (modes.includes("cpu-1")) results.cpu_1 = await measure("cpu-1", WEBGPU, "?backend=cpu&threads=1");
   if (modes.includes("cpu-f32")) results.cpu_f32 = await measure("cpu-f32", WEBGPU, "?backend=cpu&precision=f32");
+  // transformers.js: its WebAssembly default (q8: int8 weights, activations quantized per tensor
+  // at run time) and 4-bit blocks (q4), on two threads (as many as the lab's cpu mode uses here)
+  // and on one.
+  const model = labArgs.includes("--model") ? labArgs[labArgs.indexOf("--model") + 1] : null;
+  for (const mode of modes.filter((m) => m.startsWith("tjs-"))) {
+    const [, dtype, one] = mode.split("-");
+    if (!process.env.LAB_BENCH_TJS || !model) throw new Error(`mode ${mode} needs LAB_BENCH_TJS (scripts/setup-transformersjs.sh) and --model`);
+    const threads = one === "1" ? 1 : 2;
+    const result = await measureTransformersJs({ chromium, launchArgs: BASE, toolsDir: process.env.LAB_BENCH_TJS, model: basename(model, ".gguf"), dtype, threads, timeoutMs: LIMIT });
+    console.log(mode, JSON.stringify(result));
+    results[mode.replaceAll("-", "_")] = result;
+  }
 } finally {
   server.kill();
 }

@@ -101,15 +101,19 @@ pub fn run(args: Args) -> Result<()> {
         // Decode the whole continuation each step so multi-byte characters split across tokens
         // print whole.
         if let Ok(text) = tokenizer.decode(&generated, true)
-            && text.len() > printed
-            && text.is_char_boundary(printed)
+            && let Some(new) = printable(&text, printed, false)
         {
-            print!("{}", &text[printed..]);
+            print!("{new}");
             let _ = stdout.flush();
-            printed = text.len();
+            printed += new.len();
         }
     })
     .context("generating")?;
+    if let Ok(text) = tokenizer.decode(&generated, true)
+        && let Some(rest) = printable(&text, printed, true)
+    {
+        print!("{rest}");
+    }
     println!();
     eprintln!(
         "{} prompt tokens in {:.2} s; {} new tokens in {:.2} s ({:.1} tokens/s, {:?})",
@@ -121,4 +125,36 @@ pub fn run(args: Args) -> Result<()> {
         output.stop_reasons[0]
     );
     Ok(())
+}
+
+/// What of `text` (the continuation decoded so far) is new past the `printed` bytes. Until `last`,
+/// trailing replacement characters are held back: they are a character whose bytes the next
+/// tokens complete (a Chinese character is often two or three byte-level tokens), which printed
+/// early would show as `�` and shift everything after it.
+fn printable(text: &str, printed: usize, last: bool) -> Option<&str> {
+    let complete = if last { text } else { text.trim_end_matches(char::REPLACEMENT_CHARACTER) };
+    (complete.len() > printed && complete.is_char_boundary(printed)).then(|| &complete[printed..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_character_split_across_tokens_prints_once_whole() {
+        // "北京" as the decoder sees it token by token: the second character's bytes arrive late.
+        let steps = ["北", "北\u{FFFD}", "北\u{FFFD}", "北京"];
+        let mut printed = 0;
+        let mut out = String::new();
+        for text in steps {
+            if let Some(new) = printable(text, printed, false) {
+                out.push_str(new);
+                printed += new.len();
+            }
+        }
+        assert_eq!(out, "北京");
+        // A replacement character the model really produced still prints at the end.
+        assert_eq!(printable("a\u{FFFD}", 1, false), None);
+        assert_eq!(printable("a\u{FFFD}", 1, true), Some("\u{FFFD}"));
+    }
 }
