@@ -18,7 +18,8 @@
 #                                        checkpointing, a longer generation, forward/generate with
 #                                        dense weights input-major, and forward/generate/
 #                                        train with the plain build (rosetta-plain-*.json: no
-#                                        autotuning); results/torch-*.json: the same
+#                                        autotuning), the web lab's rooms (`bench lab`,
+#                                        rosetta-lab.json); results/torch-*.json: the same
 #                                        in PyTorch eager on CUDA, f32 and bf16, in one process;
 #                                        log/*.txt (and log/*.memory: nvidia-smi every 100 ms)
 # Each step is bounded in time and a failed step is recorded, not fatal: one short call should
@@ -186,6 +187,11 @@ step rosetta-generate-long 90 "$rosetta" bench generate "$model" --device wgpu -
 # wgpu's default (`rosetta_model::DenseLayout`).
 step rosetta-forward-input-major 90 env ROSETTA_WGPU_DENSE_LAYOUT=input-major "$rosetta" bench forward "$model" --device wgpu --precision f32 --batch "$batches" --seq "$seq" --no-reference --json "$results/results/rosetta-forward-input-major.json"
 step rosetta-generate-input-major 90 env ROSETTA_WGPU_DENSE_LAYOUT=input-major "$rosetta" bench generate "$model" --device wgpu --precision f32 --batch "$batches" --prompt-tokens "$seq" --new-tokens "$new" --no-reference --json "$results/results/rosetta-generate-input-major.json"
+
+# The web lab's model on WebGPU's native implementation (issues 19 and 20): the rooms the page's
+# worker computes, with its sizes, as `rosetta bench lab` runs them — the nearest measurement of the
+# page on this GPU, since the machine has no browser (reports/lab/ has the browser's numbers).
+step rosetta-lab 120 "$rosetta" bench lab "$model" --device wgpu --json "$results/results/rosetta-lab.json"
 
 # The plain build (no autotuning) on the same steps, for what burn's autotuning is worth.
 if [[ "${GPU_RUN_PLAIN:-1}" == 1 && -x "$plain" ]]; then

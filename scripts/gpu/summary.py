@@ -196,3 +196,17 @@ if launches:
     top = sorted(launches.get("by_kernel", {}).items(), key=lambda kv: -kv[1])[:6]
     print(f"\nKernel launches per decode step (batch 1): {launches['total']:.0f} — "
           + ", ".join(f"{name} {n:.0f}" for name, n in top) + ".")
+
+lab = read("rosetta-lab.json")
+if lab:
+    shift, sparsity = lab.get("shift", {}), lab.get("sparsity", {})
+
+    def sec(value):
+        return "—" if value is None else f"{value:.2f} s"
+
+    print(f"\nThe web lab's rooms on wgpu (`bench lab`; the browser's budgets in reports/lab/): model ready "
+          f"{sec(lab.get('load_seconds'))}, forward {fmt(lab.get('forward_tokens_per_second'))} tokens/s (batch 1 × 64), "
+          f"decode {fmt(lab.get('decode_tokens_per_second'))} tokens/s, geometry {sec(lab.get('geometry_seconds'))}, "
+          f"strength change: next-token view {sec(shift.get('next_token_seconds'))} and bits/char of "
+          f"{shift.get('sentences', '?')} sentences {sec(shift.get('bits_per_char_seconds'))}, features room "
+          f"{sec(lab.get('features_seconds'))}, sparsity change {sec(sparsity.get('seconds'))}.")

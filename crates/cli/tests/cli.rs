@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{assert_fails_cleanly, rosetta, text};
 
-use rosetta_tests::fixtures::{tiny_gguf, write_tiny_hf};
+use rosetta_tests::fixtures::{tiny_gguf, write_tiny_deep_hf, write_tiny_hf};
 use rosetta_tests::{default_model, skip, temp_dir};
 
 fn parallel_fixture(dir: &Path) -> std::path::PathBuf {
@@ -142,6 +142,35 @@ fn default_model_runs() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Budapest"), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("tokens/s"));
+}
+
+/// The lab's rooms natively (`bench lab`) on a tiny model: every step runs and reports, with the
+/// worker's sizes; a language the lab does not serve is a clean error. Timings are not asserted.
+#[test]
+fn lab_benchmark_runs_every_room() {
+    let dir = temp_dir("cli-bench-lab");
+    let model = dir.join("model");
+    // The shift room's band needs more than two layers.
+    write_tiny_deep_hf(&model, 3, 4);
+    let json = dir.join("lab.json");
+    let out = rosetta(&["bench", "lab", model.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in ["load_seconds", "forward_tokens_per_second", "decode_tokens_per_second", "geometry_seconds", "features_seconds"] {
+        assert!(report[key].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "{key}: {report}");
+    }
+    assert_eq!(report["shift"]["sentences"], 16, "{report}");
+    let [plain, shifted] = [0, 1].map(|i| report["shift"]["bits_per_char"][i].as_f64().unwrap());
+    assert!(plain > 0.0 && shifted > 0.0 && plain != shifted, "the shift must change the cost: {plain} {shifted}");
+    let (dense, pruned) =
+        (report["sparsity"]["dense_bits_per_char"].as_array().unwrap(), report["sparsity"]["pruned_bits_per_char"].as_array().unwrap());
+    assert_eq!(dense.len(), 4, "one cost per language: {report}");
+    assert_eq!(pruned.len(), 4);
+    assert!(dense.iter().zip(pruned).any(|(d, p)| d[1] != p[1]), "pruning half the weights must change some cost: {report}");
+    assert!(text(&out.stdout).contains("sparsity 0 → 0.5"), "{}", text(&out.stdout));
+
+    let bad = rosetta(&["bench", "lab", model.to_str().unwrap(), "--lang", "xx"]);
+    assert_fails_cleanly(&bad, &["xx", "--lang", "hu"]);
 }
 
 /// The kernel benchmark's plumbing (tables, JSON, plot, bad shapes) at toy sizes on the CPU,

@@ -15,6 +15,7 @@ use rosetta_prune::{Calibration, PruneMethod, PruneOptions, ScoreRule, prune_mod
 use rosetta_viz::Heatmap;
 
 use crate::error::{LabError, Result};
+use crate::manifest::Manifest;
 use crate::page_state::MAX_SPARSITY;
 
 const BATCH: usize = 4;
@@ -59,6 +60,14 @@ pub fn large_dimensions(features: &LayerFeatures, other: &LayerFeatures) -> Vec<
             outliers(mine, OUTLIER_FACTOR).into_iter().map(|(d, v)| (d, v, shared.contains(&d))).collect()
         })
         .collect()
+}
+
+/// Sentences per language the features room scores after pruning.
+pub const SCORED_SENTENCES: usize = 8;
+
+/// The sentences the features room scores: the first [`SCORED_SENTENCES`] of each language.
+pub fn scored_texts(manifest: &Manifest) -> Vec<(String, Vec<&str>)> {
+    manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(SCORED_SENTENCES).collect())).collect()
 }
 
 /// Bits per character per language of `model` pruned with Wanda at `sparsity`, calibrated on

@@ -32,6 +32,7 @@ pub mod features;
 pub mod fertility;
 pub mod page_memory;
 pub mod shift;
+pub mod speed;
 #[cfg(test)]
 mod test_support;
 #[cfg(target_family = "wasm")]

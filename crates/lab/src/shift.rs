@@ -22,6 +22,9 @@ use crate::manifest::Manifest;
 /// Plain data the page shows: defined beside the page–worker messages.
 pub use rosetta_lab_protocol::NextTokenView;
 
+/// Sentences per language the shift room measures (the geometry's minimum: fast enough on a CPU).
+pub const SHIFT_SENTENCES: usize = MIN_GEOMETRY_SENTENCES;
+
 /// Sentences are states in one forward pass each; this many per batch between pauses.
 const CHUNK: usize = 4;
 const MAX_TOKENS: usize = 64;

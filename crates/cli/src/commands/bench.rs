@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Train(TrainArgs),
     /// The WGSL kernels against composed tensor ops (time, memory, bytes moved).
     Kernels(crate::commands::bench_kernels::Args),
+    /// The web lab's rooms natively on a device (the worker's computations and sizes).
+    Lab(crate::commands::bench_lab::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +128,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Generate(args) => generate(args),
         BenchCommand::Train(args) => train_step(args),
         BenchCommand::Kernels(args) => crate::commands::bench_kernels::run(args),
+        BenchCommand::Lab(args) => crate::commands::bench_lab::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_kernels;
+pub mod bench_lab;
 pub mod calib_args;
 pub mod classify;
 pub mod data;

@@ -4,30 +4,25 @@
 
 use std::rc::Rc;
 
-use rosetta_model::{Interventions, TextTokenizer, TokenBatch};
+use rosetta_model::{Interventions, TextTokenizer};
 
 use super::batch_boundary;
 use super::loader::{self, Loaded};
 use super::{Call, Handled, State, backend};
 use crate::browser::{self, now_ms};
 use crate::distill::{DistillConfig, Distiller, teach};
-use crate::features::{heatmap, large_dimensions, magnitudes, pruned_bits_per_char};
+use crate::features::{heatmap, large_dimensions, magnitudes, pruned_bits_per_char, scored_texts};
 use crate::fertility::{fertility_chart, fertility_rows, pieces, premiums};
 use crate::manifest::{self, Manifest};
 use crate::page_memory::{MAX_PICKED_BYTES, MAX_TOKENIZER_BYTES, check_model_fits_page};
 use crate::protocol::{
-    Answer, BackendChoice, DistillStep, Event, ExportedGeometry, FeaturesView, GeometryView, ModelInfo, Request, SPEED_DECODE_TOKENS,
-    ShiftView,
+    Answer, BackendChoice, DistillStep, Event, ExportedGeometry, FeaturesView, GeometryView, ModelInfo, Request, ShiftView,
 };
 use crate::shift::{
-    MIN_GEOMETRY_SENTENCES, ShiftBase, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
+    SHIFT_SENTENCES, ShiftBase, band_stability_chart, compute_geometry, distance_chart, next_token_view, plan, scatter_chart,
     shifted_points,
 };
 
-/// Sentences per language the shift room measures (the geometry's minimum: fast enough on a CPU).
-pub const SHIFT_SENTENCES: usize = MIN_GEOMETRY_SENTENCES;
-/// Sentences per language the features room scores after pruning.
-const SCORED: usize = 8;
 /// Parallel rows the distillation room turns into lessons (two of them held out).
 const DISTILL_ROWS: usize = 12;
 /// Held-out loss and samples every this many steps.
@@ -325,10 +320,6 @@ async fn shift(call: &Call, lang: &str, strength: f32, layer: Option<usize>, sen
     }))
 }
 
-fn scored_texts(manifest: &Manifest) -> Vec<(String, Vec<&str>)> {
-    manifest.langs.iter().map(|l| (l.clone(), manifest.sentences(l).into_iter().take(SCORED).collect())).collect()
-}
-
 async fn features(call: &Call) -> Handled {
     let (loaded, manifest) = (call.state.loaded()?, call.state.manifest()?);
     call.status(format!(
@@ -463,27 +454,8 @@ async fn distill(call: &Call, lang: String) -> Handled {
     }
 }
 
-/// Forward (prefill) tokens per second at batch 1 × 64 after one warm-up pass, and greedy
-/// decoding from that prompt — one token per step through the KV cache, the memory-bound case a
-/// quantized model is held for.
+/// [`crate::speed::measure_speed`] on the loaded model.
 async fn measure_speed(loaded: &Loaded) -> Handled {
-    let vocab = loaded.model.config().vocab_size as u32;
-    let ids: Vec<u32> = (0..64u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    let batch = TokenBatch::single(&ids).map_err(|e| e.to_string())?;
-    let run = || async {
-        let (logits, _) = loaded.model.forward_with(&batch, &Interventions::none()).map_err(|e| e.to_string())?;
-        rosetta_model::readback::to_vec_f32(logits.slice([0..1, 63..64, 0..vocab as usize])).await.map_err(|e| e.to_string())
-    };
-    run().await?;
-    let t0 = now_ms();
-    let reps = 3;
-    for _ in 0..reps {
-        run().await?;
-    }
-    let forward = (reps * 64) as f64 / ((now_ms() - t0) / 1000.0);
-    let config = rosetta_model::generate::GenerationConfig { max_new_tokens: SPEED_DECODE_TOKENS, ..Default::default() };
-    let output = rosetta_model::generate::generate(&loaded.model, &[ids], &config, &Interventions::none(), |_, _| {})
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Answer::Speed { forward, decode: output.decode_tokens_per_second() })
+    let speed = crate::speed::measure_speed(&loaded.model).await.map_err(|e| e.to_string())?;
+    Ok(Answer::Speed { forward: speed.forward, decode: speed.decode })
 }
