@@ -41,6 +41,30 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
+/// What the run has measured so far: the JSON (rewritten after every step, so that a run stopped
+/// by a time limit — the GPU run bounds each step — keeps what it finished) and the table's rows.
+struct Report {
+    path: Option<PathBuf>,
+    json: serde_json::Map<String, serde_json::Value>,
+    rows: Vec<Vec<String>>,
+    device: String,
+}
+
+impl Report {
+    fn record(&mut self, fields: serde_json::Value, step: &str, result: String) -> Result<()> {
+        if let serde_json::Value::Object(fields) = fields {
+            self.json.extend(fields);
+        }
+        // Also on stderr as it happens: a log without a terminal shows no progress bar.
+        eprintln!("{step}: {result}");
+        self.rows.push(vec![self.device.clone(), step.to_string(), result]);
+        match &self.path {
+            Some(path) => write_json(path, &serde_json::Value::Object(self.json.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Seconds since `since`.
 fn seconds(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
@@ -65,10 +89,22 @@ pub fn run(args: Args) -> Result<()> {
             .context("the lab's manifest has no language besides English")?,
     };
     let pause = || async {};
+    let device = format!("{:?}", args.model.device);
+    let mut report = Report { path: args.json.clone(), json: serde_json::Map::new(), rows: Vec::new(), device: device.clone() };
+    report.record(
+        json!({"model": checkpoint.origin.0, "device": device, "precision": format!("{:?}", args.model.precision), "load_seconds": load_seconds}),
+        "model ready",
+        format!("{load_seconds:.2} s"),
+    )?;
     let bar = progress(5, "lab rooms");
 
     bar.set_message("Measure speed");
     let speed = block_on(measure_speed(&model))?;
+    report.record(
+        json!({"forward_tokens_per_second": speed.forward, "decode_tokens_per_second": speed.decode}),
+        "forward, batch 1 × 64 / decode, batch 1",
+        format!("{:.0} / {:.1} tokens/s", speed.forward, speed.decode),
+    )?;
     bar.inc(1);
 
     bar.set_message("geometry");
@@ -77,6 +113,11 @@ pub fn run(args: Args) -> Result<()> {
     let geometry = block_on(compute_geometry(&model, tokenizer, &manifest, per_lang, pause, |_| {}))?;
     let plan = plan(&geometry)?;
     let geometry_seconds = seconds(t);
+    report.record(
+        json!({"geometry_seconds": geometry_seconds}),
+        &format!("geometry, {} languages × {per_lang}", manifest.langs.len()),
+        format!("{geometry_seconds:.2} s"),
+    )?;
     bar.inc(1);
 
     // What the page computes once per language (and keeps) before the first strength change: the
@@ -93,6 +134,19 @@ pub fn run(args: Args) -> Result<()> {
     let next_token_seconds = seconds(t);
     let shifted_bits_per_char = block_on(base.bits_per_char(&model, &interventions, pause))?;
     let bits_per_char_seconds = seconds(t);
+    report.record(
+        json!({"shift": {
+            "lang": lang,
+            "strength": args.strength,
+            "sentences": per_lang,
+            "next_token_seconds": next_token_seconds,
+            "bits_per_char_seconds": bits_per_char_seconds,
+            "bits_per_char": [base_bits_per_char, shifted_bits_per_char],
+            "next_token_top": view.top.first().map(|(token, p)| json!([token, p])),
+        }}),
+        &format!("strength 0 → {} ({lang}): next-token view, then bits/char of {per_lang} sentences", args.strength),
+        format!("{next_token_seconds:.2} s, {bits_per_char_seconds:.2} s"),
+    )?;
     bar.inc(1);
 
     bar.set_message("features");
@@ -102,68 +156,24 @@ pub fn run(args: Args) -> Result<()> {
     let texts = scored_texts(&manifest);
     let dense = block_on(pruned_bits_per_char(&model, tokenizer, &manifest.translation_prompts, 0.0, &texts, pause, |_| {}))?;
     let features_seconds = seconds(t);
+    report.record(json!({"features_seconds": features_seconds}), "features room", format!("{features_seconds:.2} s"))?;
     bar.inc(1);
 
     bar.set_message("sparsity change");
     let t = Instant::now();
     let pruned = block_on(pruned_bits_per_char(&model, tokenizer, &manifest.translation_prompts, args.sparsity, &texts, pause, |_| {}))?;
     let sparsity_seconds = seconds(t);
+    report.record(
+        json!({"sparsity": {
+            "sparsity": args.sparsity,
+            "seconds": sparsity_seconds,
+            "dense_bits_per_char": dense,
+            "pruned_bits_per_char": pruned,
+        }}),
+        &format!("sparsity 0 → {}", args.sparsity),
+        format!("{sparsity_seconds:.2} s"),
+    )?;
     bar.finish_and_clear();
-
-    let device = format!("{:?}", args.model.device);
-    println!(
-        "{}",
-        table(
-            &["the lab on", "step", "result"],
-            &[
-                vec![device.clone(), "model ready".into(), format!("{load_seconds:.2} s")],
-                vec![device.clone(), "forward, batch 1 × 64".into(), format!("{:.0} tokens/s", speed.forward)],
-                vec![device.clone(), "decode, batch 1".into(), format!("{:.1} tokens/s", speed.decode)],
-                vec![
-                    device.clone(),
-                    format!("geometry, {} languages × {per_lang}", manifest.langs.len()),
-                    format!("{geometry_seconds:.2} s")
-                ],
-                vec![
-                    device.clone(),
-                    format!("strength 0 → {} ({lang}): next-token view", args.strength),
-                    format!("{next_token_seconds:.2} s")
-                ],
-                vec![device.clone(), format!("… and bits/char of {per_lang} sentences"), format!("{bits_per_char_seconds:.2} s")],
-                vec![device.clone(), "features room".into(), format!("{features_seconds:.2} s")],
-                vec![device.clone(), format!("sparsity 0 → {}", args.sparsity), format!("{sparsity_seconds:.2} s")],
-            ],
-        )
-    );
-    if let Some(path) = &args.json {
-        write_json(
-            path,
-            &json!({
-                "model": checkpoint.origin.0,
-                "device": device,
-                "precision": format!("{:?}", args.model.precision),
-                "load_seconds": load_seconds,
-                "forward_tokens_per_second": speed.forward,
-                "decode_tokens_per_second": speed.decode,
-                "geometry_seconds": geometry_seconds,
-                "shift": {
-                    "lang": lang,
-                    "strength": args.strength,
-                    "sentences": per_lang,
-                    "next_token_seconds": next_token_seconds,
-                    "bits_per_char_seconds": bits_per_char_seconds,
-                    "bits_per_char": [base_bits_per_char, shifted_bits_per_char],
-                    "next_token_top": view.top.first().map(|(token, p)| json!([token, p])),
-                },
-                "features_seconds": features_seconds,
-                "sparsity": {
-                    "sparsity": args.sparsity,
-                    "seconds": sparsity_seconds,
-                    "dense_bits_per_char": dense,
-                    "pruned_bits_per_char": pruned,
-                },
-            }),
-        )?;
-    }
+    println!("{}", table(&["the lab on", "step", "result"], &report.rows));
     Ok(())
 }
