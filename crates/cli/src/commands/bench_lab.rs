@@ -48,6 +48,7 @@ struct Report {
     json: serde_json::Map<String, serde_json::Value>,
     rows: Vec<Vec<String>>,
     device: String,
+    bar: indicatif::ProgressBar,
 }
 
 impl Report {
@@ -55,8 +56,9 @@ impl Report {
         if let serde_json::Value::Object(fields) = fields {
             self.json.extend(fields);
         }
-        // Also on stderr as it happens: a log without a terminal shows no progress bar.
-        eprintln!("{step}: {result}");
+        // Also on stderr as it happens (a log without a terminal shows no progress bar), with the
+        // bar stepped aside while the line is written.
+        self.bar.suspend(|| eprintln!("{step}: {result}"));
         self.rows.push(vec![self.device.clone(), step.to_string(), result]);
         match &self.path {
             Some(path) => write_json(path, &serde_json::Value::Object(self.json.clone())),
@@ -90,13 +92,14 @@ pub fn run(args: Args) -> Result<()> {
     };
     let pause = || async {};
     let device = format!("{:?}", args.model.device);
-    let mut report = Report { path: args.json.clone(), json: serde_json::Map::new(), rows: Vec::new(), device: device.clone() };
+    let bar = progress(5, "lab rooms");
+    let mut report =
+        Report { path: args.json.clone(), json: serde_json::Map::new(), rows: Vec::new(), device: device.clone(), bar: bar.clone() };
     report.record(
         json!({"model": checkpoint.origin.0, "device": device, "precision": format!("{:?}", args.model.precision), "load_seconds": load_seconds}),
         "model ready",
         format!("{load_seconds:.2} s"),
     )?;
-    let bar = progress(5, "lab rooms");
 
     bar.set_message("Measure speed");
     let speed = block_on(measure_speed(&model))?;
