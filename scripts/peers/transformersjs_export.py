@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def main(gguf, out):
-    import onnx
     from loading import save_dense
     from transformers import AutoTokenizer
 
@@ -41,17 +40,17 @@ def main(gguf, out):
         head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
         os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
         q4 = build(dense, os.path.join(work, "int4"), "int4", work)
-        save(fix_cache_shapes(onnx.load(q4), head_dim), os.path.join(out, "onnx", "model_q4.onnx"))
+        place(q4, head_dim, os.path.join(out, "onnx", "model_q4.onnx"))
         # transformers.js's default on WebAssembly ("q8"): int8 weights with activations
         # quantized at run time (`quantize_dynamic`, as its own conversion script makes them).
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         f32 = build(dense, os.path.join(work, "fp32"), "fp32", work)
         # "fp32": the GGUF's values exactly (its logits match PyTorch's within 1e-4).
-        save(fix_cache_shapes(onnx.load(f32), head_dim), os.path.join(out, "onnx", "model.onnx"))
+        place(f32, head_dim, os.path.join(out, "onnx", "model.onnx"))
         q8 = os.path.join(work, "model_quantized.onnx")
         quantize_dynamic(f32, q8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        save(fix_cache_shapes(onnx.load(q8), head_dim), os.path.join(out, "onnx", "model_quantized.onnx"))
+        place(q8, head_dim, os.path.join(out, "onnx", "model_quantized.onnx"))
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
             shutil.copy(os.path.join(dense, name), out)
         keys = ("bos_token_id", "eos_token_id", "pad_token_id")
@@ -73,21 +72,18 @@ def build(dense, out, precision, work):
     return os.path.join(out, "model.onnx")
 
 
-def fix_cache_shapes(graph, head_dim):
-    """transformers.js sizes the empty cache of a first pass from the graph's input shapes, reading
-    a named dimension as 0; the builder names the head dimension."""
+def place(built, head_dim, path):
+    """The graph at `built` as transformers.js loads it, written to `path` in one file (under
+    protobuf's 2 GB, so transformers.js needs no external-data option). transformers.js sizes the
+    empty cache of a first pass from the graph's input shapes, reading a named dimension as 0; the
+    builder names the head dimension, so it is written as a number."""
+    import onnx
+
+    graph = onnx.load(built)
     for value in list(graph.graph.input) + list(graph.graph.output):
         if value.name.startswith(("past_key_values.", "present.")):
             value.type.tensor_type.shape.dim[3].dim_value = head_dim
-    return graph
-
-
-def save(graph, path):
-    """One file (under protobuf's 2 GB), so transformers.js needs no external-data option."""
-    import onnx
-
     onnx.save_model(graph, path, save_as_external_data=False)
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
